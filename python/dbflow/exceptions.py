@@ -1,0 +1,107 @@
+"""dbflow's exception hierarchy, rooted at :class:`DatabaseError`.
+
+Every error carries the database and the operation that failed, and never a
+password. Query errors carry PostgreSQL's SQLSTATE (``sqlstate``) or SQL
+Server's error number (``error_number``). All exceptions pickle, so they cross
+process boundaries (Prefect task results, multiprocessing) intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ChecksumMismatchError",
+    "ConfigurationError",
+    "DatabaseConnectionError",
+    "DatabaseError",
+    "IntegrityError",
+    "MigrationError",
+    "ParameterError",
+    "PoolTimeoutError",
+    "QueryError",
+    "QueryTimeoutError",
+    "TransactionError",
+]
+
+
+class DatabaseError(Exception):
+    """Root of every dbflow error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        database: str | None = None,
+        operation: str | None = None,
+        sqlstate: str | None = None,
+        error_number: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.database = database
+        self.operation = operation
+        self.sqlstate = sqlstate
+        self.error_number = error_number
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild,
+            (
+                type(self),
+                self.message,
+                {
+                    "database": self.database,
+                    "operation": self.operation,
+                    "sqlstate": self.sqlstate,
+                    "error_number": self.error_number,
+                },
+            ),
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[DatabaseError], message: str, attrs: dict[str, Any]) -> DatabaseError:
+    return cls(message, **attrs)
+
+
+class ConfigurationError(DatabaseError):
+    """A setting is missing, malformed or contradictory; the message names the key."""
+
+
+class DatabaseConnectionError(DatabaseError, ConnectionError):
+    """The server could not be reached, refused the login, or dropped the connection."""
+
+
+class QueryError(DatabaseError):
+    """The server rejected a statement (``sqlstate`` / ``error_number`` say why)."""
+
+
+class IntegrityError(QueryError):
+    """A constraint was violated (unique, foreign key, not null, check)."""
+
+
+class ParameterError(QueryError, ValueError):
+    """A ``:name`` parameter is missing or its value cannot be sent."""
+
+
+class QueryTimeoutError(QueryError, TimeoutError):
+    """The statement passed its deadline and the server stopped it."""
+
+
+class PoolTimeoutError(DatabaseError, TimeoutError):
+    """No pooled connection became free within ``pool_timeout``."""
+
+
+class TransactionError(DatabaseError):
+    """A transaction could not be committed, or was used after it ended."""
+
+
+class MigrationError(DatabaseError):
+    """A migration file is invalid or failed to apply."""
+
+
+class ChecksumMismatchError(MigrationError):
+    """An applied migration's file was edited afterwards."""

@@ -1,0 +1,460 @@
+//! PostgreSQL through sqlx: connection options, statement preparation with
+//! psycopg2-compatible parameter typing, and binary row decoding.
+
+pub mod decode;
+pub mod encode;
+pub mod oid;
+
+use futures_util::TryStreamExt;
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgSslMode, PgTypeInfo, PgTypeKind,
+};
+use sqlx::{
+    Arguments, Column, ConnectOptions, Connection as _, Either, Executor, Row, SqlSafeStr,
+    Statement as _, TypeInfo, ValueRef,
+};
+
+use self::encode::{Mismatch, Target};
+use super::Statement;
+use crate::config::DatabaseConfig;
+use crate::error::{Error, Result};
+use crate::sql::ParsedSql;
+use crate::value::{Rows, Value};
+
+/// Connection options dbflow accepts in a PostgreSQL URL, beside user,
+/// password, host, port and database.
+const KNOWN_OPTIONS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+    "host",
+    "options",
+    "statement_cache_capacity",
+    "client_encoding",
+];
+
+pub fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions> {
+    let spec = &config.spec;
+    let key = &config.source_key;
+    let unknown: Vec<&str> = spec
+        .options
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !KNOWN_OPTIONS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::config(format!(
+            "{key}: unknown option(s) {}; PostgreSQL URLs accept {}",
+            unknown.join(", "),
+            KNOWN_OPTIONS.join(", ")
+        )));
+    }
+    let mut opts = PgConnectOptions::new_without_pgpass()
+        .application_name(spec.option("application_name").unwrap_or("dbflow"))
+        .statement_cache_capacity(if config.prepared_statements { 256 } else { 0 })
+        .disable_statement_logging();
+    match (spec.option("host"), &spec.host) {
+        (Some(dir), _) if dir.starts_with('/') => opts = opts.socket(dir),
+        (Some(host), _) => opts = opts.host(host),
+        (None, Some(host)) => opts = opts.host(host),
+        (None, None) => opts = opts.host("localhost"),
+    }
+    if let Some(port) = spec.port {
+        opts = opts.port(port);
+    }
+    if let Some(user) = &spec.user {
+        opts = opts.username(user);
+    }
+    if let Some(password) = &spec.password {
+        opts = opts.password(password);
+    }
+    if let Some(db) = &spec.database {
+        opts = opts.database(db);
+    }
+    if let Some(mode) = spec.option("sslmode") {
+        let mode: PgSslMode = mode.parse().map_err(|_| {
+            Error::config(format!(
+                "{key}: sslmode='{mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ))
+        })?;
+        opts = opts.ssl_mode(mode);
+    }
+    if let Some(path) = spec.option("sslrootcert") {
+        opts = opts.ssl_root_cert(path);
+    }
+    if let Some(path) = spec.option("sslcert") {
+        opts = opts.ssl_client_cert(path);
+    }
+    if let Some(path) = spec.option("sslkey") {
+        opts = opts.ssl_client_key(path);
+    }
+    if let Some(options) = spec.option("options") {
+        opts = opts.options(parse_pg_options(options));
+    }
+    Ok(opts)
+}
+
+/// `-c name=value -c other=value` (libpq's `options`) → pairs.
+fn parse_pg_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut parts = options.split_whitespace();
+    while let Some(p) = parts.next() {
+        let setting = if p == "-c" {
+            parts.next()
+        } else {
+            p.strip_prefix("-c")
+        };
+        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
+            out.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    out
+}
+
+pub struct PgConn {
+    conn: PgConnection,
+}
+
+fn target_of(info: &PgTypeInfo) -> Target {
+    let oid = info.oid().map(|o| o.0).unwrap_or(0);
+    match info.kind() {
+        PgTypeKind::Enum(_) => Target::Enum,
+        PgTypeKind::Domain(base) => target_of(base),
+        PgTypeKind::Array(element) => Target::Array {
+            element_oid: element.oid().map(|o| o.0).unwrap_or(0),
+            element: Box::new(target_of(element)),
+        },
+        _ => match oid::array_element(oid) {
+            Some(element) => Target::Array {
+                element: Box::new(Target::Builtin(element)),
+                element_oid: element,
+            },
+            None if is_mapped(oid) => Target::Builtin(oid),
+            None => Target::Other,
+        },
+    }
+}
+
+fn is_mapped(o: u32) -> bool {
+    use oid::*;
+    matches!(
+        o,
+        BOOL | BYTEA
+            | CHAR
+            | NAME
+            | INT8
+            | INT2
+            | INT4
+            | TEXT
+            | JSON
+            | XML
+            | FLOAT4
+            | FLOAT8
+            | UNKNOWN
+            | BPCHAR
+            | VARCHAR
+            | DATE
+            | TIME
+            | TIMESTAMP
+            | TIMESTAMPTZ
+            | INTERVAL
+            | TIMETZ
+            | NUMERIC
+            | UUID
+            | JSONB
+    )
+}
+
+/// How to read one result column.
+#[derive(Clone, Copy)]
+enum Reader {
+    Builtin(u32),
+    Text,
+    Array,
+    Fallback,
+}
+
+fn reader_of(info: &PgTypeInfo) -> Reader {
+    match info.kind() {
+        PgTypeKind::Enum(_) => Reader::Text,
+        PgTypeKind::Domain(base) => reader_of(base),
+        PgTypeKind::Array(_) => Reader::Array,
+        _ => match info.oid().map(|o| o.0) {
+            Some(o) if o != 0 => Reader::Builtin(o),
+            _ => Reader::Fallback,
+        },
+    }
+}
+
+fn read(reader: Reader, bytes: &[u8]) -> Result<Value> {
+    let r = match reader {
+        Reader::Builtin(o) => decode::decode(o, bytes),
+        Reader::Array => decode::decode_array(bytes),
+        Reader::Text => Ok(decode::fallback(bytes)),
+        Reader::Fallback => Ok(decode::fallback(bytes)),
+    };
+    r.map_err(|e| Error::query(format!("cannot decode a value from the server: {e}")))
+}
+
+/// Parameter declarations and casts for one attempt at preparing.
+struct Plan {
+    declared: Vec<u32>,
+    casts: Vec<Option<String>>,
+    variant: bool,
+}
+
+impl Plan {
+    fn sql(&self, parsed: &ParsedSql) -> String {
+        let mut sql = parsed.render_with(|i| match &self.casts[i] {
+            Some(ty) => format!("CAST(${} AS {ty})", i + 1),
+            None => format!("${}", i + 1),
+        });
+        if self.variant {
+            // A distinct text keeps this variant apart in the statement cache,
+            // which sqlx keys by SQL text alone.
+            let sig: Vec<String> = self.declared.iter().map(u32::to_string).collect();
+            sql.push_str(&format!("\n/* dbflow params: {} */", sig.join(",")));
+        }
+        sql
+    }
+}
+
+/// A parameter value bound as the server's described type.
+struct Bound<'a> {
+    value: &'a Value,
+    info: PgTypeInfo,
+    target: Target,
+}
+
+#[derive(Debug)]
+struct MismatchError(Mismatch);
+impl std::fmt::Display for MismatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Mismatch::Retype => f.write_str("type mismatch"),
+            Mismatch::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+impl std::error::Error for MismatchError {}
+
+impl sqlx::Type<sqlx::Postgres> for Bound<'_> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(sqlx::postgres::types::Oid(0))
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Bound<'_> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        if matches!(self.value, Value::Null) {
+            return Ok(sqlx::encode::IsNull::Yes);
+        }
+        encode::encode(self.value, &self.target, buf)
+            .map_err(|m| -> sqlx::error::BoxDynError { Box::new(MismatchError(m)) })?;
+        Ok(sqlx::encode::IsNull::No)
+    }
+
+    fn produces(&self) -> Option<PgTypeInfo> {
+        Some(self.info.clone())
+    }
+}
+
+impl PgConn {
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
+        let opts = connect_options(config)?;
+        let conn = tokio::time::timeout(config.connect_timeout, opts.connect())
+            .await
+            .map_err(|_| {
+                Error::connection(format!(
+                    "no answer from {} within {:?} (connect timeout); check the host, port and firewall",
+                    config.spec.redacted(),
+                    config.connect_timeout
+                ))
+            })?
+            .map_err(|e| explain_connect_error(Error::from(e), config))?;
+        Ok(PgConn { conn })
+    }
+
+    /// Prepare (cached per connection) and bind: one round trip when warm.
+    async fn bind<'v>(
+        &mut self,
+        parsed: &ParsedSql,
+        values: &'v [Value],
+    ) -> Result<(sqlx::postgres::PgStatement, PgArguments)> {
+        let mut plan = Plan {
+            declared: values.iter().map(encode::natural_oid).collect(),
+            casts: vec![None; values.len()],
+            variant: false,
+        };
+        for _attempt in 0..3 {
+            let types: Vec<PgTypeInfo> = plan
+                .declared
+                .iter()
+                .map(|o| PgTypeInfo::with_oid(sqlx::postgres::types::Oid(*o)))
+                .collect();
+            let sql = plan.sql(parsed);
+            let stmt = self
+                .conn
+                .prepare_with(sqlx::AssertSqlSafe(sql).into_sql_str(), &types)
+                .await?;
+            let described: Vec<PgTypeInfo> = match stmt.parameters() {
+                Some(Either::Left(p)) => p.to_vec(),
+                _ => types.clone(),
+            };
+            let mut args = PgArguments::default();
+            args.reserve(values.len(), values.len() * 8);
+            let mut retry = false;
+            for (i, (value, info)) in values.iter().zip(described.iter()).enumerate() {
+                let target = target_of(info);
+                let bound = Bound {
+                    value,
+                    info: info.clone(),
+                    target: target.clone(),
+                };
+                let Err(err) = args.add(bound) else { continue };
+                let mismatch = err.downcast_ref::<MismatchError>().map(|m| m.0.clone());
+                let name = &parsed.names[i];
+                match mismatch {
+                    Some(Mismatch::Invalid(msg)) => {
+                        return Err(Error::parameter(format!("parameter :{name}: {msg}")))
+                    }
+                    Some(Mismatch::Retype) if plan.declared[i] == 0 && plan.casts[i].is_none() => {
+                        // The server inferred a type from the statement; send the
+                        // value as its own type and let the server convert it,
+                        // as it would convert psycopg2's quoted literal.
+                        plan.declared[i] = encode::standalone_oid(value);
+                        if !target.is_text_like() {
+                            plan.casts[i] = Some(info.name().to_owned());
+                        }
+                        plan.variant = true;
+                        retry = true;
+                    }
+                    Some(Mismatch::Retype) if !plan.variant => {
+                        // A statement cached for other value types: prepare a
+                        // variant declared for these values.
+                        plan.declared[i] = encode::natural_oid(value);
+                        plan.variant = true;
+                        retry = true;
+                    }
+                    _ => {
+                        return Err(Error::parameter(format!(
+                            "parameter :{name}: a Python {} cannot be sent where the server expects {}; \
+                             pass a matching value or add a cast in the SQL",
+                            value.kind_name(),
+                            info.name()
+                        )))
+                    }
+                }
+            }
+            if !retry {
+                return Ok((stmt, args));
+            }
+        }
+        Err(Error::parameter("the statement's parameter types could not be settled; add explicit casts (:name::type)"))
+    }
+
+    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+        let (stmt, args) = self.bind(&statement.sql, &statement.values).await?;
+        let columns = stmt.columns();
+        let readers: Vec<Reader> = columns.iter().map(|c| reader_of(c.type_info())).collect();
+        let mut rows = Rows {
+            columns: columns.iter().map(|c| c.name().to_owned()).collect(),
+            values: Vec::new(),
+            rows_affected: 0,
+        };
+        let width = readers.len();
+        if width == 0 {
+            let done = stmt.query_with(args).execute(&mut self.conn).await?;
+            rows.rows_affected = done.rows_affected();
+            return Ok(rows);
+        }
+        let mut stream = stmt.query_with(args).fetch(&mut self.conn);
+        while let Some(row) = stream.try_next().await? {
+            if rows.values.capacity() == rows.values.len() {
+                rows.values.reserve(width * 64);
+            }
+            for (i, reader) in readers.iter().enumerate() {
+                let raw = row.try_get_raw(i)?;
+                if raw.is_null() {
+                    rows.values.push(Value::Null);
+                } else {
+                    let bytes = raw.as_bytes().map_err(|e| Error::query(e.to_string()))?;
+                    rows.values.push(read(*reader, bytes)?);
+                }
+            }
+        }
+        rows.rows_affected = rows.row_count() as u64;
+        Ok(rows)
+    }
+
+    pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let mut total = 0;
+        for values in rows {
+            let (stmt, args) = self.bind(sql, values).await?;
+            let done = stmt.query_with(args).execute(&mut self.conn).await?;
+            total += done.rows_affected();
+        }
+        Ok(total)
+    }
+
+    pub async fn simple(&mut self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ping(&mut self) -> Result<()> {
+        self.conn.ping().await?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.conn.close()).await;
+    }
+}
+
+/// Say what to do about the common ways a connection attempt fails.
+fn explain_connect_error(mut e: Error, config: &DatabaseConfig) -> Error {
+    let target = config.spec.redacted();
+    let advice = match e.sqlstate.as_deref() {
+        Some("28P01") | Some("28000") => {
+            format!(
+                "authentication failed; check the user and password in {}",
+                config.source_key
+            )
+        }
+        Some("3D000") => {
+            "the database does not exist; create it or fix the database name".to_owned()
+        }
+        _ if e.message.contains("Connection refused") => {
+            "connection refused; is the server running and listening on that host and port?"
+                .to_owned()
+        }
+        _ if e.message.contains("failed to lookup address")
+            || e.message.contains("Name or service not known") =>
+        {
+            "the host name does not resolve (DNS); check the host".to_owned()
+        }
+        _ if e.message.to_ascii_lowercase().contains("tls")
+            || e.message.contains("certificate") =>
+        {
+            "TLS negotiation failed; check sslmode and the server's certificate".to_owned()
+        }
+        _ => String::new(),
+    };
+    e.kind = crate::error::ErrorKind::Connection;
+    e.maybe_executed = false;
+    e.message = if advice.is_empty() {
+        format!("cannot connect to {target}: {}", e.message)
+    } else {
+        format!("cannot connect to {target}: {advice} ({})", e.message)
+    };
+    e.redact(config.spec.password.as_deref())
+}

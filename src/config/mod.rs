@@ -1,0 +1,619 @@
+//! Configuration: `.env.<environment>` files plus the process environment,
+//! resolved into a [`DatabaseConfig`] per database (no network I/O here).
+//!
+//! Lookup for a setting `K` of environment `ENV` and flow `FLOW`:
+//! process env `ENV_FLOW_K`, file `ENV_FLOW_K`, process env `ENV_GLOBAL_K`,
+//! file `ENV_GLOBAL_K`, then the documented default.
+
+pub mod envfile;
+pub mod url;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::url::{ConnectSpec, DatabaseType, StringForm};
+use crate::error::{Error, Result};
+
+pub const DEFAULT_ENVIRONMENT: &str = "development";
+const DEFAULT_ENVS_DIRS: [&str; 2] = ["core/envs", "envs"];
+
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Reads one environment's settings. Cheap to clone.
+#[derive(Clone)]
+pub struct ConfigManager {
+    environment: String,
+    flow_name: Option<String>,
+    file: Option<PathBuf>,
+    searched: Vec<PathBuf>,
+    values: Arc<HashMap<String, String>>,
+    env: EnvLookup,
+}
+
+/// Upper-case a name for use in a key: `SurveyHub` -> `SURVEYHUB`,
+/// `rpa-db` -> `RPA_DB`.
+pub fn key_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl ConfigManager {
+    /// `environment`: explicit, else `DBFLOW_ENVIRONMENT`, else
+    /// `PREFECT_ENVIRONMENT`, else `development`. `envs_dir`: explicit, else
+    /// `DBFLOW_ENVS_DIR`, else the first of `core/envs`, `envs` holding the file.
+    pub fn new(
+        environment: Option<&str>,
+        flow_name: Option<&str>,
+        envs_dir: Option<&Path>,
+    ) -> Result<Self> {
+        Self::with_env(
+            environment,
+            flow_name,
+            envs_dir,
+            Arc::new(|k: &str| std::env::var(k).ok()),
+        )
+    }
+
+    /// As [`ConfigManager::new`] with an injected process environment (tests).
+    pub fn with_env(
+        environment: Option<&str>,
+        flow_name: Option<&str>,
+        envs_dir: Option<&Path>,
+        env: EnvLookup,
+    ) -> Result<Self> {
+        let environment = environment
+            .map(str::to_owned)
+            .or_else(|| env("DBFLOW_ENVIRONMENT"))
+            .or_else(|| env("PREFECT_ENVIRONMENT"))
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned())
+            .trim()
+            .to_ascii_lowercase();
+        let file_name = format!(".env.{environment}");
+        let dirs: Vec<PathBuf> = match envs_dir
+            .map(Path::to_path_buf)
+            .or_else(|| env("DBFLOW_ENVS_DIR").map(PathBuf::from))
+        {
+            Some(dir) => vec![dir],
+            None => DEFAULT_ENVS_DIRS.iter().map(PathBuf::from).collect(),
+        };
+        let searched: Vec<PathBuf> = dirs.iter().map(|d| d.join(&file_name)).collect();
+        let file = searched.iter().find(|p| p.is_file()).cloned();
+        let values = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+                envfile::parse(&text, &path.display().to_string())?
+            }
+            None => HashMap::new(),
+        };
+        Ok(ConfigManager {
+            environment,
+            flow_name: flow_name.map(str::to_owned).filter(|f| !f.is_empty()),
+            file,
+            searched,
+            values: Arc::new(values),
+            env,
+        })
+    }
+
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    pub fn flow_name(&self) -> Option<&str> {
+        self.flow_name.as_deref()
+    }
+
+    /// The file that was read, if any.
+    pub fn env_file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    pub fn searched_files(&self) -> String {
+        self.searched
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The full keys tried for setting `key`, most specific first.
+    pub fn candidate_keys(&self, key: &str) -> Vec<String> {
+        let env = key_part(&self.environment);
+        let key = key_part(key);
+        let mut keys = Vec::with_capacity(2);
+        if let Some(flow) = &self.flow_name {
+            keys.push(format!("{env}_{}_{key}", key_part(flow)));
+        }
+        keys.push(format!("{env}_GLOBAL_{key}"));
+        keys
+    }
+
+    /// The global key a user should set for `key` (used in messages).
+    pub fn global_key(&self, key: &str) -> String {
+        format!("{}_GLOBAL_{}", key_part(&self.environment), key_part(key))
+    }
+
+    /// Raw lookup: the value and the full key it came from.
+    fn lookup_raw(&self, key: &str) -> Option<(String, String)> {
+        for full in self.candidate_keys(key) {
+            if let Some(v) = (self.env)(&full) {
+                return Some((v, full));
+            }
+            if let Some(v) = self.values.get(&full) {
+                return Some((v.clone(), full));
+            }
+        }
+        None
+    }
+
+    /// Look a setting up and fill `${VAR}` references. Returns the value and
+    /// the key it came from.
+    pub fn get_with_key(&self, key: &str) -> Result<Option<(String, String)>> {
+        match self.lookup_raw(key) {
+            Some((raw, full)) => {
+                let env = self.env.clone();
+                let value = envfile::interpolate(&raw, &full, &move |n| env(n))?;
+                Ok(Some((value, full)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.get_with_key(key)?.map(|(v, _)| v))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>> {
+        match self.get_with_key(key)? {
+            Some((v, full)) => v.trim().parse::<T>().map(Some).map_err(|_| {
+                Error::config(format!("{full}='{v}' is not {what}; set it to {what}"))
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn seconds(&self, key: &str) -> Result<Option<Duration>> {
+        match self.get_with_key(key)? {
+            Some((v, full)) => match v.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+                _ => Err(Error::config(format!(
+                    "{full}='{v}' is not a number of seconds; set it to e.g. 30"
+                ))),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>> {
+        match self.get_with_key(key)? {
+            Some((v, full)) => match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(Some(true)),
+                "0" | "false" | "no" | "off" => Ok(Some(false)),
+                _ => Err(Error::config(format!("{full}='{v}' must be true or false"))),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Resolve everything dbflow needs to reach `database`.
+    pub fn database_config(&self, database: &str) -> Result<DatabaseConfig> {
+        let db = key_part(database);
+        let conn_key = format!("{db}_CONNECTION_STRING");
+        let Some((conn, conn_source)) = self.get_with_key(&conn_key)? else {
+            let flow_hint = match &self.flow_name {
+                Some(f) => format!(
+                    " (or the flow-specific {}_{}_{conn_key})",
+                    key_part(&self.environment),
+                    key_part(f)
+                ),
+                None => String::new(),
+            };
+            return Err(Error::config(format!(
+                "database '{database}' is not configured for environment '{}': set {}{flow_hint} \
+                 in the process environment or in an env file (searched: {})",
+                self.environment,
+                self.global_key(&conn_key),
+                self.searched_files()
+            )));
+        };
+        if conn.trim().is_empty() {
+            return Err(Error::config(format!(
+                "{conn_source} is empty; set it to a connection string"
+            )));
+        }
+        let detected = url::detect(&conn);
+        let type_key = format!("{db}_TYPE");
+        let declared = match self.get_with_key(&type_key)? {
+            Some((v, full)) => Some((
+                DatabaseType::parse(&v).ok_or_else(|| {
+                    Error::config(format!(
+                        "{full}='{v}' is not a database type; use postgresql or sqlserver"
+                    ))
+                })?,
+                full,
+            )),
+            None => None,
+        };
+        let (database_type, form) = match (declared, detected) {
+            (Some((declared, full)), Some((found, form))) => {
+                if declared != found {
+                    return Err(Error::config(format!(
+                        "{full} says {} but {conn_source} is a {} connection string; \
+                         make them agree (or remove {full} to detect the type)",
+                        declared.as_str(),
+                        found.as_str()
+                    )));
+                }
+                (declared, form)
+            }
+            (None, Some(found)) => found,
+            (Some((declared, _)), None) => {
+                return Err(Error::config(format!(
+                    "{conn_source} is not a recognised {} connection string; write a URL such as \
+                     postgresql://user:password@host:5432/dbname or mssql://user:password@host:1433/dbname",
+                    declared.as_str()
+                )))
+            }
+            (None, None) => {
+                return Err(Error::config(format!(
+                    "cannot tell the database type of {conn_source}; set {} to postgresql or sqlserver, \
+                     or write a URL starting with postgresql:// or mssql://",
+                    self.global_key(&type_key)
+                )))
+            }
+        };
+        let spec = match form {
+            StringForm::Url => url::parse_url(&conn, database_type, &conn_source)?,
+            StringForm::Jdbc | StringForm::AdoNet => {
+                return Err(Error::config(format!(
+                    "{conn_source}: SQL Server connection strings are not supported by this build yet; \
+                     see the SQL Server section of the README"
+                )))
+            }
+        };
+
+        let setting_usize = |key: &str, global: Option<&str>, default: usize| -> Result<usize> {
+            let own = self.parsed::<usize>(&format!("{db}_{key}"), "a whole number")?;
+            let fallback = match global {
+                Some(g) => self.parsed::<usize>(g, "a whole number")?,
+                None => None,
+            };
+            Ok(own.or(fallback).unwrap_or(default))
+        };
+        let size = setting_usize("POOL_SIZE", Some("CONNECTION_POOL_SIZE"), 5)?;
+        if size == 0 {
+            return Err(Error::config(format!(
+                "{db}_POOL_SIZE must be at least 1; set {} to 1 or more",
+                self.global_key(&format!("{db}_POOL_SIZE"))
+            )));
+        }
+        let max_overflow = setting_usize("MAX_OVERFLOW", Some("MAX_OVERFLOW"), 10)?;
+        let secs = |key: &str| -> Result<Option<Duration>> {
+            Ok(match self.seconds(&format!("{db}_{key}"))? {
+                Some(d) => Some(d),
+                None => self.seconds(key)?,
+            })
+        };
+        let pool = PoolSettings {
+            size,
+            max_overflow,
+            timeout: secs("POOL_TIMEOUT")?.unwrap_or(Duration::from_secs(30)),
+            pre_ping: self
+                .flag(&format!("{db}_POOL_PRE_PING"))?
+                .or(self.flag("POOL_PRE_PING")?)
+                .unwrap_or(true),
+            recycle: secs("POOL_RECYCLE")?.filter(|d| !d.is_zero()),
+            release_grace: secs("POOL_RELEASE_GRACE")?.unwrap_or(Duration::from_secs(5)),
+        };
+        let connect_timeout = match spec.option("connect_timeout") {
+            Some(v) => Duration::from_secs(v.parse::<u64>().map_err(|_| {
+                Error::config(format!(
+                    "{conn_source}: connect_timeout='{v}' must be whole seconds"
+                ))
+            })?),
+            None => secs("CONNECT_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
+        };
+        let database_timeout = secs("DATABASE_TIMEOUT")?.unwrap_or(Duration::from_secs(30));
+        let query_timeout = secs("QUERY_TIMEOUT")?.filter(|d| !d.is_zero());
+        let prepared_statements = self
+            .flag(&format!("{db}_PREPARED_STATEMENTS"))?
+            .or(self.flag("PREPARED_STATEMENTS")?)
+            .unwrap_or(true);
+        let migrations_dir = match self.get(&format!("{db}_MIGRATIONS_DIR"))? {
+            Some(v) => Some(v),
+            None => self.get("MIGRATIONS_DIR")?,
+        };
+        let auto_migrate = match self.get_with_key(&format!("{db}_AUTO_MIGRATE"))? {
+            Some((v, full)) => AutoMigrate::parse(&v).ok_or_else(|| {
+                Error::config(format!("{full}='{v}' must be off, check or apply"))
+            })?,
+            None => AutoMigrate::Check,
+        };
+        Ok(DatabaseConfig {
+            name: database.to_owned(),
+            environment: self.environment.clone(),
+            database_type,
+            spec,
+            source_key: conn_source,
+            pool,
+            connect_timeout,
+            database_timeout,
+            query_timeout,
+            prepared_statements,
+            migrations_dir,
+            auto_migrate,
+        })
+    }
+}
+
+impl std::fmt::Debug for ConfigManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ConfigManager(environment={:?}, flow_name={:?}, env_file={:?})",
+            self.environment, self.flow_name, self.file
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoMigrate {
+    Off,
+    Check,
+    Apply,
+}
+
+impl AutoMigrate {
+    fn parse(v: &str) -> Option<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "no" | "0" => Some(AutoMigrate::Off),
+            "check" => Some(AutoMigrate::Check),
+            "apply" | "true" | "yes" | "1" => Some(AutoMigrate::Apply),
+            _ => None,
+        }
+    }
+}
+
+/// QueuePool semantics, as SQLAlchemy documents them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    pub size: usize,
+    pub max_overflow: usize,
+    pub timeout: Duration,
+    pub pre_ping: bool,
+    pub recycle: Option<Duration>,
+    /// How long an unused pool keeps its connections after its last user left.
+    pub release_grace: Duration,
+}
+
+impl PoolSettings {
+    pub fn max_connections(&self) -> usize {
+        self.size + self.max_overflow
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub name: String,
+    pub environment: String,
+    pub database_type: DatabaseType,
+    pub spec: ConnectSpec,
+    /// The key the connection string came from (for messages).
+    pub source_key: String,
+    pub pool: PoolSettings,
+    pub connect_timeout: Duration,
+    /// Default deadline of `execute_query_with_timeout` (`DATABASE_TIMEOUT`).
+    pub database_timeout: Duration,
+    /// Deadline of every statement, when configured (`<DB>_QUERY_TIMEOUT`).
+    pub query_timeout: Option<Duration>,
+    pub prepared_statements: bool,
+    pub migrations_dir: Option<String>,
+    pub auto_migrate: AutoMigrate,
+}
+
+impl DatabaseConfig {
+    /// Identity of the pool this configuration may share: same target, same
+    /// credentials, same pool settings.
+    pub fn pool_key(&self) -> String {
+        format!(
+            "{}|{}|{}|{:?}|{:?}|{}",
+            self.name,
+            self.environment,
+            self.spec.redacted(),
+            self.spec.password.as_deref().map(fingerprint),
+            self.pool,
+            self.prepared_statements
+        )
+    }
+}
+
+/// A short non-reversible fingerprint so a changed password makes a new pool
+/// without the password being kept in the key.
+fn fingerprint(secret: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    secret.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn manager(
+        file: &str,
+        env: &[(&str, &str)],
+        flow: Option<&str>,
+    ) -> (ConfigManager, tempdir::Dir) {
+        let dir = tempdir::Dir::new();
+        let mut f = std::fs::File::create(dir.path().join(".env.development")).unwrap();
+        f.write_all(file.as_bytes()).unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let m = ConfigManager::with_env(
+            None,
+            flow,
+            Some(dir.path()),
+            Arc::new(move |k: &str| env.get(k).cloned()),
+        )
+        .unwrap();
+        (m, dir)
+    }
+
+    mod tempdir {
+        use std::path::{Path, PathBuf};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        pub struct Dir(PathBuf);
+        static N: AtomicUsize = AtomicUsize::new(0);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!(
+                    "dbflow-cfg-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+            pub fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const FILE: &str =
+        "DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING=postgresql://u:${PW}@h:5432/rpa_db\n\
+                        DEVELOPMENT_GLOBAL_RPA_DB_POOL_SIZE=7\n\
+                        DEVELOPMENT_GLOBAL_CONNECTION_POOL_SIZE=3\n\
+                        DEVELOPMENT_GLOBAL_DATABASE_TIMEOUT=45\n\
+                        DEVELOPMENT_RPA1_RPA_DB_MAX_OVERFLOW=2\n";
+
+    #[test]
+    fn resolves_file_interpolation_and_defaults() {
+        let (m, _d) = manager(FILE, &[("PW", "s3cret")], None);
+        let c = m.database_config("rpa_db").unwrap();
+        assert_eq!(c.database_type, DatabaseType::Postgres);
+        assert_eq!(c.spec.password.as_deref(), Some("s3cret"));
+        assert_eq!(c.pool.size, 7);
+        assert_eq!(c.pool.max_overflow, 10);
+        assert_eq!(c.database_timeout, Duration::from_secs(45));
+        assert!(c.pool.pre_ping);
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn flow_key_beats_global_and_env_beats_file() {
+        let (m, _d) = manager(
+            FILE,
+            &[("PW", "x"), ("DEVELOPMENT_GLOBAL_RPA_DB_POOL_SIZE", "9")],
+            Some("rpa1"),
+        );
+        let c = m.database_config("rpa_db").unwrap();
+        assert_eq!(c.pool.max_overflow, 2, "flow-specific key wins");
+        assert_eq!(c.pool.size, 9, "process environment beats the file");
+    }
+
+    #[test]
+    fn global_pool_size_is_the_fallback() {
+        let file = "DEVELOPMENT_GLOBAL_X_CONNECTION_STRING=postgresql://h/x\n\
+                    DEVELOPMENT_GLOBAL_CONNECTION_POOL_SIZE=3\n";
+        let (m, _d) = manager(file, &[], None);
+        assert_eq!(m.database_config("x").unwrap().pool.size, 3);
+    }
+
+    #[test]
+    fn missing_connection_string_names_key_and_files() {
+        let (m, _d) = manager("", &[], Some("rpa1"));
+        let err = m.database_config("SurveyHub").unwrap_err();
+        assert!(
+            err.message
+                .contains("DEVELOPMENT_GLOBAL_SURVEYHUB_CONNECTION_STRING"),
+            "{}",
+            err.message
+        );
+        assert!(err
+            .message
+            .contains("DEVELOPMENT_RPA1_SURVEYHUB_CONNECTION_STRING"));
+        assert!(err.message.contains(".env.development"));
+    }
+
+    #[test]
+    fn contradictory_type_is_an_error_naming_the_key() {
+        let file = "DEVELOPMENT_GLOBAL_X_TYPE=sqlserver\nDEVELOPMENT_GLOBAL_X_CONNECTION_STRING=postgresql://h/x\n";
+        let (m, _d) = manager(file, &[], None);
+        let err = m.database_config("x").unwrap_err();
+        assert!(
+            err.message.contains("DEVELOPMENT_GLOBAL_X_TYPE"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn bad_number_names_the_key() {
+        let file = "DEVELOPMENT_GLOBAL_X_CONNECTION_STRING=postgresql://h/x\nDEVELOPMENT_GLOBAL_X_POOL_SIZE=many\n";
+        let (m, _d) = manager(file, &[], None);
+        let err = m.database_config("x").unwrap_err();
+        assert!(
+            err.message.contains("DEVELOPMENT_GLOBAL_X_POOL_SIZE"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn environment_selection_order() {
+        let env: HashMap<String, String> = [("PREFECT_ENVIRONMENT", "Staging")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let m = ConfigManager::with_env(
+            None,
+            None,
+            Some(Path::new("/nonexistent")),
+            Arc::new(move |k: &str| env.get(k).cloned()),
+        )
+        .unwrap();
+        assert_eq!(m.environment(), "staging");
+        let env2: HashMap<String, String> = [
+            ("PREFECT_ENVIRONMENT", "staging"),
+            ("DBFLOW_ENVIRONMENT", "test"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let m = ConfigManager::with_env(
+            None,
+            None,
+            Some(Path::new("/nonexistent")),
+            Arc::new(move |k: &str| env2.get(k).cloned()),
+        )
+        .unwrap();
+        assert_eq!(m.environment(), "test");
+    }
+
+    #[test]
+    fn key_part_normalizes() {
+        assert_eq!(key_part("SurveyHub"), "SURVEYHUB");
+        assert_eq!(key_part("rpa-db.x"), "RPA_DB_X");
+    }
+}

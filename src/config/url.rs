@@ -1,0 +1,362 @@
+//! Connection strings: detect the database type from any accepted form and
+//! parse URLs into a backend-neutral [`ConnectSpec`]. The password is kept
+//! only inside the spec; everything printable is the redacted form.
+
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseType {
+    Postgres,
+    SqlServer,
+}
+
+impl DatabaseType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseType::Postgres => "postgresql",
+            DatabaseType::SqlServer => "sqlserver",
+        }
+    }
+
+    /// Accepts the spellings people write in `_TYPE` keys.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "postgresql" | "postgres" | "pg" | "psql" => Some(DatabaseType::Postgres),
+            "sqlserver" | "mssql" | "sql_server" | "sql server" | "tsql" => {
+                Some(DatabaseType::SqlServer)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Which form a connection string was written in; decides the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringForm {
+    Url,
+    Jdbc,
+    AdoNet,
+}
+
+/// Detect the type and form of a connection string without parsing it fully.
+pub fn detect(conn: &str) -> Option<(DatabaseType, StringForm)> {
+    let trimmed = conn.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let scheme = lower.split_once("://").map(|(s, _)| s);
+    if let Some(scheme) = scheme {
+        let base = scheme.split('+').next().unwrap_or(scheme);
+        return match base {
+            "postgresql" | "postgres" => Some((DatabaseType::Postgres, StringForm::Url)),
+            "mssql" | "sqlserver" if lower.starts_with("sqlserver://") && lower.contains(';') => {
+                Some((DatabaseType::SqlServer, StringForm::Jdbc))
+            }
+            "mssql" | "sqlserver" => Some((DatabaseType::SqlServer, StringForm::Url)),
+            _ => None,
+        };
+    }
+    if lower.starts_with("jdbc:sqlserver://") {
+        return Some((DatabaseType::SqlServer, StringForm::Jdbc));
+    }
+    if lower.starts_with("jdbc:postgresql://") {
+        return Some((DatabaseType::Postgres, StringForm::Url));
+    }
+    let has = |k: &str| {
+        lower
+            .split(';')
+            .any(|part| part.trim_start().starts_with(k) && part.contains('='))
+    };
+    if (has("server") || has("data source") || has("addr")) && lower.contains(';') {
+        return Some((DatabaseType::SqlServer, StringForm::AdoNet));
+    }
+    None
+}
+
+/// A parsed connection target. `Debug` and `Display` never show the password.
+#[derive(Clone)]
+pub struct ConnectSpec {
+    pub database_type: DatabaseType,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    /// Remaining options, keys lower-cased, in the order written.
+    pub options: Vec<(String, String)>,
+}
+
+impl ConnectSpec {
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `scheme://user:***@host:port/db?opts` with any secret masked.
+    pub fn redacted(&self) -> String {
+        let scheme = match self.database_type {
+            DatabaseType::Postgres => "postgresql",
+            DatabaseType::SqlServer => "mssql",
+        };
+        let mut out = format!("{scheme}://");
+        if let Some(user) = &self.user {
+            out.push_str(user);
+            if self.password.is_some() {
+                out.push_str(":***");
+            }
+            out.push('@');
+        }
+        if let Some(host) = &self.host {
+            if host.contains(':') && !host.starts_with('[') {
+                out.push_str(&format!("[{host}]"));
+            } else {
+                out.push_str(host);
+            }
+        }
+        if let Some(port) = self.port {
+            out.push_str(&format!(":{port}"));
+        }
+        out.push('/');
+        if let Some(db) = &self.database {
+            out.push_str(db);
+        }
+        for (i, (k, v)) in self.options.iter().enumerate() {
+            out.push(if i == 0 { '?' } else { '&' });
+            let shown = if is_secret_option(k) {
+                "***"
+            } else {
+                v.as_str()
+            };
+            out.push_str(&format!("{k}={shown}"));
+        }
+        out
+    }
+}
+
+fn is_secret_option(key: &str) -> bool {
+    matches!(key, "password" | "pwd" | "sslpassword")
+}
+
+impl fmt::Debug for ConnectSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectSpec({})", self.redacted())
+    }
+}
+
+impl fmt::Display for ConnectSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn decode(part: &str, what: &str, key: &str) -> Result<String> {
+    percent_decode_str(part)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            Error::config(format!(
+                "{key}: the {what} is not valid percent-encoded UTF-8"
+            ))
+        })
+}
+
+/// Parse a URL-form connection string (`scheme://user:pass@host:port/db?k=v`).
+/// `key` names the configuration key for error messages. A password may hold
+/// unescaped `@`, `/` or `:` (the last `@` before the path ends the user info),
+/// so strings assembled from `${PASSWORD}` still parse.
+pub fn parse_url(conn: &str, database_type: DatabaseType, key: &str) -> Result<ConnectSpec> {
+    let conn = conn.trim();
+    let conn = conn.strip_prefix("jdbc:").unwrap_or(conn);
+    let (_, rest) = conn.split_once("://").ok_or_else(|| {
+        Error::config(format!(
+            "{key}: expected a URL such as postgresql://user:password@host:5432/dbname"
+        ))
+    })?;
+    let (main, query) = match rest.find('?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    let (userinfo, hostpath) = match main.rfind('@') {
+        Some(at) => (Some(&main[..at]), &main[at + 1..]),
+        None => (None, main),
+    };
+    let (hostport, path) = match hostpath.find('/') {
+        Some(s) => (&hostpath[..s], Some(&hostpath[s + 1..])),
+        None => (hostpath, None),
+    };
+    let mut spec = ConnectSpec {
+        database_type,
+        host: None,
+        port: None,
+        user: None,
+        password: None,
+        database: None,
+        options: Vec::new(),
+    };
+    if let Some(info) = userinfo {
+        let (user, password) = match info.find(':') {
+            Some(c) => (&info[..c], Some(&info[c + 1..])),
+            None => (info, None),
+        };
+        if !user.is_empty() {
+            spec.user = Some(decode(user, "user name", key)?);
+        }
+        if let Some(pw) = password {
+            spec.password = Some(decode(pw, "password", key)?);
+        }
+    }
+    parse_host_port(hostport, &mut spec, key)?;
+    if let Some(path) = path.filter(|p| !p.is_empty()) {
+        spec.database = Some(decode(path, "database name", key)?);
+    }
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = decode(k, "option name", key)?.to_ascii_lowercase();
+        let v = decode(&v.replace('+', " "), "option value", key)?;
+        match k.as_str() {
+            "user" | "username" => spec.user = Some(v),
+            "password" => spec.password = Some(v),
+            "dbname" | "database" => spec.database = Some(v),
+            "port" => spec.port = Some(parse_port(&v, key)?),
+            _ => spec.options.push((k, v)),
+        }
+    }
+    Ok(spec)
+}
+
+fn parse_port(value: &str, key: &str) -> Result<u16> {
+    value.parse::<u16>().map_err(|_| {
+        Error::config(format!(
+            "{key}: port '{value}' is not a number between 1 and 65535"
+        ))
+    })
+}
+
+fn parse_host_port(hostport: &str, spec: &mut ConnectSpec, key: &str) -> Result<()> {
+    if hostport.is_empty() {
+        return Ok(());
+    }
+    if let Some(inner) = hostport.strip_prefix('[') {
+        let end = inner
+            .find(']')
+            .ok_or_else(|| Error::config(format!("{key}: unterminated '[' in an IPv6 host")))?;
+        spec.host = Some(inner[..end].to_owned());
+        if let Some(port) = inner[end + 1..].strip_prefix(':') {
+            spec.port = Some(parse_port(port, key)?);
+        }
+        return Ok(());
+    }
+    if hostport.contains(',') {
+        return Err(Error::config(format!(
+            "{key}: several hosts in one connection string are not supported; name one host"
+        )));
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => {
+            spec.host = Some(decode(host, "host", key)?);
+            spec.port = Some(parse_port(port, key)?);
+        }
+        None => spec.host = Some(decode(hostport, "host", key)?),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_every_accepted_form() {
+        use DatabaseType::*;
+        let cases = [
+            ("postgresql://u:p@h/db", Postgres),
+            ("postgres://h/db", Postgres),
+            ("postgresql+psycopg2://u@h:5433/db", Postgres),
+            (
+                "mssql+pyodbc://u:p@h:1433/db?driver=ODBC+Driver+17+for+SQL+Server",
+                SqlServer,
+            ),
+            ("mssql+pymssql://u:p@h/db", SqlServer),
+            ("mssql://u:p@h/db", SqlServer),
+            ("sqlserver://h:1433;databaseName=db", SqlServer),
+            (
+                "Server=tcp:h,1433;Database=db;User Id=u;Password=p",
+                SqlServer,
+            ),
+        ];
+        for (conn, expected) in cases {
+            assert_eq!(detect(conn).map(|d| d.0), Some(expected), "{conn}");
+        }
+        assert_eq!(detect("mysql://h/db"), None);
+        assert_eq!(detect("just text"), None);
+    }
+
+    #[test]
+    fn parses_url_with_unescaped_password() {
+        let spec = parse_url(
+            "postgresql+psycopg2://app:p@ss/w:rd@db.example:5433/rpa_db?sslmode=require&application_name=flow",
+            DatabaseType::Postgres,
+            "K",
+        )
+        .unwrap();
+        assert_eq!(spec.user.as_deref(), Some("app"));
+        assert_eq!(spec.password.as_deref(), Some("p@ss/w:rd"));
+        assert_eq!(spec.host.as_deref(), Some("db.example"));
+        assert_eq!(spec.port, Some(5433));
+        assert_eq!(spec.database.as_deref(), Some("rpa_db"));
+        assert_eq!(spec.option("sslmode"), Some("require"));
+    }
+
+    #[test]
+    fn socket_host_option_and_percent_encoding() {
+        let spec = parse_url(
+            "postgresql:///rpa_db?host=%2Fvar%2Frun%2Fpostgresql&user=me&password=s%40cret",
+            DatabaseType::Postgres,
+            "K",
+        )
+        .unwrap();
+        assert_eq!(spec.host, None);
+        assert_eq!(spec.option("host"), Some("/var/run/postgresql"));
+        assert_eq!(spec.password.as_deref(), Some("s@cret"));
+        assert_eq!(spec.user.as_deref(), Some("me"));
+    }
+
+    #[test]
+    fn redacted_never_shows_password() {
+        let spec = parse_url(
+            "postgresql://u:topsecret@h:5432/db?sslpassword=alsosecret",
+            DatabaseType::Postgres,
+            "K",
+        )
+        .unwrap();
+        let shown = format!("{spec} {spec:?} {}", spec.redacted());
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("alsosecret"),
+            "{shown}"
+        );
+        assert!(shown.contains("u:***@h:5432/db"));
+    }
+
+    #[test]
+    fn bad_port_is_a_config_error() {
+        let err = parse_url(
+            "postgresql://h:99999/db",
+            DatabaseType::Postgres,
+            "RPA_DB_CONNECTION_STRING",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("RPA_DB_CONNECTION_STRING"));
+    }
+
+    #[test]
+    fn ipv6_host() {
+        let spec = parse_url("postgresql://u@[::1]:5432/db", DatabaseType::Postgres, "K").unwrap();
+        assert_eq!(spec.host.as_deref(), Some("::1"));
+        assert_eq!(spec.port, Some(5432));
+    }
+}

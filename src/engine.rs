@@ -1,0 +1,273 @@
+//! What a `DatabaseManager` does, in plain Rust: run statements on the shared
+//! pool with autocommit or transaction semantics, with errors that name the
+//! database and operation. The Python bindings are a thin layer over this.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::backend::Statement;
+use crate::config::DatabaseConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::registry::{self, SharedPool};
+use crate::pool::{PoolStatus, PooledConnection};
+use crate::sql::{Dialect, ParsedSql};
+use crate::value::{Rows, Value};
+
+/// A user of one database's shared pool.
+pub struct Database {
+    shared: Arc<SharedPool>,
+    released: AtomicBool,
+}
+
+impl Database {
+    /// Attach to the process-wide pool for this configuration (no I/O).
+    pub fn open(config: DatabaseConfig) -> Result<Self> {
+        let name = config.name.clone();
+        let shared = registry::attach(config).map_err(|e| e.context(&name, "open"))?;
+        Ok(Database {
+            shared,
+            released: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> &DatabaseConfig {
+        &self.shared.pool.config
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.pool.config.name
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.config().database_type {
+            crate::config::DatabaseType::Postgres => Dialect::Postgres,
+            crate::config::DatabaseType::SqlServer => Dialect::SqlServer,
+        }
+    }
+
+    /// Contextualize and scrub an error on its way out.
+    pub fn fail(&self, e: Error, operation: &'static str) -> Error {
+        e.context(self.name(), operation)
+            .redact(self.config().spec.password.as_deref())
+    }
+
+    async fn connection(&self, operation: &'static str) -> Result<PooledConnection> {
+        if self.released.load(Ordering::Acquire) {
+            return Err(self.fail(
+                Error::connection("this manager was disposed; create a new DatabaseManager"),
+                operation,
+            ));
+        }
+        self.shared
+            .pool
+            .get()
+            .await
+            .map_err(|e| self.fail(e, operation))
+    }
+
+    /// One statement in autocommit mode.
+    pub async fn query(&self, statement: &Statement) -> Result<Rows> {
+        let mut conn = self.connection("execute_query").await?;
+        conn.query(statement)
+            .await
+            .map_err(|e| self.fail(e, "execute_query"))
+    }
+
+    /// Many parameter sets for one statement, all in one transaction.
+    pub async fn execute_many(&self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let mut conn = self.connection("execute_many").await?;
+        conn.begin()
+            .await
+            .map_err(|e| self.fail(e, "execute_many"))?;
+        match conn.execute_many(sql, rows).await {
+            Ok(n) => {
+                conn.commit()
+                    .await
+                    .map_err(|e| self.fail(commit_failed(e), "execute_many"))?;
+                Ok(n)
+            }
+            Err(e) => {
+                rollback_quietly(&mut conn).await;
+                Err(self.fail(e, "execute_many"))
+            }
+        }
+    }
+
+    /// All statements or none.
+    pub async fn execute_transaction(&self, statements: &[Statement]) -> Result<Vec<Rows>> {
+        let mut tx = self.begin("execute_transaction").await?;
+        let mut results = Vec::with_capacity(statements.len());
+        for (index, statement) in statements.iter().enumerate() {
+            match tx.query(statement).await {
+                Ok(rows) => results.push(rows),
+                Err(mut e) => {
+                    tx.rollback().await.ok();
+                    e.message = format!(
+                        "statement {} of {}: {}",
+                        index + 1,
+                        statements.len(),
+                        e.message
+                    );
+                    return Err(self.fail(e, "execute_transaction"));
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.fail(e, "execute_transaction"))?;
+        Ok(results)
+    }
+
+    /// Start an explicit transaction on a dedicated connection.
+    pub async fn begin(&self, operation: &'static str) -> Result<Transaction> {
+        let mut conn = self.connection(operation).await?;
+        conn.begin().await.map_err(|e| self.fail(e, operation))?;
+        Ok(Transaction {
+            conn: Some(conn),
+            savepoints: 0,
+            database: self.name().to_owned(),
+            secret: self.config().spec.password.clone(),
+        })
+    }
+
+    /// Take one connection from the pool and check it with a round trip.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.connection("ping").await?;
+        conn.ping().await.map_err(|e| self.fail(e, "ping"))
+    }
+
+    pub fn pool_status(&self) -> PoolStatus {
+        self.shared.pool.status()
+    }
+
+    pub fn shared(&self) -> &Arc<SharedPool> {
+        &self.shared
+    }
+
+    /// Stop using the pool (idempotent). The pool closes after the grace
+    /// period if nobody else uses it.
+    pub fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            registry::release(&self.shared);
+        }
+    }
+
+    /// Release and close the pool's connections now.
+    pub fn dispose(&self) {
+        self.release();
+        registry::dispose(&self.shared);
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn commit_failed(mut e: Error) -> Error {
+    e.kind = match e.kind {
+        ErrorKind::Connection => ErrorKind::Connection,
+        _ => ErrorKind::Transaction,
+    };
+    e.message = format!("COMMIT failed, nothing was saved: {}", e.message);
+    e
+}
+
+async fn rollback_quietly(conn: &mut PooledConnection) {
+    if conn.rollback().await.is_err() {
+        conn.broken = true;
+    }
+}
+
+/// An open transaction. Dropping it without commit discards its connection,
+/// so the server rolls back; nothing half-done returns to the pool.
+pub struct Transaction {
+    conn: Option<PooledConnection>,
+    savepoints: u32,
+    database: String,
+    secret: Option<String>,
+}
+
+impl Transaction {
+    fn fail(&self, e: Error, operation: &'static str) -> Error {
+        e.context(&self.database, operation)
+            .redact(self.secret.as_deref())
+    }
+
+    fn conn(&mut self, operation: &'static str) -> Result<&mut PooledConnection> {
+        let database = self.database.clone();
+        self.conn.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Transaction,
+                "the transaction is already finished; start a new one",
+            )
+            .context(&database, operation)
+        })
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+        let conn = self.conn("transaction.execute_query")?;
+        let r = conn.query(statement).await;
+        r.map_err(|e| self.fail(e, "transaction.execute_query"))
+    }
+
+    pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let conn = self.conn("transaction.execute_many")?;
+        let r = conn.execute_many(sql, rows).await;
+        r.map_err(|e| self.fail(e, "transaction.execute_many"))
+    }
+
+    pub async fn commit(&mut self) -> Result<()> {
+        let mut conn = self
+            .conn
+            .take()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Transaction,
+                    "the transaction is already finished",
+                )
+            })
+            .map_err(|e| self.fail(e, "transaction.commit"))?;
+        let r = conn.commit().await;
+        r.map_err(|e| self.fail(commit_failed(e), "transaction.commit"))
+    }
+
+    pub async fn rollback(&mut self) -> Result<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let r = conn.rollback().await;
+        if r.is_err() {
+            conn.broken = true;
+        }
+        r.map_err(|e| self.fail(e, "transaction.rollback"))
+    }
+
+    /// A nested unit of work: `SAVEPOINT`, then release on success or roll
+    /// back to it on failure.
+    pub async fn savepoint(&mut self) -> Result<String> {
+        self.savepoints += 1;
+        let name = format!("dbflow_sp_{}", self.savepoints);
+        let conn = self.conn("transaction.savepoint")?;
+        let r = conn.savepoint(&name).await;
+        r.map_err(|e| self.fail(e, "transaction.savepoint"))?;
+        Ok(name)
+    }
+
+    pub async fn release_savepoint(&mut self, name: &str) -> Result<()> {
+        let conn = self.conn("transaction.savepoint")?;
+        let r = conn.release_savepoint(name).await;
+        r.map_err(|e| self.fail(e, "transaction.savepoint"))
+    }
+
+    pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
+        let conn = self.conn("transaction.savepoint")?;
+        let r = conn.rollback_to_savepoint(name).await;
+        r.map_err(|e| self.fail(e, "transaction.savepoint"))
+    }
+}

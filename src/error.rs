@@ -1,0 +1,186 @@
+//! One error type for the whole core. The kind decides the Python exception
+//! class at the binding edge (`python/errors.rs`); the message is always
+//! written for a person: what failed, where, and what to do.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Configuration,
+    Connection,
+    Query,
+    Integrity,
+    Parameter,
+    Timeout,
+    PoolTimeout,
+    Transaction,
+}
+
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub database: Option<String>,
+    pub operation: Option<&'static str>,
+    /// PostgreSQL SQLSTATE (None on SQL Server).
+    pub sqlstate: Option<String>,
+    /// SQL Server error number (None on PostgreSQL).
+    pub error_number: Option<i32>,
+    /// True when the server may have executed the statement (the request was
+    /// sent before the failure): such a call must never be retried blindly.
+    pub maybe_executed: bool,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            database: None,
+            operation: None,
+            sqlstate: None,
+            error_number: None,
+            maybe_executed: false,
+        }
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Configuration, message)
+    }
+
+    pub fn connection(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Connection, message)
+    }
+
+    pub fn parameter(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Parameter, message)
+    }
+
+    pub fn query(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Query, message)
+    }
+
+    /// Attach the database and operation once, where they are known; the
+    /// innermost context wins so a nested call keeps its precise operation.
+    pub fn context(mut self, database: &str, operation: &'static str) -> Self {
+        if self.database.is_none() {
+            self.database = Some(database.to_owned());
+        }
+        if self.operation.is_none() {
+            self.operation = Some(operation);
+        }
+        self
+    }
+
+    /// Remove a secret from the message (a last line of defence: messages are
+    /// built from redacted parts, but driver text is not under our control).
+    pub fn redact(mut self, secret: Option<&str>) -> Self {
+        if let Some(secret) = secret.filter(|s| s.len() >= 2) {
+            if self.message.contains(secret) {
+                self.message = self.message.replace(secret, "***");
+            }
+        }
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.database, self.operation) {
+            (Some(db), Some(op)) => write!(f, "[{db}] {op} failed: {}", self.message)?,
+            (Some(db), None) => write!(f, "[{db}] {}", self.message)?,
+            (None, Some(op)) => write!(f, "{op} failed: {}", self.message)?,
+            (None, None) => f.write_str(&self.message)?,
+        }
+        if let Some(state) = &self.sqlstate {
+            write!(f, " (SQLSTATE {state})")?;
+        }
+        if let Some(number) = self.error_number {
+            write!(f, " (SQL Server error {number})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// SQLSTATE classes that mean "the data broke a constraint".
+fn is_integrity_sqlstate(code: &str) -> bool {
+    code.starts_with("23")
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned());
+                let kind = match code.as_deref() {
+                    Some(c) if is_integrity_sqlstate(c) => ErrorKind::Integrity,
+                    Some("57014") => ErrorKind::Timeout,
+                    Some("28P01") | Some("28000") | Some("3D000") | Some("57P01")
+                    | Some("57P02") | Some("57P03") | Some("53300") => ErrorKind::Connection,
+                    _ => ErrorKind::Query,
+                };
+                let mut message = db.message().to_owned();
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    if let Some(detail) = pg.detail() {
+                        message.push_str(". ");
+                        message.push_str(detail);
+                    }
+                    if let Some(hint) = pg.hint() {
+                        message.push_str(". Hint: ");
+                        message.push_str(hint);
+                    }
+                }
+                let mut e = Error::new(kind, message);
+                e.sqlstate = code;
+                e
+            }
+            sqlx::Error::PoolTimedOut => Error::new(ErrorKind::PoolTimeout, err.to_string()),
+            sqlx::Error::Configuration(_) => Error::config(err.to_string()),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+                let mut e = Error::connection(err.to_string());
+                e.maybe_executed = true;
+                e
+            }
+            sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => {
+                Error::parameter(err.to_string())
+            }
+            other => Error::query(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_database_operation_and_state() {
+        let mut e =
+            Error::query("relation \"x\" does not exist").context("rpa_db", "execute_query");
+        e.sqlstate = Some("42P01".into());
+        assert_eq!(
+            e.to_string(),
+            "[rpa_db] execute_query failed: relation \"x\" does not exist (SQLSTATE 42P01)"
+        );
+    }
+
+    #[test]
+    fn innermost_context_wins() {
+        let e = Error::query("x")
+            .context("a", "inner")
+            .context("b", "outer");
+        assert_eq!(e.database.as_deref(), Some("a"));
+        assert_eq!(e.operation, Some("inner"));
+    }
+
+    #[test]
+    fn redact_removes_secret() {
+        let e = Error::connection("auth failed for s3cret!").redact(Some("s3cret!"));
+        assert!(!e.message.contains("s3cret!"));
+        assert!(e.message.contains("***"));
+    }
+}

@@ -1,0 +1,14 @@
+//! dbflow: pooled, migrated, monitored PostgreSQL and SQL Server access for
+//! Prefect flows. Everything below `python` is plain Rust and tested with
+//! `cargo test`; `python` converts at the edge.
+
+pub mod backend;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod pool;
+pub mod runtime;
+pub mod sql;
+pub mod value;
+
+mod python;

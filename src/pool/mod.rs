@@ -1,0 +1,235 @@
+//! Connection pools with SQLAlchemy QueuePool semantics on top of deadpool:
+//! `pool_size` connections are kept, up to `max_overflow` more are opened
+//! under load and closed when returned, a checkout waits `pool_timeout` and
+//! then fails with `PoolTimeout`, and a connection idle for a while is
+//! pinged on checkout (`pool_pre_ping`) and replaced transparently if dead.
+
+pub mod registry;
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
+
+use crate::backend::Connection;
+use crate::config::DatabaseConfig;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A connection used this recently skips the pre-ping: it was fine a moment
+/// ago and the ping would cost a round trip on every query.
+const PRE_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    pub opened: AtomicU64,
+    pub closed: AtomicU64,
+    pub invalidated: AtomicU64,
+    pub overflow_closed: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+pub struct ConnectionManager {
+    config: Arc<DatabaseConfig>,
+    counters: Arc<PoolCounters>,
+}
+
+impl managed::Manager for ConnectionManager {
+    type Type = Connection;
+    type Error = Error;
+
+    async fn create(&self) -> Result<Connection> {
+        let conn = Connection::connect(&self.config).await?;
+        self.counters.opened.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(database = %self.config.name, "opened a connection");
+        Ok(conn)
+    }
+
+    async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<Error> {
+        if conn.broken || conn.in_transaction {
+            self.counters.invalidated.fetch_add(1, Ordering::Relaxed);
+            return Err(RecycleError::message(
+                "connection was left in an unknown state",
+            ));
+        }
+        if let Some(max_age) = self.config.pool.recycle {
+            if metrics.age() > max_age {
+                return Err(RecycleError::message("connection reached pool_recycle age"));
+            }
+        }
+        if self.config.pool.pre_ping && conn.last_used.elapsed() > PRE_PING_AFTER_IDLE {
+            if let Err(e) = conn.ping().await {
+                self.counters.invalidated.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(database = %self.config.name, "pre-ping found a dead connection; replacing it");
+                return Err(RecycleError::Backend(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn detach(&self, _conn: &mut Connection) {
+        self.counters.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One database's pool, shared by every manager of that database in the
+/// process.
+pub struct Pool {
+    pub config: Arc<DatabaseConfig>,
+    inner: managed::Pool<ConnectionManager>,
+    pub counters: Arc<PoolCounters>,
+    /// Bumped by `dispose()`: connections checked out before it are closed
+    /// when returned instead of going back to the pool.
+    epoch: AtomicUsize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolStatus {
+    pub pool_size: usize,
+    pub max_overflow: usize,
+    pub checked_in: usize,
+    pub checked_out: usize,
+    pub overflow: usize,
+    pub invalid: u64,
+    pub waiting: usize,
+    pub opened: u64,
+    pub closed: u64,
+}
+
+impl Pool {
+    pub fn new(config: Arc<DatabaseConfig>) -> Result<Arc<Self>> {
+        let counters = Arc::new(PoolCounters::default());
+        let manager = ConnectionManager {
+            config: config.clone(),
+            counters: counters.clone(),
+        };
+        let inner = managed::Pool::builder(manager)
+            .max_size(config.pool.max_connections())
+            .wait_timeout(Some(config.pool.timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::config(format!("cannot build the pool: {e}")))?;
+        Ok(Arc::new(Pool {
+            config,
+            inner,
+            counters,
+            epoch: AtomicUsize::new(0),
+        }))
+    }
+
+    pub async fn get(self: &Arc<Self>) -> Result<PooledConnection> {
+        let started = Instant::now();
+        match self.inner.get().await {
+            Ok(object) => Ok(PooledConnection {
+                object: Some(object),
+                pool: self.clone(),
+                epoch: self.epoch.load(Ordering::Acquire),
+                waited: started.elapsed(),
+            }),
+            Err(managed::PoolError::Timeout(_)) => {
+                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                let p = &self.config.pool;
+                Err(Error::new(
+                    ErrorKind::PoolTimeout,
+                    format!(
+                        "no connection free within pool_timeout={:?}: all {} connections \
+                         (pool_size={} + max_overflow={}) are in use; raise {}_POOL_SIZE / _MAX_OVERFLOW, \
+                         release connections sooner, or raise _POOL_TIMEOUT",
+                        p.timeout,
+                        p.max_connections(),
+                        p.size,
+                        p.max_overflow,
+                        crate::config::key_part(&self.config.name)
+                    ),
+                ))
+            }
+            Err(managed::PoolError::Backend(e)) => Err(e),
+            Err(managed::PoolError::Closed) => Err(Error::connection("the pool is closed")),
+            Err(e) => Err(Error::connection(e.to_string())),
+        }
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let s = self.inner.status();
+        let checked_out = s.size - s.available;
+        PoolStatus {
+            pool_size: self.config.pool.size,
+            max_overflow: self.config.pool.max_overflow,
+            checked_in: s.available,
+            checked_out,
+            overflow: s.size.saturating_sub(self.config.pool.size),
+            invalid: self.counters.invalidated.load(Ordering::Relaxed),
+            waiting: s.waiting,
+            opened: self.counters.opened.load(Ordering::Relaxed),
+            closed: self.counters.closed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Close idle connections now; in-use ones close when returned.
+    pub fn dispose(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let removed = self.inner.retain(|_, _| false);
+        let n = removed.removed.len() as u64;
+        self.counters.closed.fetch_add(n, Ordering::Relaxed);
+        for conn in removed.removed {
+            close_in_background(conn);
+        }
+    }
+}
+
+fn close_in_background(conn: Connection) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(conn.close());
+    } else if let Some(rt) = crate::runtime::get() {
+        rt.spawn(conn.close());
+    }
+}
+
+/// A checked-out connection. Returning it applies QueuePool rules: broken
+/// connections and connections beyond `pool_size` are closed.
+pub struct PooledConnection {
+    object: Option<Object<ConnectionManager>>,
+    pool: Arc<Pool>,
+    epoch: usize,
+    pub waited: Duration,
+}
+
+impl Deref for PooledConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.object.as_ref().expect("connection present until drop")
+    }
+}
+
+impl DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.object.as_mut().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        let status = self.pool.inner.status();
+        let disposed = self.pool.epoch.load(Ordering::Acquire) != self.epoch;
+        let overflow = status.size > self.pool.config.pool.size;
+        if object.broken || object.in_transaction || disposed || overflow {
+            if overflow && !object.broken {
+                self.pool
+                    .counters
+                    .overflow_closed
+                    .fetch_add(1, Ordering::Relaxed);
+            } else if object.broken || object.in_transaction {
+                self.pool
+                    .counters
+                    .invalidated
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let conn = Object::take(object);
+            close_in_background(conn);
+        }
+    }
+}

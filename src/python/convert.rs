@@ -1,0 +1,353 @@
+//! Python ⇄ [`Value`] at the binding edge. Rows become dicts in one pass
+//! under the GIL, with each column name made into a Python string once per
+//! result set.
+
+use chrono::{Datelike, NaiveDateTime, Timelike};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyFloat, PyInt, PyList,
+    PyMemoryView, PyString, PyTime, PyTuple, PyType, PyTzInfo,
+};
+
+use crate::error::{Error, Result};
+use crate::sql::ParsedSql;
+use crate::value::{Rows, Value};
+
+static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static UUID: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static UTC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TIMEZONE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    DECIMAL.import(py, "decimal", "Decimal")
+}
+
+fn uuid_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    UUID.import(py, "uuid", "UUID")
+}
+
+fn utc(py: Python<'_>) -> PyResult<Bound<'_, PyTzInfo>> {
+    let utc = UTC.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("datetime")?
+            .getattr("timezone")?
+            .getattr("utc")?
+            .unbind())
+    })?;
+    Ok(utc.bind(py).cast::<PyTzInfo>()?.clone())
+}
+
+fn fixed_offset(py: Python<'_>, seconds: i32) -> PyResult<Bound<'_, PyTzInfo>> {
+    if seconds == 0 {
+        return utc(py);
+    }
+    let tz = TIMEZONE.import(py, "datetime", "timezone")?;
+    let delta = PyDelta::new(py, 0, seconds, 0, true)?;
+    Ok(tz.call1((delta,))?.cast_into::<PyTzInfo>()?)
+}
+
+fn unsupported(name: &str, obj: &Bound<'_, PyAny>) -> Error {
+    let ty = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    Error::parameter(format!(
+        "parameter :{name}: values of type {ty} cannot be sent; use None, bool, int, float, Decimal, str, \
+         bytes, date, time, datetime, timedelta, UUID, dict or list"
+    ))
+}
+
+fn py_err(name: &str, e: PyErr) -> Error {
+    Error::parameter(format!("parameter :{name}: {e}"))
+}
+
+/// One Python value → [`Value`]. `name` is used in error messages only.
+pub fn to_value(name: &str, obj: &Bound<'_, PyAny>) -> Result<Value> {
+    let py = obj.py();
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::Text(
+            s.to_str().map_err(|e| py_err(name, e))?.to_owned(),
+        ));
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return Ok(match obj.extract::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Decimal(obj.str().map_err(|e| py_err(name, e))?.to_string()),
+        });
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Value::Bytes(b.to_vec()));
+    }
+    if obj.is_instance_of::<PyMemoryView>() {
+        let bytes = obj.call_method0("tobytes").map_err(|e| py_err(name, e))?;
+        return Ok(Value::Bytes(
+            bytes
+                .cast::<PyBytes>()
+                .map_err(|e| py_err(name, e.into()))?
+                .as_bytes()
+                .to_vec(),
+        ));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let json: serde_json::Value = pythonize::depythonize(dict.as_any()).map_err(|e| {
+            Error::parameter(format!(
+                "parameter :{name}: the dict is not JSON-serializable: {e}"
+            ))
+        })?;
+        return Ok(Value::Json(json));
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        let mut items = Vec::with_capacity(obj.len().unwrap_or(0));
+        for item in obj.try_iter().map_err(|e| py_err(name, e))? {
+            items.push(to_value(name, &item.map_err(|e| py_err(name, e))?)?);
+        }
+        return Ok(Value::Array(items));
+    }
+    // datetime is a subclass of date: test it first.
+    if obj.is_instance_of::<PyDateTime>() {
+        let has_tz = !obj
+            .getattr("tzinfo")
+            .map_err(|e| py_err(name, e))?
+            .is_none();
+        if has_tz {
+            let dt: chrono::DateTime<chrono::FixedOffset> =
+                obj.extract().map_err(|e| py_err(name, e))?;
+            return Ok(Value::DateTimeTz(dt));
+        }
+        return Ok(Value::DateTime(
+            obj.extract::<NaiveDateTime>()
+                .map_err(|e| py_err(name, e))?,
+        ));
+    }
+    if obj.is_instance_of::<PyDate>() {
+        return Ok(Value::Date(obj.extract().map_err(|e| py_err(name, e))?));
+    }
+    if obj.is_instance_of::<PyTime>() {
+        let tz = obj.getattr("tzinfo").map_err(|e| py_err(name, e))?;
+        let t = time_without_tz(obj).map_err(|e| py_err(name, e))?;
+        if tz.is_none() {
+            return Ok(Value::Time(t));
+        }
+        let offset = obj.call_method0("utcoffset").map_err(|e| py_err(name, e))?;
+        if offset.is_none() {
+            return Ok(Value::Time(t));
+        }
+        let secs: f64 = offset
+            .call_method0("total_seconds")
+            .and_then(|s| s.extract())
+            .map_err(|e| py_err(name, e))?;
+        return Ok(Value::TimeTz(t, secs as i32));
+    }
+    if obj.is_instance_of::<PyDelta>() {
+        let d: chrono::TimeDelta = obj.extract().map_err(|e| py_err(name, e))?;
+        let days = d.num_days();
+        let rest = d - chrono::TimeDelta::days(days);
+        return Ok(Value::Interval {
+            months: 0,
+            days: i32::try_from(days)
+                .map_err(|_| Error::parameter(format!("parameter :{name}: timedelta too large")))?,
+            micros: rest.num_microseconds().unwrap_or(0),
+        });
+    }
+    if obj
+        .is_instance(decimal_type(py).map_err(|e| py_err(name, e))?)
+        .map_err(|e| py_err(name, e))?
+    {
+        return Ok(Value::Decimal(
+            obj.str().map_err(|e| py_err(name, e))?.to_string(),
+        ));
+    }
+    if obj
+        .is_instance(uuid_type(py).map_err(|e| py_err(name, e))?)
+        .map_err(|e| py_err(name, e))?
+    {
+        let bytes = obj.getattr("bytes").map_err(|e| py_err(name, e))?;
+        let bytes = bytes
+            .cast::<PyBytes>()
+            .map_err(|e| py_err(name, e.into()))?;
+        let raw: [u8; 16] = bytes
+            .as_bytes()
+            .try_into()
+            .map_err(|_| unsupported(name, obj))?;
+        return Ok(Value::Uuid(uuid::Uuid::from_bytes(raw)));
+    }
+    // Enum members and other wrappers: psycopg2 would fail too; say so clearly.
+    Err(unsupported(name, obj))
+}
+
+fn time_without_tz(obj: &Bound<'_, PyAny>) -> PyResult<chrono::NaiveTime> {
+    let h: u32 = obj.getattr("hour")?.extract()?;
+    let m: u32 = obj.getattr("minute")?.extract()?;
+    let s: u32 = obj.getattr("second")?.extract()?;
+    let us: u32 = obj.getattr("microsecond")?.extract()?;
+    chrono::NaiveTime::from_hms_micro_opt(h, m, s, us)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("invalid time"))
+}
+
+/// Values for a statement's parameters, in order, from a mapping. Only the
+/// names the statement uses are converted; a missing one is a
+/// `ParameterError` before anything is sent.
+pub fn params_for(sql: &ParsedSql, params: Option<&Bound<'_, PyAny>>) -> Result<Vec<Value>> {
+    let mut values = Vec::with_capacity(sql.names.len());
+    if sql.names.is_empty() {
+        return Ok(values);
+    }
+    let Some(params) = params.filter(|p| !p.is_none()) else {
+        return Err(Error::parameter(format!(
+            "the statement uses :{} but no params were given; pass a dict such as {{\"{}\": ...}}",
+            sql.names[0], sql.names[0]
+        )));
+    };
+    let dict = params.cast::<PyDict>();
+    for name in &sql.names {
+        let item = match dict {
+            Ok(d) => d.get_item(name).map_err(|e| py_err(name, e))?,
+            Err(_) => match params.get_item(name) {
+                Ok(v) => Some(v),
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(params.py()) => None,
+                Err(_) => {
+                    return Err(Error::parameter(
+                        "params must be a mapping of parameter names to values (a dict)"
+                            .to_string(),
+                    ))
+                }
+            },
+        };
+        match item {
+            Some(v) => values.push(to_value(name, &v)?),
+            None => {
+                let lookup = |_: &str| -> Option<&()> { None };
+                let given = || -> Vec<String> {
+                    params
+                        .try_iter()
+                        .map(|it| it.filter_map(|k| k.ok().map(|k| k.to_string())).collect())
+                        .unwrap_or_default()
+                };
+                // Reuse the one wording of the missing-key error.
+                let single = ParsedSql {
+                    segments: Vec::new(),
+                    names: vec![name.clone()],
+                };
+                return Err(single
+                    .bind_order(lookup, given)
+                    .err()
+                    .unwrap_or_else(|| Error::parameter(format!("missing parameter :{name}"))));
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// One [`Value`] → a Python object.
+pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any(),
+        Value::Float(f) => PyFloat::new(py, *f).into_any(),
+        Value::Decimal(d) => decimal_type(py)?.call1((d.as_str(),))?,
+        Value::Text(s) => PyString::new(py, s).into_any(),
+        Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+        Value::Date(d) => PyDate::new(py, d.year(), d.month() as u8, d.day() as u8)?.into_any(),
+        Value::Time(t) => time(py, t, None)?.into_any(),
+        Value::TimeTz(t, off) => time(py, t, Some(&fixed_offset(py, *off)?))?.into_any(),
+        Value::DateTime(dt) => datetime(py, dt, None)?.into_any(),
+        Value::DateTimeTz(dt) => {
+            let tz = fixed_offset(py, dt.offset().local_minus_utc())?;
+            datetime(py, &dt.naive_local(), Some(&tz))?.into_any()
+        }
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => {
+            let total_days = *months as i64 * 30 + *days as i64 + micros.div_euclid(86_400_000_000);
+            let rem = micros.rem_euclid(86_400_000_000);
+            PyDelta::new(
+                py,
+                i32::try_from(total_days).map_err(|_| {
+                    pyo3::exceptions::PyOverflowError::new_err("interval too large")
+                })?,
+                (rem / 1_000_000) as i32,
+                (rem % 1_000_000) as i32,
+                true,
+            )?
+            .into_any()
+        }
+        Value::Uuid(u) => {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("bytes", PyBytes::new(py, u.as_bytes()))?;
+            uuid_type(py)?.call((), Some(&kwargs))?
+        }
+        Value::Json(j) => pythonize::pythonize(py, j).map_err(PyErr::from)?,
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+    })
+}
+
+fn time<'py>(
+    py: Python<'py>,
+    t: &chrono::NaiveTime,
+    tz: Option<&Bound<'py, PyTzInfo>>,
+) -> PyResult<Bound<'py, PyTime>> {
+    PyTime::new(
+        py,
+        t.hour() as u8,
+        t.minute() as u8,
+        t.second() as u8,
+        t.nanosecond() / 1000 % 1_000_000,
+        tz,
+    )
+}
+
+fn datetime<'py>(
+    py: Python<'py>,
+    dt: &NaiveDateTime,
+    tz: Option<&Bound<'py, PyTzInfo>>,
+) -> PyResult<Bound<'py, PyDateTime>> {
+    PyDateTime::new(
+        py,
+        dt.year(),
+        dt.month() as u8,
+        dt.day() as u8,
+        dt.hour() as u8,
+        dt.minute() as u8,
+        dt.second() as u8,
+        dt.nanosecond() / 1000 % 1_000_000,
+        tz,
+    )
+}
+
+/// A result set → `list[dict]`.
+pub fn rows_to_py<'py>(py: Python<'py>, rows: &Rows) -> PyResult<Bound<'py, PyList>> {
+    let names: Vec<Bound<'py, PyString>> =
+        rows.columns.iter().map(|c| PyString::new(py, c)).collect();
+    let mut dicts = Vec::with_capacity(rows.row_count());
+    for row in rows.rows() {
+        let dict = PyDict::new(py);
+        for (name, value) in names.iter().zip(row) {
+            dict.set_item(name, to_py(py, value)?)?;
+        }
+        dicts.push(dict);
+    }
+    PyList::new(py, dicts)
+}

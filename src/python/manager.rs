@@ -1,0 +1,504 @@
+//! `DatabaseManager` and its `Transaction`: convert arguments, release the
+//! GIL, block on the shared runtime, convert results.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use super::config::PyConfigManager;
+use super::convert::{params_for, rows_to_py};
+use super::errors::{to_pyerr, IntoPyResult};
+use crate::backend::Statement;
+use crate::config::ConfigManager;
+use crate::engine::{Database, Transaction};
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::runtime;
+use crate::sql::{self, ParsedSql};
+use crate::value::{Rows, Value};
+
+/// Run a future on the shared runtime with the GIL released.
+fn wait<T: Send>(py: Python<'_>, fut: impl std::future::Future<Output = T> + Send) -> T {
+    py.detach(|| runtime().block_on(fut))
+}
+
+fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {
+    tracing::debug!(
+        database,
+        operation,
+        duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+        rows,
+        "{operation} finished"
+    );
+}
+
+fn statement(
+    db: &Database,
+    sql_text: &str,
+    params: Option<&Bound<'_, PyAny>>,
+    operation: &'static str,
+) -> Result<Statement> {
+    let sql = sql::parse(sql_text, db.dialect());
+    let values = params_for(&sql, params).map_err(|e| db.fail(e, operation))?;
+    Ok(Statement { sql, values })
+}
+
+fn many_values(
+    db: &Database,
+    sql: &ParsedSql,
+    seq: &Bound<'_, PyAny>,
+    operation: &'static str,
+) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
+    let iter = seq.try_iter().map_err(|_| {
+        db.fail(
+            Error::parameter("seq_of_params must be a sequence of dicts"),
+            operation,
+        )
+    })?;
+    for (index, item) in iter.enumerate() {
+        let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), operation))?;
+        let values = params_for(sql, Some(&item)).map_err(|mut e| {
+            e.message = format!("row {index}: {}", e.message);
+            db.fail(e, operation)
+        })?;
+        out.push(values);
+    }
+    Ok(out)
+}
+
+/// `(sql, params)` tuples or bare SQL strings → statements.
+fn statements(db: &Database, queries: &Bound<'_, PyAny>) -> Result<Vec<Statement>> {
+    let op = "execute_transaction";
+    let mut out = Vec::new();
+    let iter = queries.try_iter().map_err(|_| {
+        db.fail(
+            Error::parameter("queries must be a list of (sql, params) tuples"),
+            op,
+        )
+    })?;
+    for item in iter {
+        let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+        if let Ok(text) = item.extract::<String>() {
+            out.push(statement(db, &text, None, op)?);
+            continue;
+        }
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2 || t.len() == 1)
+            .ok_or_else(|| {
+                db.fail(
+                    Error::parameter("each query must be a (sql, params) tuple or a SQL string"),
+                    op,
+                )
+            })?;
+        let text: String = pair.get_item(0).and_then(|s| s.extract()).map_err(|_| {
+            db.fail(
+                Error::parameter("the first item of each query tuple must be the SQL text"),
+                op,
+            )
+        })?;
+        let params = if pair.len() == 2 {
+            pair.get_item(1).ok()
+        } else {
+            None
+        };
+        out.push(statement(db, &text, params.as_ref(), op)?);
+    }
+    Ok(out)
+}
+
+fn pool_status_dict<'py>(py: Python<'py>, db: &Database) -> PyResult<Bound<'py, PyDict>> {
+    let s = db.pool_status();
+    let d = PyDict::new(py);
+    d.set_item("database_name", db.name())?;
+    d.set_item("database_type", db.config().database_type.as_str())?;
+    d.set_item("pool_size", s.pool_size)?;
+    d.set_item("max_overflow", s.max_overflow)?;
+    d.set_item("checked_in", s.checked_in)?;
+    d.set_item("checked_out", s.checked_out)?;
+    d.set_item("overflow", s.overflow)?;
+    d.set_item("invalid", s.invalid)?;
+    d.set_item("waiting", s.waiting)?;
+    let capacity = (s.pool_size + s.max_overflow).max(1) as f64;
+    d.set_item(
+        "utilization",
+        (s.checked_out as f64 / capacity * 1000.0).round() / 1000.0,
+    )?;
+    d.set_item("connections_opened", s.opened)?;
+    d.set_item("connections_closed", s.closed)?;
+    d.set_item("users", db.shared().users())?;
+    d.set_item(
+        "timestamp",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+    )?;
+    Ok(d)
+}
+
+#[pyclass(module = "dbflow._native", name = "DatabaseManager", subclass, frozen)]
+pub struct PyDatabaseManager {
+    db: Arc<Database>,
+    config: ConfigManager,
+}
+
+#[pymethods]
+impl PyDatabaseManager {
+    #[new]
+    #[pyo3(signature = (database_name, *, environment=None, flow_name=None, config=None))]
+    fn new(
+        database_name: &str,
+        environment: Option<&str>,
+        flow_name: Option<&str>,
+        config: Option<PyRef<'_, PyConfigManager>>,
+    ) -> PyResult<Self> {
+        let manager = match config {
+            Some(c) => {
+                let inner = &c.inner;
+                let env_conflict =
+                    environment.is_some_and(|e| !e.eq_ignore_ascii_case(inner.environment()));
+                let flow_conflict = flow_name.is_some_and(|f| Some(f) != inner.flow_name());
+                if env_conflict || flow_conflict {
+                    return Err(to_pyerr(Error::config(format!(
+                        "DatabaseManager('{database_name}'): environment/flow_name contradict the given config \
+                         (environment={:?}, flow_name={:?}); pass one or the other",
+                        inner.environment(),
+                        inner.flow_name()
+                    ))));
+                }
+                inner.clone()
+            }
+            None => ConfigManager::new(environment, flow_name, None).py_result()?,
+        };
+        let db_config = manager
+            .database_config(database_name)
+            .map_err(|e| e.context(database_name, "DatabaseManager()"))
+            .py_result()?;
+        let db = Database::open(db_config).py_result()?;
+        Ok(PyDatabaseManager {
+            db: Arc::new(db),
+            config: manager,
+        })
+    }
+
+    #[getter]
+    fn database_name(&self) -> &str {
+        self.db.name()
+    }
+
+    #[getter]
+    fn database_type(&self) -> &'static str {
+        self.db.config().database_type.as_str()
+    }
+
+    #[getter]
+    fn environment(&self) -> &str {
+        self.config.environment()
+    }
+
+    #[getter]
+    fn flow_name(&self) -> Option<&str> {
+        self.config.flow_name()
+    }
+
+    /// The connection target with the password masked.
+    #[getter]
+    fn connection_string(&self) -> String {
+        self.db.config().spec.redacted()
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let started = Instant::now();
+        let stmt = statement(&self.db, sql, params, "execute_query").py_result()?;
+        let db = &self.db;
+        let rows: Rows = wait(py, db.query(&stmt)).py_result()?;
+        log_done(db.name(), "execute_query", started, rows.row_count());
+        rows_to_py(py, &rows)
+    }
+
+    fn execute_many(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        seq_of_params: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let started = Instant::now();
+        let parsed = sql::parse(sql, self.db.dialect());
+        let rows = many_values(&self.db, &parsed, seq_of_params, "execute_many").py_result()?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let db = &self.db;
+        let n = wait(py, db.execute_many(&parsed, &rows)).py_result()?;
+        log_done(db.name(), "execute_many", started, n as usize);
+        Ok(n)
+    }
+
+    fn execute_transaction<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let started = Instant::now();
+        let stmts = statements(&self.db, queries).py_result()?;
+        let db = &self.db;
+        let results = wait(py, db.execute_transaction(&stmts)).py_result()?;
+        log_done(
+            db.name(),
+            "execute_transaction",
+            started,
+            results.iter().map(Rows::row_count).sum(),
+        );
+        let lists = results
+            .iter()
+            .map(|r| rows_to_py(py, r))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lists)
+    }
+
+    /// `with db.transaction() as tx:` — commit on success, rollback on error.
+    fn transaction(&self) -> PyTransaction {
+        PyTransaction {
+            db: self.db.clone(),
+            inner: Mutex::new(None),
+        }
+    }
+
+    /// Check out a connection and run one round trip (raises on failure).
+    fn ping(&self, py: Python<'_>) -> PyResult<()> {
+        let db = &self.db;
+        wait(py, db.ping()).py_result()
+    }
+
+    fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        pool_status_dict(py, &self.db)
+    }
+
+    /// Stop using the shared pool; it closes after the grace period when no
+    /// other manager uses it.
+    fn close(&self) {
+        self.db.release();
+    }
+
+    /// Close the pool's connections now (in-use ones when returned).
+    fn dispose(&self) {
+        self.db.dispose();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.db.release();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DatabaseManager('{}', type={}, environment={}, target={})",
+            self.db.name(),
+            self.db.config().database_type.as_str(),
+            self.config.environment(),
+            self.db.config().spec.redacted()
+        )
+    }
+}
+
+#[pyclass(module = "dbflow._native", name = "Transaction", frozen)]
+pub struct PyTransaction {
+    db: Arc<Database>,
+    inner: Mutex<Option<Transaction>>,
+}
+
+impl PyTransaction {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        operation: &'static str,
+        f: impl for<'a> FnOnce(
+                &'a mut Transaction,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>,
+            > + Send,
+    ) -> PyResult<T> {
+        let db = &self.db;
+        let inner = &self.inner;
+        // The lock is held by this (GIL-free) thread for the whole call, so
+        // two Python threads sharing one transaction take turns.
+        py.detach(move || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_mut().filter(|t| t.is_active()) {
+                Some(tx) => runtime().block_on(f(tx)),
+                None => Err(db.fail(
+                    Error::new(
+                        ErrorKind::Transaction,
+                        "the transaction is not open; use it inside `with db.transaction() as tx:`",
+                    ),
+                    operation,
+                )),
+            }
+        })
+        .py_result()
+    }
+}
+
+#[pymethods]
+impl PyTransaction {
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        {
+            let this = slf.get();
+            let db = &this.db;
+            let tx = wait(py, db.begin("transaction")).py_result()?;
+            let mut guard = this.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.as_ref().is_some_and(|t| t.is_active()) {
+                return Err(to_pyerr(db.fail(
+                    Error::new(
+                        ErrorKind::Transaction,
+                        "this transaction is already open; nest with tx.savepoint()",
+                    ),
+                    "transaction",
+                )));
+            }
+            *guard = Some(tx);
+        }
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        let tx = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut tx) = tx else { return Ok(false) };
+        if failed {
+            // The user's exception propagates unchanged; a failed rollback
+            // only means the connection is discarded (the server rolls back).
+            let _ = wait(py, tx.rollback());
+            return Ok(false);
+        }
+        wait(py, tx.commit()).py_result()?;
+        Ok(false)
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let started = Instant::now();
+        let stmt = statement(&self.db, sql, params, "transaction.execute_query").py_result()?;
+        let rows = self.with(py, "transaction.execute_query", |tx| {
+            Box::pin(async move { tx.query(&stmt).await })
+        })?;
+        log_done(
+            self.db.name(),
+            "transaction.execute_query",
+            started,
+            rows.row_count(),
+        );
+        rows_to_py(py, &rows)
+    }
+
+    fn execute_many(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        seq_of_params: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let parsed = sql::parse(sql, self.db.dialect());
+        let rows = many_values(&self.db, &parsed, seq_of_params, "transaction.execute_many")
+            .py_result()?;
+        self.with(py, "transaction.execute_many", |tx| {
+            Box::pin(async move { tx.execute_many(&parsed, &rows).await })
+        })
+    }
+
+    /// Commit now (the `with` block then has nothing left to do).
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, "transaction.commit", |tx| Box::pin(tx.commit()))
+    }
+
+    /// Roll back now.
+    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, "transaction.rollback", |tx| Box::pin(tx.rollback()))
+    }
+
+    /// `with tx.savepoint():` — a nested unit that rolls back alone.
+    fn savepoint(slf: Py<Self>) -> PySavepoint {
+        PySavepoint {
+            tx: slf,
+            name: Mutex::new(None),
+        }
+    }
+
+    #[getter]
+    fn active(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| t.is_active())
+    }
+}
+
+#[pyclass(module = "dbflow._native", name = "Savepoint", frozen)]
+pub struct PySavepoint {
+    tx: Py<PyTransaction>,
+    name: Mutex<Option<String>>,
+}
+
+#[pymethods]
+impl PySavepoint {
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        {
+            let this = slf.get();
+            let name = this
+                .tx
+                .get()
+                .with(py, "transaction.savepoint", |tx| Box::pin(tx.savepoint()))?;
+            *this.name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+        }
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let Some(name) = self.name.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(false);
+        };
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        let tx = self.tx.get();
+        if failed {
+            tx.with(py, "transaction.savepoint", |t| {
+                Box::pin(async move { t.rollback_to_savepoint(&name).await })
+            })?;
+        } else {
+            tx.with(py, "transaction.savepoint", |t| {
+                Box::pin(async move { t.release_savepoint(&name).await })
+            })?;
+        }
+        Ok(false)
+    }
+}

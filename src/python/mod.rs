@@ -1,0 +1,60 @@
+//! The `dbflow._native` extension module: registration only.
+
+mod config;
+mod convert;
+mod errors;
+mod logging;
+mod manager;
+
+use pyo3::prelude::*;
+
+/// Close every pool now; called by `atexit` and usable in tests.
+#[pyfunction]
+fn _shutdown(py: Python<'_>) {
+    logging::shutting_down();
+    py.detach(crate::pool::registry::dispose_all);
+}
+
+/// Close every pool now, keeping logging on (tests, forked workers).
+#[pyfunction]
+fn dispose_all(py: Python<'_>) {
+    py.detach(crate::pool::registry::dispose_all);
+}
+
+/// Number of open pools in this process.
+#[pyfunction]
+fn _open_pools() -> usize {
+    crate::pool::registry::open_pools()
+}
+
+/// `:name` → `$n` as dbflow sends it (for debugging and tests).
+#[pyfunction]
+#[pyo3(signature = (sql, dialect="postgresql"))]
+fn rewrite_sql(sql: &str, dialect: &str) -> PyResult<(String, Vec<String>)> {
+    let d = match dialect {
+        "postgresql" => crate::sql::Dialect::Postgres,
+        "sqlserver" => crate::sql::Dialect::SqlServer,
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "dialect must be 'postgresql' or 'sqlserver', not {other:?}"
+            )))
+        }
+    };
+    let parsed = crate::sql::parse(sql, d);
+    Ok((parsed.render(d), parsed.names))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    logging::install();
+    m.add_class::<manager::PyDatabaseManager>()?;
+    m.add_class::<manager::PyTransaction>()?;
+    m.add_class::<manager::PySavepoint>()?;
+    m.add_class::<config::PyConfigManager>()?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(dispose_all, m)?)?;
+    m.add_function(wrap_pyfunction!(_open_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(rewrite_sql, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

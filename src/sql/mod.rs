@@ -1,0 +1,349 @@
+//! `:name` placeholders → server placeholders (`$1` / `@P1`).
+//!
+//! A small tokenizer, not a regex: string literals, quoted identifiers,
+//! comments, dollar-quoted bodies (PostgreSQL), `[bracketed]` identifiers
+//! (SQL Server) and `::` casts are passed through untouched. A name is
+//! recognised as SQLAlchemy's `text()` does: `:` followed by a word, not
+//! preceded by a word character or another `:`; `\:` is a literal colon.
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    SqlServer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Text(String),
+    /// Index into [`ParsedSql::names`].
+    Param(usize),
+}
+
+/// A statement split into text and parameter references; render it once per
+/// placeholder style. Each distinct name is one server parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedSql {
+    pub segments: Vec<Segment>,
+    pub names: Vec<String>,
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_'
+}
+
+pub fn parse(sql: &str, dialect: Dialect) -> ParsedSql {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut segments = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut text = String::with_capacity(sql.len() + 8);
+    let mut i = 0;
+    let n = chars.len();
+    // Copies chars[i..end] to text and returns end.
+    let copy = |text: &mut String, from: usize, to: usize| {
+        text.extend(&chars[from..to.min(n)]);
+        to.min(n)
+    };
+    while i < n {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match c {
+            '\'' => {
+                // E'..' allows backslash escapes in PostgreSQL.
+                let backslash = dialect == Dialect::Postgres
+                    && i > 0
+                    && matches!(chars[i - 1], 'e' | 'E')
+                    && (i < 2 || !is_word_char(chars[i - 2]));
+                i = copy(&mut text, i, skip_quoted(&chars, i, '\'', backslash));
+            }
+            '"' => i = copy(&mut text, i, skip_quoted(&chars, i, '"', false)),
+            '[' if dialect == Dialect::SqlServer => {
+                i = copy(&mut text, i, skip_quoted(&chars, i, ']', false))
+            }
+            '-' if next == Some('-') => {
+                let end = chars[i..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(n, |p| i + p);
+                i = copy(&mut text, i, end);
+            }
+            '/' if next == Some('*') => i = copy(&mut text, i, skip_block_comment(&chars, i)),
+            '$' if dialect == Dialect::Postgres && (i == 0 || !is_word_char(chars[i - 1])) => {
+                match dollar_tag_end(&chars, i) {
+                    Some(tag_end) => {
+                        let tag: Vec<char> = chars[i..tag_end].to_vec();
+                        let body_end = find_seq(&chars, tag_end, &tag).map_or(n, |p| p + tag.len());
+                        i = copy(&mut text, i, body_end);
+                    }
+                    None => {
+                        text.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            '\\' if next == Some(':') => {
+                text.push(':');
+                i += 2;
+            }
+            ':' if next == Some(':') => {
+                text.push_str("::");
+                i += 2;
+            }
+            ':' if next.is_some_and(is_name_start) && (i == 0 || !is_word_char(chars[i - 1])) => {
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&c| !is_word_char(c))
+                    .map_or(n, |p| i + 1 + p);
+                let name: String = chars[i + 1..end].iter().collect();
+                let index = match names.iter().position(|x| *x == name) {
+                    Some(idx) => idx,
+                    None => {
+                        names.push(name);
+                        names.len() - 1
+                    }
+                };
+                if !text.is_empty() {
+                    segments.push(Segment::Text(std::mem::take(&mut text)));
+                }
+                segments.push(Segment::Param(index));
+                i = end;
+            }
+            _ => {
+                text.push(c);
+                i += 1;
+            }
+        }
+    }
+    if !text.is_empty() {
+        segments.push(Segment::Text(text));
+    }
+    ParsedSql { segments, names }
+}
+
+/// End (exclusive) of a quoted run starting at `start`; a doubled closing
+/// quote is an escaped quote. Unterminated runs extend to the end.
+fn skip_quoted(chars: &[char], start: usize, close: char, backslash: bool) -> usize {
+    let mut i = start + 1;
+    while i < chars.len() {
+        let c = chars[i];
+        if backslash && c == '\\' {
+            i += 2;
+            continue;
+        }
+        if c == close {
+            if chars.get(i + 1) == Some(&close) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    chars.len()
+}
+
+/// Block comments nest in both PostgreSQL and T-SQL.
+fn skip_block_comment(chars: &[char], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < chars.len() {
+        if chars[i] == '/' && chars[i + 1] == '*' {
+            depth += 1;
+            i += 2;
+        } else if chars[i] == '*' && chars[i + 1] == '/' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    chars.len()
+}
+
+/// If a dollar-quote tag (`$$` or `$tag$`) starts at `start`, its end.
+fn dollar_tag_end(chars: &[char], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    if chars.get(i) == Some(&'$') {
+        return Some(i + 1);
+    }
+    if !chars.get(i).copied().is_some_and(is_name_start) {
+        return None;
+    }
+    while let Some(&c) = chars.get(i) {
+        if c == '$' {
+            return Some(i + 1);
+        }
+        if !is_word_char(c) {
+            return None;
+        }
+        i += 1;
+    }
+    None
+}
+
+fn find_seq(chars: &[char], from: usize, seq: &[char]) -> Option<usize> {
+    if seq.is_empty() || from >= chars.len() {
+        return None;
+    }
+    chars[from..]
+        .windows(seq.len())
+        .position(|w| w == seq)
+        .map(|p| from + p)
+}
+
+impl ParsedSql {
+    /// Render with `$n` (PostgreSQL) or `@Pn` (SQL Server).
+    pub fn render(&self, dialect: Dialect) -> String {
+        self.render_with(|i| match dialect {
+            Dialect::Postgres => format!("${}", i + 1),
+            Dialect::SqlServer => format!("@P{}", i + 1),
+        })
+    }
+
+    pub fn render_with(&self, mut placeholder: impl FnMut(usize) -> String) -> String {
+        let mut out = String::with_capacity(
+            self.segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Text(t) => t.len(),
+                    Segment::Param(_) => 4,
+                })
+                .sum(),
+        );
+        for segment in &self.segments {
+            match segment {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Param(i) => out.push_str(&placeholder(*i)),
+            }
+        }
+        out
+    }
+
+    /// Order the supplied values as the statement needs them. A missing name
+    /// is a `ParameterError` naming it, raised before anything is sent; extra
+    /// names are ignored (a whole row dict may be passed).
+    pub fn bind_order<'a, V>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a V>,
+        supplied: impl Fn() -> Vec<String>,
+    ) -> Result<Vec<&'a V>> {
+        let mut out = Vec::with_capacity(self.names.len());
+        for name in &self.names {
+            match lookup(name) {
+                Some(v) => out.push(v),
+                None => {
+                    let mut given = supplied();
+                    given.sort();
+                    return Err(Error::parameter(format!(
+                        "the statement uses :{name} but no value named '{name}' was given \
+                         (given: {}); pass {{\"{name}\": ...}} in params or write \\:{name} for a literal colon",
+                        if given.is_empty() { "none".to_owned() } else { given.join(", ") }
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pg(sql: &str) -> (String, Vec<String>) {
+        let p = parse(sql, Dialect::Postgres);
+        (p.render(Dialect::Postgres), p.names)
+    }
+
+    #[test]
+    fn basic_and_repeated_names() {
+        let (sql, names) = pg("SELECT * FROM t WHERE a = :a AND b = :b OR a2 = :a");
+        assert_eq!(sql, "SELECT * FROM t WHERE a = $1 AND b = $2 OR a2 = $1");
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn leaves_literals_identifiers_comments_and_casts_alone() {
+        let src = "SELECT ':no', \":no\", E'\\':no', x::text, :yes::int -- :no\n\
+                   /* :no /* nested :no */ :no */ $$ :no $$, $tag$ :no $tag$, arr[1:2], a:b";
+        let (sql, names) = pg(src);
+        assert_eq!(names, ["yes"]);
+        assert!(sql.contains("$1::int"));
+        assert!(sql.contains("arr[1:2]") && sql.contains("a:b"));
+        assert!(sql.contains("$tag$ :no $tag$"));
+    }
+
+    #[test]
+    fn escaped_colon_is_literal() {
+        let (sql, names) = pg(r"SELECT '10' \:x");
+        assert_eq!(sql, "SELECT '10' :x");
+        assert!(names.is_empty());
+    }
+
+    #[test]
+    fn dollar_after_word_is_not_a_quote() {
+        let (sql, names) = pg("SELECT a$b$, :x");
+        assert_eq!(names, ["x"]);
+        assert_eq!(sql, "SELECT a$b$, $1");
+    }
+
+    #[test]
+    fn sql_server_brackets_and_n_strings() {
+        let p = parse("SELECT [a:b], N':no', :yes FROM [t]", Dialect::SqlServer);
+        assert_eq!(p.names, ["yes"]);
+        assert_eq!(
+            p.render(Dialect::SqlServer),
+            "SELECT [a:b], N':no', @P1 FROM [t]"
+        );
+    }
+
+    #[test]
+    fn missing_key_names_it() {
+        let p = parse("SELECT :a, :b", Dialect::Postgres);
+        let values = std::collections::HashMap::from([("a".to_string(), 1)]);
+        let err = p
+            .bind_order(|k| values.get(k), || values.keys().cloned().collect())
+            .unwrap_err();
+        assert!(err.message.contains(":b"), "{}", err.message);
+        assert_eq!(err.kind, crate::error::ErrorKind::Parameter);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let p = parse(&s, Dialect::Postgres);
+            let _ = p.render(Dialect::Postgres);
+            let q = parse(&s, Dialect::SqlServer);
+            let _ = q.render(Dialect::SqlServer);
+        }
+
+        #[test]
+        fn never_panics_on_sql_like_soup(s in "[:'\"$\\\\/*\\-\\[\\]a-z_ \n]{0,40}") {
+            let p = parse(&s, Dialect::Postgres);
+            prop_assert!(p.names.iter().all(|n| !n.is_empty()));
+            let _ = parse(&s, Dialect::SqlServer).render(Dialect::SqlServer);
+        }
+
+        #[test]
+        fn text_without_colons_is_unchanged(s in "[^:\\\\]*") {
+            prop_assert_eq!(parse(&s, Dialect::Postgres).render(Dialect::Postgres), s.clone());
+        }
+
+        #[test]
+        fn names_inside_string_literals_are_kept(name in "[a-z_][a-z0-9_]{0,8}") {
+            let sql = format!("SELECT ':{name}', :{name}");
+            let p = parse(&sql, Dialect::Postgres);
+            prop_assert_eq!(p.names, vec![name.clone()]);
+            prop_assert_eq!(p.render(Dialect::Postgres), format!("SELECT ':{name}', $1"));
+        }
+    }
+}
