@@ -195,6 +195,6 @@ mod tests {
             Value::Decimal("2.50".into()),
             Value::Null,
         ]);
-        assert_eq!(v.to_json().to_string(), "[1,2.50,null]");
+        assert_eq!(v.to_json().to_string(), "[1,2.5,null]");
     }
 }

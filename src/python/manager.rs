@@ -383,7 +383,10 @@ impl PyTransaction {
     ) -> PyResult<bool> {
         let failed = exc_type.is_some_and(|t| !t.is_none());
         let tx = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Some(mut tx) = tx else { return Ok(false) };
+        // Already committed or rolled back explicitly inside the block.
+        let Some(mut tx) = tx.filter(|t| t.is_active()) else {
+            return Ok(false);
+        };
         if failed {
             // The user's exception propagates unchanged; a failed rollback
             // only means the connection is discarded (the server rolls back).

@@ -342,7 +342,7 @@ mod tests {
         fn names_inside_string_literals_are_kept(name in "[a-z_][a-z0-9_]{0,8}") {
             let sql = format!("SELECT ':{name}', :{name}");
             let p = parse(&sql, Dialect::Postgres);
-            prop_assert_eq!(p.names, vec![name.clone()]);
+            prop_assert_eq!(&p.names, &vec![name.clone()]);
             prop_assert_eq!(p.render(Dialect::Postgres), format!("SELECT ':{name}', $1"));
         }
     }

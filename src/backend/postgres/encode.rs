@@ -410,7 +410,7 @@ pub fn encode_numeric(text: &str, buf: &mut Vec<u8>) -> Result<(), Mismatch> {
     let lead = ((4 - point % 4) % 4) as usize;
     digits.splice(0..0, std::iter::repeat_n(0u8, lead));
     let mut weight = (point + lead as i64) / 4 - 1;
-    while digits.len() % 4 != 0 {
+    while !digits.len().is_multiple_of(4) {
         digits.push(0);
     }
     let mut groups: Vec<i16> = digits

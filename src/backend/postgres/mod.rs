@@ -282,17 +282,17 @@ impl PgConn {
     }
 
     /// Prepare (cached per connection) and bind: one round trip when warm.
-    async fn bind<'v>(
+    async fn bind(
         &mut self,
         parsed: &ParsedSql,
-        values: &'v [Value],
+        values: &[Value],
     ) -> Result<(sqlx::postgres::PgStatement, PgArguments)> {
         let mut plan = Plan {
             declared: values.iter().map(encode::natural_oid).collect(),
             casts: vec![None; values.len()],
             variant: false,
         };
-        for _attempt in 0..3 {
+        for _attempt in 0..4 {
             let types: Vec<PgTypeInfo> = plan
                 .declared
                 .iter()
@@ -321,25 +321,25 @@ impl PgConn {
                 let mismatch = err.downcast_ref::<MismatchError>().map(|m| m.0.clone());
                 let name = &parsed.names[i];
                 match mismatch {
-                    Some(Mismatch::Invalid(msg)) => {
+                    Some(Mismatch::Invalid(msg)) if plan.variant => {
                         return Err(Error::parameter(format!("parameter :{name}: {msg}")))
                     }
+                    Some(Mismatch::Retype | Mismatch::Invalid(_)) if !plan.variant => {
+                        // The type may come from a statement cached for other
+                        // value types: prepare a variant of our own, so the
+                        // server infers afresh for these values.
+                        plan.declared[i] = encode::natural_oid(value);
+                        plan.variant = true;
+                        retry = true;
+                    }
                     Some(Mismatch::Retype) if plan.declared[i] == 0 && plan.casts[i].is_none() => {
-                        // The server inferred a type from the statement; send the
-                        // value as its own type and let the server convert it,
-                        // as it would convert psycopg2's quoted literal.
+                        // The statement constrains the parameter: send the
+                        // value as its own type and let the server convert
+                        // it, as it converts psycopg2's quoted literal.
                         plan.declared[i] = encode::standalone_oid(value);
                         if !target.is_text_like() {
                             plan.casts[i] = Some(info.name().to_owned());
                         }
-                        plan.variant = true;
-                        retry = true;
-                    }
-                    Some(Mismatch::Retype) if !plan.variant => {
-                        // A statement cached for other value types: prepare a
-                        // variant declared for these values.
-                        plan.declared[i] = encode::natural_oid(value);
-                        plan.variant = true;
                         retry = true;
                     }
                     _ => {

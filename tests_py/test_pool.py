@@ -1,0 +1,208 @@
+"""Pools: shared per database per process, QueuePool limits, pre-ping,
+release with a grace period, and real parallelism with the GIL released."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+import dbflow
+from dbflow import DatabaseConnectionError, PoolTimeoutError
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_managers_of_one_database_share_one_pool(env, server_connections) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=2)
+    a, b = env.manager(name), env.manager(name)
+    try:
+        a.execute_query("SELECT 1")
+        b.execute_query("SELECT 1")
+        status = a.get_pool_status()
+        assert status["users"] == 2
+        assert status["connections_opened"] == 1
+        assert b.get_pool_status()["connections_opened"] == 1
+        assert server_connections(name) == 1
+    finally:
+        a.dispose()
+        b.close()
+
+
+def test_exhausted_pool_raises_pool_timeout_naming_limits(env) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=1, max_overflow=0, pool_timeout=0.3)
+    db = env.manager(name)
+    try:
+        with db.transaction():
+            with pytest.raises(PoolTimeoutError) as info:
+                db.execute_query("SELECT 1")
+        message = str(info.value)
+        assert "pool_size=1" in message and "max_overflow=0" in message
+        assert isinstance(info.value, TimeoutError)
+        assert info.value.database == name
+        # Once the transaction returned its connection the pool works again.
+        assert db.execute_query("SELECT 1 AS x") == [{"x": 1}]
+    finally:
+        db.dispose()
+
+
+def test_overflow_connections_are_closed_when_returned(env, server_connections) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=1, max_overflow=2, pool_timeout=5)
+    db = env.manager(name)
+    holding = threading.Barrier(3)
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with db.transaction() as tx:
+                tx.execute_query("SELECT 1")
+                holding.wait(10)
+                release.wait(10)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        assert wait_until(lambda: db.get_pool_status()["checked_out"] == 3)
+        status = db.get_pool_status()
+        assert status["overflow"] == 2
+        assert server_connections(name) == 3
+        release.set()
+        for t in threads:
+            t.join(10)
+        assert not errors
+        assert wait_until(lambda: server_connections(name) == 1), "overflow connections stayed open"
+        status = db.get_pool_status()
+        assert (status["checked_in"], status["checked_out"], status["overflow"]) == (1, 0, 0)
+    finally:
+        release.set()
+        db.dispose()
+
+
+def test_eight_threads_run_eight_queries_at_once(env, db: dbflow.DatabaseManager) -> None:  # type: ignore[no-untyped-def]
+    # Each query waits, server-side, until the seven others have started
+    # while it still runs; if the GIL or the pool serialized the calls, the
+    # first would wait alone, give up and return false.
+    name = env.database(pool_size=8, max_overflow=0)
+    many = env.manager(name)
+    tag = f"overlap_{uuid.uuid4().hex}"
+    db.execute_query(
+        """CREATE OR REPLACE FUNCTION dbflow_wait_for_peers(tag text, peers int, tries int)
+           RETURNS bool LANGUAGE plpgsql AS $$
+           BEGIN
+             FOR i IN 1..tries LOOP
+               PERFORM pg_stat_clear_snapshot();
+               IF (SELECT count(*) FROM pg_stat_activity
+                   WHERE query LIKE '%' || tag || '%'
+                     AND pid <> pg_backend_pid()) >= peers THEN
+                 RETURN true;
+               END IF;
+               PERFORM pg_sleep(0.05);
+             END LOOP;
+             RETURN false;
+           END $$"""
+    )
+    sql = f"SELECT dbflow_wait_for_peers('{tag}', 7, 200) AS ok"
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        ok = many.execute_query(sql)[0]["ok"]
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert results == [True] * 8
+    finally:
+        many.dispose()
+
+
+def test_pre_ping_replaces_a_connection_killed_by_the_server(env, admin) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=1, max_overflow=0)
+    db = env.manager(name)
+    try:
+        pid = db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+        admin.execute_query("SELECT pg_terminate_backend(:pid)", {"pid": pid})
+        time.sleep(1.2)  # idle long enough that checkout pre-pings
+        new_pid = db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+        assert new_pid != pid
+        assert db.get_pool_status()["invalid"] >= 1
+    finally:
+        db.dispose()
+
+
+def test_without_pre_ping_a_dead_connection_fails_once_then_is_replaced(env, admin) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=1, max_overflow=0, pool_pre_ping="false")
+    db = env.manager(name)
+    try:
+        pid = db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+        admin.execute_query("SELECT pg_terminate_backend(:pid)", {"pid": pid})
+        time.sleep(0.2)
+        with pytest.raises(DatabaseConnectionError) as info:
+            db.execute_query("SELECT 1")
+        assert info.value.database == name
+        assert db.execute_query("SELECT 1 AS x") == [{"x": 1}]
+    finally:
+        db.dispose()
+
+
+def test_last_release_closes_the_pool_after_the_grace_period(env, server_connections) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=2, pool_release_grace=0.3)
+    with env.manager(name) as db:
+        db.execute_query("SELECT 1")
+        assert server_connections(name) == 1
+    # Within the grace period a new manager reuses the warm connection.
+    with env.manager(name) as again:
+        again.execute_query("SELECT 1")
+        assert again.get_pool_status()["connections_opened"] == 1
+    assert wait_until(lambda: server_connections(name) == 0), (
+        "pool did not close after its grace period"
+    )
+
+
+def test_dispose_closes_connections_now(env, server_connections) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=3, pool_release_grace=60)
+    db = env.manager(name)
+    other = env.manager(name)
+    db.execute_query("SELECT 1")
+    assert server_connections(name) == 1
+    db.dispose()
+    assert wait_until(lambda: server_connections(name) == 0)
+    with pytest.raises(DatabaseConnectionError, match="disposed"):
+        db.execute_query("SELECT 1")
+    # Others sharing the pool transparently reconnect, as with SQLAlchemy's dispose().
+    assert other.execute_query("SELECT 1 AS x") == [{"x": 1}]
+    other.dispose()
+
+
+def test_interpreter_exit_closes_pools_cleanly(env, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    name = env.database()
+    code = (
+        "import dbflow\n"
+        f"cfg = dbflow.ConfigManager('test', envs_dir={str(env.root)!r})\n"
+        f"db = dbflow.DatabaseManager({name!r}, config=cfg)\n"
+        "assert db.execute_query('SELECT 1 AS x') == [{'x': 1}]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
