@@ -206,3 +206,15 @@ def test_interpreter_exit_closes_pools_cleanly(env, pg_url: str) -> None:  # typ
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_pool_recycle_replaces_old_connections(env) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=1, max_overflow=0, pool_recycle=1)
+    db = env.manager(name)
+    try:
+        first = db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+        assert db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"] == first
+        time.sleep(1.2)
+        assert db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"] != first
+    finally:
+        db.dispose()

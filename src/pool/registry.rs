@@ -86,7 +86,11 @@ pub fn release(shared: &Arc<SharedPool>) {
     let generation = shared.generation.load(Ordering::Acquire);
     let grace = shared.pool.config.pool.release_grace;
     let shared = shared.clone();
-    crate::runtime::runtime().spawn(async move {
+    let Some(runtime) = crate::runtime::runtime().ok() else {
+        shared.pool.dispose();
+        return;
+    };
+    runtime.spawn(async move {
         tokio::time::sleep(grace).await;
         let mut reg = lock();
         if shared.users() == 0 && shared.generation.load(Ordering::Acquire) == generation {

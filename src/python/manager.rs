@@ -19,8 +19,11 @@ use crate::sql::{self, ParsedSql};
 use crate::value::{Rows, Value};
 
 /// Run a future on the shared runtime with the GIL released.
-fn wait<T: Send>(py: Python<'_>, fut: impl std::future::Future<Output = T> + Send) -> T {
-    py.detach(|| runtime().block_on(fut))
+fn wait<T: Send>(
+    py: Python<'_>,
+    fut: impl std::future::Future<Output = Result<T>> + Send,
+) -> Result<T> {
+    py.detach(|| runtime()?.block_on(fut))
 }
 
 fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {
@@ -337,7 +340,7 @@ impl PyTransaction {
         py.detach(move || {
             let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => runtime().block_on(f(tx)),
+                Some(tx) => runtime()?.block_on(f(tx)),
                 None => Err(db.fail(
                     Error::new(
                         ErrorKind::Transaction,
