@@ -119,3 +119,75 @@ def table(db: dbflow.DatabaseManager) -> Iterator[str]:
     name = f"t_{os.getpid()}_{next(_counter)}"
     yield name
     db.execute_query(f"DROP TABLE IF EXISTS {name}")
+
+
+# ---- the contract suite: the same tests on every backend ------------------
+
+from backends import Backend, mssql_url, postgres, sqlserver, with_database  # noqa: E402
+
+MSSQL_SKIP = "DBFLOW_TEST_MSSQL_URL is not set: no SQL Server-protocol server to test against"
+
+
+@pytest.fixture(scope="session")
+def mssql_test_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of our own on the SQL Server named by DBFLOW_TEST_MSSQL_URL,
+    created for the session and dropped afterwards."""
+    base = mssql_url()
+    if base is None:
+        pytest.skip(MSSQL_SKIP)
+    root = tmp_path_factory.mktemp("mssql-admin")
+    (root / ".env.test").write_text(f"TEST_GLOBAL_MSSQL_ADMIN_CONNECTION_STRING={base}\n")
+    config = dbflow.ConfigManager("test", envs_dir=root)
+    admin = dbflow.DatabaseManager("mssql_admin", config=config)
+    name = f"dbflow_test_{os.getpid()}"
+    admin.execute_query(f"IF DB_ID('{name}') IS NULL CREATE DATABASE [{name}]")
+    try:
+        yield with_database(base, name)
+    finally:
+        admin.execute_query(
+            f"IF DB_ID('{name}') IS NOT NULL BEGIN "
+            f"ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; "
+            f"DROP DATABASE [{name}]; END"
+        )
+        admin.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlserver"])
+def backend(request: pytest.FixtureRequest, pg_url: str) -> Backend:
+    if request.param == "postgresql":
+        return postgres(pg_url)
+    if mssql_url() is None:
+        pytest.skip(MSSQL_SKIP)
+    return sqlserver(request.getfixturevalue("mssql_test_url"))
+
+
+@pytest.fixture
+def bdb(env: Env, backend: Backend) -> Iterator[dbflow.DatabaseManager]:
+    """A manager for the parametrized backend, with a pool of its own."""
+    name = env.database(url=backend.url, pool_release_grace=0)
+    manager = env.manager(name)
+    yield manager
+    manager.dispose()
+
+
+@pytest.fixture
+def btable(bdb: dbflow.DatabaseManager) -> Iterator[str]:
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    yield name
+    bdb.execute_query(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.fixture
+def bsessions(env: Env, backend: Backend) -> Iterator[Callable[[str], int]]:
+    """How many server sessions a configured database's pool has open."""
+    watcher_name = env.database(
+        "watch_" + backend.name, url=backend.url, pool_size=1, max_overflow=0
+    )
+    watcher = env.manager(watcher_name)
+
+    def count(database_name: str) -> int:
+        app = f"dbflow_test_{database_name}_{os.getpid()}"
+        return int(watcher.execute_query(backend.sessions_sql, {"app": app})[0]["n"])
+
+    yield count
+    watcher.dispose()

@@ -2,12 +2,13 @@
 //! pools, transactions, retries, health, metrics, bindings — is written once
 //! against [`Connection`]; each backend module supplies the same operations.
 
+pub mod mssql;
 pub mod postgres;
 
 use std::time::Instant;
 
 use crate::config::{DatabaseConfig, DatabaseType};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 
@@ -20,6 +21,18 @@ pub struct Statement {
 
 enum Driver {
     Postgres(postgres::PgConn),
+    // Boxed: a tiberius client is large, and connections live in pool slots.
+    SqlServer(Box<mssql::MsConn>),
+}
+
+/// Call the same operation on whichever driver this connection holds.
+macro_rules! on_driver {
+    ($self:expr, $c:ident => $call:expr) => {
+        match &mut $self.driver {
+            Driver::Postgres($c) => $call,
+            Driver::SqlServer($c) => $call,
+        }
+    };
 }
 
 /// A live connection of any backend plus what the pool needs to know.
@@ -38,10 +51,7 @@ impl Connection {
         let driver = match config.database_type {
             DatabaseType::Postgres => Driver::Postgres(postgres::PgConn::connect(config).await?),
             DatabaseType::SqlServer => {
-                return Err(Error::config(format!(
-                    "{}: SQL Server is not supported by this build yet",
-                    config.source_key
-                )))
+                Driver::SqlServer(Box::new(mssql::MsConn::connect(config).await?))
             }
         };
         Ok(Connection {
@@ -55,6 +65,7 @@ impl Connection {
     pub fn dialect(&self) -> Dialect {
         match self.driver {
             Driver::Postgres(_) => Dialect::Postgres,
+            Driver::SqlServer(_) => Dialect::SqlServer,
         }
     }
 
@@ -75,24 +86,18 @@ impl Connection {
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.query(statement).await,
-        };
+        let r = on_driver!(self, c => c.query(statement).await);
         self.note(r)
     }
 
     /// The same statement for many parameter sets; returns rows affected.
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.execute_many(sql, rows).await,
-        };
+        let r = on_driver!(self, c => c.execute_many(sql, rows).await);
         self.note(r)
     }
 
     pub async fn begin(&mut self) -> Result<()> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple("BEGIN").await,
-        };
+        let r = on_driver!(self, c => c.begin().await);
         let r = self.note(r);
         if r.is_ok() {
             self.in_transaction = true;
@@ -101,47 +106,39 @@ impl Connection {
     }
 
     pub async fn commit(&mut self) -> Result<()> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple("COMMIT").await,
-        };
+        let r = on_driver!(self, c => c.commit().await);
         self.in_transaction = false;
         self.note(r)
     }
 
     pub async fn rollback(&mut self) -> Result<()> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple("ROLLBACK").await,
-        };
+        let r = on_driver!(self, c => c.rollback().await);
         self.in_transaction = false;
         self.note(r)
     }
 
     pub async fn savepoint(&mut self, name: &str) -> Result<()> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple(&format!("SAVEPOINT {name}")).await,
-        };
+        let r = on_driver!(self, c => c.savepoint(name).await);
         self.note(r)
     }
 
     pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple(&format!("ROLLBACK TO SAVEPOINT {name}")).await,
-        };
+        let r = on_driver!(self, c => c.rollback_to_savepoint(name).await);
         self.note(r)
     }
 
     pub async fn release_savepoint(&mut self, name: &str) -> Result<()> {
         let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple(&format!("RELEASE SAVEPOINT {name}")).await,
+            Driver::Postgres(c) => c.release_savepoint(name).await,
+            // T-SQL savepoints end with the transaction; there is nothing to release.
+            Driver::SqlServer(_) => Ok(()),
         };
         self.note(r)
     }
 
     /// A cheap liveness check (an empty query: one round trip, no plan).
     pub async fn ping(&mut self) -> Result<()> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.ping().await,
-        };
+        let r = on_driver!(self, c => c.ping().await);
         self.note(r)
     }
 
@@ -149,6 +146,7 @@ impl Connection {
     pub async fn close(self) {
         match self.driver {
             Driver::Postgres(c) => c.close().await,
+            Driver::SqlServer(c) => (*c).close().await,
         }
     }
 }

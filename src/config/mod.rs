@@ -6,6 +6,7 @@
 //! file `ENV_GLOBAL_K`, then the documented default.
 
 pub mod envfile;
+pub mod mssql;
 pub mod url;
 
 use std::collections::HashMap;
@@ -273,14 +274,9 @@ impl ConfigManager {
                 )))
             }
         };
-        let spec = match form {
-            StringForm::Url => url::parse_url(&conn, database_type, &conn_source)?,
-            StringForm::Jdbc | StringForm::AdoNet => {
-                return Err(Error::config(format!(
-                    "{conn_source}: SQL Server connection strings are not supported by this build yet; \
-                     see the SQL Server section of the README"
-                )))
-            }
+        let spec = match database_type {
+            DatabaseType::Postgres => url::parse_url(&conn, database_type, &conn_source)?,
+            DatabaseType::SqlServer => mssql::parse(&conn, form, &conn_source)?,
         };
 
         let setting_usize = |key: &str, global: Option<&str>, default: usize| -> Result<usize> {

@@ -46,6 +46,10 @@ pub enum StringForm {
 pub fn detect(conn: &str) -> Option<(DatabaseType, StringForm)> {
     let trimmed = conn.trim();
     let lower = trimmed.to_ascii_lowercase();
+    let lower = lower
+        .strip_prefix("jdbc:")
+        .map(str::to_owned)
+        .unwrap_or(lower);
     let scheme = lower.split_once("://").map(|(s, _)| s);
     if let Some(scheme) = scheme {
         let base = scheme.split('+').next().unwrap_or(scheme);
@@ -57,12 +61,6 @@ pub fn detect(conn: &str) -> Option<(DatabaseType, StringForm)> {
             "mssql" | "sqlserver" => Some((DatabaseType::SqlServer, StringForm::Url)),
             _ => None,
         };
-    }
-    if lower.starts_with("jdbc:sqlserver://") {
-        return Some((DatabaseType::SqlServer, StringForm::Jdbc));
-    }
-    if lower.starts_with("jdbc:postgresql://") {
-        return Some((DatabaseType::Postgres, StringForm::Url));
     }
     let has = |k: &str| {
         lower
@@ -284,6 +282,7 @@ mod tests {
             ("mssql+pymssql://u:p@h/db", SqlServer),
             ("mssql://u:p@h/db", SqlServer),
             ("sqlserver://h:1433;databaseName=db", SqlServer),
+            ("jdbc:sqlserver://h\\inst;databaseName=db", SqlServer),
             (
                 "Server=tcp:h,1433;Database=db;User Id=u;Password=p",
                 SqlServer,

@@ -91,8 +91,19 @@ pub fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions> {
     if let Some(path) = spec.option("sslkey") {
         opts = opts.ssl_client_key(path);
     }
-    if let Some(options) = spec.option("options") {
-        opts = opts.options(parse_pg_options(options));
+    let mut settings = spec
+        .option("options")
+        .map(parse_pg_options)
+        .unwrap_or_default();
+    if let Some(deadline) = config.query_timeout {
+        // Enforced by the server: it stops the statement and reports 57014.
+        settings.push((
+            "statement_timeout".to_owned(),
+            format!("{}ms", deadline.as_millis().max(1)),
+        ));
+    }
+    if !settings.is_empty() {
+        opts = opts.options(settings);
     }
     Ok(opts)
 }
@@ -401,6 +412,30 @@ impl PgConn {
             total += done.rows_affected();
         }
         Ok(total)
+    }
+
+    pub async fn begin(&mut self) -> Result<()> {
+        self.simple("BEGIN").await
+    }
+
+    pub async fn commit(&mut self) -> Result<()> {
+        self.simple("COMMIT").await
+    }
+
+    pub async fn rollback(&mut self) -> Result<()> {
+        self.simple("ROLLBACK").await
+    }
+
+    pub async fn savepoint(&mut self, name: &str) -> Result<()> {
+        self.simple(&format!("SAVEPOINT {name}")).await
+    }
+
+    pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
+        self.simple(&format!("ROLLBACK TO SAVEPOINT {name}")).await
+    }
+
+    pub async fn release_savepoint(&mut self, name: &str) -> Result<()> {
+        self.simple(&format!("RELEASE SAVEPOINT {name}")).await
     }
 
     pub async fn simple(&mut self, sql: &str) -> Result<()> {

@@ -1,0 +1,299 @@
+//! SQL Server through tiberius: connection setup (TLS, named instances,
+//! Azure routing), queries with `@Pn` parameters, T-SQL transactions.
+//!
+//! A tiberius query future dropped mid-flight leaves the connection
+//! desynchronized; dbflow never drops one except through a deadline, and
+//! any error that can leave the wire in an unknown state marks the
+//! connection broken so the pool discards it.
+
+pub mod values;
+
+use futures_util::TryStreamExt;
+use tiberius::{AuthMethod, Client, ColumnType, EncryptionLevel, QueryItem, SqlBrowser, ToSql};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use super::Statement;
+use crate::config::mssql::{encrypt_of, flag, Encrypt};
+use crate::config::DatabaseConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sql::{Dialect, ParsedSql};
+use crate::value::{Rows, Value};
+
+type Stream = Compat<TcpStream>;
+
+/// SQL Server error numbers that mean "the data broke a constraint":
+/// duplicate key (2627, 2601), foreign key / check (547), NULL into a
+/// NOT NULL column (515).
+const INTEGRITY_NUMBERS: &[u32] = &[2627, 2601, 547, 515];
+
+/// Login failed, database unavailable, server shutting down.
+const CONNECTION_NUMBERS: &[u32] = &[18456, 4060, 4064, 18452, 6005, 6006, 40613];
+
+impl From<tiberius::error::Error> for Error {
+    fn from(err: tiberius::error::Error) -> Self {
+        use tiberius::error::Error as T;
+        match err {
+            T::Server(token) => {
+                let code = token.code();
+                let kind = if INTEGRITY_NUMBERS.contains(&code) {
+                    ErrorKind::Integrity
+                } else if CONNECTION_NUMBERS.contains(&code) {
+                    ErrorKind::Connection
+                } else {
+                    ErrorKind::Query
+                };
+                let mut e = Error::new(kind, token.message().to_owned());
+                e.error_number = i32::try_from(code).ok();
+                e
+            }
+            T::Io { kind: std::io::ErrorKind::TimedOut, .. } => {
+                // The command timeout fired mid-response: the server may still
+                // be working; the connection is discarded (see `Connection::note`).
+                let mut e = Error::new(
+                    ErrorKind::Timeout,
+                    "the statement passed its deadline (QUERY_TIMEOUT); its connection was discarded",
+                );
+                e.maybe_executed = true;
+                e
+            }
+            T::Io { message, .. } => {
+                let mut e = Error::connection(format!("I/O error: {message}"));
+                e.maybe_executed = true;
+                e
+            }
+            T::Tls(message) => Error::connection(format!(
+                "TLS handshake failed: {message}; if the server uses a self-signed certificate set \
+                 TrustServerCertificate=true or give its CA with ca_file=/path/ca.pem, or set encrypt=off"
+            )),
+            T::Routing { host, port } => Error::connection(format!("the server redirected to {host}:{port}")),
+            T::Protocol(m) | T::Encoding(m) => {
+                let mut e = Error::connection(format!("protocol error: {m}"));
+                e.maybe_executed = true;
+                e
+            }
+            T::BulkInput(m) => Error::parameter(m.into_owned()),
+            other => Error::query(other.to_string()),
+        }
+    }
+}
+
+pub fn client_config(config: &DatabaseConfig) -> Result<tiberius::Config> {
+    let spec = &config.spec;
+    let key = &config.source_key;
+    let mut c = tiberius::Config::new();
+    c.host(spec.host.as_deref().unwrap_or("localhost"));
+    if let Some(port) = spec.port {
+        c.port(port);
+    }
+    if let Some(db) = &spec.database {
+        c.database(db);
+    }
+    if let Some(instance) = spec.option("instance") {
+        c.instance_name(instance);
+    }
+    c.application_name(spec.option("application_name").unwrap_or("dbflow"));
+    let user = spec.user.as_deref().ok_or_else(|| {
+        Error::config(format!(
+            "{key}: no user given; SQL Server needs a login (user and password)"
+        ))
+    })?;
+    c.authentication(AuthMethod::sql_server(
+        user,
+        spec.password.as_deref().unwrap_or(""),
+    ));
+    c.encryption(match encrypt_of(spec, key)? {
+        Encrypt::Disabled => EncryptionLevel::NotSupported,
+        Encrypt::LoginOnly => EncryptionLevel::Off,
+        Encrypt::Preferred => EncryptionLevel::On,
+        Encrypt::Required => EncryptionLevel::Required,
+    });
+    let trust = flag(spec, "trust_server_certificate", key)?;
+    match (trust, spec.option("ca_file")) {
+        (true, Some(_)) => {
+            return Err(Error::config(format!(
+                "{key}: TrustServerCertificate=true and ca_file contradict each other; keep one"
+            )))
+        }
+        (true, None) => c.trust_cert(),
+        (false, Some(path)) => c.trust_cert_ca(path),
+        (false, None) => {}
+    }
+    if let Some(name) = spec.option("hostname_in_certificate") {
+        c.hostname_in_certificate(name);
+    }
+    // A statement has no deadline unless one is configured (as on PostgreSQL).
+    c.command_timeout(config.query_timeout);
+    c.handshake_timeout(Some(config.connect_timeout));
+    Ok(c)
+}
+
+pub struct MsConn {
+    client: Client<Stream>,
+}
+
+async fn open(config: &tiberius::Config) -> Result<Client<Stream>> {
+    // Asks SQL Browser for a named instance's port; connects directly otherwise.
+    let tcp = TcpStream::connect_named(config).await?;
+    tcp.set_nodelay(true)
+        .map_err(|e| Error::connection(e.to_string()))?;
+    Ok(Client::connect(config.clone(), tcp.compat_write()).await?)
+}
+
+impl MsConn {
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
+        let mut tconfig = client_config(config)?;
+        let attempt = async {
+            match open(&tconfig).await {
+                // Azure SQL gateways redirect to the database's own node.
+                Err(e) if e.message.starts_with("the server redirected to ") => {
+                    let target = e
+                        .message
+                        .trim_start_matches("the server redirected to ")
+                        .to_owned();
+                    if let Some((host, port)) = target.rsplit_once(':') {
+                        tconfig.host(host);
+                        if let Ok(p) = port.parse() {
+                            tconfig.port(p);
+                        }
+                    }
+                    open(&tconfig).await
+                }
+                other => other,
+            }
+        };
+        let client = tokio::time::timeout(config.connect_timeout, attempt)
+            .await
+            .map_err(|_| {
+                Error::connection(format!(
+                    "no answer from {} within {:?} (connect timeout); check the host, port and firewall",
+                    config.spec.redacted(),
+                    config.connect_timeout
+                ))
+            })?
+            .map_err(|e| explain_connect_error(e, config))?;
+        Ok(MsConn { client })
+    }
+
+    fn params(statement_values: &[Value], names: &[String]) -> Result<Vec<values::Param>> {
+        statement_values
+            .iter()
+            .zip(names)
+            .map(|(v, n)| values::to_param(n, v))
+            .collect()
+    }
+
+    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+        let sql = statement.sql.render(Dialect::SqlServer);
+        let params = Self::params(&statement.values, &statement.sql.names)?;
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        let mut stream = if refs.is_empty() {
+            self.client.simple_query(sql).await?
+        } else {
+            self.client.query(sql, &refs).await?
+        };
+        // The first result set that has columns is the answer, as with
+        // pyodbc's first cursor result; later ones are drained.
+        let mut rows = Rows::default();
+        let mut types: Vec<ColumnType> = Vec::new();
+        let mut result: Option<usize> = None;
+        while let Some(item) = stream.try_next().await? {
+            match item {
+                QueryItem::Metadata(meta) if result.is_none() => {
+                    result = Some(meta.result_index());
+                    rows.columns = meta.columns().iter().map(|c| c.name().to_owned()).collect();
+                    types = meta.columns().iter().map(|c| c.column_type()).collect();
+                }
+                QueryItem::Row(row) if Some(row.result_index()) == result => {
+                    rows.values.reserve(types.len());
+                    for (ty, (_, data)) in types.iter().zip(row.cells()) {
+                        rows.values.push(values::to_value(*ty, data)?);
+                    }
+                }
+                _ => {}
+            }
+        }
+        rows.rows_affected = rows.row_count() as u64;
+        Ok(rows)
+    }
+
+    pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let text = sql.render(Dialect::SqlServer);
+        let mut total = 0;
+        for values in rows {
+            let params = Self::params(values, &sql.names)?;
+            let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+            total += self.client.execute(text.as_str(), &refs).await?.total();
+        }
+        Ok(total)
+    }
+
+    /// Run a parameterless T-SQL batch to completion.
+    pub async fn batch(&mut self, sql: &str) -> Result<()> {
+        self.client.simple_query(sql).await?.into_results().await?;
+        Ok(())
+    }
+
+    pub async fn begin(&mut self) -> Result<()> {
+        self.batch("BEGIN TRANSACTION").await
+    }
+
+    pub async fn commit(&mut self) -> Result<()> {
+        self.batch("COMMIT TRANSACTION").await
+    }
+
+    /// Some errors already ended the transaction on the server; only roll
+    /// back one that is still open.
+    pub async fn rollback(&mut self) -> Result<()> {
+        self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION").await
+    }
+
+    pub async fn savepoint(&mut self, name: &str) -> Result<()> {
+        self.batch(&format!("SAVE TRANSACTION {name}")).await
+    }
+
+    pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
+        self.batch(&format!("ROLLBACK TRANSACTION {name}")).await
+    }
+
+    pub async fn ping(&mut self) -> Result<()> {
+        self.batch("SELECT 1").await
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.client.close()).await;
+    }
+}
+
+fn explain_connect_error(mut e: Error, config: &DatabaseConfig) -> Error {
+    let target = config.spec.redacted();
+    if e.kind == ErrorKind::Timeout {
+        e.message = format!(
+            "no answer within {:?} (connect timeout); check the host, port and firewall",
+            config.connect_timeout
+        );
+    }
+    let advice = match e.error_number {
+        Some(18456) => format!(
+            "login failed; check the user and password in {}",
+            config.source_key
+        ),
+        Some(4060) => "the database does not exist or the login cannot open it".to_owned(),
+        _ if e.message.contains("refused") => {
+            "connection refused; is SQL Server running and listening on that host and port?"
+                .to_owned()
+        }
+        _ if e.message.contains("lookup") || e.message.contains("resolve") => {
+            "the host name does not resolve (DNS); check the host".to_owned()
+        }
+        _ => String::new(),
+    };
+    e.kind = ErrorKind::Connection;
+    e.maybe_executed = false;
+    e.message = if advice.is_empty() {
+        format!("cannot connect to {target}: {}", e.message)
+    } else {
+        format!("cannot connect to {target}: {advice} ({})", e.message)
+    };
+    e.redact(config.spec.password.as_deref())
+}

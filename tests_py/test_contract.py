@@ -1,0 +1,248 @@
+"""The DatabaseManager contract, run unchanged on every backend.
+
+PostgreSQL always runs; SQL Server runs whenever DBFLOW_TEST_MSSQL_URL is set
+(e.g. mssql://sa:pass@127.0.0.1:1433/master?encrypt=off) and is reported as
+skipped, with that reason, otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from backends import Backend
+
+import dbflow
+from dbflow import IntegrityError, ParameterError, PoolTimeoutError, QueryError, TransactionError
+
+UTC = dt.timezone.utc
+
+
+def count(db: dbflow.DatabaseManager, table: str) -> int:
+    return int(db.execute_query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+
+def test_query_returns_list_of_dicts(bdb: dbflow.DatabaseManager, backend: Backend) -> None:
+    assert bdb.database_type == backend.name
+    assert bdb.execute_query("SELECT 1 AS one, 'two' AS two") == [{"one": 1, "two": "two"}]
+
+
+def test_parameters_bind_repeat_and_ignore_extras(bdb: dbflow.DatabaseManager) -> None:
+    rows = bdb.execute_query(
+        "SELECT :a AS a, :b AS b, :a AS again", {"a": 7, "b": "x", "extra": object()}
+    )
+    assert rows == [{"a": 7, "b": "x", "again": 7}]
+
+
+def test_missing_parameter_raises_before_sending(bdb: dbflow.DatabaseManager) -> None:
+    with pytest.raises(ParameterError, match=":b"):
+        bdb.execute_query("SELECT :a AS a, :b AS b", {"a": 1})
+    assert bdb.get_pool_status()["connections_opened"] == 0
+
+
+def test_values_are_never_interpolated(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (name {{text}})"))
+    evil = f"x'); DROP TABLE {btable}; --"
+    bdb.execute_query(f"INSERT INTO {btable} (name) VALUES (:n)", {"n": evil})
+    assert bdb.execute_query(f"SELECT name FROM {btable}") == [{"name": evil}]
+
+
+def round_trip_values(backend: Backend) -> dict[str, tuple[str, Any]]:
+    return {
+        "i": ("{int}", -42),
+        "b": ("{bigint}", 2**40),
+        "t": ("{text}", "héllo ' wörld " * 500),
+        "n": ("{numeric}", Decimal("1234.5600")),
+        "f": ("{float}", 2.5),
+        "flag": ("{bool}", True),
+        "raw": ("{bytes}", b"\x00\x01\xff"),
+        "d": ("{date}", dt.date(2024, 2, 29)),
+        "tm": ("{time}", dt.time(13, 14, 15, 123456)),
+        "ts": ("{timestamp}", dt.datetime(2024, 1, 2, 3, 4, 5, 678901)),
+        "tz": ("{timestamptz}", dt.datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)),
+        "u": ("{uuid}", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+        "nothing": ("{int}", None),
+    }
+
+
+def test_values_round_trip_through_typed_columns(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    values = round_trip_values(backend)
+    columns = ", ".join(f"{k} {backend.ddl(ty)}" for k, (ty, _) in values.items())
+    bdb.execute_query(f"CREATE TABLE {btable} ({columns})")
+    row = {k: v for k, (_, v) in values.items()}
+    names = ", ".join(row)
+    bdb.execute_query(
+        f"INSERT INTO {btable} ({names}) VALUES ({', '.join(':' + k for k in row)})", row
+    )
+    got = bdb.execute_query(f"SELECT {names} FROM {btable}")[0]
+    assert got == row
+    assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in row.items()}
+
+
+def test_execute_many_is_one_transaction(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY, v {{text}})"))
+    insert = f"INSERT INTO {btable} (id, v) VALUES (:id, :v)"
+    assert bdb.execute_many(insert, [{"id": i, "v": str(i)} for i in range(50)]) == 50
+    with pytest.raises(IntegrityError) as info:
+        bdb.execute_many(insert, [{"id": 100, "v": "x"}, {"id": 1, "v": "dup"}])
+    assert (info.value.sqlstate, info.value.error_number) in {("23505", None), (None, 2627)}
+    assert count(bdb, btable) == 50
+
+
+def test_execute_transaction_all_or_nothing(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY)"))
+    results = bdb.execute_transaction(
+        [
+            (f"INSERT INTO {btable} (id) VALUES (:id)", {"id": 1}),
+            (f"SELECT COUNT(*) AS n FROM {btable}", None),
+        ]
+    )
+    assert results == [[], [{"n": 1}]]
+    with pytest.raises(IntegrityError):
+        bdb.execute_transaction(
+            [
+                (f"INSERT INTO {btable} (id) VALUES (:id)", {"id": 2}),
+                (f"INSERT INTO {btable} (id) VALUES (:id)", {"id": 1}),
+            ]
+        )
+    assert count(bdb, btable) == 1
+
+
+def test_transaction_context_commit_rollback_savepoint(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY)"))
+    with bdb.transaction() as tx:
+        tx.execute_query(f"INSERT INTO {btable} (id) VALUES (1)")
+        with pytest.raises(IntegrityError):
+            with tx.savepoint():
+                tx.execute_query(f"INSERT INTO {btable} (id) VALUES (2)")
+                tx.execute_query(f"INSERT INTO {btable} (id) VALUES (1)")
+        tx.execute_query(f"INSERT INTO {btable} (id) VALUES (3)")
+    assert bdb.execute_query(f"SELECT id FROM {btable} ORDER BY id") == [{"id": 1}, {"id": 3}]
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with bdb.transaction() as tx:
+            tx.execute_query(f"INSERT INTO {btable} (id) VALUES (4)")
+            raise Boom
+    assert count(bdb, btable) == 2
+    with pytest.raises(TransactionError):
+        tx.execute_query("SELECT 1")
+    status = bdb.get_pool_status()
+    assert status["checked_out"] == 0
+
+
+def test_query_errors_carry_the_server_code(bdb: dbflow.DatabaseManager, backend: Backend) -> None:
+    with pytest.raises(QueryError) as info:
+        bdb.execute_query("SELECT * FROM no_such_table_anywhere")
+    if backend.name == "postgresql":
+        assert info.value.sqlstate == "42P01" and info.value.error_number is None
+    else:
+        assert info.value.error_number == 208 and info.value.sqlstate is None
+    assert info.value.database == bdb.database_name
+    assert bdb.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+
+
+def test_pool_limits_and_overflow(env, backend: Backend, bsessions) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(url=backend.url, pool_size=1, max_overflow=1, pool_timeout=0.3)
+    db = env.manager(name)
+    try:
+        with db.transaction(), db.transaction():
+            assert db.get_pool_status()["overflow"] == 1
+            with pytest.raises(PoolTimeoutError, match="max_overflow=1"):
+                db.execute_query("SELECT 1")
+        deadline = time.monotonic() + 5
+        while bsessions(name) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bsessions(name) == 1
+        assert db.get_pool_status()["overflow"] == 0
+    finally:
+        db.dispose()
+
+
+def test_threads_share_one_pool_within_its_limit(env, backend: Backend, bsessions) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(url=backend.url, pool_size=2, max_overflow=2)
+    managers = [env.manager(name) for _ in range(8)]
+    errors: list[BaseException] = []
+
+    def work(db: dbflow.DatabaseManager) -> None:
+        try:
+            for _ in range(20):
+                assert db.execute_query("SELECT 1 AS x") == [{"x": 1}]
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in managers]
+    peak = 0
+    for t in threads:
+        t.start()
+    # Count the pool's sessions on the server while the work runs.
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, bsessions(name))
+        time.sleep(0.01)
+    for t in threads:
+        t.join(60)
+    try:
+        assert not errors
+        assert 1 <= peak <= 4, f"{peak} sessions at once; pool_size + max_overflow is 4"
+        assert managers[0].get_pool_status()["users"] == 8
+        deadline = time.monotonic() + 5
+        while bsessions(name) > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bsessions(name) <= 2
+    finally:
+        for m in managers:
+            m.dispose()
+
+
+def test_dead_connection_is_replaced(env, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(url=backend.url, pool_size=1, max_overflow=0)
+    killer = env.database(url=backend.url, pool_size=1, max_overflow=0)
+    db, admin = env.manager(name), env.manager(killer)
+    try:
+        pid = db.execute_query(backend.backend_pid_sql)[0]["pid"]
+        if backend.name == "postgresql":
+            admin.execute_query(backend.kill_sql, {"pid": pid})
+        else:
+            admin.execute_query(f"KILL {int(pid)}")
+        time.sleep(1.2)  # idle past the pre-ping threshold
+        assert db.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+        assert db.get_pool_status()["invalid"] >= 1
+        if backend.name == "postgresql":  # SQL Server may reuse a session id at once
+            assert db.execute_query(backend.backend_pid_sql)[0]["pid"] != pid
+    finally:
+        db.dispose()
+        admin.dispose()
+
+
+def test_configured_query_timeout_raises_and_pool_recovers(env, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(url=backend.url, pool_size=1, max_overflow=0, query_timeout=0.5)
+    db = env.manager(name)
+    slow = "SELECT pg_sleep(3)" if backend.name == "postgresql" else "WAITFOR DELAY '00:00:03'"
+    try:
+        started = time.monotonic()
+        with pytest.raises(dbflow.QueryTimeoutError) as info:
+            db.execute_query(slow)
+        assert time.monotonic() - started < 2.5
+        assert isinstance(info.value, TimeoutError)
+        assert info.value.database == name
+        assert db.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+        assert db.get_pool_status()["checked_out"] == 0
+    finally:
+        db.dispose()
