@@ -2,12 +2,14 @@
 //! pool with autocommit or transaction semantics, with errors that name the
 //! database and operation. The Python bindings are a thin layer over this.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::backend::Statement;
-use crate::config::DatabaseConfig;
+use crate::config::{AutoMigrate, DatabaseConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::migrate::Migrator;
 use crate::pool::registry::{self, SharedPool};
 use crate::pool::{PoolStatus, PooledConnection};
 use crate::sql::{Dialect, ParsedSql};
@@ -17,17 +19,69 @@ use crate::value::{Rows, Value};
 pub struct Database {
     shared: Arc<SharedPool>,
     released: AtomicBool,
+    /// Root of `<database_name>/` migration directories given to this manager.
+    migrations_root: Option<PathBuf>,
 }
 
 impl Database {
     /// Attach to the process-wide pool for this configuration (no I/O).
-    pub fn open(config: DatabaseConfig) -> Result<Self> {
+    pub fn open(config: DatabaseConfig, migrations_root: Option<PathBuf>) -> Result<Self> {
         let name = config.name.clone();
         let shared = registry::attach(config).map_err(|e| e.context(&name, "open"))?;
         Ok(Database {
             shared,
             released: AtomicBool::new(false),
+            migrations_root,
         })
+    }
+
+    pub fn migrations_root(&self) -> Option<&std::path::Path> {
+        self.migrations_root.as_deref()
+    }
+
+    /// A connection for a user operation. The first one of a pool runs the
+    /// configured start-up migration step (`<DB>_AUTO_MIGRATE`).
+    async fn connection(&self, operation: &'static str) -> Result<PooledConnection> {
+        let mode = self.config().auto_migrate;
+        if mode != AutoMigrate::Off {
+            self.shared
+                .pool
+                .startup
+                .get_or_try_init(|| self.startup_migrations(mode))
+                .await
+                .map_err(|e| self.fail(e, operation))?;
+        }
+        self.checkout(operation).await
+    }
+
+    async fn startup_migrations(&self, mode: AutoMigrate) -> Result<()> {
+        let migrator = Migrator::new(self, self.migrations_root.as_deref())?;
+        if !migrator.has_migrations() {
+            return Ok(());
+        }
+        match mode {
+            AutoMigrate::Apply => {
+                let report = migrator.migrate(None, false).await?;
+                if !report.applied.is_empty() {
+                    tracing::info!(database = %self.name(), applied = %report.applied.join(", "), "applied migrations at start-up");
+                }
+            }
+            _ => match migrator.status().await {
+                Ok(status) if !status.pending.is_empty() => {
+                    let pending: Vec<&str> = status.pending.iter().map(|p| p.0.as_str()).collect();
+                    tracing::warn!(
+                        database = %self.name(),
+                        pending = %pending.join(", "),
+                        "pending migrations; run run_migrations() or `dbflow migrate`"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(database = %self.name(), "could not check migrations: {e}")
+                }
+            },
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &DatabaseConfig {
@@ -51,7 +105,9 @@ impl Database {
             .redact(self.config().spec.password.as_deref())
     }
 
-    async fn connection(&self, operation: &'static str) -> Result<PooledConnection> {
+    /// A connection for dbflow's own work (migrations, health): no
+    /// auto-migration hook.
+    pub(crate) async fn checkout(&self, operation: &'static str) -> Result<PooledConnection> {
         if self.released.load(Ordering::Acquire) {
             return Err(self.fail(
                 Error::connection("this manager was disposed; create a new DatabaseManager"),

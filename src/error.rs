@@ -14,6 +14,8 @@ pub enum ErrorKind {
     Timeout,
     PoolTimeout,
     Transaction,
+    Migration,
+    ChecksumMismatch,
 }
 
 #[derive(Debug, Clone)]
@@ -26,6 +28,9 @@ pub struct Error {
     pub sqlstate: Option<String>,
     /// SQL Server error number (None on PostgreSQL).
     pub error_number: Option<i32>,
+    /// The line of the failing statement within the batch, when the server
+    /// says (SQL Server).
+    pub server_line: Option<u32>,
     /// True when the server may have executed the statement (the request was
     /// sent before the failure): such a call must never be retried blindly.
     pub maybe_executed: bool,
@@ -42,6 +47,7 @@ impl Error {
             operation: None,
             sqlstate: None,
             error_number: None,
+            server_line: None,
             maybe_executed: false,
         }
     }

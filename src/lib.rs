@@ -6,6 +6,7 @@ pub mod backend;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod migrate;
 pub mod pool;
 pub mod runtime;
 pub mod sql;

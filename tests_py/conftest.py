@@ -59,13 +59,13 @@ class Env:
         self.lines.append(f"TEST_GLOBAL_{key}={value}")
         (self.root / ".env.test").write_text("\n".join(self.lines) + "\n")
 
-    def database(self, name: str | None = None, **settings: object) -> str:
-        """Configure a database with its own pool; returns its name."""
+    def database(self, name: str | None = None, url: str | None = None, **settings: object) -> str:
+        """Configure a database (on `url`, default the PostgreSQL test
+        server) with its own pool; returns its name."""
         name = name or f"db{next(_counter)}"
         app = f"dbflow_test_{name}_{os.getpid()}"
-        self.set(
-            f"{name.upper()}_CONNECTION_STRING", with_options(self.pg_url, application_name=app)
-        )
+        target = with_options(url or self.pg_url, application_name=app)
+        self.set(f"{name.upper()}_CONNECTION_STRING", target)
         for key, value in settings.items():
             self.set(f"{name.upper()}_{key.upper()}", value)
         return name

@@ -136,6 +136,16 @@ impl Connection {
         self.note(r)
     }
 
+    /// Run parameterless SQL text as written (a migration statement or a
+    /// T-SQL batch), discarding any rows.
+    pub async fn script(&mut self, sql: &str) -> Result<()> {
+        let r = match &mut self.driver {
+            Driver::Postgres(c) => c.simple(sql).await,
+            Driver::SqlServer(c) => c.batch(sql).await,
+        };
+        self.note(r)
+    }
+
     /// A cheap liveness check (an empty query: one round trip, no plan).
     pub async fn ping(&mut self) -> Result<()> {
         let r = on_driver!(self, c => c.ping().await);

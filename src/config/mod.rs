@@ -326,10 +326,25 @@ impl ConfigManager {
             .flag(&format!("{db}_PREPARED_STATEMENTS"))?
             .or(self.flag("PREPARED_STATEMENTS")?)
             .unwrap_or(true);
-        let migrations_dir = match self.get(&format!("{db}_MIGRATIONS_DIR"))? {
-            Some(v) => Some(v),
-            None => self.get("MIGRATIONS_DIR")?,
-        };
+        let migrations_dir = self.get(&format!("{db}_MIGRATIONS_DIR"))?;
+        let migrations_root = self.get("MIGRATIONS_DIR")?;
+        let migrations_table = self
+            .get(&format!("{db}_MIGRATIONS_TABLE"))?
+            .unwrap_or_else(|| "schema_version".to_owned());
+        let migrations_schema = self.get(&format!("{db}_MIGRATIONS_SCHEMA"))?;
+        for (what, value) in [
+            ("_MIGRATIONS_TABLE", Some(&migrations_table)),
+            ("_MIGRATIONS_SCHEMA", migrations_schema.as_ref()),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(Error::config(format!(
+                        "{}{what}='{v}' must be a plain identifier (letters, digits, '_')",
+                        self.global_key(&db)
+                    )));
+                }
+            }
+        }
         let auto_migrate = match self.get_with_key(&format!("{db}_AUTO_MIGRATE"))? {
             Some((v, full)) => AutoMigrate::parse(&v).ok_or_else(|| {
                 Error::config(format!("{full}='{v}' must be off, check or apply"))
@@ -348,6 +363,9 @@ impl ConfigManager {
             query_timeout,
             prepared_statements,
             migrations_dir,
+            migrations_root,
+            migrations_table,
+            migrations_schema,
             auto_migrate,
         })
     }
@@ -414,7 +432,12 @@ pub struct DatabaseConfig {
     /// Deadline of every statement, when configured (`<DB>_QUERY_TIMEOUT`).
     pub query_timeout: Option<Duration>,
     pub prepared_statements: bool,
+    /// This database's own migrations directory (`<DB>_MIGRATIONS_DIR`).
     pub migrations_dir: Option<String>,
+    /// Root holding `<database_name>/` directories (`MIGRATIONS_DIR`).
+    pub migrations_root: Option<String>,
+    pub migrations_table: String,
+    pub migrations_schema: Option<String>,
     pub auto_migrate: AutoMigrate,
 }
 

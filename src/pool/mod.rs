@@ -82,6 +82,8 @@ pub struct Pool {
     /// Bumped by `dispose()`: connections checked out before it are closed
     /// when returned instead of going back to the pool.
     epoch: AtomicUsize,
+    /// The start-up migration step (`<DB>_AUTO_MIGRATE`), done once per pool.
+    pub startup: tokio::sync::OnceCell<()>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +117,7 @@ impl Pool {
             inner,
             counters,
             epoch: AtomicUsize::new(0),
+            startup: tokio::sync::OnceCell::new(),
         }))
     }
 

@@ -20,6 +20,8 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Timeout => "QueryTimeoutError",
         ErrorKind::PoolTimeout => "PoolTimeoutError",
         ErrorKind::Transaction => "TransactionError",
+        ErrorKind::Migration => "MigrationError",
+        ErrorKind::ChecksumMismatch => "ChecksumMismatchError",
     }
 }
 

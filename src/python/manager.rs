@@ -14,6 +14,7 @@ use crate::backend::Statement;
 use crate::config::ConfigManager;
 use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
+use crate::migrate::{Migrator, Status};
 use crate::runtime::runtime;
 use crate::sql::{self, ParsedSql};
 use crate::value::{Rows, Value};
@@ -140,6 +141,57 @@ fn pool_status_dict<'py>(py: Python<'py>, db: &Database) -> PyResult<Bound<'py, 
     Ok(d)
 }
 
+fn iso_utc(value: &Value) -> Option<String> {
+    match value {
+        Value::DateTime(dt) => Some(
+            dt.and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        ),
+        Value::DateTimeTz(dt) => Some(dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
+        _ => None,
+    }
+}
+
+fn migration_status_dict<'py>(py: Python<'py>, status: &Status) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("current_version", status.current_version.as_deref())?;
+    d.set_item(
+        "pending_migrations",
+        status
+            .pending
+            .iter()
+            .map(|p| p.0.as_str())
+            .collect::<Vec<_>>(),
+    )?;
+    let applied = PyList::empty(py);
+    for a in &status.applied {
+        let row = PyDict::new(py);
+        row.set_item("version", &a.version)?;
+        row.set_item("description", &a.description)?;
+        row.set_item("script", &a.script)?;
+        row.set_item("type", &a.kind)?;
+        row.set_item("checksum", a.checksum)?;
+        row.set_item("installed_by", &a.installed_by)?;
+        row.set_item("installed_on", iso_utc(&a.installed_on))?;
+        row.set_item("execution_time_ms", a.execution_time_ms)?;
+        row.set_item("success", a.success)?;
+        row.set_item("state", if a.success { "success" } else { "failed" })?;
+        applied.append(row)?;
+    }
+    d.set_item("applied_migrations", applied)?;
+    d.set_item("total_migrations", status.total)?;
+    d.set_item(
+        "last_migration",
+        status.last_migration.as_ref().and_then(iso_utc),
+    )?;
+    d.set_item(
+        "migrations_dir",
+        status.directory.as_ref().filter(|p| p.is_dir()),
+    )?;
+    d.set_item("read_only", status.total == 0 && status.applied.is_empty())?;
+    Ok(d)
+}
+
 #[pyclass(module = "dbflow._native", name = "DatabaseManager", subclass, frozen)]
 pub struct PyDatabaseManager {
     db: Arc<Database>,
@@ -149,12 +201,13 @@ pub struct PyDatabaseManager {
 #[pymethods]
 impl PyDatabaseManager {
     #[new]
-    #[pyo3(signature = (database_name, *, environment=None, flow_name=None, config=None))]
+    #[pyo3(signature = (database_name, *, environment=None, flow_name=None, config=None, migrations_dir=None))]
     fn new(
         database_name: &str,
         environment: Option<&str>,
         flow_name: Option<&str>,
         config: Option<PyRef<'_, PyConfigManager>>,
+        migrations_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let manager = match config {
             Some(c) => {
@@ -178,7 +231,7 @@ impl PyDatabaseManager {
             .database_config(database_name)
             .map_err(|e| e.context(database_name, "DatabaseManager()"))
             .py_result()?;
-        let db = Database::open(db_config).py_result()?;
+        let db = Database::open(db_config, migrations_dir).py_result()?;
         Ok(PyDatabaseManager {
             db: Arc::new(db),
             config: manager,
@@ -278,6 +331,70 @@ impl PyDatabaseManager {
     fn ping(&self, py: Python<'_>) -> PyResult<()> {
         let db = &self.db;
         wait(py, db.ping()).py_result()
+    }
+
+    /// Apply pending migrations in order (up to `target`), under a
+    /// database-wide lock; returns the versions applied and the current one.
+    #[pyo3(signature = (target=None, *, out_of_order=false))]
+    fn run_migrations<'py>(
+        &self,
+        py: Python<'py>,
+        target: Option<&Bound<'py, PyAny>>,
+        out_of_order: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
+        let db = &self.db;
+        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let report = wait(py, migrator.migrate(target.as_deref(), out_of_order)).py_result()?;
+        let d = PyDict::new(py);
+        d.set_item("applied", report.applied)?;
+        d.set_item("current_version", report.current_version)?;
+        Ok(d)
+    }
+
+    /// Current version, pending and applied migrations; creates nothing.
+    fn get_migration_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let db = &self.db;
+        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let status = wait(py, migrator.status()).py_result()?;
+        migration_status_dict(py, &status)
+    }
+
+    /// Raise `MigrationError` / `ChecksumMismatchError` if files and history disagree.
+    #[pyo3(signature = (*, out_of_order=false))]
+    fn validate_migrations(&self, py: Python<'_>, out_of_order: bool) -> PyResult<()> {
+        let db = &self.db;
+        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        wait(py, migrator.validate(out_of_order)).py_result()
+    }
+
+    /// Undo applied versions above `target`, newest first; returns them.
+    fn rollback_migrations(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<String>> {
+        let target = target.str()?.to_string();
+        let db = &self.db;
+        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        wait(py, migrator.rollback(&target)).py_result()
+    }
+
+    /// Remove failed history entries and accept the files' checksums.
+    fn repair_migrations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let db = &self.db;
+        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let (removed, realigned) = wait(py, migrator.repair()).py_result()?;
+        let d = PyDict::new(py);
+        d.set_item("removed_failed", removed)?;
+        d.set_item("realigned", realigned)?;
+        Ok(d)
+    }
+
+    /// This database's migrations directory, or None when it has none.
+    #[getter]
+    fn migrations_dir(&self) -> Option<std::path::PathBuf> {
+        crate::migrate::resolve_directory(self.db.config(), self.db.migrations_root())
     }
 
     fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

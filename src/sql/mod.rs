@@ -199,6 +199,92 @@ fn find_seq(chars: &[char], from: usize, seq: &[char]) -> Option<usize> {
         .map(|p| from + p)
 }
 
+/// Split a script into statements at top-level `;`, leaving literals,
+/// quoted identifiers, comments and dollar-quoted bodies whole. Each
+/// statement comes with the 1-based line of its first token (leading
+/// comments and blank lines are not its start). Empty statements are dropped.
+pub fn split_statements(text: &str, dialect: Dialect) -> Vec<(usize, String)> {
+    let chars: Vec<char> = text
+        .strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .chars()
+        .collect();
+    let n = chars.len();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut start_line: Option<usize> = None;
+    let mut line = 1;
+    let mut i = 0;
+    let count_lines = |from: usize, to: usize| {
+        chars[from..to.min(n)]
+            .iter()
+            .filter(|c| **c == '\n')
+            .count()
+    };
+    while i < n {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let end = match c {
+            '\'' => Some(skip_quoted(
+                &chars,
+                i,
+                '\'',
+                dialect == Dialect::Postgres && i > 0 && matches!(chars[i - 1], 'e' | 'E'),
+            )),
+            '"' => Some(skip_quoted(&chars, i, '"', false)),
+            '[' if dialect == Dialect::SqlServer => Some(skip_quoted(&chars, i, ']', false)),
+            '$' if dialect == Dialect::Postgres && (i == 0 || !is_word_char(chars[i - 1])) => {
+                dollar_tag_end(&chars, i).map(|tag_end| {
+                    let tag: Vec<char> = chars[i..tag_end].to_vec();
+                    find_seq(&chars, tag_end, &tag).map_or(n, |p| p + tag.len())
+                })
+            }
+            _ => None,
+        };
+        let comment_end = match (c, next) {
+            ('-', Some('-')) => Some(
+                chars[i..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(n, |p| i + p),
+            ),
+            ('/', Some('*')) => Some(skip_block_comment(&chars, i)),
+            _ => None,
+        };
+        if let Some(e) = comment_end {
+            current.extend(&chars[i..e.min(n)]);
+            line += count_lines(i, e);
+            i = e;
+            continue;
+        }
+        if c == ';' {
+            if start_line.is_some() && !current.trim().is_empty() {
+                out.push((
+                    start_line.unwrap_or(line),
+                    std::mem::take(&mut current).trim().to_owned(),
+                ));
+            }
+            current.clear();
+            start_line = None;
+            i += 1;
+            continue;
+        }
+        if !c.is_whitespace() && start_line.is_none() {
+            start_line = Some(line);
+        }
+        let e = end.unwrap_or(i + 1);
+        current.extend(&chars[i..e.min(n)]);
+        line += count_lines(i, e);
+        i = e;
+    }
+    if let Some(start) = start_line {
+        if !current.trim().is_empty() {
+            out.push((start, current.trim().to_owned()));
+        }
+    }
+    out
+}
+
 impl ParsedSql {
     /// Render with `$n` (PostgreSQL) or `@Pn` (SQL Server).
     pub fn render(&self, dialect: Dialect) -> String {
@@ -317,7 +403,26 @@ mod tests {
         assert_eq!(err.kind, crate::error::ErrorKind::Parameter);
     }
 
+    #[test]
+    fn statements_split_with_their_start_lines() {
+        let script = "-- header\nCREATE TABLE a (t text DEFAULT ';');\n\n/* ; */\nCREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nINSERT INTO a VALUES ('x;y'); -- trailing ;\n  SELECT 1";
+        let parts = split_statements(script, Dialect::Postgres);
+        let lines: Vec<usize> = parts.iter().map(|p| p.0).collect();
+        assert_eq!(lines, [2, 5, 6, 7], "{parts:?}");
+        assert!(parts[1].1.contains("SELECT 1; $$"));
+        assert_eq!(
+            split_statements(";;  \n-- only a comment\n", Dialect::Postgres),
+            vec![]
+        );
+    }
+
     proptest! {
+        #[test]
+        fn splitting_never_panics(s in "\\PC*") {
+            let _ = split_statements(&s, Dialect::Postgres);
+            let _ = split_statements(&s, Dialect::SqlServer);
+        }
+
         #[test]
         fn never_panics(s in "\\PC*") {
             let p = parse(&s, Dialect::Postgres);

@@ -45,6 +45,7 @@ impl From<tiberius::error::Error> for Error {
                 };
                 let mut e = Error::new(kind, token.message().to_owned());
                 e.error_number = i32::try_from(code).ok();
+                e.server_line = Some(token.line());
                 e
             }
             T::Io { kind: std::io::ErrorKind::TimedOut, .. } => {

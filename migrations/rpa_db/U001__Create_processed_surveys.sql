@@ -1,0 +1,1 @@
+DROP TABLE rpa1_processed_surveys;

@@ -1,0 +1,2 @@
+DROP INDEX rpa1_processed_surveys_status_idx;
+DROP INDEX rpa1_processed_surveys_customer_idx;

@@ -1,0 +1,2 @@
+DROP VIEW processing_summary;
+DROP VIEW customer_satisfaction;
