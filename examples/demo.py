@@ -67,6 +67,7 @@ def main() -> int:
             f"DEVELOPMENT_GLOBAL_SURVEYHUB_CONNECTION_STRING={pg.url('survey_hub')}\n"
             "DEVELOPMENT_GLOBAL_CONNECTION_POOL_SIZE=5\n"
             "DEVELOPMENT_GLOBAL_DATABASE_TIMEOUT=30\n"
+            f"DEVELOPMENT_GLOBAL_MIGRATIONS_DIR={HERE.parent / 'migrations'}\n"
         )
         os.environ["DBFLOW_ENVS_DIR"] = str(envs)
         os.environ["DBFLOW_ENVIRONMENT"] = "development"

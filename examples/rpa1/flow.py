@@ -15,16 +15,6 @@ from prefect import flow, get_run_logger, task
 
 from dbflow import DatabaseManager
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rpa1_processed_surveys (
-    survey_id          integer PRIMARY KEY,
-    customer_id        integer NOT NULL,
-    satisfaction_score numeric(4, 2),
-    processed_at       timestamptz NOT NULL,
-    status             text NOT NULL
-)
-"""
-
 
 def calculate_satisfaction_score(response_data: dict[str, Any]) -> float:
     ratings = [int(response_data.get(f"question_{i}", 3)) for i in range(1, 6)]
@@ -62,7 +52,12 @@ def process_survey_data(survey_responses: list[dict[str, Any]]) -> list[dict[str
 def rpa1_workflow() -> dict[str, Any]:
     logger = get_run_logger()
     with DatabaseManager("rpa_db") as rpa_db, DatabaseManager("SurveyHub") as survey_hub:
-        rpa_db.execute_query(SCHEMA)
+        migrations = rpa_db.run_migrations()
+        logger.info(
+            "rpa_db migrations: applied %s, now at %s",
+            migrations["applied"] or "none",
+            migrations["current_version"],
+        )
         responses = survey_hub.execute_query(
             "SELECT survey_id, customer_id, response_data, submitted_at "
             "FROM survey_responses WHERE processed = :processed ORDER BY survey_id",
@@ -89,5 +84,7 @@ def rpa1_workflow() -> dict[str, Any]:
             "responses_found": len(responses),
             "rows_written": written,
             "average_score": summary["average_score"],
+            "migrations_applied": migrations["applied"],
+            "schema_version": migrations["current_version"],
             "pool": rpa_db.get_pool_status(),
         }

@@ -163,6 +163,15 @@ fn migration_status_dict<'py>(py: Python<'py>, status: &Status) -> PyResult<Boun
             .map(|p| p.0.as_str())
             .collect::<Vec<_>>(),
     )?;
+    let details = PyList::empty(py);
+    for (version, description, script) in &status.pending {
+        let row = PyDict::new(py);
+        row.set_item("version", version)?;
+        row.set_item("description", description)?;
+        row.set_item("script", script)?;
+        details.append(row)?;
+    }
+    d.set_item("pending_details", details)?;
     let applied = PyList::empty(py);
     for a in &status.applied {
         let row = PyDict::new(py);

@@ -1,0 +1,3 @@
+from dbflow.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""The ``dbflow`` command: migrations from the shell, for deploy scripts.
+
+    dbflow migrate rpa_db [--target V3]
+    dbflow info rpa_db
+    dbflow validate rpa_db
+    dbflow undo rpa_db --target V1
+    dbflow repair rpa_db
+    dbflow new rpa_db "Add phone column"
+
+Common options: --env ENVIRONMENT, --flow FLOW, --envs-dir DIR,
+--migrations-dir ROOT, --json. Exit codes: 0 done, 1 the database or the
+migration set is not in order (validation, a failed migration), 2 bad usage
+or configuration, 3 the database could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dbflow import (
+    ConfigManager,
+    ConfigurationError,
+    DatabaseConnectionError,
+    DatabaseError,
+    DatabaseManager,
+    MigrationError,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--env",
+        dest="environment",
+        help="environment (default: DBFLOW_ENVIRONMENT, PREFECT_ENVIRONMENT, development)",
+    )
+    common.add_argument("--flow", dest="flow_name", help="flow name for flow-specific keys")
+    common.add_argument("--envs-dir", help="directory holding .env.<environment> files")
+    common.add_argument("--migrations-dir", help="root holding <database>/V*.sql directories")
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    parser = argparse.ArgumentParser(prog="dbflow", description="dbflow database tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    migrate = sub.add_parser("migrate", parents=[common], help="apply pending migrations")
+    migrate.add_argument("database")
+    migrate.add_argument("--target", help="stop at this version")
+    migrate.add_argument(
+        "--out-of-order",
+        action="store_true",
+        help="also apply files older than the current version",
+    )
+    info = sub.add_parser("info", parents=[common], help="applied and pending migrations")
+    info.add_argument("database")
+    validate = sub.add_parser("validate", parents=[common], help="check files against the history")
+    validate.add_argument("database")
+    validate.add_argument("--out-of-order", action="store_true")
+    undo = sub.add_parser("undo", parents=[common], help="run undo files down to a version")
+    undo.add_argument("database")
+    undo.add_argument("--target", required=True, help="the version to end at")
+    repair = sub.add_parser(
+        "repair", parents=[common], help="drop failed entries, accept checksums"
+    )
+    repair.add_argument("database")
+    new = sub.add_parser("new", parents=[common], help="create the next migration file")
+    new.add_argument("database")
+    new.add_argument("description")
+    return parser
+
+
+def _manager(args: argparse.Namespace) -> DatabaseManager:
+    config = ConfigManager(args.environment, args.flow_name, args.envs_dir)
+    return DatabaseManager(args.database, config=config, migrations_dir=args.migrations_dir)
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def _info_table(status: dict[str, Any]) -> str:
+    rows = [("Version", "Description", "State", "Installed on", "Duration")]
+    for a in status["applied_migrations"]:
+        rows.append(
+            (
+                a["version"],
+                a["description"],
+                a["state"],
+                (a["installed_on"] or "")[:19].replace("T", " "),
+                f"{a['execution_time_ms']} ms",
+            )
+        )
+    for p in status["pending_details"]:
+        rows.append((p["version"], p["description"], "pending", "", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    directory = status["migrations_dir"] or "(no migrations directory: read-only)"
+    lines.append("")
+    lines.append(f"current version: {status['current_version'] or 'none'}; directory: {directory}")
+    return "\n".join(lines)
+
+
+def _new(args: argparse.Namespace) -> int:
+    directory: Path | None = None
+    try:
+        manager = _manager(args)
+        found = manager.migrations_dir
+        directory = Path(found) if found is not None else None
+        manager.close()
+    except ConfigurationError:
+        directory = None  # creating a file needs no database settings
+    if directory is None:
+        directory = Path(args.migrations_dir or "migrations") / args.database
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = [
+        m for p in directory.glob("V*__*.sql") if (m := re.match(r"V(\d+)", p.name)) is not None
+    ]
+    width = max((len(m.group(1)) for m in existing), default=3)
+    number = max((int(m.group(1)) for m in existing), default=0) + 1
+    slug = re.sub(r"[^0-9A-Za-z]+", "_", args.description).strip("_") or "migration"
+    path = directory / f"V{number:0{width}d}__{slug}.sql"
+    path.write_text(f"-- {args.description}\n")
+    _print(args, {"created": str(path)}, f"created {path}")
+    return EXIT_OK
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.json:
+        # Progress of long runs: the runner logs each file as it applies it.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("dbflow")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        if args.command == "new":
+            return _new(args)
+        with _manager(args) as db:
+            if args.command == "migrate":
+                report = db.run_migrations(args.target, out_of_order=args.out_of_order)
+                applied = ", ".join(report["applied"]) or "nothing to apply"
+                now = report["current_version"] or "no version"
+                _print(args, report, f"{applied}; now at {now}")
+            elif args.command == "info":
+                status = db.get_migration_status()
+                _print(args, status, _info_table(status))
+            elif args.command == "validate":
+                db.validate_migrations(out_of_order=args.out_of_order)
+                _print(args, {"valid": True}, "migrations are valid")
+            elif args.command == "undo":
+                undone = db.rollback_migrations(args.target)
+                _print(args, {"undone": undone}, f"undone: {', '.join(undone) or 'nothing'}")
+            elif args.command == "repair":
+                result = db.repair_migrations()
+                _print(
+                    args,
+                    result,
+                    f"removed {result['removed_failed']} failed entries, "
+                    f"realigned {result['realigned']} checksums",
+                )
+        return EXIT_OK
+    except ConfigurationError as e:
+        print(f"dbflow: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseConnectionError as e:
+        print(f"dbflow: {e}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (MigrationError, DatabaseError) as e:
+        print(f"dbflow: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main() -> None:
+    raise SystemExit(run())
+
+
+if __name__ == "__main__":
+    main()
