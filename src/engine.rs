@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::backend::Statement;
 use crate::config::{AutoMigrate, DatabaseConfig};
@@ -12,6 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::migrate::Migrator;
 use crate::pool::registry::{self, SharedPool};
 use crate::pool::{PoolStatus, PooledConnection};
+use crate::retry::{self, RetryPolicy};
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 
@@ -121,16 +123,194 @@ impl Database {
             .map_err(|e| self.fail(e, operation))
     }
 
+    /// Count an operation's outcome in the pool's metrics.
+    fn observe<T>(
+        &self,
+        started: Instant,
+        result: Result<T>,
+        rows: impl Fn(&T) -> u64,
+    ) -> Result<T> {
+        let metrics = &self.shared.pool.metrics;
+        match &result {
+            Ok(value) => metrics.record_query(started.elapsed(), rows(value)),
+            Err(e) => metrics.record_error(e.kind),
+        }
+        result
+    }
+
     /// One statement in autocommit mode.
     pub async fn query(&self, statement: &Statement) -> Result<Rows> {
-        let mut conn = self.connection("execute_query").await?;
-        conn.query(statement)
-            .await
-            .map_err(|e| self.fail(e, "execute_query"))
+        self.query_as(statement, "execute_query").await
+    }
+
+    async fn query_as(&self, statement: &Statement, operation: &'static str) -> Result<Rows> {
+        let started = Instant::now();
+        let result = async {
+            let mut conn = self.connection(operation).await?;
+            conn.query(statement).await
+        }
+        .await
+        .map_err(|e| self.fail(e, operation));
+        self.observe(started, result, |r| r.row_count() as u64)
+    }
+
+    /// One statement the server stops at the deadline (`None`: the
+    /// database's `DATABASE_TIMEOUT`), raising `QueryTimeoutError`.
+    pub async fn query_with_timeout(
+        &self,
+        statement: &Statement,
+        timeout: Option<Duration>,
+    ) -> Result<Rows> {
+        let operation = "execute_query_with_timeout";
+        let deadline = timeout.unwrap_or(self.config().database_timeout);
+        let started = Instant::now();
+        let result = async {
+            let mut conn = self.connection(operation).await?;
+            conn.query_with_deadline(statement, deadline).await
+        }
+        .await
+        .map_err(|mut e| {
+            if e.kind == ErrorKind::Timeout {
+                e.message = format!(
+                    "the statement ran past its deadline of {:.3} s and was stopped ({})",
+                    deadline.as_secs_f64(),
+                    e.message
+                );
+            }
+            self.fail(e, operation)
+        });
+        self.observe(started, result, |r| r.row_count() as u64)
+    }
+
+    /// One statement, retried on transient failures with exponential
+    /// backoff. A statement that may already have run is re-run only when
+    /// `idempotent`.
+    pub async fn query_with_retry(
+        &self,
+        statement: &Statement,
+        policy: Option<RetryPolicy>,
+        idempotent: bool,
+    ) -> Result<Rows> {
+        let policy = policy.unwrap_or_else(|| self.config().retry.clone());
+        let mut attempt = 1;
+        loop {
+            match self.query_as(statement, "execute_query_with_retry").await {
+                Ok(rows) => return Ok(rows),
+                Err(e) if attempt < policy.attempts && retry::is_transient(&e, idempotent) => {
+                    attempt += 1;
+                    let delay = policy.delay(attempt, retry::jitter());
+                    self.shared
+                        .pool
+                        .metrics
+                        .retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        database = %self.name(),
+                        attempt,
+                        of = policy.attempts,
+                        delay_ms = delay.as_millis() as u64,
+                        error = %e.message,
+                        "retrying after a transient failure"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(mut e) => {
+                    if attempt > 1 {
+                        e.message = format!("{} (after {attempt} attempts)", e.message);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Connection test, query test and migration status, reported within
+    /// the health deadline whatever the server does. Never fails.
+    pub async fn health(&self) -> Health {
+        let started = Instant::now();
+        let deadline = self.config().health_timeout;
+        let remaining = || deadline.saturating_sub(started.elapsed());
+        let mut health = Health {
+            status: "unhealthy",
+            connection: false,
+            query_test: false,
+            migrations: MigrationHealth::NotChecked,
+            response_time: Duration::ZERO,
+            error: None,
+        };
+        let late = |what: &str| {
+            format!(
+                "no {what} within the health deadline of {:.1} s",
+                deadline.as_secs_f64()
+            )
+        };
+        match tokio::time::timeout(remaining(), self.checkout("health_check")).await {
+            Err(_) => health.error = Some(late("connection")),
+            Ok(Err(e)) => health.error = Some(self.fail(e, "health_check").to_string()),
+            Ok(Ok(mut conn)) => {
+                health.connection = true;
+                let probe = Statement {
+                    sql: crate::sql::parse("SELECT 1 AS health_check", self.dialect()),
+                    values: Vec::new(),
+                };
+                match tokio::time::timeout(remaining(), conn.query(&probe)).await {
+                    Err(_) => health.error = Some(late("answer to SELECT 1")),
+                    Ok(Err(e)) => health.error = Some(self.fail(e, "health_check").to_string()),
+                    Ok(Ok(rows)) => health.query_test = rows.values.first() == Some(&Value::Int(1)),
+                }
+            }
+        }
+        if health.query_test {
+            health.migrations = match Migrator::new(self, self.migrations_root.as_deref()) {
+                Err(e) => MigrationHealth::Unavailable(e.to_string()),
+                Ok(m) if !m.has_migrations() => MigrationHealth::ReadOnly,
+                Ok(m) => match tokio::time::timeout(remaining(), m.status()).await {
+                    Err(_) => MigrationHealth::Unavailable(late("migration status")),
+                    Ok(Err(e)) => MigrationHealth::Unavailable(e.to_string()),
+                    Ok(Ok(status)) => MigrationHealth::Status {
+                        current_version: status.current_version,
+                        pending: status.pending.into_iter().map(|p| p.0).collect(),
+                    },
+                },
+            };
+        }
+        health.response_time = started.elapsed();
+        let slow = health.response_time > self.config().health_slow;
+        let pending = matches!(&health.migrations, MigrationHealth::Status { pending, .. } if !pending.is_empty());
+        health.status = match (health.connection && health.query_test, slow || pending) {
+            (false, _) => "unhealthy",
+            (true, true) => "degraded",
+            (true, false) => "healthy",
+        };
+        if health.status == "degraded" && health.error.is_none() {
+            health.error = Some(if pending {
+                "migrations are pending".to_owned()
+            } else {
+                format!(
+                    "slow: {:.0} ms, above the {:.0} ms threshold",
+                    health.response_time.as_secs_f64() * 1000.0,
+                    self.config().health_slow.as_secs_f64() * 1000.0
+                )
+            });
+        }
+        if let Some(e) = &health.error {
+            tracing::warn!(database = %self.name(), status = health.status, "health check: {e}");
+        }
+        health
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.pool.metrics
     }
 
     /// Many parameter sets for one statement, all in one transaction.
     pub async fn execute_many(&self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let started = Instant::now();
+        let result = self.execute_many_inner(sql, rows).await;
+        self.observe(started, result, |_| 0)
+    }
+
+    async fn execute_many_inner(&self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
         let mut conn = self.connection("execute_many").await?;
         conn.begin()
             .await
@@ -326,4 +506,26 @@ impl Transaction {
         let r = conn.rollback_to_savepoint(name).await;
         r.map_err(|e| self.fail(e, "transaction.savepoint"))
     }
+}
+
+/// What a health check found about migrations.
+#[derive(Debug, Clone)]
+pub enum MigrationHealth {
+    NotChecked,
+    ReadOnly,
+    Status {
+        current_version: Option<String>,
+        pending: Vec<String>,
+    },
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub status: &'static str,
+    pub connection: bool,
+    pub query_test: bool,
+    pub migrations: MigrationHealth,
+    pub response_time: Duration,
+    pub error: Option<String>,
 }

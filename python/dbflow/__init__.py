@@ -17,6 +17,7 @@ from dbflow._native import (
     Transaction,
     __version__,
     dispose_all,
+    health_check_all,
     rewrite_sql,
 )
 from dbflow._native import _shutdown as _native_shutdown
@@ -52,6 +53,7 @@ __all__ = [
     "TransactionError",
     "__version__",
     "dispose_all",
+    "health_check_all",
     "rewrite_sql",
 ]
 

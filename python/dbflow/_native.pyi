@@ -17,6 +17,7 @@ __all__ = [
     "_open_pools",
     "_shutdown",
     "dispose_all",
+    "health_check_all",
     "rewrite_sql",
 ]
 
@@ -69,6 +70,27 @@ class DatabaseManager:
         self, queries: Sequence[tuple[str, _Params | None] | tuple[str] | str]
     ) -> list[list[_Row]]: ...
     def transaction(self) -> Transaction: ...
+    def execute_query_with_timeout(
+        self, sql: str, params: _Params | None = None, timeout: float | None = None
+    ) -> list[_Row]: ...
+    def execute_query_with_retry(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        *,
+        attempts: int | None = None,
+        min_delay: float | None = None,
+        max_delay: float | None = None,
+        idempotent: bool = False,
+    ) -> list[_Row]: ...
+    def execute_query_safe(
+        self, sql: str, params: _Params | None = None, retry_on_failure: bool = True
+    ) -> list[_Row]: ...
+    def execute_query_with_timing(
+        self, sql: str, params: _Params | None = None
+    ) -> dict[str, Any]: ...
+    def health_check(self) -> dict[str, Any]: ...
+    def get_metrics(self) -> dict[str, Any]: ...
     def ping(self) -> None: ...
     def run_migrations(
         self, target: str | int | float | None = None, *, out_of_order: bool = False
@@ -113,6 +135,13 @@ class Savepoint:
     ) -> bool: ...
 
 def dispose_all() -> None: ...
+def health_check_all(
+    database_names: Sequence[str],
+    *,
+    environment: str | None = None,
+    flow_name: str | None = None,
+    config: ConfigManager | None = None,
+) -> dict[str, Any]: ...
 def rewrite_sql(sql: str, dialect: str = "postgresql") -> tuple[str, list[str]]: ...
 def _shutdown() -> None: ...
 def _open_pools() -> int: ...

@@ -1,14 +1,16 @@
 //! The seam between dbflow and a database driver. Everything above it —
-//! pools, transactions, retries, health, metrics, bindings — is written once
-//! against [`Connection`]; each backend module supplies the same operations.
+//! pools, transactions, retries, health, metrics, migrations, bindings — is
+//! written once against [`Connection`]; each backend module supplies the
+//! same operations.
 
 pub mod mssql;
 pub mod postgres;
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use crate::config::{DatabaseConfig, DatabaseType};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 
@@ -25,16 +27,6 @@ enum Driver {
     SqlServer(Box<mssql::MsConn>),
 }
 
-/// Call the same operation on whichever driver this connection holds.
-macro_rules! on_driver {
-    ($self:expr, $c:ident => $call:expr) => {
-        match &mut $self.driver {
-            Driver::Postgres($c) => $call,
-            Driver::SqlServer($c) => $call,
-        }
-    };
-}
-
 /// A live connection of any backend plus what the pool needs to know.
 pub struct Connection {
     driver: Driver,
@@ -44,6 +36,22 @@ pub struct Connection {
     /// discards it instead of handing it out again.
     pub broken: bool,
     pub in_transaction: bool,
+    /// Set while an operation is on the wire; still set when its future was
+    /// dropped before finishing, so the pool discards the connection.
+    pub in_flight: bool,
+}
+
+/// Call the same operation on whichever driver this connection holds,
+/// keeping the bookkeeping honest.
+macro_rules! on_driver {
+    ($self:expr, $c:ident => $call:expr) => {{
+        $self.in_flight = true;
+        let result = match &mut $self.driver {
+            Driver::Postgres($c) => $call,
+            Driver::SqlServer($c) => $call,
+        };
+        $self.note(result)
+    }};
 }
 
 impl Connection {
@@ -59,6 +67,7 @@ impl Connection {
             last_used: Instant::now(),
             broken: false,
             in_transaction: false,
+            in_flight: false,
         })
     }
 
@@ -69,36 +78,61 @@ impl Connection {
         }
     }
 
-    /// Run `f` and keep the bookkeeping honest: a connection-level failure
-    /// marks the connection broken so it is never reused.
+    /// A connection-level failure, or a client-side deadline that fired with
+    /// the request on the wire, leaves the connection unusable.
     fn note<T>(&mut self, result: Result<T>) -> Result<T> {
+        self.in_flight = false;
         match &result {
             Ok(_) => self.last_used = Instant::now(),
-            Err(e)
-                if e.kind == crate::error::ErrorKind::Connection
-                    || e.kind == crate::error::ErrorKind::Timeout =>
-            {
-                self.broken = true
-            }
+            Err(e) if e.kind == ErrorKind::Connection => self.broken = true,
+            Err(e) if e.kind == ErrorKind::Timeout && e.maybe_executed => self.broken = true,
             Err(_) => {}
         }
         result
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
-        let r = on_driver!(self, c => c.query(statement).await);
-        self.note(r)
+        on_driver!(self, c => c.query(statement).await)
+    }
+
+    /// One statement the server must stop at `deadline`. PostgreSQL enforces
+    /// it itself (`statement_timeout`, the connection stays usable); SQL
+    /// Server's connection is discarded. A client-side backstop covers a
+    /// server that stops answering altogether.
+    pub async fn query_with_deadline(
+        &mut self,
+        statement: &Statement,
+        deadline: Duration,
+    ) -> Result<Rows> {
+        let backstop = deadline + Duration::from_millis(150);
+        self.in_flight = true;
+        let result = match &mut self.driver {
+            Driver::Postgres(c) => {
+                with_backstop(backstop, c.query_with_timeout(statement, deadline)).await
+            }
+            Driver::SqlServer(c) => with_backstop(deadline, c.query(statement)).await,
+        };
+        self.note(result)
     }
 
     /// The same statement for many parameter sets; returns rows affected.
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
-        let r = on_driver!(self, c => c.execute_many(sql, rows).await);
+        on_driver!(self, c => c.execute_many(sql, rows).await)
+    }
+
+    /// Run parameterless SQL text as written (a migration statement or a
+    /// T-SQL batch), discarding any rows.
+    pub async fn script(&mut self, sql: &str) -> Result<()> {
+        self.in_flight = true;
+        let r = match &mut self.driver {
+            Driver::Postgres(c) => c.simple(sql).await,
+            Driver::SqlServer(c) => c.batch(sql).await,
+        };
         self.note(r)
     }
 
     pub async fn begin(&mut self) -> Result<()> {
         let r = on_driver!(self, c => c.begin().await);
-        let r = self.note(r);
         if r.is_ok() {
             self.in_transaction = true;
         }
@@ -108,26 +142,25 @@ impl Connection {
     pub async fn commit(&mut self) -> Result<()> {
         let r = on_driver!(self, c => c.commit().await);
         self.in_transaction = false;
-        self.note(r)
+        r
     }
 
     pub async fn rollback(&mut self) -> Result<()> {
         let r = on_driver!(self, c => c.rollback().await);
         self.in_transaction = false;
-        self.note(r)
+        r
     }
 
     pub async fn savepoint(&mut self, name: &str) -> Result<()> {
-        let r = on_driver!(self, c => c.savepoint(name).await);
-        self.note(r)
+        on_driver!(self, c => c.savepoint(name).await)
     }
 
     pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
-        let r = on_driver!(self, c => c.rollback_to_savepoint(name).await);
-        self.note(r)
+        on_driver!(self, c => c.rollback_to_savepoint(name).await)
     }
 
     pub async fn release_savepoint(&mut self, name: &str) -> Result<()> {
+        self.in_flight = true;
         let r = match &mut self.driver {
             Driver::Postgres(c) => c.release_savepoint(name).await,
             // T-SQL savepoints end with the transaction; there is nothing to release.
@@ -136,20 +169,9 @@ impl Connection {
         self.note(r)
     }
 
-    /// Run parameterless SQL text as written (a migration statement or a
-    /// T-SQL batch), discarding any rows.
-    pub async fn script(&mut self, sql: &str) -> Result<()> {
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple(sql).await,
-            Driver::SqlServer(c) => c.batch(sql).await,
-        };
-        self.note(r)
-    }
-
-    /// A cheap liveness check (an empty query: one round trip, no plan).
+    /// A cheap liveness check: one round trip.
     pub async fn ping(&mut self) -> Result<()> {
-        let r = on_driver!(self, c => c.ping().await);
-        self.note(r)
+        on_driver!(self, c => c.ping().await)
     }
 
     /// Close politely (the server logs a clean disconnect).
@@ -157,6 +179,25 @@ impl Connection {
         match self.driver {
             Driver::Postgres(c) => c.close().await,
             Driver::SqlServer(c) => (*c).close().await,
+        }
+    }
+}
+
+/// Give up on `fut` at `deadline`: a `Timeout` error that marks the
+/// connection broken (the request may still be running on the server).
+async fn with_backstop<T>(deadline: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut e = Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no answer within the deadline of {:.3} s; the connection was discarded",
+                    deadline.as_secs_f64()
+                ),
+            );
+            e.maybe_executed = true;
+            Err(e)
         }
     }
 }

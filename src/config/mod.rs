@@ -345,6 +345,20 @@ impl ConfigManager {
                 }
             }
         }
+        let retry = crate::retry::RetryPolicy {
+            attempts:
+                match self.parsed::<u32>(&format!("{db}_RETRY_ATTEMPTS"), "a whole number")? {
+                    Some(n) => n,
+                    None => self
+                        .parsed::<u32>("RETRY_ATTEMPTS", "a whole number")?
+                        .unwrap_or(3),
+                }
+                .max(1),
+            min_delay: secs("RETRY_MIN_DELAY")?.unwrap_or(Duration::from_secs(4)),
+            max_delay: secs("RETRY_MAX_DELAY")?.unwrap_or(Duration::from_secs(10)),
+        };
+        let health_timeout = secs("HEALTH_TIMEOUT")?.unwrap_or(Duration::from_secs(5));
+        let health_slow = secs("HEALTH_SLOW_THRESHOLD")?.unwrap_or(Duration::from_secs(1));
         let auto_migrate = match self.get_with_key(&format!("{db}_AUTO_MIGRATE"))? {
             Some((v, full)) => AutoMigrate::parse(&v).ok_or_else(|| {
                 Error::config(format!("{full}='{v}' must be off, check or apply"))
@@ -362,6 +376,9 @@ impl ConfigManager {
             database_timeout,
             query_timeout,
             prepared_statements,
+            retry,
+            health_timeout,
+            health_slow,
             migrations_dir,
             migrations_root,
             migrations_table,
@@ -432,6 +449,11 @@ pub struct DatabaseConfig {
     /// Deadline of every statement, when configured (`<DB>_QUERY_TIMEOUT`).
     pub query_timeout: Option<Duration>,
     pub prepared_statements: bool,
+    pub retry: crate::retry::RetryPolicy,
+    /// A health check reports by this deadline whatever the server does.
+    pub health_timeout: Duration,
+    /// A health check slower than this reports `degraded`.
+    pub health_slow: Duration,
     /// This database's own migrations directory (`<DB>_MIGRATIONS_DIR`).
     pub migrations_dir: Option<String>,
     /// Root holding `<database_name>/` directories (`MIGRATIONS_DIR`).

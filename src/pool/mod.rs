@@ -84,6 +84,7 @@ pub struct Pool {
     epoch: AtomicUsize,
     /// The start-up migration step (`<DB>_AUTO_MIGRATE`), done once per pool.
     pub startup: tokio::sync::OnceCell<()>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,12 +119,15 @@ impl Pool {
             counters,
             epoch: AtomicUsize::new(0),
             startup: tokio::sync::OnceCell::new(),
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 
     pub async fn get(self: &Arc<Self>) -> Result<PooledConnection> {
         let started = Instant::now();
-        match self.inner.get().await {
+        let got = self.inner.get().await;
+        self.metrics.acquire_latency.record(started.elapsed());
+        match got {
             Ok(object) => Ok(PooledConnection {
                 object: Some(object),
                 pool: self.clone(),
@@ -219,13 +223,16 @@ impl Drop for PooledConnection {
         let status = self.pool.inner.status();
         let disposed = self.pool.epoch.load(Ordering::Acquire) != self.epoch;
         let overflow = status.size > self.pool.config.pool.size;
-        if object.broken || object.in_transaction || disposed || overflow {
+        // A connection dropped mid-operation (a deadline, a cancelled task)
+        // may still have a reply on the wire: never hand it out again.
+        let interrupted = object.in_flight;
+        if object.broken || object.in_transaction || interrupted || disposed || overflow {
             if overflow && !object.broken {
                 self.pool
                     .counters
                     .overflow_closed
                     .fetch_add(1, Ordering::Relaxed);
-            } else if object.broken || object.in_transaction {
+            } else if object.broken || object.in_transaction || interrupted {
                 self.pool
                     .counters
                     .invalidated

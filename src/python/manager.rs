@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use super::config::PyConfigManager;
 use super::convert::{params_for, rows_to_py};
 use super::errors::{to_pyerr, IntoPyResult};
+use super::health::{health_dict, metrics_dict};
 use crate::backend::Statement;
 use crate::config::ConfigManager;
 use crate::engine::{Database, Transaction};
@@ -44,7 +45,10 @@ fn statement(
     operation: &'static str,
 ) -> Result<Statement> {
     let sql = sql::parse(sql_text, db.dialect());
-    let values = params_for(&sql, params).map_err(|e| db.fail(e, operation))?;
+    let values = params_for(&sql, params).map_err(|e| {
+        db.metrics().record_error(e.kind);
+        db.fail(e, operation)
+    })?;
     Ok(Statement { sql, values })
 }
 
@@ -286,6 +290,149 @@ impl PyDatabaseManager {
         let rows: Rows = wait(py, db.query(&stmt)).py_result()?;
         log_done(db.name(), "execute_query", started, rows.row_count());
         rows_to_py(py, &rows)
+    }
+
+    /// The server stops the statement at the deadline (`None`: the
+    /// database's `DATABASE_TIMEOUT`); raises `QueryTimeoutError`.
+    #[pyo3(signature = (sql, params=None, timeout=None))]
+    fn execute_query_with_timeout<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let started = Instant::now();
+        let deadline = match timeout {
+            Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(to_pyerr(self.db.fail(
+                    Error::parameter(format!(
+                        "timeout must be a positive number of seconds, not {t}"
+                    )),
+                    "execute_query_with_timeout",
+                )))
+            }
+            None => None,
+        };
+        let stmt = statement(&self.db, sql, params, "execute_query_with_timeout").py_result()?;
+        let db = &self.db;
+        let rows = wait(py, db.query_with_timeout(&stmt, deadline)).py_result()?;
+        log_done(
+            db.name(),
+            "execute_query_with_timeout",
+            started,
+            rows.row_count(),
+        );
+        rows_to_py(py, &rows)
+    }
+
+    /// Retry transient failures (connection failures before sending,
+    /// serialization failures, deadlocks, admin shutdown, too many
+    /// connections, a full pool) with exponential backoff. A statement that
+    /// may already have run is retried only with `idempotent=True`.
+    #[pyo3(signature = (sql, params=None, *, attempts=None, min_delay=None, max_delay=None, idempotent=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn execute_query_with_retry<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        attempts: Option<u32>,
+        min_delay: Option<f64>,
+        max_delay: Option<f64>,
+        idempotent: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let started = Instant::now();
+        let mut policy = self.db.config().retry.clone();
+        if let Some(a) = attempts {
+            policy.attempts = a.max(1);
+        }
+        for (value, slot) in [
+            (min_delay, &mut policy.min_delay),
+            (max_delay, &mut policy.max_delay),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(to_pyerr(self.db.fail(
+                        Error::parameter("delays must be non-negative seconds"),
+                        "execute_query_with_retry",
+                    )));
+                }
+                *slot = std::time::Duration::from_secs_f64(v);
+            }
+        }
+        let stmt = statement(&self.db, sql, params, "execute_query_with_retry").py_result()?;
+        let db = &self.db;
+        let rows = wait(py, db.query_with_retry(&stmt, Some(policy), idempotent)).py_result()?;
+        log_done(
+            db.name(),
+            "execute_query_with_retry",
+            started,
+            rows.row_count(),
+        );
+        rows_to_py(py, &rows)
+    }
+
+    /// `execute_query_with_retry` when `retry_on_failure`, else `execute_query`.
+    #[pyo3(signature = (sql, params=None, retry_on_failure=true))]
+    fn execute_query_safe<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        retry_on_failure: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        if retry_on_failure {
+            self.execute_query_with_retry(py, sql, params, None, None, None, false)
+        } else {
+            self.execute_query(py, sql, params)
+        }
+    }
+
+    /// Results with timing, as the original design reports them; a failure
+    /// is reported in the dict (`status: "error"`), not raised.
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query_with_timing<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let started = Instant::now();
+        let result = self.execute_query(py, sql, params);
+        let elapsed = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+        let d = PyDict::new(py);
+        match result {
+            Ok(rows) => {
+                d.set_item("row_count", rows.len())?;
+                d.set_item("results", rows)?;
+                d.set_item("execution_time_ms", elapsed)?;
+                d.set_item("status", "success")?;
+            }
+            Err(e) => {
+                d.set_item("results", PyList::empty(py))?;
+                d.set_item("execution_time_ms", elapsed)?;
+                d.set_item("row_count", 0)?;
+                d.set_item("status", "error")?;
+                d.set_item("error", e.value(py).str()?.to_string())?;
+                d.set_item("error_type", e.get_type(py).name()?)?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// Connection, query and migration checks in the health format; never
+    /// raises for a database problem, answers within `HEALTH_TIMEOUT`.
+    fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let db = &self.db;
+        let health = wait(py, async { Ok(db.health().await) }).py_result()?;
+        health_dict(py, db, &health)
+    }
+
+    /// Query and pool counters and latency percentiles for this database.
+    fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metrics_dict(py, &self.db)
     }
 
     fn execute_many(

@@ -3,6 +3,7 @@
 mod config;
 mod convert;
 mod errors;
+mod health;
 mod logging;
 mod manager;
 
@@ -55,6 +56,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dispose_all, m)?)?;
     m.add_function(wrap_pyfunction!(_open_pools, m)?)?;
     m.add_function(wrap_pyfunction!(rewrite_sql, m)?)?;
+    m.add_function(wrap_pyfunction!(health::health_check_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -404,6 +404,24 @@ impl PgConn {
         Ok(rows)
     }
 
+    /// One statement with a server-enforced deadline; the session's own
+    /// `statement_timeout` is restored afterwards, whatever happened.
+    pub async fn query_with_timeout(
+        &mut self,
+        statement: &Statement,
+        deadline: std::time::Duration,
+    ) -> Result<Rows> {
+        let ms = deadline.as_millis().max(1);
+        self.simple(&format!("SET statement_timeout = {ms}"))
+            .await?;
+        let result = self.query(statement).await;
+        let reset = self.simple("RESET statement_timeout").await;
+        let mut rows = result?;
+        reset?;
+        rows.rows_affected = rows.rows_affected.max(rows.row_count() as u64);
+        Ok(rows)
+    }
+
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
         let mut total = 0;
         for values in rows {
