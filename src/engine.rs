@@ -29,6 +29,8 @@ impl Database {
     /// Attach to the process-wide pool for this configuration (no I/O).
     pub fn open(config: DatabaseConfig, migrations_root: Option<PathBuf>) -> Result<Self> {
         let name = config.name.clone();
+        crate::backend::Connection::validate(&config)
+            .map_err(|e| e.context(&name, "DatabaseManager()"))?;
         let shared = registry::attach(config).map_err(|e| e.context(&name, "open"))?;
         Ok(Database {
             shared,

@@ -93,3 +93,26 @@ def test_exit_codes_for_configuration_and_unreachable(tmp_path: Path) -> None:
     )
     assert down.returncode == 3, down.stderr
     assert "refused" in down.stderr
+
+
+def test_health_pool_and_config_check(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    good = env.database("okdb")
+    env.set("DOWNDB_CONNECTION_STRING", "postgresql://u:Hidden-Pw1@127.0.0.1:1/x")
+    env.set("BADDB_CONNECTION_STRING", "postgresql://u@h/x?sslmode=sometimes")
+    health = dbflow_cli("health", good, "downdb", env_dir=env.root)
+    assert health.returncode == 1
+    assert "overall: degraded" in health.stdout
+    assert "okdb: healthy" in health.stdout and "downdb: unhealthy" in health.stdout
+    report = json.loads(dbflow_cli("health", good, "--json", env_dir=env.root).stdout)
+    assert report["overall_status"] == "healthy"
+
+    pool = dbflow_cli("pool", good, env_dir=env.root)
+    assert pool.returncode == 0, pool.stderr
+    assert "pool_size=5" in pool.stdout and "opened=1" in pool.stdout
+
+    check = dbflow_cli("config", "check", env_dir=env.root)
+    assert check.returncode == 1
+    assert "okdb: ok" in check.stdout
+    assert "downdb: failed" in check.stdout and "refused the connection" in check.stdout
+    assert "baddb: misconfigured" in check.stdout and "sslmode" in check.stdout
+    assert "Hidden-Pw1" not in check.stdout + check.stderr

@@ -6,6 +6,9 @@
     dbflow undo rpa_db --target V1
     dbflow repair rpa_db
     dbflow new rpa_db "Add phone column"
+    dbflow health rpa_db SurveyHub
+    dbflow pool rpa_db
+    dbflow config check
 
 Common options: --env ENVIRONMENT, --flow FLOW, --envs-dir DIR,
 --migrations-dir ROOT, --json. Exit codes: 0 done, 1 the database or the
@@ -31,6 +34,7 @@ from dbflow import (
     DatabaseError,
     DatabaseManager,
     MigrationError,
+    health_check_all,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -73,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new", parents=[common], help="create the next migration file")
     new.add_argument("database")
     new.add_argument("description")
+    health = sub.add_parser("health", parents=[common], help="health of one or more databases")
+    health.add_argument("databases", nargs="+")
+    pool = sub.add_parser("pool", parents=[common], help="connection pool status of a database")
+    pool.add_argument("database")
+    config = sub.add_parser("config", parents=[common], help="configuration tools")
+    config.add_argument("action", choices=["check"], help="check: validate and try every database")
     return parser
 
 
@@ -106,6 +116,112 @@ def _info_table(status: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"current version: {status['current_version'] or 'none'}; directory: {directory}")
     return "\n".join(lines)
+
+
+def _explain(error: str) -> str:
+    """One plain-words reason for a failed connection."""
+    text = error.lower()
+    for needle, reason in [
+        ("dns", "the host name does not resolve (DNS)"),
+        ("refused", "the server refused the connection (not running, or wrong host/port)"),
+        ("connect timeout", "no answer from the server (firewall, or a wrong host)"),
+        ("deadline", "no answer from the server in time"),
+        ("tls", "the TLS handshake failed (certificate or encryption settings)"),
+        ("certificate", "the TLS handshake failed (certificate or encryption settings)"),
+        ("authentication failed", "the login was rejected (user or password)"),
+        ("login failed", "the login was rejected (user or password)"),
+        ("does not exist", "the database does not exist"),
+    ]:
+        if needle in text:
+            return reason
+    return "the connection failed"
+
+
+def _health(args: argparse.Namespace) -> int:
+    config = ConfigManager(args.environment, args.flow_name, args.envs_dir)
+    report = health_check_all(args.databases, config=config)
+    lines = [f"overall: {report['overall_status']}"]
+    for name, h in report["databases"].items():
+        detail = f"{h.get('response_time_ms', '-')} ms" if h["status"] != "not_configured" else ""
+        migrations = h.get("migration_status")
+        if isinstance(migrations, dict) and "current_version" in migrations:
+            pending = ", ".join(migrations["pending_migrations"]) or "none pending"
+            detail += f", schema {migrations['current_version'] or 'empty'} ({pending})"
+        elif migrations == "read_only":
+            detail += ", read-only (no migrations)"
+        line = f"  {name}: {h['status']}" + (f" — {detail}" if detail else "")
+        if h.get("error"):
+            line += f"\n      {h['error']}"
+        lines.append(line)
+    _print(args, report, "\n".join(lines))
+    return EXIT_OK if report["overall_status"] == "healthy" else EXIT_FAILED
+
+
+def _pool(args: argparse.Namespace) -> int:
+    with _manager(args) as db:
+        db.ping()
+        status = db.get_pool_status()
+        metrics = db.get_metrics()
+    text = "\n".join(
+        [
+            f"{status['database_name']} ({status['database_type']})",
+            f"  pool_size={status['pool_size']} max_overflow={status['max_overflow']}",
+            f"  checked_in={status['checked_in']} checked_out={status['checked_out']} "
+            f"overflow={status['overflow']} waiting={status['waiting']} "
+            f"invalid={status['invalid']}",
+            f"  opened={status['connections_opened']} closed={status['connections_closed']} "
+            f"acquire p50={metrics['pool_acquire_ms']['p50']} ms",
+        ]
+    )
+    _print(args, {"pool": status, "metrics": metrics}, text)
+    return EXIT_OK
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    import os
+
+    config = ConfigManager(args.environment, args.flow_name, args.envs_dir)
+    env = config.environment.upper()
+    scopes = ["GLOBAL"] + ([args.flow_name.upper()] if args.flow_name else [])
+    pattern = re.compile(rf"^{env}_({'|'.join(scopes)})_(.+)_CONNECTION_STRING$")
+    names = sorted(
+        {
+            m.group(2).lower()
+            for key in [*config.file_keys(), *os.environ]
+            if (m := pattern.match(key)) is not None
+        }
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        entry: dict[str, Any] = {"database_name": name}
+        try:
+            resolved = config.database_config(name)
+            entry.update(
+                database_type=resolved["database_type"],
+                connection_string=resolved["connection_string"],
+                source_key=resolved["source_key"],
+            )
+            with DatabaseManager(name, config=config) as db:
+                health = db.health_check()
+            entry["status"] = "ok" if health["connection"] and health["query_test"] else "failed"
+            if health["error"] and entry["status"] == "failed":
+                entry["reason"] = _explain(health["error"])
+                entry["error"] = health["error"]
+        except ConfigurationError as e:
+            entry.update(
+                status="misconfigured", reason="the configuration is invalid", error=str(e)
+            )
+        results[name] = entry
+    lines = [f"environment {config.environment}: {len(names)} database(s) configured"]
+    if config.env_file is None:
+        lines.append("  (no env file found; settings come from the process environment)")
+    for name, entry in results.items():
+        target = entry.get("connection_string", "")
+        lines.append(f"  {name}: {entry['status']}  {target}")
+        if entry["status"] != "ok":
+            lines.append(f"      {entry['reason']}: {entry['error']}")
+    _print(args, {"environment": config.environment, "databases": results}, "\n".join(lines))
+    return EXIT_OK if all(e["status"] == "ok" for e in results.values()) else EXIT_FAILED
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -144,6 +260,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "new":
             return _new(args)
+        if args.command == "health":
+            return _health(args)
+        if args.command == "pool":
+            return _pool(args)
+        if args.command == "config":
+            return _config_check(args)
         with _manager(args) as db:
             if args.command == "migrate":
                 report = db.run_migrations(args.target, out_of_order=args.out_of_order)

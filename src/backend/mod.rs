@@ -71,6 +71,15 @@ impl Connection {
         })
     }
 
+    /// Check the driver-level settings (URL options, TLS) without I/O, so a
+    /// misconfiguration surfaces when the manager is created.
+    pub fn validate(config: &DatabaseConfig) -> Result<()> {
+        match config.database_type {
+            DatabaseType::Postgres => postgres::connect_options(config).map(|_| ()),
+            DatabaseType::SqlServer => mssql::client_config(config).map(|_| ()),
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self.driver {
             Driver::Postgres(_) => Dialect::Postgres,

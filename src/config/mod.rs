@@ -128,6 +128,13 @@ impl ConfigManager {
             .join(", ")
     }
 
+    /// The keys the env file defines, sorted.
+    pub fn file_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.values.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// The full keys tried for setting `key`, most specific first.
     pub fn candidate_keys(&self, key: &str) -> Vec<String> {
         let env = key_part(&self.environment);

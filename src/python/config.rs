@@ -55,6 +55,11 @@ impl PyConfigManager {
         self.get_variable(name, default)
     }
 
+    /// Every key the env file defines (names only; values may be secrets).
+    fn file_keys(&self) -> Vec<String> {
+        self.inner.file_keys()
+    }
+
     /// The full keys looked up for a setting, most specific first.
     fn candidate_keys(&self, name: &str) -> Vec<String> {
         self.inner.candidate_keys(name)
