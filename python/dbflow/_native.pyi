@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "_open_pools",
     "_shutdown",
+    "check_params",
     "dispose_all",
     "health_check_all",
     "rewrite_sql",
@@ -143,6 +144,15 @@ def health_check_all(
     flow_name: str | None = None,
     config: ConfigManager | None = None,
 ) -> dict[str, Any]: ...
+def check_params(
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    database_name: str | None = None,
+    operation: str = "execute_query",
+    dialect: str = "postgresql",
+    row: int | None = None,
+) -> list[str]: ...
 def rewrite_sql(sql: str, dialect: str = "postgresql") -> tuple[str, list[str]]: ...
 def _shutdown() -> None: ...
 def _open_pools() -> int: ...

@@ -45,6 +45,40 @@ fn rewrite_sql(sql: &str, dialect: &str) -> PyResult<(String, Vec<String>)> {
     Ok((parsed.render(d), parsed.names))
 }
 
+/// Validate `params` for `sql` exactly as a manager would before sending
+/// (missing names, unsupported value types); raises `ParameterError`.
+#[pyfunction]
+#[pyo3(signature = (sql, params=None, *, database_name=None, operation="execute_query", dialect="postgresql", row=None))]
+fn check_params(
+    sql: &str,
+    params: Option<&Bound<'_, PyAny>>,
+    database_name: Option<&str>,
+    operation: &str,
+    dialect: &str,
+    row: Option<usize>,
+) -> PyResult<Vec<String>> {
+    let d = if dialect == "sqlserver" {
+        crate::sql::Dialect::SqlServer
+    } else {
+        crate::sql::Dialect::Postgres
+    };
+    let parsed = crate::sql::parse(sql, d);
+    let operation: &'static str = match operation {
+        "execute_many" => "execute_many",
+        "execute_transaction" => "execute_transaction",
+        "transaction.execute_query" => "transaction.execute_query",
+        "transaction.execute_many" => "transaction.execute_many",
+        _ => "execute_query",
+    };
+    convert::params_for(&parsed, params).map_err(|mut e| {
+        if let Some(index) = row {
+            e.message = format!("row {index}: {}", e.message);
+        }
+        errors::to_pyerr(e.context(database_name.unwrap_or("mock"), operation))
+    })?;
+    Ok(parsed.names)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
@@ -56,6 +90,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dispose_all, m)?)?;
     m.add_function(wrap_pyfunction!(_open_pools, m)?)?;
     m.add_function(wrap_pyfunction!(rewrite_sql, m)?)?;
+    m.add_function(wrap_pyfunction!(check_params, m)?)?;
     m.add_function(wrap_pyfunction!(health::health_check_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

