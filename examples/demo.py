@@ -76,15 +76,34 @@ def main() -> int:
 
         sys.path.insert(0, str(HERE))
         from rpa1.flow import rpa1_workflow
+        from rpa2.flow import rpa2_workflow
+        from rpa3.flow import rpa3_workflow
 
-        result = rpa1_workflow()
-        pool = result.pop("pool")
-        print("\nrpa1 finished:")
-        for key, value in result.items():
-            print(f"  {key:>18}: {value}")
+        first = rpa1_workflow()
+        second = rpa2_workflow()
+        third = rpa3_workflow()
+
+        pool = first.pop("pool")
+        print("\n== What happened ==")
+        applied = first["migrations_applied"] or "none (up to date)"
         print(
-            "  rpa_db pool      : "
-            f"size={pool['pool_size']} opened={pool['connections_opened']} "
+            f"rpa1 (sequential): migrations applied {applied}, schema {first['schema_version']}; "
+            f"{first['responses_found']} responses read from SurveyHub, "
+            f"{first['rows_written']} rows written, average score {first['average_score']}"
+        )
+        print(
+            f"rpa2 (concurrent): {second['rows_written']} rows written in {second['batches']} "
+            f"mapped batches on 8 threads ({second['failed']} responses failed to score); one "
+            f"shared pool opened {second['pool']['connections_opened']} connections "
+            f"(limit {second['pool']['pool_size'] + second['pool']['max_overflow']})"
+        )
+        print(
+            f"rpa3 (health & errors): {third['status']}; {third['rows_written']} rows written in "
+            f"one transaction; final health {third['final_health']} {third['health']}; "
+            f"{third['queries']} queries, p95 {third['query_p95_ms']} ms"
+        )
+        print(
+            f"rpa_db pool after rpa1: size={pool['pool_size']} opened={pool['connections_opened']} "
             f"checked_out={pool['checked_out']} overflow={pool['overflow']}"
         )
         import dbflow

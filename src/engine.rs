@@ -449,8 +449,15 @@ impl Transaction {
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+        let started = Instant::now();
         let conn = self.conn("transaction.execute_query")?;
         let r = conn.query(statement).await;
+        match &r {
+            Ok(rows) => conn
+                .metrics()
+                .record_query(started.elapsed(), rows.row_count() as u64),
+            Err(e) => conn.metrics().record_error(e.kind),
+        }
         r.map_err(|e| self.fail(e, "transaction.execute_query"))
     }
 

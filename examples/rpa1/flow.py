@@ -1,51 +1,20 @@
-"""rpa1: read survey responses from SurveyHub, score them, write to rpa_db.
-
-The original design's sequential flow, on dbflow. Run it through
-``examples/demo.py`` (which provides the databases) or against your own
-``.env`` configuration.
-"""
+"""rpa1 (sequential): migrate rpa_db, read survey responses from SurveyHub,
+score them, write the results to rpa_db in one batch."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from typing import Any
 
+from common import SURVEY_RESPONSES, UPSERT_PROCESSED, score
 from prefect import flow, get_run_logger, task
 
 from dbflow import DatabaseManager
 
 
-def calculate_satisfaction_score(response_data: dict[str, Any]) -> float:
-    ratings = [int(response_data.get(f"question_{i}", 3)) for i in range(1, 6)]
-    return round(sum(ratings) / len(ratings), 2)
-
-
 @task
 def process_survey_data(survey_responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    logger = get_run_logger()
-    logger.info("Processing %d survey responses", len(survey_responses))
-    now = dt.datetime.now(dt.timezone.utc)
-    processed = []
-    for response in survey_responses:
-        try:
-            data = response["response_data"]
-            if isinstance(data, str):
-                data = json.loads(data)
-            score: float | None = calculate_satisfaction_score(data)
-            status = "completed"
-        except (ValueError, TypeError, KeyError):
-            score, status = None, "failed"
-        processed.append(
-            {
-                "survey_id": response["survey_id"],
-                "customer_id": response["customer_id"],
-                "satisfaction_score": score,
-                "processed_at": now,
-                "status": status,
-            }
-        )
-    return processed
+    get_run_logger().info("Processing %d survey responses", len(survey_responses))
+    return [score(r, "rpa1") for r in survey_responses]
 
 
 @flow(name="rpa1-database-workflow")
@@ -58,21 +27,9 @@ def rpa1_workflow() -> dict[str, Any]:
             migrations["applied"] or "none",
             migrations["current_version"],
         )
-        responses = survey_hub.execute_query(
-            "SELECT survey_id, customer_id, response_data, submitted_at "
-            "FROM survey_responses WHERE processed = :processed ORDER BY survey_id",
-            {"processed": 0},
-        )
+        responses = survey_hub.execute_query(SURVEY_RESPONSES, {"processed": 0})
         processed = process_survey_data(responses)
-        written = rpa_db.execute_many(
-            """INSERT INTO rpa1_processed_surveys
-                   (survey_id, customer_id, satisfaction_score, processed_at, status)
-               VALUES (:survey_id, :customer_id, :satisfaction_score, :processed_at, :status)
-               ON CONFLICT (survey_id) DO UPDATE
-                   SET satisfaction_score = EXCLUDED.satisfaction_score,
-                       processed_at = EXCLUDED.processed_at, status = EXCLUDED.status""",
-            processed,
-        )
+        written = rpa_db.execute_many(UPSERT_PROCESSED, processed)
         summary = rpa_db.execute_query(
             "SELECT count(*) AS surveys, round(avg(satisfaction_score), 2) AS average_score "
             "FROM rpa1_processed_surveys WHERE status = :status",

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import atexit
+from collections.abc import Sequence
 from os import PathLike
-from typing import cast
+from typing import Any, cast
 
 from typing_extensions import Self
 
-from dbflow import _patching
+from dbflow import _logbridge, _patching
 from dbflow._native import (
     ConfigManager,
     Savepoint,
@@ -22,11 +23,12 @@ from dbflow._native import (
     __version__,
     check_params,
     dispose_all,
-    health_check_all,
+    overall_status,
     rewrite_sql,
 )
 from dbflow._native import DatabaseManager as _NativeDatabaseManager
 from dbflow._native import _shutdown as _native_shutdown
+from dbflow._native import health_check_all as _native_health_check_all
 from dbflow.exceptions import (
     ChecksumMismatchError,
     ConfigurationError,
@@ -58,12 +60,19 @@ class DatabaseManager(_NativeDatabaseManager):
         flow_name: str | None = None,
         config: ConfigManager | None = None,
         migrations_dir: str | PathLike[str] | None = None,
+        credentials: Any = None,
     ) -> Self:
         patched = _patching.lookup(database_name)
         if patched is not None:
             # A test double standing in for this database (it satisfies
             # DatabaseManagerProtocol, which flow code relies on).
             return cast(Self, patched)
+        if credentials is not None:
+            # A dbflow.prefect.DatabaseCredentials block (or anything with
+            # .settings()): its values beat the environment and env files.
+            base = config or ConfigManager(environment, flow_name)
+            config = base.with_settings(database_name, credentials.settings())
+            environment = flow_name = None
         return super().__new__(
             cls,
             database_name,
@@ -72,6 +81,34 @@ class DatabaseManager(_NativeDatabaseManager):
             config=config,
             migrations_dir=migrations_dir,
         )
+
+
+def health_check_all(
+    database_names: Sequence[str],
+    *,
+    environment: str | None = None,
+    flow_name: str | None = None,
+    config: ConfigManager | None = None,
+) -> dict[str, Any]:
+    """Check several databases concurrently and add ``overall_status``
+    (databases replaced by ``dbflow.testing.patch_databases`` report their
+    stand-in's health)."""
+    names = list(database_names)
+    doubles = {n: d for n in names if (d := _patching.lookup(n)) is not None}
+    real = [n for n in names if n not in doubles]
+    report = _native_health_check_all(
+        real, environment=environment, flow_name=flow_name, config=config
+    )
+    if doubles:
+        checked = report["databases"]
+        for name, double in doubles.items():
+            checked[name] = double.health_check()
+        report["databases"] = {n: checked[n] for n in names}
+        statuses = [d["status"] for d in report["databases"].values()]
+        report["overall_status"] = overall_status(statuses)
+        report["healthy_count"] = statuses.count("healthy")
+        report["total_databases"] = len(names)
+    return report
 
 
 __all__ = [
@@ -98,6 +135,8 @@ __all__ = [
     "health_check_all",
     "rewrite_sql",
 ]
+
+_logbridge.install()
 
 # Close pooled connections politely when the interpreter exits.
 atexit.register(_native_shutdown)

@@ -30,6 +30,8 @@ pub struct ConfigManager {
     file: Option<PathBuf>,
     searched: Vec<PathBuf>,
     values: Arc<HashMap<String, String>>,
+    /// Settings given in code (a Prefect Block): they beat everything else.
+    overrides: Arc<HashMap<String, String>>,
     env: EnvLookup,
 }
 
@@ -103,6 +105,7 @@ impl ConfigManager {
             file,
             searched,
             values: Arc::new(values),
+            overrides: Arc::new(HashMap::new()),
             env,
         })
     }
@@ -126,6 +129,22 @@ impl ConfigManager {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// A copy whose settings `key` (e.g. `RPA_DB_CONNECTION_STRING`) take the
+    /// given values, ahead of the environment and the env file.
+    pub fn with_overrides(
+        &self,
+        settings: impl IntoIterator<Item = (String, String)>,
+    ) -> ConfigManager {
+        let mut overrides = (*self.overrides).clone();
+        for (k, v) in settings {
+            overrides.insert(key_part(&k), v);
+        }
+        ConfigManager {
+            overrides: Arc::new(overrides),
+            ..self.clone()
+        }
     }
 
     /// The keys the env file defines, sorted.
@@ -154,6 +173,9 @@ impl ConfigManager {
 
     /// Raw lookup: the value and the full key it came from.
     fn lookup_raw(&self, key: &str) -> Option<(String, String)> {
+        if let Some(v) = self.overrides.get(&key_part(key)) {
+            return Some((v.clone(), format!("{} (given in code)", key_part(key))));
+        }
         for full in self.candidate_keys(key) {
             if let Some(v) = (self.env)(&full) {
                 return Some((v, full));
@@ -657,6 +679,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.environment(), "test");
+    }
+
+    #[test]
+    fn overrides_beat_environment_and_file() {
+        let (m, _d) = manager(FILE, &[("PW", "x")], Some("rpa1"));
+        let m = m.with_overrides([
+            (
+                "rpa_db_connection_string".to_string(),
+                "postgresql://block@h/rpa_db".to_string(),
+            ),
+            ("RPA_DB_POOL_SIZE".to_string(), "2".to_string()),
+        ]);
+        let c = m.database_config("rpa_db").unwrap();
+        assert_eq!(c.spec.user.as_deref(), Some("block"));
+        assert_eq!(c.pool.size, 2);
+        assert_eq!(
+            c.pool.max_overflow, 2,
+            "other settings still come from the file"
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ impl HistoryTable {
     }
 
     pub async fn create(&self, conn: &mut Connection) -> Result<()> {
+        if self.exists(conn).await? {
+            return Ok(());
+        }
         let t = self.qualified();
         let ddl = match self.dialect {
             Dialect::Postgres => format!(

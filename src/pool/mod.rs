@@ -202,6 +202,13 @@ pub struct PooledConnection {
     pub waited: Duration,
 }
 
+impl PooledConnection {
+    /// The metrics of the pool this connection belongs to.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.pool.metrics
+    }
+}
+
 impl Deref for PooledConnection {
     type Target = Connection;
     fn deref(&self) -> &Connection {

@@ -55,6 +55,32 @@ impl PyConfigManager {
         self.get_variable(name, default)
     }
 
+    /// A copy in which `database_name`'s settings (short names such as
+    /// `connection_string`, `pool_size`) take the given values — how a
+    /// Prefect Block configures a database instead of an env file.
+    fn with_settings(
+        &self,
+        database_name: &str,
+        settings: std::collections::HashMap<String, Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let db = crate::config::key_part(database_name);
+        let mut pairs = Vec::with_capacity(settings.len());
+        for (k, v) in settings {
+            if v.is_none() {
+                continue;
+            }
+            let text = if let Ok(b) = v.cast::<pyo3::types::PyBool>() {
+                b.is_true().to_string()
+            } else {
+                v.str()?.to_string()
+            };
+            pairs.push((format!("{db}_{}", crate::config::key_part(&k)), text));
+        }
+        Ok(PyConfigManager {
+            inner: self.inner.with_overrides(pairs),
+        })
+    }
+
     /// Every key the env file defines (names only; values may be secrets).
     fn file_keys(&self) -> Vec<String> {
         self.inner.file_keys()

@@ -109,6 +109,12 @@ pub fn overall(statuses: &[&str]) -> &'static str {
     }
 }
 
+/// The overall status of several databases' statuses (see `overall`).
+#[pyfunction]
+pub fn overall_status(statuses: Vec<String>) -> &'static str {
+    overall(&statuses.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// Check several databases concurrently.
 #[pyfunction]
 #[pyo3(signature = (database_names, *, environment=None, flow_name=None, config=None))]

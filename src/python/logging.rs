@@ -64,7 +64,13 @@ impl<S: Subscriber> Layer<S> for PythonLogging {
         if SHUTTING_DOWN.load(Ordering::Acquire) {
             return;
         }
-        let level = python_level(event.metadata().level());
+        // dbflow's own events, and what the drivers consider worth a warning;
+        // driver chatter (server NOTICEs, statement logs) stays out.
+        let meta = event.metadata();
+        if !meta.target().starts_with("dbflow") && *meta.level() > Level::WARN {
+            return;
+        }
+        let level = python_level(meta.level());
         Python::try_attach(|py| {
             let _ = emit(py, level, event);
         });

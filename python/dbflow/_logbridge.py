@@ -1,0 +1,49 @@
+"""dbflow's log events into Prefect run logs.
+
+The native core logs to the ``dbflow`` logger. Work is driven on the calling
+thread (the GIL is released and the thread blocks on the shared runtime), so
+an event raised by a query inside a flow or task run is emitted on that
+run's thread, where Prefect's run context is current: this handler forwards
+it to ``get_run_logger()``. Outside a run (``MissingContextError``), or for
+events of background work that no run caused, the record simply continues to
+the ``dbflow`` logger's other handlers. Prefect is never imported here unless
+the application already imported it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+class PrefectRunLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if "prefect" not in sys.modules:
+            return
+        try:
+            from prefect.exceptions import MissingContextError
+            from prefect.logging import get_run_logger
+        except ImportError:  # pragma: no cover - a broken Prefect install
+            return
+        try:
+            run_logger = get_run_logger()
+        except MissingContextError:
+            return
+        except Exception:  # pragma: no cover - never let logging break a query
+            return
+        try:
+            run_logger.log(
+                record.levelno, record.getMessage(), extra={"dbflow": getattr(record, "dbflow", {})}
+            )
+        except Exception:  # pragma: no cover
+            self.handleError(record)
+
+
+def install() -> None:
+    logger = logging.getLogger("dbflow")
+    if not any(isinstance(h, PrefectRunLogHandler) for h in logger.handlers):
+        logger.addHandler(PrefectRunLogHandler())
+    if logger.level == logging.NOTSET:
+        # INFO events (migrations applied, retries, pool closed) are worth
+        # seeing in run logs; set the dbflow logger's level to change it.
+        logger.setLevel(logging.INFO)

@@ -1,0 +1,196 @@
+"""dbflow inside Prefect: the run-logger bridge, pools shared by mapped and
+async tasks, the health tasks and the DatabaseCredentials block."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+prefect = pytest.importorskip("prefect", reason="Prefect is installed by the test command")
+
+from prefect import flow, task  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+import dbflow  # noqa: E402
+from dbflow.prefect import (  # noqa: E402
+    DatabaseCredentials,
+    database_health_check,
+    validate_database_prerequisites,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_backend() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+def run_logs(flow_run_id: Any) -> list[str]:
+    """The log lines Prefect stored for a flow run (its tasks included)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+            return [entry.message for entry in logs]
+
+    return asyncio.run(read())
+
+
+def test_dbflow_events_reach_the_run_logs(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "m"
+    name = env.database(auto_migrate="off")
+    (root / name).mkdir(parents=True)
+    (root / name / "V1__Bridge_check.sql").write_text("SELECT 1;\n")
+    env.set(f"{name.upper()}_MIGRATIONS_TABLE", f"sv_{uuid.uuid4().hex[:12]}")
+    config = env.config()
+
+    @task
+    def migrate() -> dict[str, Any]:
+        with dbflow.DatabaseManager(name, config=config, migrations_dir=root) as db:
+            return db.run_migrations()
+
+    @flow
+    def bridged() -> Any:
+        assert migrate()["applied"] == ["V1"]
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    flow_run_id = bridged()
+    logs = run_logs(flow_run_id)
+    assert any("applying migration" in line and "V1__Bridge_check.sql" in line for line in logs), (
+        logs
+    )
+
+
+def test_outside_a_run_events_go_to_the_dbflow_logger(env, caplog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="dbflow")
+    root = tmp_path / "m"
+    name = env.database(auto_migrate="off")
+    (root / name).mkdir(parents=True)
+    (root / name / "V1__Outside.sql").write_text("SELECT 1;\n")
+    env.set(f"{name.upper()}_MIGRATIONS_TABLE", f"sv_{uuid.uuid4().hex[:12]}")
+    errors: list[BaseException] = []
+
+    def in_a_plain_thread() -> None:
+        try:
+            with dbflow.DatabaseManager(name, config=env.config(), migrations_dir=root) as db:
+                db.run_migrations()
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=in_a_plain_thread)
+    t.start()
+    t.join(30)
+    assert not errors
+    assert any("V1__Outside.sql" in r.getMessage() for r in caplog.records if r.name == "dbflow")
+
+
+def test_mapped_tasks_share_one_pool_within_its_limit(env, server_connections) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=2, max_overflow=2, pool_timeout=30)
+    config = env.config()
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, server_connections(name))
+            time.sleep(0.02)
+
+    @task
+    def lookup(i: int) -> int:
+        # The original design's pattern: a manager per mapped task.
+        with dbflow.DatabaseManager(name, config=config) as db:
+            return int(db.execute_query("SELECT :i AS i, pg_sleep(0.05)", {"i": i})[0]["i"])
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=8))
+    def fan_out() -> list[int]:
+        return [f.result() for f in lookup.map(list(range(32)))]
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        assert fan_out() == list(range(32))
+    finally:
+        done.set()
+        sampler.join(5)
+    assert 2 <= peak <= 4, f"peak {peak} sessions; limit pool_size + max_overflow = 4"
+
+
+def test_async_tasks_use_the_same_pool(env) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=2, max_overflow=0)
+    config = env.config()
+
+    @task
+    async def lookup(i: int) -> int:
+        with dbflow.DatabaseManager(name, config=config) as db:
+            return int(db.execute_query("SELECT :i AS i", {"i": i})[0]["i"])
+
+    @flow
+    async def async_flow() -> list[int]:
+        return list(await asyncio.gather(*(lookup(i) for i in range(6))))
+
+    assert asyncio.run(async_flow()) == list(range(6))
+    probe = dbflow.DatabaseManager(name, config=config)
+    assert probe.get_pool_status()["connections_opened"] <= 2
+    probe.dispose()
+
+
+def test_health_tasks_have_the_original_shapes(env) -> None:  # type: ignore[no-untyped-def]
+    good = env.database("prefect_good")
+    env.set("PREFECT_DOWN_CONNECTION_STRING", "postgresql://u:p@127.0.0.1:1/x")
+    os.environ["DBFLOW_ENVS_DIR"] = str(env.root)
+    os.environ["DBFLOW_ENVIRONMENT"] = "test"
+    try:
+
+        @flow
+        def checks() -> tuple[dict[str, Any], bool, bool]:
+            report = database_health_check([good, "prefect_down"], "rpa3")
+            ok = validate_database_prerequisites([good], "rpa3")
+            not_ok = validate_database_prerequisites(["prefect_down"], "rpa3")
+            return report, ok, not_ok
+
+        report, ok, not_ok = checks()
+    finally:
+        del os.environ["DBFLOW_ENVS_DIR"], os.environ["DBFLOW_ENVIRONMENT"]
+        dbflow.dispose_all()
+    assert report["flow_name"] == "rpa3" and report["overall_status"] == "degraded"
+    assert set(report["databases"]) == {good, "prefect_down"}
+    assert report["databases"][good]["status"] == "healthy"
+    assert report["timestamp"]
+    assert ok is True and not_ok is False
+
+
+def test_database_credentials_block(pg_url: str, env) -> None:  # type: ignore[no-untyped-def]
+    block = DatabaseCredentials(connection_string=pg_url, pool_size=2, max_overflow=1)
+    block.save("dbflow-test-credentials", overwrite=True)
+    loaded = DatabaseCredentials.load("dbflow-test-credentials")
+    secret = pg_url.split(":")[2].split("@")[0]
+    assert secret not in repr(loaded)
+    db = dbflow.DatabaseManager("blockdb", config=env.config(), credentials=loaded)
+    try:
+        assert db.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+        status = db.get_pool_status()
+        assert (status["pool_size"], status["max_overflow"]) == (2, 1)
+        assert secret not in repr(db)
+    finally:
+        db.dispose()
