@@ -19,7 +19,9 @@ use crate::value::{Rows, Value};
 
 /// A user of one database's shared pool.
 pub struct Database {
-    shared: Arc<SharedPool>,
+    config: Arc<DatabaseConfig>,
+    /// Replaced by a fresh pool when used in a forked child process.
+    shared: std::sync::RwLock<Arc<SharedPool>>,
     released: AtomicBool,
     /// Root of `<database_name>/` migration directories given to this manager.
     migrations_root: Option<PathBuf>,
@@ -31,9 +33,11 @@ impl Database {
         let name = config.name.clone();
         crate::backend::Connection::validate(&config)
             .map_err(|e| e.context(&name, "DatabaseManager()"))?;
-        let shared = registry::attach(config).map_err(|e| e.context(&name, "open"))?;
+        let config = Arc::new(config);
+        let shared = registry::attach(config.clone()).map_err(|e| e.context(&name, "open"))?;
         Ok(Database {
-            shared,
+            config,
+            shared: std::sync::RwLock::new(shared),
             released: AtomicBool::new(false),
             migrations_root,
         })
@@ -48,7 +52,7 @@ impl Database {
     async fn connection(&self, operation: &'static str) -> Result<PooledConnection> {
         let mode = self.config().auto_migrate;
         if mode != AutoMigrate::Off {
-            self.shared
+            self.pool()
                 .pool
                 .startup
                 .get_or_try_init(|| self.startup_migrations(mode))
@@ -88,12 +92,33 @@ impl Database {
         Ok(())
     }
 
+    /// This process's pool: a manager inherited across `fork` attaches to a
+    /// fresh one instead of sharing its parent's connections.
+    fn pool(&self) -> Arc<SharedPool> {
+        let current = self
+            .shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !current.pool.inherited() {
+            return current;
+        }
+        let mut slot = self.shared.write().unwrap_or_else(|p| p.into_inner());
+        if slot.pool.inherited() {
+            match registry::attach(self.config.clone()) {
+                Ok(fresh) => *slot = fresh,
+                Err(e) => tracing::warn!("cannot open a fresh pool after fork: {e}"),
+            }
+        }
+        slot.clone()
+    }
+
     pub fn config(&self) -> &DatabaseConfig {
-        &self.shared.pool.config
+        &self.config
     }
 
     pub fn name(&self) -> &str {
-        &self.shared.pool.config.name
+        &self.config().name
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -118,7 +143,7 @@ impl Database {
                 operation,
             ));
         }
-        self.shared
+        self.pool()
             .pool
             .get()
             .await
@@ -132,7 +157,7 @@ impl Database {
         result: Result<T>,
         rows: impl Fn(&T) -> u64,
     ) -> Result<T> {
-        let metrics = &self.shared.pool.metrics;
+        let metrics = self.metrics();
         match &result {
             Ok(value) => metrics.record_query(started.elapsed(), rows(value)),
             Err(e) => metrics.record_error(e.kind),
@@ -201,11 +226,7 @@ impl Database {
                 Err(e) if attempt < policy.attempts && retry::is_transient(&e, idempotent) => {
                     attempt += 1;
                     let delay = policy.delay(attempt, retry::jitter());
-                    self.shared
-                        .pool
-                        .metrics
-                        .retries
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics().retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         database = %self.name(),
                         attempt,
@@ -301,8 +322,8 @@ impl Database {
         health
     }
 
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.shared.pool.metrics
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.pool().pool.metrics.clone()
     }
 
     /// Many parameter sets for one statement, all in one transaction.
@@ -375,25 +396,25 @@ impl Database {
     }
 
     pub fn pool_status(&self) -> PoolStatus {
-        self.shared.pool.status()
+        self.pool().pool.status()
     }
 
-    pub fn shared(&self) -> &Arc<SharedPool> {
-        &self.shared
+    pub fn shared(&self) -> Arc<SharedPool> {
+        self.pool()
     }
 
     /// Stop using the pool (idempotent). The pool closes after the grace
     /// period if nobody else uses it.
     pub fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
-            registry::release(&self.shared);
+            registry::release(&self.shared.read().unwrap_or_else(|p| p.into_inner()));
         }
     }
 
     /// Release and close the pool's connections now.
     pub fn dispose(&self) {
         self.release();
-        registry::dispose(&self.shared);
+        registry::dispose(&self.shared.read().unwrap_or_else(|p| p.into_inner()));
     }
 }
 

@@ -84,7 +84,10 @@ pub struct Pool {
     epoch: AtomicUsize,
     /// The start-up migration step (`<DB>_AUTO_MIGRATE`), done once per pool.
     pub startup: tokio::sync::OnceCell<()>,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The process that opened this pool's connections. In a forked child
+    /// they belong to the parent: the child must never write to them.
+    pub pid: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +122,8 @@ impl Pool {
             counters,
             epoch: AtomicUsize::new(0),
             startup: tokio::sync::OnceCell::new(),
-            metrics: crate::metrics::Metrics::default(),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+            pid: crate::runtime::pid(),
         }))
     }
 
@@ -173,8 +177,19 @@ impl Pool {
         }
     }
 
+    /// Whether this pool was opened by another process (we are a fork).
+    pub fn inherited(&self) -> bool {
+        self.pid != crate::runtime::pid()
+    }
+
     /// Close idle connections now; in-use ones close when returned.
     pub fn dispose(&self) {
+        if self.inherited() {
+            // The parent's connections: closing them politely would end the
+            // parent's sessions. Leave them to the parent.
+            std::mem::forget(self.inner.retain(|_, _| false));
+            return;
+        }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let removed = self.inner.retain(|_, _| false);
         let n = removed.removed.len() as u64;
@@ -246,7 +261,11 @@ impl Drop for PooledConnection {
                     .fetch_add(1, Ordering::Relaxed);
             }
             let conn = Object::take(object);
-            close_in_background(conn);
+            if self.pool.inherited() {
+                std::mem::forget(conn);
+            } else {
+                close_in_background(conn);
+            }
         }
     }
 }

@@ -56,14 +56,14 @@ fn lock() -> std::sync::MutexGuard<'static, Registry> {
 }
 
 /// Join (or create) the pool for `config`; the caller becomes a user.
-pub fn attach(config: DatabaseConfig) -> Result<Arc<SharedPool>> {
+pub fn attach(config: Arc<DatabaseConfig>) -> Result<Arc<SharedPool>> {
     let key = config.pool_key();
     let mut reg = lock();
     let shared = match reg.pools.get(&key) {
         Some(existing) => existing.clone(),
         None => {
             let shared = Arc::new(SharedPool {
-                pool: Pool::new(Arc::new(config))?,
+                pool: Pool::new(config)?,
                 key: key.clone(),
                 users: AtomicUsize::new(0),
                 generation: AtomicU64::new(0),
@@ -79,6 +79,9 @@ pub fn attach(config: DatabaseConfig) -> Result<Arc<SharedPool>> {
 
 /// The caller stops using the pool. The last user starts the grace period.
 pub fn release(shared: &Arc<SharedPool>) {
+    if shared.pool.inherited() {
+        return; // a forked child's copy of its parent's pool: not ours
+    }
     let before = shared.users.fetch_sub(1, Ordering::AcqRel);
     if before != 1 {
         return;
