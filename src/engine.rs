@@ -326,6 +326,50 @@ impl Database {
         self.pool().pool.metrics.clone()
     }
 
+    /// Stream a statement's rows in batches from a producer task that owns
+    /// a pooled connection; the bounded channel keeps memory bounded.
+    pub fn stream(
+        self: &Arc<Self>,
+        statement: Statement,
+        batch_size: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<Rows>>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let db = self.clone();
+        crate::runtime::runtime()?.spawn(async move {
+            let outcome = async {
+                let mut conn = db.connection("iter_query").await?;
+                conn.stream(&statement, batch_size.max(1), &tx).await
+            }
+            .await;
+            if let Err(e) = outcome {
+                let _ = tx.send(Err(db.fail(e, "iter_query"))).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Load `rows` into `table` with the server's bulk path; all or nothing.
+    /// `columns`: the rows' column order (`None`: all of the table's columns).
+    pub async fn bulk_insert(
+        &self,
+        table: &str,
+        columns: Option<Vec<String>>,
+        rows: &[Vec<Value>],
+    ) -> Result<u64> {
+        let started = Instant::now();
+        let result = async {
+            let mut conn = self.connection("bulk_insert").await?;
+            let columns = match columns {
+                Some(c) => c,
+                None => conn.table_columns(table).await?,
+            };
+            conn.bulk_insert(table, &columns, rows).await
+        }
+        .await
+        .map_err(|e| self.fail(e, "bulk_insert"));
+        self.observe(started, result, |_| 0)
+    }
+
     /// Many parameter sets for one statement, all in one transaction.
     pub async fn execute_many(&self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
         let started = Instant::now();

@@ -11,6 +11,7 @@ __version__: str
 __all__ = [
     "ConfigManager",
     "DatabaseManager",
+    "RowIterator",
     "Savepoint",
     "Transaction",
     "__version__",
@@ -74,6 +75,15 @@ class DatabaseManager:
         self, queries: Sequence[tuple[str, _Params | None] | tuple[str] | str]
     ) -> list[list[_Row]]: ...
     def transaction(self) -> Transaction: ...
+    def iter_query(
+        self, sql: str, params: _Params | None = None, batch_size: int = 1000
+    ) -> RowIterator: ...
+    def bulk_insert(
+        self,
+        table: str,
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        columns: Sequence[str] | None = None,
+    ) -> int: ...
     def execute_query_with_timeout(
         self, sql: str, params: _Params | None = None, timeout: float | None = None
     ) -> list[_Row]: ...
@@ -110,6 +120,12 @@ class DatabaseManager:
     def dispose(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, *_exc: object) -> bool: ...
+
+@final
+class RowIterator:
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> _Row: ...
+    def close(self) -> None: ...
 
 @final
 class Transaction:

@@ -4,7 +4,7 @@ both against it, so neither can drift."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from typing_extensions import Self
@@ -42,6 +42,15 @@ class DatabaseManagerProtocol(Protocol):
         self, queries: Sequence[tuple[str, Params | None] | tuple[str] | str]
     ) -> list[list[Row]]: ...
     def transaction(self) -> TransactionProtocol: ...
+    def iter_query(
+        self, sql: str, params: Params | None = None, batch_size: int = 1000
+    ) -> Iterator[Row]: ...
+    def bulk_insert(
+        self,
+        table: str,
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        columns: Sequence[str] | None = None,
+    ) -> int: ...
     def execute_query_with_timeout(
         self, sql: str, params: Params | None = None, timeout: float | None = None
     ) -> list[Row]: ...

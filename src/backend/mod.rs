@@ -124,6 +124,59 @@ impl Connection {
         self.note(result)
     }
 
+    /// Stream the statement's rows in batches into `sink` (bounded), so a
+    /// result of any size is read with bounded memory. A consumer that stops
+    /// early leaves unread rows on the wire: the connection is discarded.
+    pub async fn stream(
+        &mut self,
+        statement: &Statement,
+        batch_size: usize,
+        sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
+    ) -> Result<()> {
+        let completed = on_driver!(self, c => c.stream(statement, batch_size, sink).await)?;
+        if !completed {
+            self.broken = true;
+        }
+        Ok(())
+    }
+
+    /// Load many rows into a table the fastest way the server offers
+    /// (PostgreSQL binary COPY, SQL Server bulk load); all or nothing.
+    pub async fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> Result<u64> {
+        on_driver!(self, c => c.bulk_insert(table, columns, rows).await)
+    }
+
+    /// The columns of a table, in order (for `bulk_insert` of tuples).
+    pub async fn table_columns(&mut self, table: &str) -> Result<Vec<String>> {
+        let text = match self.dialect() {
+            Dialect::Postgres => format!(
+                "SELECT * FROM {} LIMIT 0",
+                postgres::quote_qualified(table)?
+            ),
+            Dialect::SqlServer => {
+                if !table
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                {
+                    return Err(Error::parameter(format!(
+                        "'{table}' is not a plain table name"
+                    )));
+                }
+                format!("SELECT TOP 0 * FROM {table}")
+            }
+        };
+        let statement = Statement {
+            sql: crate::sql::parse(&text, self.dialect()),
+            values: Vec::new(),
+        };
+        Ok(self.query(&statement).await?.columns)
+    }
+
     /// The same statement for many parameter sets; returns rows affected.
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
         on_driver!(self, c => c.execute_many(sql, rows).await)

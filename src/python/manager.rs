@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::config::PyConfigManager;
-use super::convert::{params_for, rows_to_py};
+use super::convert::{self, params_for, rows_to_py};
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::{health_dict, metrics_dict};
 use crate::backend::Statement;
@@ -116,6 +116,122 @@ fn statements(db: &Database, queries: &Bound<'_, PyAny>) -> Result<Vec<Statement
         out.push(statement(db, &text, params.as_ref(), op)?);
     }
     Ok(out)
+}
+
+/// Column names (when known) and the rows' values in that order.
+type BulkRows = (Option<Vec<String>>, Vec<Vec<Value>>);
+
+/// Rows for `bulk_insert`: dicts give (or must match) the column names;
+/// tuples and lists are taken in `columns` order.
+fn bulk_rows(
+    db: &Database,
+    rows: &Bound<'_, PyAny>,
+    columns: Option<Vec<String>>,
+) -> Result<BulkRows> {
+    let op = "bulk_insert";
+    let mut columns = columns;
+    let mut out = Vec::with_capacity(rows.len().unwrap_or(0));
+    let iter = rows.try_iter().map_err(|_| {
+        db.fail(
+            Error::parameter("rows must be a sequence of dicts or tuples"),
+            op,
+        )
+    })?;
+    for (index, row) in iter.enumerate() {
+        let row = row.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+        if let Ok(dict) = row.cast::<PyDict>() {
+            let names =
+                columns.get_or_insert_with(|| dict.keys().iter().map(|k| k.to_string()).collect());
+            let mut values = Vec::with_capacity(names.len());
+            for name in names.iter() {
+                let item = dict
+                    .get_item(name)
+                    .map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+                let Some(item) = item else {
+                    return Err(db.fail(
+                        Error::parameter(format!("row {index} has no value for column '{name}'")),
+                        op,
+                    ));
+                };
+                values.push(convert::to_value(name, &item).map_err(|e| db.fail(e, op))?);
+            }
+            out.push(values);
+        } else {
+            let mut values = Vec::new();
+            let items = row.try_iter().map_err(|_| {
+                db.fail(
+                    Error::parameter(format!("row {index} is neither a dict nor a tuple")),
+                    op,
+                )
+            })?;
+            for (i, item) in items.enumerate() {
+                let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+                let name = columns
+                    .as_ref()
+                    .and_then(|c| c.get(i))
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{i}"));
+                values.push(convert::to_value(&name, &item).map_err(|e| db.fail(e, op))?);
+            }
+            out.push(values);
+        }
+    }
+    Ok((columns, out))
+}
+
+/// The iterator `iter_query` returns: dicts, fetched batch by batch with
+/// the GIL released while waiting.
+#[pyclass(module = "dbflow._native", name = "RowIterator", frozen)]
+pub struct RowIterator {
+    receiver: Mutex<tokio::sync::mpsc::Receiver<Result<Rows>>>,
+    current: Mutex<Option<(Rows, usize)>>,
+}
+
+#[pymethods]
+impl RowIterator {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some((rows, at)) = current.as_mut() {
+                if *at < rows.row_count() {
+                    let width = rows.columns.len();
+                    let d = PyDict::new(py);
+                    for (name, value) in rows
+                        .columns
+                        .iter()
+                        .zip(&rows.values[*at * width..(*at + 1) * width])
+                    {
+                        d.set_item(name, convert::to_py(py, value)?)?;
+                    }
+                    *at += 1;
+                    return Ok(Some(d));
+                }
+            }
+            let receiver = &self.receiver;
+            let next = py.detach(|| {
+                let mut rx = receiver.lock().unwrap_or_else(|p| p.into_inner());
+                runtime().map(|rt| rt.block_on(rx.recv()))
+            });
+            match next.py_result()? {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(to_pyerr(e)),
+                Some(Ok(rows)) => *current = Some((rows, 0)),
+            }
+        }
+    }
+
+    /// Stop early and release the connection now (also on garbage collection).
+    fn close(&self) {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 fn pool_status_dict<'py>(py: Python<'py>, db: &Database) -> PyResult<Bound<'py, PyDict>> {
@@ -473,6 +589,46 @@ impl PyDatabaseManager {
             .map(|r| rows_to_py(py, r))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, lists)
+    }
+
+    /// Rows one by one from a result of any size, with bounded memory:
+    /// batches of `batch_size` stream from the server while you iterate.
+    /// Leaving the loop early discards the connection it used.
+    #[pyo3(signature = (sql, params=None, batch_size=1000))]
+    fn iter_query(
+        &self,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        batch_size: usize,
+    ) -> PyResult<RowIterator> {
+        let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
+        let receiver = self.db.stream(stmt, batch_size).py_result()?;
+        Ok(RowIterator {
+            receiver: Mutex::new(receiver),
+            current: Mutex::new(None),
+        })
+    }
+
+    /// Load rows (dicts, or tuples in `columns` order) into `table` with the
+    /// server's bulk path (PostgreSQL binary COPY, SQL Server bulk load).
+    /// All rows or none; returns the number loaded.
+    #[pyo3(signature = (table, rows, columns=None))]
+    fn bulk_insert(
+        &self,
+        py: Python<'_>,
+        table: &str,
+        rows: &Bound<'_, PyAny>,
+        columns: Option<Vec<String>>,
+    ) -> PyResult<u64> {
+        let started = Instant::now();
+        let (columns, values) = bulk_rows(&self.db, rows, columns).py_result()?;
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let db = &self.db;
+        let n = wait(py, db.bulk_insert(table, columns, &values)).py_result()?;
+        log_done(db.name(), "bulk_insert", started, n as usize);
+        Ok(n)
     }
 
     /// `with db.transaction() as tx:` — commit on success, rollback on error.

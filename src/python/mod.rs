@@ -85,6 +85,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::PyDatabaseManager>()?;
     m.add_class::<manager::PyTransaction>()?;
     m.add_class::<manager::PySavepoint>()?;
+    m.add_class::<manager::RowIterator>()?;
     m.add_class::<config::PyConfigManager>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(dispose_all, m)?)?;

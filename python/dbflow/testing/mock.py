@@ -7,7 +7,7 @@ import copy
 import datetime as dt
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Literal
@@ -266,6 +266,21 @@ class MockDatabaseManager:
             raise
         self.calls.append(Call("commit"))
         return results
+
+    def iter_query(
+        self, sql: str, params: Params | None = None, batch_size: int = 1000
+    ) -> Iterator[Row]:
+        return iter(self._query("iter_query", sql, params))
+
+    def bulk_insert(
+        self,
+        table: str,
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        columns: Sequence[str] | None = None,
+    ) -> int:
+        materialized = list(rows)
+        result = self._answer("bulk_insert", f"bulk_insert {table}", materialized, False)
+        return result if isinstance(result, int) else len(materialized)
 
     def transaction(self) -> MockTransaction:
         return MockTransaction(self)

@@ -218,6 +218,105 @@ impl MsConn {
         Ok(rows)
     }
 
+    /// Rows of the first result set in batches into `sink` as they arrive;
+    /// `Ok(false)` when the consumer went away mid-result.
+    pub async fn stream(
+        &mut self,
+        statement: &Statement,
+        batch_size: usize,
+        sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
+    ) -> Result<bool> {
+        let sql = statement.sql.render(Dialect::SqlServer);
+        let params = Self::params(&statement.values, &statement.sql.names)?;
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        let mut stream = if refs.is_empty() {
+            self.client.simple_query(sql).await?
+        } else {
+            self.client.query(sql, &refs).await?
+        };
+        let mut batch = Rows::default();
+        let mut types: Vec<ColumnType> = Vec::new();
+        let mut result: Option<usize> = None;
+        while let Some(item) = stream.try_next().await? {
+            match item {
+                QueryItem::Metadata(meta) if result.is_none() => {
+                    result = Some(meta.result_index());
+                    batch.columns = meta.columns().iter().map(|c| c.name().to_owned()).collect();
+                    types = meta.columns().iter().map(|c| c.column_type()).collect();
+                }
+                QueryItem::Row(row) if Some(row.result_index()) == result => {
+                    for (ty, (_, data)) in types.iter().zip(row.cells()) {
+                        batch.values.push(values::to_value(*ty, data)?);
+                    }
+                    if batch.row_count() >= batch_size {
+                        let columns = batch.columns.clone();
+                        let full = std::mem::replace(
+                            &mut batch,
+                            Rows {
+                                columns,
+                                ..Rows::default()
+                            },
+                        );
+                        if sink.send(Ok(full)).await.is_err() {
+                            return Ok(false);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = sink.send(Ok(batch)).await;
+        Ok(true)
+    }
+
+    /// TDS bulk load into `table`, in one transaction: all rows or none.
+    pub async fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> Result<u64> {
+        for name in std::iter::once(table).chain(columns.iter().map(String::as_str)) {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            {
+                return Err(Error::parameter(format!(
+                    "'{name}' is not a plain table or column name"
+                )));
+            }
+        }
+        let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+        self.batch("BEGIN TRANSACTION").await?;
+        let outcome = async {
+            let mut request = self.client.bulk_insert_columns(table, &column_refs).await?;
+            for (index, row) in rows.iter().enumerate() {
+                let mut token = tiberius::TokenRow::with_capacity(row.len());
+                for (value, column) in row.iter().zip(columns) {
+                    let param = values::to_param(column, value).map_err(|mut e| {
+                        e.message = format!("bulk_insert: row {index}: {}", e.message);
+                        e
+                    })?;
+                    token.push(values::owned(param));
+                }
+                request.send(token).await?;
+            }
+            Ok::<u64, Error>(request.finalize().await?.total())
+        }
+        .await;
+        match outcome {
+            Ok(n) => {
+                self.batch("COMMIT TRANSACTION").await?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION").await;
+                Err(e)
+            }
+        }
+    }
+
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
         let text = sql.render(Dialect::SqlServer);
         let mut total = 0;

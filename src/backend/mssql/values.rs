@@ -51,6 +51,29 @@ impl ToSql for Param {
     }
 }
 
+/// A parameter as owned column data (bulk load rows outlive their values).
+pub fn owned(param: Param) -> ColumnData<'static> {
+    match param {
+        Param::Text(s) => ColumnData::String(Some(Cow::Owned(s))),
+        Param::Bytes(b) => ColumnData::Binary(Some(Cow::Owned(b))),
+        other => match other.to_sql() {
+            ColumnData::String(None) => ColumnData::String(None),
+            ColumnData::Bit(v) => ColumnData::Bit(v),
+            ColumnData::I32(v) => ColumnData::I32(v),
+            ColumnData::I64(v) => ColumnData::I64(v),
+            ColumnData::F64(v) => ColumnData::F64(v),
+            ColumnData::Numeric(v) => ColumnData::Numeric(v),
+            ColumnData::Guid(v) => ColumnData::Guid(v),
+            ColumnData::Date(v) => ColumnData::Date(v),
+            ColumnData::Time(v) => ColumnData::Time(v),
+            ColumnData::DateTime2(v) => ColumnData::DateTime2(v),
+            ColumnData::DateTimeOffset(v) => ColumnData::DateTimeOffset(v),
+            ColumnData::DateTime(v) => ColumnData::DateTime(v),
+            _ => ColumnData::String(None),
+        },
+    }
+}
+
 /// Decimal text → SQL Server numeric (38 digits at most); `None` when it
 /// does not fit, so the caller can let the server parse the text instead.
 pub fn numeric_from_text(text: &str) -> Option<tiberius::numeric::Numeric> {

@@ -422,6 +422,132 @@ impl PgConn {
         Ok(rows)
     }
 
+    /// Rows in batches into `sink` as they come off the socket; a full
+    /// channel stops reading, so memory stays bounded. `Ok(false)`: the
+    /// consumer went away mid-result (the connection must be discarded).
+    pub async fn stream(
+        &mut self,
+        statement: &Statement,
+        batch_size: usize,
+        sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
+    ) -> Result<bool> {
+        let (stmt, args) = self.bind(&statement.sql, &statement.values).await?;
+        let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
+        let readers: Vec<Reader> = stmt
+            .columns()
+            .iter()
+            .map(|c| reader_of(c.type_info()))
+            .collect();
+        let width = readers.len().max(1);
+        let fresh = |columns: &Vec<String>| Rows {
+            columns: columns.clone(),
+            values: Vec::with_capacity(width * batch_size),
+            rows_affected: 0,
+        };
+        let mut batch = fresh(&columns);
+        let mut stream = stmt.query_with(args).fetch(&mut self.conn);
+        while let Some(row) = stream.try_next().await? {
+            for (i, reader) in readers.iter().enumerate() {
+                let raw = row.try_get_raw(i)?;
+                batch.values.push(if raw.is_null() {
+                    Value::Null
+                } else {
+                    read(
+                        *reader,
+                        raw.as_bytes().map_err(|e| Error::query(e.to_string()))?,
+                    )?
+                });
+            }
+            if batch.row_count() >= batch_size {
+                let full = std::mem::replace(&mut batch, fresh(&columns));
+                if sink.send(Ok(full)).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        if batch.row_count() > 0 || batch.columns.is_empty() {
+            let _ = sink.send(Ok(batch)).await;
+        }
+        Ok(true)
+    }
+
+    /// `COPY table (columns) FROM STDIN` in PostgreSQL's binary format: one
+    /// statement, so all rows or none.
+    pub async fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> Result<u64> {
+        let target = quote_qualified(table)?;
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Result<_>>()?;
+        let probe = format!("SELECT {} FROM {target} LIMIT 0", cols.join(", "));
+        let stmt = self
+            .conn
+            .prepare_with(sqlx::AssertSqlSafe(probe).into_sql_str(), &[])
+            .await?;
+        let targets: Vec<(Target, String)> = stmt
+            .columns()
+            .iter()
+            .map(|c| (target_of(c.type_info()), c.type_info().name().to_owned()))
+            .collect();
+        let mut copy = self
+            .conn
+            .copy_in_raw(&format!(
+                "COPY {target} ({}) FROM STDIN (FORMAT binary)",
+                cols.join(", ")
+            ))
+            .await?;
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        for (index, row) in rows.iter().enumerate() {
+            if row.len() != targets.len() {
+                let _ = copy.abort("bad row").await;
+                return Err(Error::parameter(format!(
+                    "bulk_insert: row {index} has {} values for {} columns",
+                    row.len(),
+                    targets.len()
+                )));
+            }
+            buf.extend_from_slice(&(targets.len() as i16).to_be_bytes());
+            for ((value, (target, type_name)), column) in row.iter().zip(&targets).zip(columns) {
+                if matches!(value, Value::Null) {
+                    buf.extend_from_slice(&(-1i32).to_be_bytes());
+                    continue;
+                }
+                let at = buf.len();
+                buf.extend_from_slice(&[0; 4]);
+                if let Err(m) = encode::encode(value, target, &mut buf) {
+                    let _ = copy.abort("bad value").await;
+                    let why = match m {
+                        Mismatch::Invalid(msg) => msg,
+                        Mismatch::Retype => format!(
+                            "a Python {} cannot be written to a {type_name} column",
+                            value.kind_name()
+                        ),
+                    };
+                    return Err(Error::parameter(format!(
+                        "bulk_insert: row {index}, column {column}: {why}"
+                    )));
+                }
+                let len = (buf.len() - at - 4) as i32;
+                buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+            if buf.len() >= 1 << 20 {
+                copy.send(std::mem::take(&mut buf)).await?;
+                buf.reserve(1 << 20);
+            }
+        }
+        buf.extend_from_slice(&(-1i16).to_be_bytes());
+        copy.send(buf).await?;
+        Ok(copy.finish().await?)
+    }
+
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
         let mut total = 0;
         for values in rows {
@@ -471,6 +597,31 @@ impl PgConn {
     pub async fn close(self) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.conn.close()).await;
     }
+}
+
+/// A plain identifier, quoted (`"name"`); anything else is refused rather
+/// than spliced into SQL.
+pub fn quote_ident(name: &str) -> Result<String> {
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    {
+        return Err(Error::parameter(format!(
+            "'{name}' is not a plain table or column name (letters, digits, '_')"
+        )));
+    }
+    Ok(format!("\"{name}\""))
+}
+
+/// `schema.table` or `table`, each part quoted.
+pub fn quote_qualified(name: &str) -> Result<String> {
+    Ok(name
+        .split('.')
+        .map(quote_ident)
+        .collect::<Result<Vec<_>>>()?
+        .join("."))
 }
 
 /// Say what to do about the common ways a connection attempt fails.

@@ -1,0 +1,124 @@
+"""bulk_insert and iter_query on every backend: all or nothing, bounded
+memory, early exit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+
+import pytest
+from backends import Backend
+
+import dbflow
+
+
+def test_bulk_insert_dicts_and_tuples(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(
+        backend.ddl(
+            f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY, name {{text}}, score {{numeric}}, "
+            f"at {{timestamptz}}, ok {{bool}})"
+        )
+    )
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    rows = [
+        {"id": i, "name": f"n{i}", "score": Decimal("1.5"), "at": at, "ok": i % 2 == 0}
+        for i in range(500)
+    ]
+    assert bdb.bulk_insert(btable, rows) == 500
+    tuples = [(1000 + i, None, None, None, None) for i in range(10)]
+    assert bdb.bulk_insert(btable, tuples, columns=["id", "name", "score", "at", "ok"]) == 10
+    assert (
+        bdb.bulk_insert(btable, [(2000, "x", Decimal("2"), at, True)]) == 1
+    )  # all columns, in order
+    got = bdb.execute_query(
+        f"SELECT id, name, score, at, ok FROM {btable} WHERE id IN (3, 1000) ORDER BY id"
+    )
+    assert got == [
+        {"id": 3, "name": "n3", "score": Decimal("1.5000"), "at": at, "ok": False},
+        {"id": 1000, "name": None, "score": None, "at": None, "ok": None},
+    ]
+    assert bdb.bulk_insert(btable, []) == 0
+
+
+def test_bulk_insert_is_all_or_nothing(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY, d {{date}})"))
+    with pytest.raises(dbflow.IntegrityError):
+        bdb.bulk_insert(btable, [{"id": 1, "d": None}, {"id": 1, "d": None}])
+    with pytest.raises(dbflow.ParameterError, match="row 1"):
+        bdb.bulk_insert(btable, [{"id": 2, "d": dt.date(2024, 1, 1)}, {"id": 3}])
+    with pytest.raises(dbflow.ParameterError):
+        bdb.bulk_insert("bad; DROP TABLE x", [{"id": 1}])
+    assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable}") == [{"n": 0}]
+
+
+def test_iter_query_streams_every_row(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY)"))
+    bdb.bulk_insert(btable, [(i,) for i in range(2500)], columns=["id"])
+    seen = [
+        r["id"]
+        for r in bdb.iter_query(
+            f"SELECT id FROM {btable} WHERE id >= :lo ORDER BY id", {"lo": 500}, batch_size=300
+        )
+    ]
+    assert seen == list(range(500, 2500))
+    assert bdb.get_pool_status()["checked_out"] == 0
+
+
+def test_iter_query_early_exit_releases_the_connection(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY)"))
+    bdb.bulk_insert(btable, [(i,) for i in range(5000)], columns=["id"])
+    rows = bdb.iter_query(f"SELECT id FROM {btable} ORDER BY id", batch_size=100)
+    for row in rows:
+        if row["id"] == 10:
+            break
+    rows.close()
+    deadline = time.monotonic() + 5
+    while bdb.get_pool_status()["checked_out"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert bdb.get_pool_status()["checked_out"] == 0
+    assert bdb.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+
+
+def test_iter_query_errors_surface(bdb: dbflow.DatabaseManager) -> None:
+    with pytest.raises(dbflow.QueryError):
+        list(bdb.iter_query("SELECT * FROM no_such_table_for_iter"))
+
+
+def test_million_rows_stream_in_bounded_memory(env) -> None:  # type: ignore[no-untyped-def]
+    name = env.database()
+    script = textwrap.dedent(
+        f"""
+        import resource, dbflow
+        cfg = dbflow.ConfigManager("test", envs_dir={str(env.root)!r})
+        db = dbflow.DatabaseManager({name!r}, config=cfg)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        n = 0
+        for row in db.iter_query(
+            "SELECT g AS id, md5(g::text) AS name, g * 1.5 AS score "
+            "FROM generate_series(1, 1000000) g",
+            batch_size=2000,
+        ):
+            n += 1
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(n, before, peak)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    n, _before_kb, peak_kb = map(int, done.stdout.split())
+    assert n == 1_000_000
+    assert peak_kb < 150 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
