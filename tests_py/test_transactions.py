@@ -159,3 +159,30 @@ def test_query_error_carries_sqlstate(db: dbflow.DatabaseManager) -> None:
     assert f"[{db.database_name}]" in str(info.value)
     # The connection is still good afterwards.
     assert db.execute_query("SELECT 1 AS x") == [{"x": 1}]
+
+
+def test_execute_many_in_chunks_with_mixed_values(db: dbflow.DatabaseManager, table: str) -> None:
+    db.execute_query(f"CREATE TABLE {table} (id int PRIMARY KEY, note text, n numeric)")
+    rows = [
+        {"id": i, "note": None if i % 3 else f"n{i}", "n": None if i % 5 else i / 2}
+        for i in range(2500)
+    ]
+    assert (
+        db.execute_many(f"INSERT INTO {table} (id, note, n) VALUES (:id, :note, :n)", rows) == 2500
+    )
+    assert db.execute_query(
+        f"SELECT count(*) AS c, count(note) AS notes, count(n) AS ns FROM {table}"
+    ) == [{"c": 2500, "notes": 834, "ns": 500}]
+    dupes = [{"id": i % 10, "note": "x", "n": 1} for i in range(30)]
+    inserted = db.execute_many(
+        f"INSERT INTO {table} (id, note, n) VALUES (:id, :note, :n) ON CONFLICT (id) DO NOTHING",
+        dupes,
+    )
+    assert inserted == 0
+    upserts = [{"id": 1, "note": "first", "n": 1}, {"id": 1, "note": "second", "n": 2}]
+    db.execute_many(
+        f"INSERT INTO {table} (id, note, n) VALUES (:id, :note, :n) "
+        "ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note",
+        upserts,
+    )
+    assert db.execute_query(f"SELECT note FROM {table} WHERE id = 1") == [{"note": "second"}]

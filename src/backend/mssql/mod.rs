@@ -317,7 +317,24 @@ impl MsConn {
         }
     }
 
+    /// Many parameter sets: a single-row INSERT goes as multi-row VALUES
+    /// chunks (at most 1000 rows and 2100 parameters per statement, T-SQL's
+    /// limits); anything else row by row.
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let per_row = sql.names.len();
+        if let (Some(template), true) = (sql.values_template(), per_row > 0) {
+            let chunk = (2_099 / per_row).clamp(1, 1000);
+            let mut total = 0;
+            for part in rows.chunks(chunk) {
+                let expanded = template.expand(part.len(), &sql.names);
+                let text = expanded.render(Dialect::SqlServer);
+                let flat: Vec<Value> = part.iter().flat_map(|r| r.iter().cloned()).collect();
+                let params = Self::params(&flat, &expanded.names)?;
+                let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+                total += self.client.execute(text.as_str(), &refs).await?.total();
+            }
+            return Ok(total);
+        }
         let text = sql.render(Dialect::SqlServer);
         let mut total = 0;
         for values in rows {

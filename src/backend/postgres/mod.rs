@@ -548,7 +548,27 @@ impl PgConn {
         Ok(copy.finish().await?)
     }
 
+    /// Many parameter sets: a single-row INSERT goes as multi-row VALUES
+    /// chunks (one round trip per chunk, values still bound); anything else
+    /// row by row.
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let per_row = sql.names.len();
+        if let (Some(template), true) = (sql.values_template(), per_row > 0) {
+            // PostgreSQL takes at most 65535 parameters per statement.
+            let chunk = (65_535 / per_row).clamp(1, 1000);
+            let mut total = 0;
+            let mut values: Vec<Value> = Vec::with_capacity(chunk * per_row);
+            for part in rows.chunks(chunk) {
+                let expanded = template.expand(part.len(), &sql.names);
+                values.clear();
+                for row in part {
+                    values.extend(row.iter().cloned());
+                }
+                let (stmt, args) = self.bind(&expanded, &values).await?;
+                total += stmt.query_with(args).execute(&mut self.conn).await?.rows_affected();
+            }
+            return Ok(total);
+        }
         let mut total = 0;
         for values in rows {
             let (stmt, args) = self.bind(sql, values).await?;
