@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import socket
 import statistics
 import subprocess
@@ -36,11 +35,14 @@ HERE = Path(__file__).resolve().parent
 LOOP = asyncio.new_event_loop()
 asyncio.set_event_loop(LOOP)
 SIZES = {"select1": 2000, "pk": 2000, "per_row": 1000, "many": 10_000, "threads": 8 * 400}
-FETCH = (
-    "SELECT id, amount, label, created_at, active, payload, ref FROM bench_items ORDER BY id"
-)
+FETCH = "SELECT id, amount, label, created_at, active, payload, ref FROM bench_items ORDER BY id"
 PK = "SELECT id, amount, label, created_at, active, payload, ref FROM bench_items WHERE id = {}"
 INSERT_COLS = "(id, amount, label, created_at, active, payload, ref)"
+DBFLOW_ROW = "(:id, :amount, :label, :created_at, :active, :payload::jsonb, :ref)"
+SQLALCHEMY_ROW = "(:id, :amount, :label, :created_at, :active, CAST(:payload AS jsonb), :ref)"
+PSYCOPG_ROW = (
+    "(%(id)s, %(amount)s, %(label)s, %(created_at)s, %(active)s, %(payload)s::jsonb, %(ref)s)"
+)
 
 
 def rows(n: int, offset: int = 0) -> list[dict[str, Any]]:
@@ -89,12 +91,12 @@ class Dbflow:
         return self.db.execute_query(FETCH)
 
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
-        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES (:id, :amount, :label, :created_at, :active, :payload::jsonb, :ref)"
+        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {DBFLOW_ROW}"
         for row in data:
             self.db.execute_query(sql, row)
 
     def many(self, table: str, data: list[dict[str, Any]]) -> None:
-        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES (:id, :amount, :label, :created_at, :active, :payload::jsonb, :ref)"
+        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {DBFLOW_ROW}"
         self.db.execute_many(sql, data)
 
     def bulk(self, table: str, data: list[dict[str, Any]]) -> None:
@@ -142,12 +144,12 @@ class Replaced:
         return len(self._q(FETCH))
 
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
-        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES (:id, :amount, :label, :created_at, :active, CAST(:payload AS jsonb), :ref)"
+        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {SQLALCHEMY_ROW}"
         for row in data:
             self._q(sql, row)
 
     def many(self, table: str, data: list[dict[str, Any]]) -> None:
-        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES (:id, :amount, :label, :created_at, :active, CAST(:payload AS jsonb), :ref)"
+        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {SQLALCHEMY_ROW}"
         with self.engine.begin() as conn:
             conn.execute(self.text(sql), data)
 
@@ -163,7 +165,13 @@ class Psycopg3:
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
 
-        self.pool = ConnectionPool(url, min_size=5, max_size=15, kwargs={"row_factory": dict_row, "autocommit": True}, open=True)
+        self.pool = ConnectionPool(
+            url,
+            min_size=5,
+            max_size=15,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            open=True,
+        )
         self.pool.wait()
 
     def _q(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
@@ -183,12 +191,12 @@ class Psycopg3:
         return len(self._q(FETCH))
 
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
-        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES (%(id)s, %(amount)s, %(label)s, %(created_at)s, %(active)s, %(payload)s::jsonb, %(ref)s)"
+        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {PSYCOPG_ROW}"
         for row in data:
             self._q(sql, row)
 
     def many(self, table: str, data: list[dict[str, Any]]) -> None:
-        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES (%(id)s, %(amount)s, %(label)s, %(created_at)s, %(active)s, %(payload)s::jsonb, %(ref)s)"
+        sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {PSYCOPG_ROW}"
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(sql, data)
 
@@ -196,7 +204,17 @@ class Psycopg3:
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             with cur.copy(f"COPY {table} {INSERT_COLS} FROM STDIN") as copy:
                 for r in data:
-                    copy.write_row((r["id"], r["amount"], r["label"], r["created_at"], r["active"], r["payload"], r["ref"]))
+                    copy.write_row(
+                        (
+                            r["id"],
+                            r["amount"],
+                            r["label"],
+                            r["created_at"],
+                            r["active"],
+                            r["payload"],
+                            r["ref"],
+                        )
+                    )
 
     def threads(self, n: int) -> None:
         with ThreadPoolExecutor(8) as pool:
@@ -433,7 +451,9 @@ def round_trips(url: str, make: Callable[[str], Any], calls: int = 200) -> float
 
     parts = urllib.parse.urlsplit(url)
     proxy = CountingProxy(parts.port or 5432)
-    proxied = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
+    proxied = urllib.parse.urlunsplit(
+        parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}")
+    )
     player = make(proxied)
     player.select1(20)
     time.sleep(0.2)
@@ -443,7 +463,12 @@ def round_trips(url: str, make: Callable[[str], Any], calls: int = 200) -> float
     return (proxy.writes - before) / calls
 
 
-def report(results: dict[str, dict[str, list[float]]], memory: dict[str, int], trips: dict[str, float], rounds: int) -> str:
+def report(
+    results: dict[str, dict[str, list[float]]],
+    memory: dict[str, int],
+    trips: dict[str, float],
+    rounds: int,
+) -> str:
     base = Replaced.name
     lines = [
         f"# dbflow benchmarks — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -488,8 +513,8 @@ def main() -> int:
     if not args.url:
         parser.error("give --url or set DBFLOW_TEST_POSTGRES_URL")
     setup_schema(args.url)
-    results = measure(args.url, args.rounds)
     memory = {c.name: peak_memory(args.url, c.name) for c in CONTESTANTS}
+    results = measure(args.url, args.rounds)
     trips = {c.name: round_trips(args.url, c) for c in (Replaced, Dbflow, Psycopg3)}
     text = report(results, memory, trips, args.rounds)
     out = HERE / "results" / f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}.md"

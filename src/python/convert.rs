@@ -338,14 +338,20 @@ fn datetime<'py>(
 }
 
 /// A result set → `list[dict]`.
-pub fn rows_to_py<'py>(py: Python<'py>, rows: &Rows) -> PyResult<Bound<'py, PyList>> {
+/// Consumes the rows: each value's heap memory (strings, JSON trees) is
+/// freed as soon as its Python object exists, so the peak is not the two
+/// copies side by side.
+pub fn rows_to_py<'py>(py: Python<'py>, rows: Rows) -> PyResult<Bound<'py, PyList>> {
     let names: Vec<Bound<'py, PyString>> =
         rows.columns.iter().map(|c| PyString::new(py, c)).collect();
-    let mut dicts = Vec::with_capacity(rows.row_count());
-    for row in rows.rows() {
+    let count = rows.row_count();
+    let mut dicts = Vec::with_capacity(count);
+    let mut values = rows.values.into_iter();
+    for _ in 0..count {
         let dict = PyDict::new(py);
-        for (name, value) in names.iter().zip(row) {
-            dict.set_item(name, to_py(py, value)?)?;
+        for name in &names {
+            let value = values.next().unwrap_or(Value::Null);
+            dict.set_item(name, to_py(py, &value)?)?;
         }
         dicts.push(dict);
     }

@@ -405,7 +405,7 @@ impl PyDatabaseManager {
         let db = &self.db;
         let rows: Rows = wait(py, db.query(&stmt)).py_result()?;
         log_done(db.name(), "execute_query", started, rows.row_count());
-        rows_to_py(py, &rows)
+        rows_to_py(py, rows)
     }
 
     /// The server stops the statement at the deadline (`None`: the
@@ -440,7 +440,7 @@ impl PyDatabaseManager {
             started,
             rows.row_count(),
         );
-        rows_to_py(py, &rows)
+        rows_to_py(py, rows)
     }
 
     /// Retry transient failures (connection failures before sending,
@@ -487,7 +487,7 @@ impl PyDatabaseManager {
             started,
             rows.row_count(),
         );
-        rows_to_py(py, &rows)
+        rows_to_py(py, rows)
     }
 
     /// `execute_query_with_retry` when `retry_on_failure`, else `execute_query`.
@@ -585,7 +585,7 @@ impl PyDatabaseManager {
             results.iter().map(Rows::row_count).sum(),
         );
         let lists = results
-            .iter()
+            .into_iter()
             .map(|r| rows_to_py(py, r))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, lists)
@@ -847,7 +847,7 @@ impl PyTransaction {
             started,
             rows.row_count(),
         );
-        rows_to_py(py, &rows)
+        rows_to_py(py, rows)
     }
 
     fn execute_many(

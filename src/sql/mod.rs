@@ -298,9 +298,12 @@ pub struct ValuesTemplate {
 
 fn keyword_at(text: &str, at: usize, word: &str) -> bool {
     let bytes = text.as_bytes();
-    text.get(at..at + word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word))
+    text.get(at..at + word.len())
+        .is_some_and(|w| w.eq_ignore_ascii_case(word))
         && (at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_'))
-        && bytes.get(at + word.len()).is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        && bytes
+            .get(at + word.len())
+            .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
 }
 
 impl ParsedSql {
@@ -377,7 +380,9 @@ impl ParsedSql {
                     }
                     match state {
                         0 => prefix.push(segment.clone()),
-                        1 if start < text.len() => row.push(Segment::Text(text[start..].to_owned())),
+                        1 if start < text.len() => {
+                            row.push(Segment::Text(text[start..].to_owned()))
+                        }
                         2 => suffix.push(Segment::Text(text[start..].to_owned())),
                         _ => {}
                     }
@@ -408,7 +413,11 @@ impl ParsedSql {
                 return None;
             }
         }
-        Some(ValuesTemplate { prefix, row, suffix: tail })
+        Some(ValuesTemplate {
+            prefix,
+            row,
+            suffix: tail,
+        })
     }
 }
 
@@ -431,7 +440,10 @@ impl ValuesTemplate {
         }
         segments.push(Segment::Text(")".to_owned()));
         segments.extend(self.suffix.iter().cloned());
-        ParsedSql { segments, names: (0..rows).flat_map(|_| names.iter().cloned()).collect() }
+        ParsedSql {
+            segments,
+            names: (0..rows).flat_map(|_| names.iter().cloned()).collect(),
+        }
     }
 }
 
@@ -579,7 +591,12 @@ mod tests {
             "INSERT INTO t (a) VALUES (1)",
             "INSERT INTO t (a) VALUES (:a) ON CONFLICT (a) DO UPDATE SET a = EXCLUDED.a",
         ] {
-            assert!(parse(not_batchable, Dialect::Postgres).values_template().is_none(), "{not_batchable}");
+            assert!(
+                parse(not_batchable, Dialect::Postgres)
+                    .values_template()
+                    .is_none(),
+                "{not_batchable}"
+            );
         }
     }
 

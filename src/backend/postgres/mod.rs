@@ -565,7 +565,11 @@ impl PgConn {
                     values.extend(row.iter().cloned());
                 }
                 let (stmt, args) = self.bind(&expanded, &values).await?;
-                total += stmt.query_with(args).execute(&mut self.conn).await?.rows_affected();
+                total += stmt
+                    .query_with(args)
+                    .execute(&mut self.conn)
+                    .await?
+                    .rows_affected();
             }
             return Ok(total);
         }
