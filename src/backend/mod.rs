@@ -41,6 +41,16 @@ pub struct Connection {
     pub in_flight: bool,
 }
 
+#[derive(Clone, Copy)]
+enum Control<'a> {
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint(&'a str),
+    RollbackTo(&'a str),
+    Release(&'a str),
+}
+
 /// Call the same operation on whichever driver this connection holds,
 /// keeping the bookkeeping honest.
 macro_rules! on_driver {
@@ -193,8 +203,38 @@ impl Connection {
         self.note(r)
     }
 
+    /// The transaction-control statement for this connection's dialect:
+    /// T-SQL on SQL Server (`SAVE TRANSACTION`, not the protocol's savepoint
+    /// request), standard SQL on PostgreSQL. `None`: nothing to send.
+    fn control_sql(&self, op: Control<'_>) -> Option<String> {
+        let pg = self.dialect() == Dialect::Postgres;
+        Some(match op {
+            Control::Begin if pg => "BEGIN".to_owned(),
+            Control::Begin => "BEGIN TRANSACTION".to_owned(),
+            Control::Commit if pg => "COMMIT".to_owned(),
+            Control::Commit => "COMMIT TRANSACTION".to_owned(),
+            Control::Rollback if pg => "ROLLBACK".to_owned(),
+            // Some errors already ended the transaction on the server.
+            Control::Rollback => "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION".to_owned(),
+            Control::Savepoint(name) if pg => format!("SAVEPOINT {name}"),
+            Control::Savepoint(name) => format!("SAVE TRANSACTION {name}"),
+            Control::RollbackTo(name) if pg => format!("ROLLBACK TO SAVEPOINT {name}"),
+            Control::RollbackTo(name) => format!("ROLLBACK TRANSACTION {name}"),
+            Control::Release(name) if pg => format!("RELEASE SAVEPOINT {name}"),
+            // T-SQL savepoints end with the transaction; nothing to release.
+            Control::Release(_) => return None,
+        })
+    }
+
+    async fn control(&mut self, op: Control<'_>) -> Result<()> {
+        match self.control_sql(op) {
+            Some(sql) => self.script(&sql).await,
+            None => Ok(()),
+        }
+    }
+
     pub async fn begin(&mut self) -> Result<()> {
-        let r = on_driver!(self, c => c.begin().await);
+        let r = self.control(Control::Begin).await;
         if r.is_ok() {
             self.in_transaction = true;
         }
@@ -202,33 +242,27 @@ impl Connection {
     }
 
     pub async fn commit(&mut self) -> Result<()> {
-        let r = on_driver!(self, c => c.commit().await);
+        let r = self.control(Control::Commit).await;
         self.in_transaction = false;
         r
     }
 
     pub async fn rollback(&mut self) -> Result<()> {
-        let r = on_driver!(self, c => c.rollback().await);
+        let r = self.control(Control::Rollback).await;
         self.in_transaction = false;
         r
     }
 
     pub async fn savepoint(&mut self, name: &str) -> Result<()> {
-        on_driver!(self, c => c.savepoint(name).await)
+        self.control(Control::Savepoint(name)).await
     }
 
     pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
-        on_driver!(self, c => c.rollback_to_savepoint(name).await)
+        self.control(Control::RollbackTo(name)).await
     }
 
     pub async fn release_savepoint(&mut self, name: &str) -> Result<()> {
-        self.in_flight = true;
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.release_savepoint(name).await,
-            // T-SQL savepoints end with the transaction; there is nothing to release.
-            Driver::SqlServer(_) => Ok(()),
-        };
-        self.note(r)
+        self.control(Control::Release(name)).await
     }
 
     /// A cheap liveness check: one round trip.

@@ -288,6 +288,7 @@ impl MsConn {
             }
         }
         let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+        // Bulk load has no statement to roll back: wrap it in a transaction.
         self.batch("BEGIN TRANSACTION").await?;
         let outcome = async {
             let mut request = self.client.bulk_insert_columns(table, &column_refs).await?;
@@ -349,28 +350,6 @@ impl MsConn {
     pub async fn batch(&mut self, sql: &str) -> Result<()> {
         self.client.simple_query(sql).await?.into_results().await?;
         Ok(())
-    }
-
-    pub async fn begin(&mut self) -> Result<()> {
-        self.batch("BEGIN TRANSACTION").await
-    }
-
-    pub async fn commit(&mut self) -> Result<()> {
-        self.batch("COMMIT TRANSACTION").await
-    }
-
-    /// Some errors already ended the transaction on the server; only roll
-    /// back one that is still open.
-    pub async fn rollback(&mut self) -> Result<()> {
-        self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION").await
-    }
-
-    pub async fn savepoint(&mut self, name: &str) -> Result<()> {
-        self.batch(&format!("SAVE TRANSACTION {name}")).await
-    }
-
-    pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
-        self.batch(&format!("ROLLBACK TRANSACTION {name}")).await
     }
 
     pub async fn ping(&mut self) -> Result<()> {

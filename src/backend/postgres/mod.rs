@@ -582,30 +582,6 @@ impl PgConn {
         Ok(total)
     }
 
-    pub async fn begin(&mut self) -> Result<()> {
-        self.simple("BEGIN").await
-    }
-
-    pub async fn commit(&mut self) -> Result<()> {
-        self.simple("COMMIT").await
-    }
-
-    pub async fn rollback(&mut self) -> Result<()> {
-        self.simple("ROLLBACK").await
-    }
-
-    pub async fn savepoint(&mut self, name: &str) -> Result<()> {
-        self.simple(&format!("SAVEPOINT {name}")).await
-    }
-
-    pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
-        self.simple(&format!("ROLLBACK TO SAVEPOINT {name}")).await
-    }
-
-    pub async fn release_savepoint(&mut self, name: &str) -> Result<()> {
-        self.simple(&format!("RELEASE SAVEPOINT {name}")).await
-    }
-
     pub async fn simple(&mut self, sql: &str) -> Result<()> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&mut self.conn)
