@@ -9,14 +9,17 @@
 from __future__ import annotations
 
 import atexit
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, cast
 
 from typing_extensions import Self
 
 from dbflow import _logbridge, _patching
+from dbflow._native import AsyncDatabaseManager as _NativeAsyncDatabaseManager
 from dbflow._native import (
+    AsyncRowIterator,
+    AsyncTransaction,
     ConfigManager,
     Savepoint,
     Transaction,
@@ -83,6 +86,51 @@ class DatabaseManager(_NativeDatabaseManager):
         )
 
 
+class AsyncDatabaseManager(_NativeAsyncDatabaseManager):
+    """``DatabaseManager`` for asyncio: the same constructor and operations,
+    as coroutines (``await db.execute_query(...)``, ``async with``,
+    ``async for row in db.iter_query(...)``). The work runs on dbflow's shared
+    runtime; the event loop never blocks. Cancelling an awaiting task discards
+    the connection it was using."""
+
+    async def execute_query(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return await super().execute_query(sql, params)
+
+    async def execute_query_with_timeout(
+        self, sql: str, params: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        return await super().execute_query_with_timeout(sql, params, timeout)
+
+    async def execute_many(self, sql: str, seq_of_params: Iterable[Mapping[str, Any]]) -> int:
+        return await super().execute_many(sql, seq_of_params)
+
+    async def execute_transaction(
+        self, queries: Sequence[tuple[str, Mapping[str, Any] | None] | tuple[str] | str]
+    ) -> list[list[dict[str, Any]]]:
+        return await super().execute_transaction(queries)
+
+    async def bulk_insert(
+        self,
+        table: str,
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        columns: Sequence[str] | None = None,
+    ) -> int:
+        return await super().bulk_insert(table, rows, columns)
+
+    async def run_migrations(
+        self, target: str | int | float | None = None, *, out_of_order: bool = False
+    ) -> dict[str, Any]:
+        return await super().run_migrations(target, out_of_order=out_of_order)
+
+    async def get_migration_status(self) -> dict[str, Any]:
+        return await super().get_migration_status()
+
+    async def health_check(self) -> dict[str, Any]:
+        return await super().health_check()
+
+
 def health_check_all(
     database_names: Sequence[str],
     *,
@@ -112,6 +160,9 @@ def health_check_all(
 
 
 __all__ = [
+    "AsyncDatabaseManager",
+    "AsyncRowIterator",
+    "AsyncTransaction",
     "ChecksumMismatchError",
     "ConfigManager",
     "ConfigurationError",

@@ -28,7 +28,7 @@ fn wait<T: Send>(
     py.detach(|| runtime()?.block_on(fut))
 }
 
-fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {
+pub(crate) fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {
     tracing::debug!(
         database,
         operation,
@@ -38,7 +38,7 @@ fn log_done(database: &str, operation: &'static str, started: Instant, rows: usi
     );
 }
 
-fn statement(
+pub(crate) fn statement(
     db: &Database,
     sql_text: &str,
     params: Option<&Bound<'_, PyAny>>,
@@ -52,7 +52,7 @@ fn statement(
     Ok(Statement { sql, values })
 }
 
-fn many_values(
+pub(crate) fn many_values(
     db: &Database,
     sql: &ParsedSql,
     seq: &Bound<'_, PyAny>,
@@ -77,7 +77,7 @@ fn many_values(
 }
 
 /// `(sql, params)` tuples or bare SQL strings → statements.
-fn statements(db: &Database, queries: &Bound<'_, PyAny>) -> Result<Vec<Statement>> {
+pub(crate) fn statements(db: &Database, queries: &Bound<'_, PyAny>) -> Result<Vec<Statement>> {
     let op = "execute_transaction";
     let mut out = Vec::new();
     let iter = queries.try_iter().map_err(|_| {
@@ -123,7 +123,7 @@ type BulkRows = (Option<Vec<String>>, Vec<Vec<Value>>);
 
 /// Rows for `bulk_insert`: dicts give (or must match) the column names;
 /// tuples and lists are taken in `columns` order.
-fn bulk_rows(
+pub(crate) fn bulk_rows(
     db: &Database,
     rows: &Bound<'_, PyAny>,
     columns: Option<Vec<String>>,
@@ -234,7 +234,10 @@ impl RowIterator {
     }
 }
 
-fn pool_status_dict<'py>(py: Python<'py>, db: &Database) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn pool_status_dict<'py>(
+    py: Python<'py>,
+    db: &Database,
+) -> PyResult<Bound<'py, PyDict>> {
     let s = db.pool_status();
     let d = PyDict::new(py);
     d.set_item("database_name", db.name())?;
@@ -272,7 +275,10 @@ fn iso_utc(value: &Value) -> Option<String> {
     }
 }
 
-fn migration_status_dict<'py>(py: Python<'py>, status: &Status) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn migration_status_dict<'py>(
+    py: Python<'py>,
+    status: &Status,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("current_version", status.current_version.as_deref())?;
     d.set_item(
@@ -321,6 +327,41 @@ fn migration_status_dict<'py>(py: Python<'py>, status: &Status) -> PyResult<Boun
     Ok(d)
 }
 
+/// What both managers' constructors do: resolve the configuration (no I/O)
+/// and attach to the shared pool.
+pub(crate) fn open_database(
+    database_name: &str,
+    environment: Option<&str>,
+    flow_name: Option<&str>,
+    config: Option<PyRef<'_, PyConfigManager>>,
+    migrations_dir: Option<std::path::PathBuf>,
+) -> PyResult<(Arc<Database>, ConfigManager)> {
+    let manager = match config {
+        Some(c) => {
+            let inner = &c.inner;
+            let env_conflict =
+                environment.is_some_and(|e| !e.eq_ignore_ascii_case(inner.environment()));
+            let flow_conflict = flow_name.is_some_and(|f| Some(f) != inner.flow_name());
+            if env_conflict || flow_conflict {
+                return Err(to_pyerr(Error::config(format!(
+                        "DatabaseManager('{database_name}'): environment/flow_name contradict the given config \
+                         (environment={:?}, flow_name={:?}); pass one or the other",
+                        inner.environment(),
+                        inner.flow_name()
+                    ))));
+            }
+            inner.clone()
+        }
+        None => ConfigManager::new(environment, flow_name, None).py_result()?,
+    };
+    let db_config = manager
+        .database_config(database_name)
+        .map_err(|e| e.context(database_name, "DatabaseManager()"))
+        .py_result()?;
+    let db = Database::open(db_config, migrations_dir).py_result()?;
+    Ok((Arc::new(db), manager))
+}
+
 #[pyclass(module = "dbflow._native", name = "DatabaseManager", subclass, frozen)]
 pub struct PyDatabaseManager {
     db: Arc<Database>,
@@ -338,31 +379,15 @@ impl PyDatabaseManager {
         config: Option<PyRef<'_, PyConfigManager>>,
         migrations_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
-        let manager = match config {
-            Some(c) => {
-                let inner = &c.inner;
-                let env_conflict =
-                    environment.is_some_and(|e| !e.eq_ignore_ascii_case(inner.environment()));
-                let flow_conflict = flow_name.is_some_and(|f| Some(f) != inner.flow_name());
-                if env_conflict || flow_conflict {
-                    return Err(to_pyerr(Error::config(format!(
-                        "DatabaseManager('{database_name}'): environment/flow_name contradict the given config \
-                         (environment={:?}, flow_name={:?}); pass one or the other",
-                        inner.environment(),
-                        inner.flow_name()
-                    ))));
-                }
-                inner.clone()
-            }
-            None => ConfigManager::new(environment, flow_name, None).py_result()?,
-        };
-        let db_config = manager
-            .database_config(database_name)
-            .map_err(|e| e.context(database_name, "DatabaseManager()"))
-            .py_result()?;
-        let db = Database::open(db_config, migrations_dir).py_result()?;
+        let (db, manager) = open_database(
+            database_name,
+            environment,
+            flow_name,
+            config,
+            migrations_dir,
+        )?;
         Ok(PyDatabaseManager {
-            db: Arc::new(db),
+            db,
             config: manager,
         })
     }

@@ -1,5 +1,6 @@
 //! The `dbflow._native` extension module: registration only.
 
+mod aio;
 mod config;
 mod convert;
 mod errors;
@@ -13,7 +14,12 @@ use pyo3::prelude::*;
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
     logging::shutting_down();
-    py.detach(crate::pool::registry::dispose_all);
+    py.detach(|| {
+        crate::pool::registry::dispose_all();
+        // Let connections close politely, then stop the workers before
+        // Python finalizes.
+        crate::runtime::shutdown(std::time::Duration::from_millis(500));
+    });
 }
 
 /// Close every pool now, keeping logging on (tests, forked workers).
@@ -86,6 +92,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::PyTransaction>()?;
     m.add_class::<manager::PySavepoint>()?;
     m.add_class::<manager::RowIterator>()?;
+    m.add_class::<aio::PyAsyncDatabaseManager>()?;
+    m.add_class::<aio::AsyncTransaction>()?;
+    m.add_class::<aio::AsyncRowIterator>()?;
     m.add_class::<config::PyConfigManager>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(dispose_all, m)?)?;

@@ -1,0 +1,568 @@
+//! `AsyncDatabaseManager`: the same operations as awaitables on asyncio.
+//! The work runs on dbflow's shared runtime (per process, so forks stay
+//! safe) through pyo3-async-runtimes; cancelling the awaiting task drops
+//! the Rust future, and a connection dropped mid-operation is discarded.
+
+use std::cell::OnceCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3_async_runtimes::generic::{ContextExt, Runtime};
+use pyo3_async_runtimes::TaskLocals;
+
+use super::config::PyConfigManager;
+use super::convert::rows_to_py;
+use super::errors::{to_pyerr, IntoPyResult};
+use super::health::health_dict;
+use super::manager::{
+    bulk_rows, many_values, migration_status_dict, open_database, pool_status_dict, statement,
+    statements,
+};
+use crate::config::ConfigManager;
+use crate::engine::{Database, Health, Transaction};
+use crate::error::{Error, ErrorKind, Result};
+use crate::migrate::Migrator;
+use crate::value::Rows;
+
+/// dbflow's runtime as a pyo3-async-runtimes runtime.
+pub struct DbflowRuntime;
+
+tokio::task_local! {
+    static TASK_LOCALS: OnceCell<TaskLocals>;
+}
+
+fn handle() -> tokio::runtime::Handle {
+    // Every awaitable is created after `runtime()` succeeded in `awaitable`;
+    // the current runtime's handle is what tasks are spawned on.
+    match crate::runtime::get() {
+        Some(rt) => rt.handle().clone(),
+        None => crate::runtime::runtime()
+            .map(|rt| rt.handle().clone())
+            .expect("runtime checked before use"),
+    }
+}
+
+impl Runtime for DbflowRuntime {
+    type JoinError = tokio::task::JoinError;
+    type JoinHandle = tokio::task::JoinHandle<()>;
+
+    fn spawn<F>(fut: F) -> Self::JoinHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        handle().spawn(fut)
+    }
+
+    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        handle().spawn_blocking(f)
+    }
+}
+
+impl ContextExt for DbflowRuntime {
+    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        let cell = OnceCell::new();
+        let _ = cell.set(locals);
+        Box::pin(TASK_LOCALS.scope(cell, fut))
+    }
+
+    fn get_task_locals() -> Option<TaskLocals> {
+        TASK_LOCALS
+            .try_with(|c| c.get().cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// An awaitable running `fut` on the shared runtime.
+fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    crate::runtime::runtime().py_result()?;
+    pyo3_async_runtimes::generic::future_into_py::<DbflowRuntime, _, T>(py, async move {
+        fut.await.map_err(to_pyerr)
+    })
+}
+
+/// Rows that become `list[dict]` when delivered to Python.
+struct PyRows(Rows);
+
+impl<'py> IntoPyObject<'py> for PyRows {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        rows_to_py(py, self.0)
+    }
+}
+
+struct PyRowsList(Vec<Rows>);
+
+impl<'py> IntoPyObject<'py> for PyRowsList {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let lists = self
+            .0
+            .into_iter()
+            .map(|r| rows_to_py(py, r))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lists)
+    }
+}
+
+/// A migration report as `run_migrations()` returns it.
+struct PyReport(crate::migrate::Report);
+
+impl<'py> IntoPyObject<'py> for PyReport {
+    type Target = PyDict;
+    type Output = Bound<'py, PyDict>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let d = PyDict::new(py);
+        d.set_item("applied", self.0.applied)?;
+        d.set_item("current_version", self.0.current_version)?;
+        Ok(d)
+    }
+}
+
+struct PyHealth(Arc<Database>, Health);
+
+impl<'py> IntoPyObject<'py> for PyHealth {
+    type Target = PyDict;
+    type Output = Bound<'py, PyDict>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        health_dict(py, &self.0, &self.1)
+    }
+}
+
+/// An awaitable that is already done (for `__aenter__` / `__aexit__`).
+fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let future = py
+        .import("asyncio")?
+        .call_method0("get_running_loop")?
+        .call_method0("create_future")?;
+    future.call_method1("set_result", (value,))?;
+    Ok(future)
+}
+
+#[pyclass(
+    module = "dbflow._native",
+    name = "AsyncDatabaseManager",
+    subclass,
+    frozen
+)]
+pub struct PyAsyncDatabaseManager {
+    db: Arc<Database>,
+    config: ConfigManager,
+}
+
+#[pymethods]
+impl PyAsyncDatabaseManager {
+    #[new]
+    #[pyo3(signature = (database_name, *, environment=None, flow_name=None, config=None, migrations_dir=None))]
+    fn new(
+        database_name: &str,
+        environment: Option<&str>,
+        flow_name: Option<&str>,
+        config: Option<PyRef<'_, PyConfigManager>>,
+        migrations_dir: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
+        let (db, config) = open_database(
+            database_name,
+            environment,
+            flow_name,
+            config,
+            migrations_dir,
+        )?;
+        Ok(PyAsyncDatabaseManager { db, config })
+    }
+
+    #[getter]
+    fn database_name(&self) -> &str {
+        self.db.name()
+    }
+
+    #[getter]
+    fn database_type(&self) -> &'static str {
+        self.db.config().database_type.as_str()
+    }
+
+    #[getter]
+    fn environment(&self) -> &str {
+        self.config.environment()
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let stmt = statement(&self.db, sql, params, "execute_query").py_result()?;
+        let db = self.db.clone();
+        awaitable(py, async move { db.query(&stmt).await.map(PyRows) })
+    }
+
+    #[pyo3(signature = (sql, params=None, timeout=None))]
+    fn execute_query_with_timeout<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let deadline = match timeout {
+            Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(to_pyerr(self.db.fail(
+                    Error::parameter(format!(
+                        "timeout must be a positive number of seconds, not {t}"
+                    )),
+                    "execute_query_with_timeout",
+                )))
+            }
+            None => None,
+        };
+        let stmt = statement(&self.db, sql, params, "execute_query_with_timeout").py_result()?;
+        let db = self.db.clone();
+        awaitable(py, async move {
+            db.query_with_timeout(&stmt, deadline).await.map(PyRows)
+        })
+    }
+
+    fn execute_many<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        seq_of_params: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let parsed = crate::sql::parse(sql, self.db.dialect());
+        let rows = many_values(&self.db, &parsed, seq_of_params, "execute_many").py_result()?;
+        let db = self.db.clone();
+        awaitable(py, async move {
+            if rows.is_empty() {
+                Ok(0)
+            } else {
+                db.execute_many(&parsed, &rows).await
+            }
+        })
+    }
+
+    fn execute_transaction<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let stmts = statements(&self.db, queries).py_result()?;
+        let db = self.db.clone();
+        awaitable(py, async move {
+            db.execute_transaction(&stmts).await.map(PyRowsList)
+        })
+    }
+
+    #[pyo3(signature = (table, rows, columns=None))]
+    fn bulk_insert<'py>(
+        &self,
+        py: Python<'py>,
+        table: String,
+        rows: &Bound<'py, PyAny>,
+        columns: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (columns, values) = bulk_rows(&self.db, rows, columns).py_result()?;
+        let db = self.db.clone();
+        awaitable(py, async move {
+            if values.is_empty() {
+                Ok(0)
+            } else {
+                db.bulk_insert(&table, columns, &values).await
+            }
+        })
+    }
+
+    /// An async iterator of dicts, streamed in batches with bounded memory.
+    #[pyo3(signature = (sql, params=None, batch_size=1000))]
+    fn iter_query(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        batch_size: usize,
+    ) -> PyResult<AsyncRowIterator> {
+        let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
+        let receiver = self.db.stream(stmt, batch_size).py_result()?;
+        let buffer = py
+            .import("collections")?
+            .getattr("deque")?
+            .call0()?
+            .unbind();
+        Ok(AsyncRowIterator {
+            receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
+            buffer,
+        })
+    }
+
+    /// `async with db.transaction() as tx:` — commit on success, rollback on error.
+    fn transaction(&self) -> AsyncTransaction {
+        AsyncTransaction {
+            db: self.db.clone(),
+            inner: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    #[pyo3(signature = (target=None, *, out_of_order=false))]
+    fn run_migrations<'py>(
+        &self,
+        py: Python<'py>,
+        target: Option<&Bound<'py, PyAny>>,
+        out_of_order: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
+        let db = self.db.clone();
+        awaitable(py, async move {
+            let migrator = Migrator::new(&db, db.migrations_root())?;
+            migrator
+                .migrate(target.as_deref(), out_of_order)
+                .await
+                .map(PyReport)
+        })
+    }
+
+    fn get_migration_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        struct PyStatus(crate::migrate::Status);
+        impl<'py> IntoPyObject<'py> for PyStatus {
+            type Target = PyDict;
+            type Output = Bound<'py, PyDict>;
+            type Error = PyErr;
+            fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+                migration_status_dict(py, &self.0)
+            }
+        }
+        let db = self.db.clone();
+        awaitable(py, async move {
+            let migrator = Migrator::new(&db, db.migrations_root())?;
+            migrator.status().await.map(PyStatus)
+        })
+    }
+
+    fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let db = self.db.clone();
+        awaitable(py, async move {
+            let health = db.health().await;
+            Ok(PyHealth(db, health))
+        })
+    }
+
+    fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        pool_status_dict(py, &self.db)
+    }
+
+    fn close(&self) {
+        self.db.release();
+    }
+
+    fn dispose(&self) {
+        self.db.dispose();
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        ready(py, slf.into_any())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.db.release();
+        ready(
+            py,
+            pyo3::types::PyBool::new(py, false).to_owned().into_any(),
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "AsyncDatabaseManager('{}', type={}, target={})",
+            self.db.name(),
+            self.db.config().database_type.as_str(),
+            self.db.config().spec.redacted()
+        )
+    }
+}
+
+#[pyclass(module = "dbflow._native", name = "AsyncTransaction", frozen)]
+pub struct AsyncTransaction {
+    db: Arc<Database>,
+    inner: Arc<tokio::sync::Mutex<Option<Transaction>>>,
+}
+
+fn not_open(db: &Database, operation: &'static str) -> Error {
+    db.fail(
+        Error::new(
+            ErrorKind::Transaction,
+            "the transaction is not open; use it inside `async with db.transaction() as tx:`",
+        ),
+        operation,
+    )
+}
+
+#[pymethods]
+impl AsyncTransaction {
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let (db, inner) = (this.db.clone(), this.inner.clone());
+        let me: Py<AsyncTransaction> = slf.unbind();
+        awaitable(py, async move {
+            let tx = db.begin("transaction").await?;
+            *inner.lock().await = Some(tx);
+            Ok(me)
+        })
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        exc_type: Option<&Bound<'py, PyAny>>,
+        _exc: Option<&Bound<'py, PyAny>>,
+        _tb: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        let inner = self.inner.clone();
+        awaitable(py, async move {
+            let tx = inner.lock().await.take();
+            if let Some(mut tx) = tx.filter(|t| t.is_active()) {
+                if failed {
+                    let _ = tx.rollback().await;
+                } else {
+                    tx.commit().await?;
+                }
+            }
+            Ok(false)
+        })
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let stmt = statement(&self.db, sql, params, "transaction.execute_query").py_result()?;
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            let mut guard = inner.lock().await;
+            match guard.as_mut().filter(|t| t.is_active()) {
+                Some(tx) => tx.query(&stmt).await.map(PyRows),
+                None => Err(not_open(&db, "transaction.execute_query")),
+            }
+        })
+    }
+
+    fn execute_many<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        seq_of_params: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let parsed = crate::sql::parse(sql, self.db.dialect());
+        let rows = many_values(&self.db, &parsed, seq_of_params, "transaction.execute_many")
+            .py_result()?;
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            let mut guard = inner.lock().await;
+            match guard.as_mut().filter(|t| t.is_active()) {
+                Some(tx) => tx.execute_many(&parsed, &rows).await,
+                None => Err(not_open(&db, "transaction.execute_many")),
+            }
+        })
+    }
+}
+
+/// `async for row in db.iter_query(...)`: batches are awaited from the
+/// stream; rows of a batch are handed out from a deque without awaiting.
+#[pyclass(module = "dbflow._native", name = "AsyncRowIterator", frozen)]
+pub struct AsyncRowIterator {
+    receiver: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<Rows>>>>,
+    buffer: Py<PyAny>,
+}
+
+/// The next batch: its first row is the awaited value, the rest go to the
+/// buffer. An exhausted stream ends the iteration.
+struct NextBatch(Option<Rows>, Py<PyAny>);
+
+impl<'py> IntoPyObject<'py> for NextBatch {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let Some(rows) = self.0 else {
+            return Err(pyo3::exceptions::PyStopAsyncIteration::new_err(()));
+        };
+        let list = rows_to_py(py, rows)?;
+        let buffer = self.1.bind(py);
+        buffer.call_method1("extend", (list,))?;
+        match buffer.call_method0("popleft") {
+            Ok(first) => Ok(first),
+            Err(_) => Err(pyo3::exceptions::PyStopAsyncIteration::new_err(())),
+        }
+    }
+}
+
+#[pymethods]
+impl AsyncRowIterator {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let buffer = self.buffer.bind(py);
+        if buffer.len()? > 0 {
+            return ready(py, buffer.call_method0("popleft")?);
+        }
+        let receiver = self.receiver.clone();
+        let buffer = self.buffer.clone_ref(py);
+        awaitable(py, async move {
+            // Skip empty batches (a statement without rows sends one).
+            loop {
+                match receiver.lock().await.recv().await {
+                    None => return Ok(NextBatch(None, buffer)),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(rows)) if rows.row_count() == 0 => continue,
+                    Some(Ok(rows)) => return Ok(NextBatch(Some(rows), buffer)),
+                }
+            }
+        })
+    }
+
+    /// Stop early; the connection is released.
+    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let receiver = self.receiver.clone();
+        awaitable(py, async move {
+            receiver.lock().await.close();
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,144 @@
+"""AsyncDatabaseManager: the same operations on asyncio, without blocking
+the event loop, with cancellation that never leaves a bad connection."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import dbflow
+from dbflow import AsyncDatabaseManager
+
+
+def manager(env, **settings: object) -> AsyncDatabaseManager:  # type: ignore[no-untyped-def]
+    name = env.database(**settings)
+    return AsyncDatabaseManager(name, config=env.config())
+
+
+def test_the_operations(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "m"
+    name = env.database(auto_migrate="off")
+    (root / name).mkdir(parents=True)
+    table = f"aio_{name}"
+    (root / name / "V1__Table.sql").write_text(
+        f"CREATE TABLE {table} (id int PRIMARY KEY, v text);\n"
+    )
+    env.set(f"{name.upper()}_MIGRATIONS_TABLE", f"sv_{name}_{int(time.time() * 1000)}")
+
+    async def main() -> None:
+        async with AsyncDatabaseManager(name, config=env.config(), migrations_dir=root) as db:
+            assert (await db.run_migrations())["current_version"] == "V1"
+            assert await db.execute_query("SELECT :x AS x", {"x": 1}) == [{"x": 1}]
+            assert (
+                await db.execute_many(
+                    f"INSERT INTO {table} VALUES (:id, :v)", [{"id": 1, "v": "a"}]
+                )
+                == 1
+            )
+            assert (
+                await db.bulk_insert(table, [(i, "b") for i in range(2, 102)], columns=["id", "v"])
+                == 100
+            )
+            async with db.transaction() as tx:
+                await tx.execute_query(
+                    f"INSERT INTO {table} VALUES (:id, :v)", {"id": 500, "v": "tx"}
+                )
+            with pytest.raises(RuntimeError):
+                async with db.transaction() as tx:
+                    await tx.execute_query(
+                        f"INSERT INTO {table} VALUES (:id, :v)", {"id": 501, "v": "no"}
+                    )
+                    raise RuntimeError
+            ids = [
+                row["id"]
+                async for row in db.iter_query(f"SELECT id FROM {table} ORDER BY id", batch_size=30)
+            ]
+            assert ids == [*range(1, 102), 500]
+            results = await db.execute_transaction([f"SELECT count(*) AS n FROM {table}"])
+            assert results == [[{"n": 102}]]
+            assert (await db.health_check())["status"] == "healthy"
+            with pytest.raises(dbflow.IntegrityError):
+                await db.execute_query(f"INSERT INTO {table} VALUES (1, 'dup')")
+            with pytest.raises(dbflow.ParameterError):
+                await db.execute_query("SELECT :missing")
+            await db.execute_query(f"DROP TABLE {table}")
+
+    asyncio.run(main())
+
+
+def test_hundred_coroutines_without_blocking_the_loop(env) -> None:  # type: ignore[no-untyped-def]
+    db = manager(env, pool_size=5, max_overflow=10)
+
+    async def main() -> tuple[list[int], float]:
+        lag = 0.0
+        busiest = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal lag, busiest
+            while not done.is_set():
+                started = time.monotonic()
+                await asyncio.sleep(0.01)
+                lag = max(lag, time.monotonic() - started - 0.01)
+                busiest = max(busiest, db.get_pool_status()["checked_out"])
+
+        tick = asyncio.create_task(ticker())
+        rows = await asyncio.gather(
+            *(db.execute_query("SELECT :i AS i, pg_sleep(0.05)", {"i": i}) for i in range(100))
+        )
+        done.set()
+        await tick
+        assert 5 <= busiest <= 15, busiest
+        return [r[0]["i"] for r in rows], lag
+
+    try:
+        values, lag = asyncio.run(main())
+        assert values == list(range(100))
+        assert lag < 0.1, f"the event loop stalled for {lag * 1000:.0f} ms"
+    finally:
+        db.dispose()
+
+
+def test_cancellation_discards_the_connection(env, admin) -> None:  # type: ignore[no-untyped-def]
+    db = manager(env, pool_size=1, max_overflow=0)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(db.execute_query("SELECT pg_sleep(3)"), 0.3)
+        await asyncio.sleep(0.2)
+        assert db.get_pool_status()["checked_out"] == 0
+        assert await db.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+
+    try:
+        asyncio.run(main())
+    finally:
+        db.dispose()
+
+
+def test_no_noise_when_the_loop_ends(env) -> None:  # type: ignore[no-untyped-def]
+    name = env.database()
+    code = textwrap.dedent(
+        f"""
+        import asyncio, dbflow
+        cfg = dbflow.ConfigManager("test", envs_dir={str(env.root)!r})
+        async def main():
+            db = dbflow.AsyncDatabaseManager({name!r}, config=cfg)
+            await db.execute_query("SELECT 1")
+            task = asyncio.create_task(db.execute_query("SELECT pg_sleep(2)"))
+            await asyncio.sleep(0.1)
+            task.cancel()
+        asyncio.run(main())
+        """
+    )
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
