@@ -54,7 +54,7 @@ pub fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions> {
     }
     let mut opts = PgConnectOptions::new_without_pgpass()
         .application_name(spec.option("application_name").unwrap_or("dbflow"))
-        .statement_cache_capacity(if config.prepared_statements { 256 } else { 0 })
+        .statement_cache_capacity(256)
         .disable_statement_logging();
     match (spec.option("host"), &spec.host) {
         (Some(dir), _) if dir.starts_with('/') => opts = opts.socket(dir),
