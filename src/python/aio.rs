@@ -18,8 +18,8 @@ use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::health_dict;
 use super::manager::{
-    bulk_rows, many_values, migration_status_dict, open_database, pool_status_dict, statement,
-    statements,
+    bulk_rows, deadline_arg, many_values, migration_status_dict, open_database, pool_status_dict,
+    statement, statements,
 };
 use crate::config::ConfigManager;
 use crate::engine::{Database, Health, Transaction};
@@ -228,18 +228,7 @@ impl PyAsyncDatabaseManager {
         params: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let deadline = match timeout {
-            Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(to_pyerr(self.db.fail(
-                    Error::parameter(format!(
-                        "timeout must be a positive number of seconds, not {t}"
-                    )),
-                    "execute_query_with_timeout",
-                )))
-            }
-            None => None,
-        };
+        let deadline = deadline_arg(&self.db, timeout)?;
         let stmt = statement(&self.db, sql, params, "execute_query_with_timeout").py_result()?;
         let db = self.db.clone();
         awaitable(py, async move {

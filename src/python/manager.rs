@@ -327,6 +327,23 @@ pub(crate) fn migration_status_dict<'py>(
     Ok(d)
 }
 
+/// The `timeout=` argument of `execute_query_with_timeout` (both managers).
+pub(crate) fn deadline_arg(
+    db: &Database,
+    timeout: Option<f64>,
+) -> PyResult<Option<std::time::Duration>> {
+    match timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(t))),
+        Some(t) => Err(to_pyerr(db.fail(
+            Error::parameter(format!(
+                "timeout must be a positive number of seconds, not {t}"
+            )),
+            "execute_query_with_timeout",
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// What both managers' constructors do: resolve the configuration (no I/O)
 /// and attach to the shared pool.
 pub(crate) fn open_database(
@@ -444,18 +461,7 @@ impl PyDatabaseManager {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let started = Instant::now();
-        let deadline = match timeout {
-            Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(to_pyerr(self.db.fail(
-                    Error::parameter(format!(
-                        "timeout must be a positive number of seconds, not {t}"
-                    )),
-                    "execute_query_with_timeout",
-                )))
-            }
-            None => None,
-        };
+        let deadline = deadline_arg(&self.db, timeout)?;
         let stmt = statement(&self.db, sql, params, "execute_query_with_timeout").py_result()?;
         let db = &self.db;
         let rows = wait(py, db.query_with_timeout(&stmt, deadline)).py_result()?;
