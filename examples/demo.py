@@ -13,10 +13,12 @@ import json
 import os
 import random
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STATE = Path(os.environ.get("DBFLOW_DEMO_DIR", HERE.parent / ".demo")).resolve()
+PREFECT_EVENT_FLUSH_S = 3.0
 
 
 def seed_survey_hub(db: object) -> int:
@@ -55,6 +57,7 @@ def main() -> int:
     from dbflow import ConfigManager, DatabaseManager
     from dbflow.embedded import EmbeddedPostgres
 
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # interleave with logs
     STATE.mkdir(parents=True, exist_ok=True)
     envs = STATE / "envs"
     envs.mkdir(exist_ok=True)
@@ -82,6 +85,9 @@ def main() -> int:
         first = rpa1_workflow()
         second = rpa2_workflow()
         third = rpa3_workflow()
+        # Prefect's temporary server records task-run events in batches;
+        # stopping it at once would drop the last batch (and log an error).
+        time.sleep(PREFECT_EVENT_FLUSH_S)
 
         pool = first.pop("pool")
         print("\n== What happened ==")

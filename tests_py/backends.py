@@ -3,8 +3,12 @@ how to count a pool's sessions on the server, and the test database."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import subprocess
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -16,6 +20,14 @@ class Backend:
     sessions_sql: str = ""
     backend_pid_sql: str = ""
     kill_sql: str = ""
+    #: "direct", or "pgbouncer": PostgreSQL through PgBouncer's transaction pooling.
+    via: str = "direct"
+    #: Settings every database on this backend gets (e.g. prepared_statements).
+    settings: dict[str, str] = field(default_factory=dict)
+    #: Counts a pool's sessions where `sessions_sql` cannot (PgBouncer's clients).
+    count_sessions: Callable[[str], int] | None = None
+    #: PgBouncer's admin console: a command's rows.
+    console: Callable[[str], list[dict[str, str]]] | None = None
 
     def ddl(self, template: str) -> str:
         """`{int}`, `{text}`, ... in `template` → this backend's type names."""
@@ -64,6 +76,42 @@ def postgres(url: str) -> Backend:
         backend_pid_sql="SELECT pg_backend_pid() AS pid",
         kill_sql="SELECT pg_terminate_backend(:pid)",
     )
+
+
+def pgbouncer(url: str, admin_url: str) -> Backend:
+    """PostgreSQL through PgBouncer in transaction-pooling mode, with dbflow's
+    setting for it; sessions are PgBouncer's clients, counted on its console."""
+
+    def console(command: str) -> list[dict[str, str]]:
+        out = subprocess.run(
+            ["psql", admin_url, "--csv", "-c", command],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+        return list(csv.DictReader(io.StringIO(out)))
+
+    def count(app: str) -> int:
+        return sum(1 for row in console("SHOW CLIENTS") if row["application_name"] == app)
+
+    return Backend(
+        name="postgresql",
+        url=url,
+        types=POSTGRES_TYPES,
+        backend_pid_sql="SELECT pg_backend_pid() AS pid",
+        kill_sql="SELECT pg_terminate_backend(:pid)",
+        via="pgbouncer",
+        settings={"prepared_statements": "false"},
+        count_sessions=count,
+        console=console,
+    )
+
+
+def pgbouncer_urls() -> tuple[str, str] | None:
+    url = os.environ.get("DBFLOW_TEST_PGBOUNCER_URL")
+    admin = os.environ.get("DBFLOW_TEST_PGBOUNCER_ADMIN_URL")
+    return (url, admin) if url and admin else None
 
 
 def sqlserver(url: str) -> Backend:

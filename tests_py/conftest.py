@@ -14,6 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from backends import (
+    Backend,
+    mssql_url,
+    pgbouncer,
+    pgbouncer_urls,
+    postgres,
+    sqlserver,
+    with_database,
+)
 
 import dbflow
 
@@ -59,10 +68,19 @@ class Env:
         self.lines.append(f"TEST_GLOBAL_{key}={value}")
         (self.root / ".env.test").write_text("\n".join(self.lines) + "\n")
 
-    def database(self, name: str | None = None, url: str | None = None, **settings: object) -> str:
-        """Configure a database (on `url`, default the PostgreSQL test
-        server) with its own pool; returns its name."""
+    def database(
+        self,
+        name: str | None = None,
+        url: str | None = None,
+        backend: Backend | None = None,
+        **settings: object,
+    ) -> str:
+        """Configure a database (on `backend`, or `url`, default the
+        PostgreSQL test server) with its own pool; returns its name."""
         name = name or f"db{next(_counter)}"
+        if backend is not None:
+            url = backend.url
+            settings = {**backend.settings, **settings}
         app = f"dbflow_test_{name}_{os.getpid()}"
         target = with_options(url or self.pg_url, application_name=app)
         self.set(f"{name.upper()}_CONNECTION_STRING", target)
@@ -123,7 +141,6 @@ def table(db: dbflow.DatabaseManager) -> Iterator[str]:
 
 # ---- the contract suite: the same tests on every backend ------------------
 
-from backends import Backend, mssql_url, postgres, sqlserver, with_database  # noqa: E402
 
 MSSQL_SKIP = "DBFLOW_TEST_MSSQL_URL is not set: no SQL Server-protocol server to test against"
 
@@ -152,10 +169,15 @@ def mssql_test_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["postgresql", "sqlserver"])
+@pytest.fixture(params=["postgresql", "pgbouncer", "sqlserver"])
 def backend(request: pytest.FixtureRequest, pg_url: str) -> Backend:
     if request.param == "postgresql":
         return postgres(pg_url)
+    if request.param == "pgbouncer":
+        urls = pgbouncer_urls()
+        if urls is None:
+            pytest.fail("DBFLOW_TEST_PGBOUNCER_URL is not set; scripts/pg-server start sets it")
+        return pgbouncer(*urls)
     if mssql_url() is None:
         pytest.skip(MSSQL_SKIP)
     return sqlserver(request.getfixturevalue("mssql_test_url"))
@@ -164,7 +186,7 @@ def backend(request: pytest.FixtureRequest, pg_url: str) -> Backend:
 @pytest.fixture
 def bdb(env: Env, backend: Backend) -> Iterator[dbflow.DatabaseManager]:
     """A manager for the parametrized backend, with a pool of its own."""
-    name = env.database(url=backend.url, pool_release_grace=0)
+    name = env.database(backend=backend, pool_release_grace=0)
     manager = env.manager(name)
     yield manager
     manager.dispose()
@@ -181,12 +203,14 @@ def btable(bdb: dbflow.DatabaseManager) -> Iterator[str]:
 def bsessions(env: Env, backend: Backend) -> Iterator[Callable[[str], int]]:
     """How many server sessions a configured database's pool has open."""
     watcher_name = env.database(
-        "watch_" + backend.name, url=backend.url, pool_size=1, max_overflow=0
+        "watch_" + backend.name, backend=backend, pool_size=1, max_overflow=0
     )
     watcher = env.manager(watcher_name)
 
     def count(database_name: str) -> int:
         app = f"dbflow_test_{database_name}_{os.getpid()}"
+        if backend.count_sessions is not None:
+            return backend.count_sessions(app)
         return int(watcher.execute_query(backend.sessions_sql, {"app": app})[0]["n"])
 
     yield count

@@ -139,7 +139,7 @@ def test_undetectable_type_asks_for_the_type_key(tmp_path: Path) -> None:
         ("X_POOL_TIMEOUT", "soon"),
         ("X_POOL_PRE_PING", "maybe"),
         ("X_AUTO_MIGRATE", "sometimes"),
-        ("X_PREPARED_STATEMENTS", "false"),
+        ("X_PREPARED_STATEMENTS", "sometimes"),
     ],
 )
 def test_bad_settings_name_their_key(tmp_path: Path, key: str, value: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import urllib.parse
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -160,7 +161,7 @@ def test_query_errors_carry_the_server_code(bdb: dbflow.DatabaseManager, backend
 
 
 def test_pool_limits_and_overflow(env, backend: Backend, bsessions) -> None:  # type: ignore[no-untyped-def]
-    name = env.database(url=backend.url, pool_size=1, max_overflow=1, pool_timeout=0.3)
+    name = env.database(backend=backend, pool_size=1, max_overflow=1, pool_timeout=0.3)
     db = env.manager(name)
     try:
         with db.transaction(), db.transaction():
@@ -177,7 +178,7 @@ def test_pool_limits_and_overflow(env, backend: Backend, bsessions) -> None:  # 
 
 
 def test_threads_share_one_pool_within_its_limit(env, backend: Backend, bsessions) -> None:  # type: ignore[no-untyped-def]
-    name = env.database(url=backend.url, pool_size=2, max_overflow=2)
+    name = env.database(backend=backend, pool_size=2, max_overflow=2)
     managers = [env.manager(name) for _ in range(8)]
     errors: list[BaseException] = []
 
@@ -212,19 +213,26 @@ def test_threads_share_one_pool_within_its_limit(env, backend: Backend, bsession
 
 
 def test_dead_connection_is_replaced(env, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-    name = env.database(url=backend.url, pool_size=1, max_overflow=0)
-    killer = env.database(url=backend.url, pool_size=1, max_overflow=0)
+    name = env.database(backend=backend, pool_size=1, max_overflow=0)
+    killer = env.database(backend=backend, pool_size=1, max_overflow=0)
     db, admin = env.manager(name), env.manager(killer)
     try:
         pid = db.execute_query(backend.backend_pid_sql)[0]["pid"]
-        if backend.name == "postgresql":
+        if backend.console is not None:
+            # Through PgBouncer our connections are its clients: drop them there.
+            database = urllib.parse.urlsplit(backend.url).path.lstrip("/")
+            backend.console(f"KILL {database}")
+            backend.console(f"RESUME {database}")
+        elif backend.name == "postgresql":
             admin.execute_query(backend.kill_sql, {"pid": pid})
         else:
             admin.execute_query(f"KILL {int(pid)}")
         time.sleep(1.2)  # idle past the pre-ping threshold
         assert db.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
         assert db.get_pool_status()["invalid"] >= 1
-        if backend.name == "postgresql":  # SQL Server may reuse a session id at once
+        if backend.via == "direct" and backend.name == "postgresql":
+            # SQL Server may reuse a session id at once; PgBouncer may hand
+            # out any of its server sessions.
             assert db.execute_query(backend.backend_pid_sql)[0]["pid"] != pid
     finally:
         db.dispose()
@@ -232,7 +240,7 @@ def test_dead_connection_is_replaced(env, backend: Backend) -> None:  # type: ig
 
 
 def test_configured_query_timeout_raises_and_pool_recovers(env, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-    name = env.database(url=backend.url, pool_size=1, max_overflow=0, query_timeout=0.5)
+    name = env.database(backend=backend, pool_size=1, max_overflow=0, query_timeout=0.5)
     db = env.manager(name)
     slow = "SELECT pg_sleep(3)" if backend.name == "postgresql" else "WAITFOR DELAY '00:00:03'"
     try:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,10 +35,21 @@ BASE = {
 
 @pytest.fixture
 def fresh_url(env, backend: Backend) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A new, empty database on the backend's server, dropped afterwards."""
-    admin = env.manager(env.database(url=backend.url, pool_size=1, max_overflow=0))
+    """A new, empty database on the backend's server, dropped afterwards
+    (on PostgreSQL by the superuser over a direct connection, so the forced
+    drop may end any session, PgBouncer's and autovacuum's included)."""
+    if backend.name == "postgresql":
+        admin_db = env.database(url=os.environ["DBFLOW_TEST_POSTGRES_ADMIN_URL"], pool_size=1)
+    else:
+        admin_db = env.database(backend=backend, pool_size=1, max_overflow=0)
+    admin = env.manager(admin_db)
     name = f"dbflow_mig_{os.getpid()}_{next(_n)}"
-    admin.execute_query(f"CREATE DATABASE {name}")
+    owner = urllib.parse.urlsplit(backend.url).username
+    admin.execute_query(
+        f"CREATE DATABASE {name} OWNER {owner}"
+        if backend.name == "postgresql"
+        else f"CREATE DATABASE {name}"
+    )
     try:
         yield with_database(backend.url, name)
     finally:
@@ -55,12 +67,14 @@ def fresh_url(env, backend: Backend) -> Iterator[str]:  # type: ignore[no-untype
 class Project:
     """A migrations root with files for database `appdb`, and managers for it."""
 
-    def __init__(self, root: Path, env, url: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, root: Path, env, url: str, backend: Backend) -> None:  # type: ignore[no-untyped-def]
         self.root = root
         self.dir = root / "appdb"
         self.dir.mkdir(parents=True)
         self.env = env
-        self.name = env.database("appdb", url=url, auto_migrate="off", pool_release_grace=0)
+        self.name = env.database(
+            "appdb", url=url, auto_migrate="off", pool_release_grace=0, **backend.settings
+        )
 
     def write(self, files: dict[str, str]) -> None:
         for name, text in files.items():
@@ -71,8 +85,8 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, env, fresh_url: str) -> Project:  # type: ignore[no-untyped-def]
-    return Project(tmp_path / "migrations", env, fresh_url)
+def project(tmp_path: Path, env, fresh_url: str, backend: Backend) -> Project:  # type: ignore[no-untyped-def]
+    return Project(tmp_path / "migrations", env, fresh_url, backend)
 
 
 def history(db: dbflow.DatabaseManager) -> list[dict[str, object]]:
@@ -224,8 +238,10 @@ def test_rollback_without_undo_file_changes_nothing(project: Project) -> None:
     assert db.execute_query("SELECT COUNT(*) AS n FROM people") == [{"n": 2}]
 
 
-def test_no_directory_means_no_migrations(env, fresh_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    name = env.database("readonly_db", url=fresh_url)
+def test_no_directory_means_no_migrations(
+    env, fresh_url: str, tmp_path: Path, backend: Backend
+) -> None:  # type: ignore[no-untyped-def]
+    name = env.database("readonly_db", url=fresh_url, **backend.settings)
     db = dbflow.DatabaseManager(name, config=env.config(), migrations_dir=tmp_path / "none")
     try:
         assert db.migrations_dir is None
@@ -241,13 +257,14 @@ def test_no_directory_means_no_migrations(env, fresh_url: str, tmp_path: Path) -
 def test_auto_migrate_apply_runs_before_the_first_query(
     tmp_path: Path,
     env,
-    fresh_url: str,  # type: ignore[no-untyped-def]
+    fresh_url: str,
+    backend: Backend,  # type: ignore[no-untyped-def]
 ) -> None:
     root = tmp_path / "m"
     (root / "autodb").mkdir(parents=True)
     for name, text in BASE.items():
         (root / "autodb" / name).write_text(text)
-    name = env.database("autodb", url=fresh_url, auto_migrate="apply")
+    name = env.database("autodb", url=fresh_url, auto_migrate="apply", **backend.settings)
     db = dbflow.DatabaseManager(name, config=env.config(), migrations_dir=root)
     try:
         assert db.execute_query("SELECT COUNT(*) AS n FROM people") == [{"n": 2}]
@@ -259,13 +276,14 @@ def test_auto_migrate_check_warns_about_pending(
     tmp_path: Path,
     env,
     fresh_url: str,
+    backend: Backend,
     caplog,  # type: ignore[no-untyped-def]
 ) -> None:
     caplog.set_level(logging.WARNING, logger="dbflow")
     root = tmp_path / "m"
     (root / "checkdb").mkdir(parents=True)
     (root / "checkdb" / "V1__x.sql").write_text("CREATE TABLE x (id int);\n")
-    name = env.database("checkdb", url=fresh_url, auto_migrate="check")
+    name = env.database("checkdb", url=fresh_url, auto_migrate="check", **backend.settings)
     db = dbflow.DatabaseManager(name, config=env.config(), migrations_dir=root)
     try:
         db.execute_query("SELECT 1")
@@ -349,12 +367,20 @@ def pg_only(backend: Backend) -> None:
 
 
 @pytest.fixture
+def pg_direct(backend: Backend) -> None:
+    if backend.name != "postgresql" or backend.via != "direct":
+        pytest.skip("PostgreSQL without PgBouncer (its own case runs through PgBouncer)")
+
+
+@pytest.fixture
 def mssql_only(backend: Backend) -> None:
     if backend.name != "sqlserver":
         pytest.skip("SQL Server-specific SQL (its own case runs on SQL Server)")
 
 
-def test_no_transaction_annotation_allows_concurrent_index(project: Project, pg_only: None) -> None:
+def test_no_transaction_annotation_allows_concurrent_index(
+    project: Project, pg_direct: None
+) -> None:
     project.write(
         {
             "V1__Table.sql": "CREATE TABLE big (id int);\n",
@@ -366,7 +392,7 @@ def test_no_transaction_annotation_allows_concurrent_index(project: Project, pg_
 
 
 def test_failed_non_transactional_migration_blocks_until_repaired(
-    project: Project, pg_only: None
+    project: Project, pg_direct: None
 ) -> None:
     project.write(
         {
@@ -384,6 +410,26 @@ def test_failed_non_transactional_migration_blocks_until_repaired(
     (project.dir / "V2__Index.sql").write_text(NO_TX_INDEX.format(table="big"))
     assert db.repair_migrations() == {"removed_failed": 1, "realigned": 0}
     assert db.run_migrations()["applied"] == ["V2"]
+
+
+def test_no_transaction_migration_is_refused_through_pgbouncer(
+    project: Project, backend: Backend
+) -> None:
+    if backend.via != "pgbouncer":
+        pytest.skip("transaction pooling only (the direct case is tested above)")
+    project.write(
+        {
+            "V1__Table.sql": "CREATE TABLE big (id int);\n",
+            "V2__Index.sql": NO_TX_INDEX.format(table="big"),
+        }
+    )
+    db = project.manager()
+    with pytest.raises(
+        MigrationError, match=r"V2__Index.sql .*direct connection; nothing was changed"
+    ):
+        db.run_migrations()
+    assert db.get_migration_status()["applied_migrations"] == []
+    assert db.execute_query("SELECT to_regclass('big') IS NULL AS absent") == [{"absent": True}]
 
 
 def test_go_batches_on_sql_server(project: Project, mssql_only: None) -> None:

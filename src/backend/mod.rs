@@ -60,6 +60,9 @@ macro_rules! on_driver {
             Driver::Postgres($c) => $call,
             Driver::SqlServer($c) => $call,
         };
+        if matches!(&$self.driver, Driver::Postgres(c) if c.poisoned) {
+            $self.broken = true;
+        }
         $self.note(result)
     }};
 }
@@ -207,9 +210,12 @@ impl Connection {
     /// T-SQL on SQL Server (`SAVE TRANSACTION`, not the protocol's savepoint
     /// request), standard SQL on PostgreSQL. `None`: nothing to send.
     fn control_sql(&self, op: Control<'_>) -> Option<String> {
-        let pg = self.dialect() == Dialect::Postgres;
+        let pg = match &self.driver {
+            Driver::Postgres(c) if matches!(op, Control::Begin) => return Some(c.begin_sql()),
+            Driver::Postgres(_) => true,
+            Driver::SqlServer(_) => false,
+        };
         Some(match op {
-            Control::Begin if pg => "BEGIN".to_owned(),
             Control::Begin => "BEGIN TRANSACTION".to_owned(),
             Control::Commit if pg => "COMMIT".to_owned(),
             Control::Commit => "COMMIT TRANSACTION".to_owned(),
@@ -236,21 +242,48 @@ impl Connection {
     pub async fn begin(&mut self) -> Result<()> {
         let r = self.control(Control::Begin).await;
         if r.is_ok() {
-            self.in_transaction = true;
+            self.set_in_transaction(true);
         }
         r
     }
 
     pub async fn commit(&mut self) -> Result<()> {
-        let r = self.control(Control::Commit).await;
-        self.in_transaction = false;
+        let r = self.end_transaction(Control::Commit).await;
+        self.set_in_transaction(false);
         r
     }
 
     pub async fn rollback(&mut self) -> Result<()> {
-        let r = self.control(Control::Rollback).await;
-        self.in_transaction = false;
+        let r = self.end_transaction(Control::Rollback).await;
+        self.set_in_transaction(false);
         r
+    }
+
+    async fn end_transaction(&mut self, op: Control<'_>) -> Result<()> {
+        if let Driver::Postgres(c) = &mut self.driver {
+            self.in_flight = true;
+            let closed = c.before_transaction_end().await;
+            if let Err(e) = self.note(closed) {
+                // Still inside the transaction, in an unknown state.
+                self.broken = true;
+                return Err(e);
+            }
+        }
+        self.control(op).await
+    }
+
+    fn set_in_transaction(&mut self, open: bool) {
+        self.in_transaction = open;
+        if let Driver::Postgres(c) = &mut self.driver {
+            c.set_in_transaction(open);
+        }
+    }
+
+    /// PostgreSQL behind PgBouncer's transaction pooling: session state
+    /// (session advisory locks, statements outside a transaction) does not
+    /// survive from one transaction to the next.
+    pub fn transaction_pooling(&self) -> bool {
+        matches!(&self.driver, Driver::Postgres(c) if c.transaction_pooling())
     }
 
     pub async fn savepoint(&mut self, name: &str) -> Result<()> {

@@ -355,15 +355,6 @@ impl ConfigManager {
             .flag(&format!("{db}_PREPARED_STATEMENTS"))?
             .or(self.flag("PREPARED_STATEMENTS")?)
             .unwrap_or(true);
-        if !prepared_statements {
-            // Turning the statement cache off alone would leave a named
-            // statement behind on the server per query; the PgBouncer
-            // transaction-pooling mode this setting is for is not built yet.
-            return Err(Error::config(format!(
-                "{}_PREPARED_STATEMENTS=false (PgBouncer transaction-pooling mode) is not supported                  yet; remove the setting, or use PgBouncer in session pooling mode",
-                self.global_key(&db)
-            )));
-        }
         let migrations_dir = self.get(&format!("{db}_MIGRATIONS_DIR"))?;
         let migrations_root = self.get("MIGRATIONS_DIR")?;
         let migrations_table = self

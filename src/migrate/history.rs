@@ -246,6 +246,18 @@ impl HistoryTable {
         Ok(())
     }
 
+    /// The same lock held until the current transaction ends (PostgreSQL;
+    /// for PgBouncer's transaction pooling, where sessions are not ours).
+    pub async fn lock_for_transaction(&self, conn: &mut Connection) -> Result<()> {
+        query(
+            conn,
+            "SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))",
+            vec![Value::Text(self.lock_name())],
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn unlock(&self, conn: &mut Connection) -> Result<()> {
         let text = match self.dialect {
             Dialect::Postgres => "SELECT pg_advisory_unlock(hashtextextended(:name, 0))",

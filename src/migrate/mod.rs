@@ -251,6 +251,9 @@ impl<'a> Migrator<'a> {
         work: impl for<'c> AsyncFnOnce(&'c mut Connection) -> Result<T>,
     ) -> Result<T> {
         let mut conn = self.db.checkout(op).await?;
+        if conn.transaction_pooling() {
+            return self.locked_in_transaction(op, conn, work).await;
+        }
         self.table
             .lock(&mut conn)
             .await
@@ -261,6 +264,38 @@ impl<'a> Migrator<'a> {
             conn.broken = true;
         }
         result.map_err(|e| self.fail(e, op))
+    }
+
+    /// Behind PgBouncer's transaction pooling a session lock would stay with
+    /// a server session other clients get next. So the whole run is one
+    /// transaction holding a transaction-level lock, each migration a
+    /// savepoint in it ([`in_unit`]); what succeeded is committed at the end.
+    async fn locked_in_transaction<T>(
+        &self,
+        op: &'static str,
+        mut conn: crate::pool::PooledConnection,
+        work: impl for<'c> AsyncFnOnce(&'c mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let locked = async {
+            conn.begin().await?;
+            self.table.lock_for_transaction(&mut conn).await
+        }
+        .await;
+        if let Err(e) = locked {
+            if conn.rollback().await.is_err() {
+                conn.broken = true;
+            }
+            return Err(self.fail(e, op));
+        }
+        let result = work(&mut conn).await;
+        let committed = conn.commit().await;
+        if committed.is_err() {
+            conn.broken = true;
+        }
+        match (result, committed) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(self.fail(e, op)),
+            (Ok(value), Ok(())) => Ok(value),
+        }
     }
 
     /// Apply pending migrations in order, up to `target` when given.
@@ -297,6 +332,16 @@ impl<'a> Migrator<'a> {
                 .filter(|f| target.as_ref().is_none_or(|t| f.version <= *t))
                 .cloned()
                 .collect();
+            if conn.transaction_pooling() {
+                if let Some(file) = pending.iter().find(|f| !f.transactional) {
+                    return Err(migration_error(format!(
+                        "{} is marked -- dbflow:no-transaction, which cannot run through \
+                         PgBouncer's transaction pooling (PREPARED_STATEMENTS=false); apply the \
+                         migrations over a direct connection; nothing was changed",
+                        file.script
+                    )));
+                }
+            }
             for file in pending {
                 tracing::info!(database = %self.db.name(), script = %file.script, "applying migration");
                 let row = self.apply(conn, &file, &history).await?;
@@ -360,16 +405,12 @@ impl<'a> Migrator<'a> {
             success: true,
         };
         if file.transactional {
-            conn.begin().await?;
-            if let Err(e) = self.run_file(conn, file).await {
-                if conn.rollback().await.is_err() {
-                    conn.broken = true;
-                }
-                return Err(e);
-            }
-            row.execution_time_ms = started.elapsed().as_millis() as i64;
-            self.table.insert(conn, &row).await?;
-            conn.commit().await?;
+            in_unit(conn, async |conn| {
+                self.run_file(conn, file).await?;
+                row.execution_time_ms = started.elapsed().as_millis() as i64;
+                self.table.insert(conn, &row).await
+            })
+            .await?;
         } else {
             let outcome = self.run_file(conn, file).await;
             row.execution_time_ms = started.elapsed().as_millis() as i64;
@@ -418,21 +459,11 @@ impl<'a> Migrator<'a> {
             for (applied, version) in newer {
                 let undo = self.set.undo_for(&version).expect("checked above");
                 tracing::info!(database = %self.db.name(), script = %undo.script, "undoing migration");
-                conn.begin().await?;
-                let outcome = async {
+                in_unit(conn, async |conn| {
                     self.run_file(conn, undo).await?;
                     self.table.delete(conn, applied.installed_rank).await
-                }
-                .await;
-                match outcome {
-                    Ok(()) => conn.commit().await?,
-                    Err(e) => {
-                        if conn.rollback().await.is_err() {
-                            conn.broken = true;
-                        }
-                        return Err(e);
-                    }
-                }
+                })
+                .await?;
                 undone.push(version.label());
             }
             Ok(undone)
@@ -470,5 +501,41 @@ impl<'a> Migrator<'a> {
             Ok((removed, realigned))
         })
         .await
+    }
+}
+
+/// One migration's own transaction, or a savepoint when the run already
+/// holds a transaction (transaction pooling): all of `work` or none of it.
+async fn in_unit<T>(
+    conn: &mut Connection,
+    work: impl for<'c> AsyncFnOnce(&'c mut Connection) -> Result<T>,
+) -> Result<T> {
+    const SAVEPOINT: &str = "dbflow_migration";
+    let nested = conn.in_transaction;
+    if nested {
+        conn.savepoint(SAVEPOINT).await?;
+    } else {
+        conn.begin().await?;
+    }
+    match work(conn).await {
+        Ok(value) => {
+            if nested {
+                conn.release_savepoint(SAVEPOINT).await?;
+            } else {
+                conn.commit().await?;
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let undone = if nested {
+                conn.rollback_to_savepoint(SAVEPOINT).await
+            } else {
+                conn.rollback().await
+            };
+            if undone.is_err() {
+                conn.broken = true;
+            }
+            Err(e)
+        }
     }
 }

@@ -55,6 +55,9 @@ pub fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions> {
     let mut opts = PgConnectOptions::new_without_pgpass()
         .application_name(spec.option("application_name").unwrap_or("dbflow"))
         .statement_cache_capacity(256)
+        // Floats arrive in binary, so the digits setting is never needed, and
+        // PgBouncer refuses it as a startup parameter.
+        .extra_float_digits(None)
         .disable_statement_logging();
     match (spec.option("host"), &spec.host) {
         (Some(dir), _) if dir.starts_with('/') => opts = opts.socket(dir),
@@ -90,6 +93,17 @@ pub fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions> {
     }
     if let Some(path) = spec.option("sslkey") {
         opts = opts.ssl_client_key(path);
+    }
+    if !config.prepared_statements {
+        // PgBouncer refuses startup parameters it does not track; the
+        // statement deadline is set per transaction instead.
+        if spec.option("options").is_some() {
+            return Err(Error::config(format!(
+                "{key}: the 'options' startup parameter is refused by PgBouncer's transaction \
+                 pooling (PREPARED_STATEMENTS=false); set those parameters on the server or role"
+            )));
+        }
+        return Ok(opts);
     }
     let mut settings = spec
         .option("options")
@@ -127,7 +141,30 @@ fn parse_pg_options(options: &str) -> Vec<(String, String)> {
 
 pub struct PgConn {
     conn: PgConnection,
+    /// Set for PgBouncer's transaction pooling (`PREPARED_STATEMENTS=false`).
+    pooled: Option<TxPooling>,
+    /// Ending a transaction of our own failed: the session's state is
+    /// unknown, so the seam discards the connection.
+    pub poisoned: bool,
 }
+
+/// Behind PgBouncer in transaction-pooling mode, consecutive transactions of
+/// one client may run on different server sessions. So every statement runs
+/// inside a transaction (the caller's, or a short one of its own), and the
+/// named statements sqlx prepared are closed before that transaction ends:
+/// none outlives it, and no session state is relied upon.
+struct TxPooling {
+    /// The caller opened a transaction (`begin`), so statements need no
+    /// transaction of their own.
+    in_transaction: bool,
+    /// The configured statement deadline, set with `SET LOCAL` per
+    /// transaction (PgBouncer refuses it as a startup parameter).
+    timeout_ms: Option<u128>,
+}
+
+/// What a server says when a statement must run outside a transaction
+/// block (VACUUM, CREATE DATABASE, ... CONCURRENTLY).
+const NOT_IN_TRANSACTION_BLOCK: &str = "25001";
 
 fn target_of(info: &PgTypeInfo) -> Target {
     let oid = info.oid().map(|o| o.0).unwrap_or(0);
@@ -289,7 +326,88 @@ impl PgConn {
                 ))
             })?
             .map_err(|e| explain_connect_error(Error::from(e), config))?;
-        Ok(PgConn { conn })
+        let pooled = (!config.prepared_statements).then(|| TxPooling {
+            in_transaction: false,
+            timeout_ms: config.query_timeout.map(|d| d.as_millis().max(1)),
+        });
+        Ok(PgConn {
+            conn,
+            pooled,
+            poisoned: false,
+        })
+    }
+
+    /// The statement that opens a transaction on this connection.
+    pub fn begin_sql(&self) -> String {
+        let timeout = self.pooled.as_ref().and_then(|p| p.timeout_ms);
+        begin_with_timeout(timeout)
+    }
+
+    pub fn transaction_pooling(&self) -> bool {
+        self.pooled.is_some()
+    }
+
+    /// The seam reports the caller's transactions, so statements inside one
+    /// do not open their own.
+    pub fn set_in_transaction(&mut self, open: bool) {
+        if let Some(p) = &mut self.pooled {
+            p.in_transaction = open;
+        }
+    }
+
+    /// Before COMMIT/ROLLBACK in transaction-pooling mode: close every
+    /// statement prepared in this transaction (one round trip).
+    pub async fn before_transaction_end(&mut self) -> Result<()> {
+        if self.pooled.is_some() {
+            self.conn.clear_cached_statements().await?;
+        }
+        Ok(())
+    }
+
+    /// Run `work` so that its prepared statements cannot outlive a
+    /// transaction: as is, unless in transaction-pooling mode outside the
+    /// caller's transaction, where it gets one of its own (`timeout_ms`
+    /// overrides the configured deadline). `finished(&t) == false` means the
+    /// work left the protocol mid-result; the connection is discarded by the
+    /// seam, so nothing more is sent.
+    async fn pinned<T>(
+        &mut self,
+        timeout_ms: Option<u128>,
+        finished: fn(&T) -> bool,
+        work: impl for<'c> AsyncFnOnce(&'c mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let Some(pooled) = &self.pooled else {
+            return work(self).await;
+        };
+        if pooled.in_transaction {
+            return work(self).await;
+        }
+        let begin = begin_with_timeout(timeout_ms.or(pooled.timeout_ms));
+        self.simple(&begin).await?;
+        let result = work(self).await;
+        match &result {
+            Err(e) if e.kind == crate::error::ErrorKind::Connection => return result,
+            Ok(value) if !finished(value) => return result,
+            _ => {}
+        }
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = match self.conn.clear_cached_statements().await {
+            Ok(()) => self.simple(end).await,
+            Err(e) => Err(Error::from(e)),
+        };
+        if ended.is_err() {
+            self.poisoned = true;
+        }
+        match (result, ended) {
+            (result, Ok(())) => result,
+            (Err(original), Err(_)) => Err(original),
+            (Ok(_), Err(mut e)) => {
+                // The statement ran; whether its transaction committed is
+                // unknown when the connection failed at COMMIT.
+                e.maybe_executed = e.kind == crate::error::ErrorKind::Connection;
+                Err(e)
+            }
+        }
     }
 
     /// Prepare (cached per connection) and bind: one round trip when warm.
@@ -371,6 +489,29 @@ impl PgConn {
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+        let outcome = self
+            .pinned(None, |_| true, async |c| c.query_here(statement).await)
+            .await;
+        match outcome {
+            Err(e) if self.must_leave_transaction(&e, statement) => {
+                // Only possible in a transaction of our own, which rolled back:
+                // nothing ran. Without parameters the simple protocol needs no
+                // prepared statement and no transaction.
+                self.simple(&statement.sql.render_with(|_| String::new()))
+                    .await?;
+                Ok(Rows::default())
+            }
+            other => other,
+        }
+    }
+
+    fn must_leave_transaction(&self, e: &Error, statement: &Statement) -> bool {
+        self.pooled.as_ref().is_some_and(|p| !p.in_transaction)
+            && e.sqlstate.as_deref() == Some(NOT_IN_TRANSACTION_BLOCK)
+            && statement.values.is_empty()
+    }
+
+    async fn query_here(&mut self, statement: &Statement) -> Result<Rows> {
         let (stmt, args) = self.bind(&statement.sql, &statement.values).await?;
         let columns = stmt.columns();
         let readers: Vec<Reader> = columns.iter().map(|c| reader_of(c.type_info())).collect();
@@ -412,12 +553,34 @@ impl PgConn {
         deadline: std::time::Duration,
     ) -> Result<Rows> {
         let ms = deadline.as_millis().max(1);
-        self.simple(&format!("SET statement_timeout = {ms}"))
-            .await?;
-        let result = self.query(statement).await;
-        let reset = self.simple("RESET statement_timeout").await;
-        let mut rows = result?;
-        reset?;
+        let mut rows = match &self.pooled {
+            None => {
+                self.simple(&format!("SET statement_timeout = {ms}"))
+                    .await?;
+                let result = self.query(statement).await;
+                let reset = self.simple("RESET statement_timeout").await;
+                let rows = result?;
+                reset?;
+                rows
+            }
+            Some(p) if p.in_transaction => {
+                let usual = p.timeout_ms.unwrap_or(0);
+                self.simple(&format!("SET LOCAL statement_timeout = {ms}"))
+                    .await?;
+                let result = self.query_here(statement).await;
+                // After a failure the transaction is aborted and ends with a
+                // ROLLBACK, which discards the SET LOCAL anyway.
+                if result.is_ok() {
+                    self.simple(&format!("SET LOCAL statement_timeout = {usual}"))
+                        .await?;
+                }
+                result?
+            }
+            Some(_) => {
+                self.pinned(Some(ms), |_| true, async |c| c.query_here(statement).await)
+                    .await?
+            }
+        };
         rows.rows_affected = rows.rows_affected.max(rows.row_count() as u64);
         Ok(rows)
     }
@@ -426,6 +589,20 @@ impl PgConn {
     /// channel stops reading, so memory stays bounded. `Ok(false)`: the
     /// consumer went away mid-result (the connection must be discarded).
     pub async fn stream(
+        &mut self,
+        statement: &Statement,
+        batch_size: usize,
+        sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
+    ) -> Result<bool> {
+        self.pinned(
+            None,
+            |done| *done,
+            async |c| c.stream_here(statement, batch_size, sink).await,
+        )
+        .await
+    }
+
+    async fn stream_here(
         &mut self,
         statement: &Statement,
         batch_size: usize,
@@ -474,6 +651,20 @@ impl PgConn {
     /// `COPY table (columns) FROM STDIN` in PostgreSQL's binary format: one
     /// statement, so all rows or none.
     pub async fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> Result<u64> {
+        self.pinned(
+            None,
+            |_| true,
+            async |c| c.bulk_insert_here(table, columns, rows).await,
+        )
+        .await
+    }
+
+    async fn bulk_insert_here(
         &mut self,
         table: &str,
         columns: &[String],
@@ -552,6 +743,15 @@ impl PgConn {
     /// chunks (one round trip per chunk, values still bound); anything else
     /// row by row.
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        self.pinned(
+            None,
+            |_| true,
+            async |c| c.execute_many_here(sql, rows).await,
+        )
+        .await
+    }
+
+    async fn execute_many_here(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
         let per_row = sql.names.len();
         if let (Some(template), true) = (sql.values_template(), per_row > 0) {
             // PostgreSQL takes at most 65535 parameters per statement.
@@ -596,6 +796,13 @@ impl PgConn {
 
     pub async fn close(self) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.conn.close()).await;
+    }
+}
+
+fn begin_with_timeout(timeout_ms: Option<u128>) -> String {
+    match timeout_ms {
+        Some(ms) => format!("BEGIN; SET LOCAL statement_timeout = {ms}"),
+        None => "BEGIN".to_owned(),
     }
 }
 
