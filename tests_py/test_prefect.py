@@ -155,6 +155,39 @@ def test_async_tasks_use_the_same_pool(env) -> None:  # type: ignore[no-untyped-
     probe.dispose()
 
 
+def test_async_manager_in_async_flows_and_tasks(env, server_connections) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=2, max_overflow=1)
+    config = env.config()
+    env_table = f"async_flow_{uuid.uuid4().hex[:8]}"
+    peak = 0
+
+    @task
+    async def write(i: int) -> int:
+        async with dbflow.AsyncDatabaseManager(name, config=config) as db:
+            async with db.transaction() as tx:
+                await tx.execute_query(f"INSERT INTO {env_table} (id) VALUES (:i)", {"i": i})
+                await tx.execute_query("SELECT pg_sleep(0.05)")
+            return i
+
+    @flow
+    async def async_flow() -> tuple[list[int], int]:
+        nonlocal peak
+        async with dbflow.AsyncDatabaseManager(name, config=config) as db:
+            await db.execute_query(f"CREATE TABLE {env_table} (id int PRIMARY KEY)")
+            writes = asyncio.gather(*(write(i) for i in range(12)))
+            while not writes.done():
+                peak = max(peak, server_connections(name))
+                await asyncio.sleep(0.01)
+            done = list(await writes)
+            count = await db.execute_query(f"SELECT count(*) AS n FROM {env_table}")
+            await db.execute_query(f"DROP TABLE {env_table}")
+            return done, int(count[0]["n"])
+
+    done, count = asyncio.run(async_flow())
+    assert sorted(done) == list(range(12)) and count == 12
+    assert 1 <= peak <= 3, f"{peak} sessions; pool_size + max_overflow is 3"
+
+
 def test_health_tasks_have_the_original_shapes(env) -> None:  # type: ignore[no-untyped-def]
     good = env.database("prefect_good")
     env.set("PREFECT_DOWN_CONNECTION_STRING", "postgresql://u:p@127.0.0.1:1/x")

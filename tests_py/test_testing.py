@@ -3,6 +3,7 @@ plugin as a user's fresh project sees it."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import re
@@ -14,6 +15,7 @@ import dbflow
 from dbflow import DatabaseConnectionError, DatabaseManager, ParameterError, QueryTimeoutError
 from dbflow.testing import (
     ANY,
+    AsyncMockDatabaseManager,
     MockDatabaseManager,
     NotATestDatabaseError,
     UnscriptedQueryError,
@@ -146,6 +148,35 @@ def test_patch_databases_reaches_worker_threads_and_nests(env) -> None:  # type:
         real.dispose()
     with pytest.raises(dbflow.ConfigurationError):
         DatabaseManager("SurveyHub")  # unpatched again: the real lookup
+
+
+def test_async_managers_are_patched_with_the_same_doubles() -> None:
+    mock = MockDatabaseManager("rpa_db")
+    mock.add_result("SELECT id FROM t", [{"id": 1}, {"id": 2}])
+    mock.add_result(re.compile("^INSERT"), 1)
+
+    async def flow_code() -> tuple[list[dict[str, object]], ...]:
+        async with dbflow.AsyncDatabaseManager("rpa_db") as db:
+            assert isinstance(db, AsyncMockDatabaseManager) and db.sync is mock
+            rows = await db.execute_query("SELECT id FROM t")
+            streamed = [row async for row in db.iter_query("SELECT id FROM t")]
+            async with db.transaction() as tx:
+                written = await tx.execute_query("INSERT INTO t VALUES (:id)", {"id": 3})
+            with pytest.raises(ParameterError):
+                await db.execute_query("SELECT :missing")
+            return rows, streamed, written
+
+    with patch_databases({"rpa_db": mock}):
+        rows, streamed, written = asyncio.run(flow_code())
+    assert rows == streamed == [{"id": 1}, {"id": 2}]
+    assert written == []  # an INSERT returns no rows, as on a real server
+    call = mock.assert_called_with_sql("INSERT INTO t VALUES (:id)", {"id": 3})
+    assert call.in_transaction
+    assert [c.method for c in mock.calls][:2] == ["execute_query", "iter_query"]
+    # An async double given to patch_databases is used as it is.
+    async_double = AsyncMockDatabaseManager(MockDatabaseManager())
+    with patch_databases(default=async_double):
+        assert dbflow.AsyncDatabaseManager("x") is async_double
 
 
 def test_patch_databases_as_decorator_with_default() -> None:

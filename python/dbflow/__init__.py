@@ -48,12 +48,11 @@ from dbflow.exceptions import (
 from dbflow.protocol import DatabaseManagerProtocol, TransactionProtocol
 
 
-class DatabaseManager(_NativeDatabaseManager):
-    """Pooled access to one configured database (see the README).
-
-    All work happens in the native core; this subclass only lets
-    ``dbflow.testing.patch_databases`` hand out test doubles.
-    """
+class _Constructor:
+    """The constructor both managers share: ``dbflow.testing.patch_databases``
+    may hand out a test double instead, and ``credentials=`` (a
+    ``dbflow.prefect.DatabaseCredentials`` block, or anything with
+    ``.settings()``) beats the environment and env files."""
 
     def __new__(
         cls,
@@ -67,16 +66,15 @@ class DatabaseManager(_NativeDatabaseManager):
     ) -> Self:
         patched = _patching.lookup(database_name)
         if patched is not None:
-            # A test double standing in for this database (it satisfies
+            # A double standing in for this database (it satisfies
             # DatabaseManagerProtocol, which flow code relies on).
-            return cast(Self, patched)
+            return cast(Self, cls._as_double(patched))
         if credentials is not None:
-            # A dbflow.prefect.DatabaseCredentials block (or anything with
-            # .settings()): its values beat the environment and env files.
             base = config or ConfigManager(environment, flow_name)
             config = base.with_settings(database_name, credentials.settings())
             environment = flow_name = None
-        return super().__new__(
+        # The next class in the MRO is the native manager.
+        return super().__new__(  # type: ignore[call-arg]
             cls,
             database_name,
             environment=environment,
@@ -85,13 +83,32 @@ class DatabaseManager(_NativeDatabaseManager):
             migrations_dir=migrations_dir,
         )
 
+    @staticmethod
+    def _as_double(patched: Any) -> Any:
+        return patched
 
-class AsyncDatabaseManager(_NativeAsyncDatabaseManager):
+
+class DatabaseManager(_Constructor, _NativeDatabaseManager):
+    """Pooled access to one configured database (see the README).
+
+    All work happens in the native core; this subclass only adds the
+    constructor's test-double and credentials hooks.
+    """
+
+
+class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
     """``DatabaseManager`` for asyncio: the same constructor and operations,
     as coroutines (``await db.execute_query(...)``, ``async with``,
     ``async for row in db.iter_query(...)``). The work runs on dbflow's shared
     runtime; the event loop never blocks. Cancelling an awaiting task discards
     the connection it was using."""
+
+    @staticmethod
+    def _as_double(patched: Any) -> Any:
+        # The doubles patch_databases gives DatabaseManager, with coroutines.
+        from dbflow.testing.mock import as_async
+
+        return as_async(patched)
 
     async def execute_query(
         self, sql: str, params: Mapping[str, Any] | None = None

@@ -22,6 +22,7 @@ from dbflow.testing.guard import (
 )
 from dbflow.testing.mock import (
     ANY,
+    AsyncMockDatabaseManager,
     Call,
     MockDatabaseManager,
     MockTransaction,
@@ -31,6 +32,7 @@ from dbflow.testing.patch import patch_databases
 
 __all__ = [
     "ANY",
+    "AsyncMockDatabaseManager",
     "Call",
     "MockDatabaseManager",
     "MockTransaction",
