@@ -335,7 +335,7 @@ impl Database {
     ) -> Result<tokio::sync::mpsc::Receiver<Result<Rows>>> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let db = self.clone();
-        crate::runtime::runtime()?.spawn(async move {
+        let producer = async move {
             let outcome = async {
                 let mut conn = db.connection("iter_query").await?;
                 conn.stream(&statement, batch_size.max(1), &tx).await
@@ -344,7 +344,13 @@ impl Database {
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_query"))).await;
             }
-        });
+        };
+        // The caller's span follows the producer (the bindings put the
+        // calling Python context there, for the logs).
+        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(
+            producer,
+            tracing::Span::current(),
+        ));
         Ok(rx)
     }
 

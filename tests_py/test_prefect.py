@@ -81,6 +81,56 @@ def test_dbflow_events_reach_the_run_logs(env, tmp_path: Path) -> None:  # type:
     )
 
 
+def test_events_on_runtime_threads_reach_the_run_that_caused_them(
+    env, admin, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Awaitables and the iter_query producer run on dbflow's runtime threads;
+    their events still land in the logs of the flow run that started them."""
+    root = tmp_path / "m"
+    name = env.database(auto_migrate="off", pool_size=1, max_overflow=0)
+    (root / name).mkdir(parents=True)
+    (root / name / "V1__Async_bridge.sql").write_text("SELECT 1;\n")
+    env.set(f"{name.upper()}_MIGRATIONS_TABLE", f"sv_{uuid.uuid4().hex[:12]}")
+    config = env.config()
+
+    @task
+    async def migrate() -> dict[str, Any]:
+        async with dbflow.AsyncDatabaseManager(name, config=config, migrations_dir=root) as db:
+            return await db.run_migrations()
+
+    @flow
+    async def async_bridged() -> Any:
+        assert (await migrate())["applied"] == ["V1"]
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    logs = run_logs(asyncio.run(async_bridged()))
+    assert any("applying migration" in line and "V1__Async_bridge.sql" in line for line in logs), (
+        logs
+    )
+
+    # The iter_query producer checks a connection out on a runtime thread:
+    # make its pre-ping find the pooled connection dead.
+    db = dbflow.DatabaseManager(name, config=config)
+    pid = db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+    admin.execute_query("SELECT pg_terminate_backend(:pid)", {"pid": pid})
+    time.sleep(1.2)  # idle past the pre-ping threshold
+
+    @flow
+    def streamed() -> Any:
+        assert [r["n"] for r in db.iter_query("SELECT generate_series(1, 3) AS n")] == [1, 2, 3]
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    try:
+        logs = run_logs(streamed())
+    finally:
+        db.dispose()
+    assert any("pre-ping found a dead connection" in line for line in logs), logs
+
+
 def test_outside_a_run_events_go_to_the_dbflow_logger(env, caplog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO, logger="dbflow")
     root = tmp_path / "m"

@@ -1,13 +1,16 @@
 """dbflow's log events into Prefect run logs.
 
-The native core logs to the ``dbflow`` logger. Work is driven on the calling
-thread (the GIL is released and the thread blocks on the shared runtime), so
-an event raised by a query inside a flow or task run is emitted on that
-run's thread, where Prefect's run context is current: this handler forwards
-it to ``get_run_logger()``. Outside a run (``MissingContextError``), or for
-events of background work that no run caused, the record simply continues to
-the ``dbflow`` logger's other handlers. Prefect is never imported here unless
-the application already imported it.
+The native core logs to the ``dbflow`` logger. Sync work is driven on the
+calling thread (the GIL is released and the thread blocks on the shared
+runtime), so its events are emitted on the run's thread, where Prefect's run
+context is current. Work on runtime threads for a Python call (awaitables,
+the ``iter_query`` producer) carries that call's ``contextvars`` context, and
+its events are emitted inside it. Either way this handler finds the run with
+``get_run_logger()`` and forwards the event. Outside a run
+(``MissingContextError``), or for background work no call is waiting on
+(closing an idle pool), the record simply continues to the ``dbflow``
+logger's other handlers. Prefect is never imported here unless the
+application already imported it.
 """
 
 from __future__ import annotations

@@ -88,6 +88,9 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     crate::runtime::runtime().py_result()?;
+    // Events of this work are logged in the awaiting coroutine's context
+    // (its Prefect run), though they happen on runtime threads.
+    let fut = tracing::Instrument::instrument(fut, super::logging::caller_span(py));
     pyo3_async_runtimes::generic::future_into_py::<DbflowRuntime, _, T>(py, async move {
         fut.await.map_err(to_pyerr)
     })
@@ -295,6 +298,7 @@ impl PyAsyncDatabaseManager {
         batch_size: usize,
     ) -> PyResult<AsyncRowIterator> {
         let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
+        let _caller = super::logging::caller_span(py).entered();
         let receiver = self.db.stream(stmt, batch_size).py_result()?;
         let buffer = py
             .import("collections")?

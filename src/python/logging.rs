@@ -4,6 +4,12 @@
 //! cheaply); events from runtime threads attach with `try_attach`, which
 //! never blocks interpreter shutdown. Fields travel in `extra["dbflow"]`
 //! so the Prefect bridge (and users) can read them without parsing.
+//!
+//! Work that runs on runtime threads on behalf of a Python call (awaitables,
+//! the `iter_query` producer) runs inside a [`caller_span`] holding that
+//! call's `contextvars` context; its events are logged inside that context,
+//! so Prefect's `get_run_logger()` finds the flow or task run that caused
+//! them.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,10 +63,50 @@ fn python_level(level: &Level) -> u8 {
     }
 }
 
+/// The `contextvars.Context` of the Python call a span's work belongs to.
+struct CallerContext(Py<PyAny>);
+
+/// A span carrying the calling Python context, for work the runtime runs on
+/// its own threads. Without Prefect imported no run logger can be reached,
+/// so there is nothing to carry (and nothing to pay).
+pub fn caller_span(py: Python<'_>) -> tracing::Span {
+    if SHUTTING_DOWN.load(Ordering::Acquire) || !prefect_imported(py) {
+        return tracing::Span::none();
+    }
+    let Ok(context) = py
+        .import("contextvars")
+        .and_then(|m| m.call_method0("copy_context"))
+    else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(target: "dbflow::caller", "caller");
+    let mut context = Some(context.unbind());
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let data = tracing_subscriber::registry::LookupSpan::span(registry, id)?;
+        data.extensions_mut().insert(CallerContext(context.take()?));
+        Some(())
+    });
+    span
+}
+
+fn prefect_imported(py: Python<'_>) -> bool {
+    static MODULES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    MODULES
+        .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py.import("sys")?.getattr("modules")?.unbind())
+        })
+        .and_then(|modules| modules.bind(py).contains("prefect"))
+        .unwrap_or(false)
+}
+
 struct PythonLogging;
 
-impl<S: Subscriber> Layer<S> for PythonLogging {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+impl<S> Layer<S> for PythonLogging
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if SHUTTING_DOWN.load(Ordering::Acquire) {
             return;
         }
@@ -72,12 +118,19 @@ impl<S: Subscriber> Layer<S> for PythonLogging {
         }
         let level = python_level(meta.level());
         Python::try_attach(|py| {
-            let _ = emit(py, level, event);
+            let caller = ctx.event_scope(event).and_then(|scope| {
+                scope.into_iter().find_map(|span| {
+                    span.extensions()
+                        .get::<CallerContext>()
+                        .map(|c| c.0.clone_ref(py))
+                })
+            });
+            let _ = emit(py, level, event, caller);
         });
     }
 }
 
-fn emit(py: Python<'_>, level: u8, event: &Event<'_>) -> PyResult<()> {
+fn emit(py: Python<'_>, level: u8, event: &Event<'_>, caller: Option<Py<PyAny>>) -> PyResult<()> {
     let logger = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
         Ok(py
             .import("logging")?
@@ -100,6 +153,17 @@ fn emit(py: Python<'_>, level: u8, event: &Event<'_>) -> PyResult<()> {
     extra.set_item("dbflow", extra_fields)?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("extra", extra)?;
+    if let Some(context) = caller {
+        let log = logger.getattr("log")?;
+        let entered = context
+            .bind(py)
+            .call_method("run", (&log, level, &message), Some(&kwargs));
+        // A context can be entered by one thread at a time; should another
+        // event hold it, this one is still logged, outside the run.
+        if entered.is_ok() {
+            return Ok(());
+        }
+    }
     logger.call_method("log", (level, message), Some(&kwargs))?;
     Ok(())
 }

@@ -628,11 +628,14 @@ impl PyDatabaseManager {
     #[pyo3(signature = (sql, params=None, batch_size=1000))]
     fn iter_query(
         &self,
+        py: Python<'_>,
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
         batch_size: usize,
     ) -> PyResult<RowIterator> {
         let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
+        // The producer runs on the runtime; its events belong to this call.
+        let _caller = super::logging::caller_span(py).entered();
         let receiver = self.db.stream(stmt, batch_size).py_result()?;
         Ok(RowIterator {
             receiver: Mutex::new(receiver),
