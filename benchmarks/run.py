@@ -90,6 +90,9 @@ class Dbflow:
     def fetch(self) -> Any:
         return self.db.execute_query(FETCH)
 
+    def fetch_tuples(self) -> Any:
+        return self.db.execute_query(FETCH, as_tuples=True)
+
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {DBFLOW_ROW}"
         for row in data:
@@ -143,6 +146,12 @@ class Replaced:
     def fetch(self) -> int:
         return len(self._q(FETCH))
 
+    def fetch_tuples(self) -> int:
+        with self.engine.connect() as conn:
+            rows = conn.execute(self.text(FETCH)).fetchall()  # Row objects are tuples
+            conn.commit()
+            return len(rows)
+
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {SQLALCHEMY_ROW}"
         for row in data:
@@ -190,6 +199,12 @@ class Psycopg3:
     def fetch(self) -> int:
         return len(self._q(FETCH))
 
+    def fetch_tuples(self) -> int:
+        from psycopg.rows import tuple_row
+
+        with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            return len(cur.execute(FETCH).fetchall())
+
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {PSYCOPG_ROW}"
         for row in data:
@@ -227,9 +242,19 @@ class Asyncpg:
     def __init__(self, url: str) -> None:
         import asyncpg
 
+        async def parse_json(conn: Any) -> None:
+            # asyncpg alone returns jsonb as str; every other contestant
+            # returns parsed JSON, so give it the codec its docs recommend.
+            await conn.set_type_codec(
+                "jsonb",
+                schema="pg_catalog",
+                decoder=json.loads,
+                encoder=lambda v: v if isinstance(v, str) else json.dumps(v),
+            )
+
         self.loop = LOOP
         self.pool = self.loop.run_until_complete(
-            asyncpg.create_pool(url, min_size=5, max_size=15, ssl=False)
+            asyncpg.create_pool(url, min_size=5, max_size=15, ssl=False, init=parse_json)
         )
 
     def run(self, coro: Any) -> Any:
@@ -255,6 +280,13 @@ class Asyncpg:
         async def go() -> int:
             async with self.pool.acquire() as c:
                 return len([dict(r) for r in await c.fetch(FETCH)])
+
+        return int(self.run(go()))
+
+    def fetch_tuples(self) -> int:
+        async def go() -> int:
+            async with self.pool.acquire() as c:
+                return len(await c.fetch(FETCH))  # Records are tuple-like
 
         return int(self.run(go()))
 
@@ -320,6 +352,13 @@ class Psqlpy:
 
         return int(self.run(go()))
 
+    def fetch_tuples(self) -> int:
+        async def go() -> int:
+            async with self.pool.acquire() as conn:
+                return len((await conn.execute(FETCH)).result(as_tuple=True))
+
+        return int(self.run(go()))
+
 
 CONTESTANTS: list[Callable[[str], Any]] = [Replaced, Dbflow, Psycopg3, Asyncpg, Psqlpy]
 
@@ -364,11 +403,12 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-WORKLOADS = ["select1", "pk", "fetch", "per_row", "many", "bulk", "copy", "threads"]
+WORKLOADS = ["select1", "pk", "fetch", "fetch_tuples", "per_row", "many", "bulk", "copy", "threads"]
 LABELS = {
     "select1": f"SELECT 1 round trip ({SIZES['select1']} calls)",
     "pk": f"primary-key lookup ({SIZES['pk']} calls)",
     "fetch": "100,000 mixed-type rows → dicts",
+    "fetch_tuples": "the same rows as tuples (records, rows)",
     "per_row": f"insert one call per row ({SIZES['per_row']} rows)",
     "many": f"execute_many ({SIZES['many']} rows)",
     "bulk": f"bulk_insert ({SIZES['many']} rows)",
@@ -396,7 +436,7 @@ def measure(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
                     data = rows(size, offset=1_000_000)
                     elapsed = timed(lambda fn=fn, table=table, data=data: fn(table, data))
                     drop(url, table)
-                elif workload == "fetch":
+                elif workload in ("fetch", "fetch_tuples"):
                     elapsed = timed(fn)
                 else:
                     elapsed = timed(lambda fn=fn, workload=workload: fn(SIZES[workload]))
@@ -404,14 +444,14 @@ def measure(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
     return results
 
 
-def peak_memory(url: str, contestant: str) -> int:
+def peak_memory(url: str, contestant: str, method: str = "fetch") -> int:
     """Peak RSS growth (KiB) of the 100k-row fetch, in a fresh process."""
     code = (
         "import sys, resource; sys.path.insert(0, %r); import run; "
         "p = [c for c in run.CONTESTANTS if c.name == %r][0](%r); p.select1(3); "
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; kept = p.fetch(); "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; kept = p.%s(); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)"
-    ) % (str(HERE), contestant, url)
+    ) % (str(HERE), contestant, url, method)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         print(f"memory measurement of {contestant} failed: {done.stderr[-500:]}", file=sys.stderr)
@@ -463,11 +503,48 @@ def round_trips(url: str, make: Callable[[str], Any], calls: int = 200) -> float
     return (proxy.writes - before) / calls
 
 
+def migrations_time(url: str, rounds: int) -> list[float]:
+    """dbflow applying 200 versioned files (each in its own transaction, with
+    its history row) to a fresh database, once per round."""
+    import urllib.parse
+
+    import psycopg
+
+    import dbflow
+
+    root = Path(tempfile.mkdtemp())
+    (root / "mig").mkdir()
+    (root / "mig" / "V1__Create.sql").write_text(
+        "CREATE TABLE counter (n int);\nINSERT INTO counter VALUES (0);\n"
+    )
+    for i in range(2, 201):
+        (root / "mig" / f"V{i}__Bump.sql").write_text("UPDATE counter SET n = n + 1;\n")
+    times = []
+    for r in range(rounds):
+        database = f"bench_mig_{os.getpid()}_{r}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {database}")
+        target = urllib.parse.urlsplit(url)._replace(path=f"/{database}").geturl()
+        Path(root, ".env.bench").write_text(
+            f"BENCH_GLOBAL_MIG_CONNECTION_STRING={target}\nBENCH_GLOBAL_MIG_AUTO_MIGRATE=off\n"
+        )
+        db = dbflow.DatabaseManager(
+            "mig", config=dbflow.ConfigManager("bench", envs_dir=root), migrations_dir=root
+        )
+        times.append(timed(db.run_migrations))
+        db.dispose()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {database} WITH (FORCE)")
+    return times
+
+
 def report(
     results: dict[str, dict[str, list[float]]],
     memory: dict[str, int],
     trips: dict[str, float],
     rounds: int,
+    extras: dict[str, list[float]],
+    tuple_memory: dict[str, int] | None = None,
 ) -> str:
     base = Replaced.name
     lines = [
@@ -492,16 +569,29 @@ def report(
             ratio = f" (**{ref / med:.2f}x**)" if ref else ""
             cells.append(f"{med * 1000:.1f} ms{ratio}")
         lines.append(f"| {LABELS[workload]} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| peak RSS growth, 100k-row fetch | "
-        + " | ".join(f"{memory.get(c.name, -1) / 1024:.0f} MB" for c in CONTESTANTS)
-        + " |"
-    )
-    lines.append(
-        "| client writes per `SELECT 1` | "
-        + " | ".join(f"{trips[c.name]:.2f}" if c.name in trips else "—" for c in CONTESTANTS)
-        + " |"
-    )
+    if memory:
+        lines.append(
+            "| peak RSS growth, 100k-row fetch | "
+            + " | ".join(f"{memory.get(c.name, -1) / 1024:.0f} MB" for c in CONTESTANTS)
+            + " |"
+        )
+    if tuple_memory:
+        lines.append(
+            "| peak RSS growth, 100k rows as tuples | "
+            + " | ".join(f"{tuple_memory.get(c.name, -1) / 1024:.0f} MB" for c in CONTESTANTS)
+            + " |"
+        )
+    if trips:
+        lines.append(
+            "| client writes per `SELECT 1` | "
+            + " | ".join(f"{trips[c.name]:.2f}" if c.name in trips else "—" for c in CONTESTANTS)
+            + " |"
+        )
+    for label, times in extras.items():
+        lines.append(
+            f"| {label} | — | {statistics.median(times) * 1000:.1f} ms |"
+            + " — |" * (len(CONTESTANTS) - 2)
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -509,14 +599,38 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default=os.environ.get("DBFLOW_TEST_POSTGRES_URL"))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--workloads",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} for a quick look; "
+        "prints the table without writing results/",
+    )
     args = parser.parse_args()
     if not args.url:
         parser.error("give --url or set DBFLOW_TEST_POSTGRES_URL")
     setup_schema(args.url)
+    if args.workloads:
+        chosen = args.workloads.split(",")
+        unknown = set(chosen) - set(WORKLOADS)
+        if unknown:
+            parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+        WORKLOADS[:] = [w for w in WORKLOADS if w in chosen]
+        memory = (
+            {c.name: peak_memory(args.url, c.name) for c in CONTESTANTS}
+            if "fetch" in chosen
+            else {}
+        )
+        print(report(measure(args.url, args.rounds), memory, {}, args.rounds, {}))
+        return 0
     memory = {c.name: peak_memory(args.url, c.name) for c in CONTESTANTS}
+    tuple_memory = {c.name: peak_memory(args.url, c.name, "fetch_tuples") for c in CONTESTANTS}
     results = measure(args.url, args.rounds)
     trips = {c.name: round_trips(args.url, c) for c in (Replaced, Dbflow, Psycopg3)}
-    text = report(results, memory, trips, args.rounds)
+    extras = {
+        "200 migrations applied (one `run_migrations()`, fresh database)": migrations_time(
+            args.url, args.rounds
+        )
+    }
+    text = report(results, memory, trips, args.rounds, extras, tuple_memory)
     out = HERE / "results" / f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}.md"
     out.write_text(text)
     (HERE / "results" / "latest.md").write_text(text)

@@ -30,6 +30,9 @@ pub enum Value {
     },
     Uuid(uuid::Uuid),
     Json(serde_json::Value),
+    /// JSON text as a server sent it (results only): turned into Python
+    /// objects straight from the text, with no tree in between.
+    JsonText(String),
     Array(Vec<Value>),
 }
 
@@ -53,7 +56,7 @@ impl Value {
             Value::DateTime(_) | Value::DateTimeTz(_) => "datetime",
             Value::Interval { .. } => "timedelta",
             Value::Uuid(_) => "UUID",
-            Value::Json(_) => "dict",
+            Value::Json(_) | Value::JsonText(_) => "dict",
             Value::Array(_) => "list",
         }
     }
@@ -71,6 +74,7 @@ impl Value {
                 .map(J::Number)
                 .unwrap_or_else(|_| J::String(d.clone())),
             Value::Json(j) => j.clone(),
+            Value::JsonText(t) => serde_json::from_str(t).unwrap_or_else(|_| J::String(t.clone())),
             Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
             other => J::String(other.to_text()),
         }
@@ -106,6 +110,7 @@ impl Value {
             }
             Value::Uuid(u) => u.hyphenated().to_string(),
             Value::Json(j) => j.to_string(),
+            Value::JsonText(t) => t.clone(),
             Value::Array(items) => {
                 serde_json::Value::Array(items.iter().map(Value::to_json).collect()).to_string()
             }

@@ -35,6 +35,7 @@ def test_the_operations(env, tmp_path: Path) -> None:  # type: ignore[no-untyped
         async with AsyncDatabaseManager(name, config=env.config(), migrations_dir=root) as db:
             assert (await db.run_migrations())["current_version"] == "V1"
             assert await db.execute_query("SELECT :x AS x", {"x": 1}) == [{"x": 1}]
+            assert await db.execute_query("SELECT :x AS x", {"x": 1}, as_tuples=True) == [(1,)]
             assert (
                 await db.execute_many(
                     f"INSERT INTO {table} VALUES (:id, :v)", [{"id": 1, "v": "a"}]

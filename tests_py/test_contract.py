@@ -8,6 +8,7 @@ skipped, with that reason, otherwise.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import threading
 import time
 import urllib.parse
@@ -31,6 +32,30 @@ def count(db: dbflow.DatabaseManager, table: str) -> int:
 def test_query_returns_list_of_dicts(bdb: dbflow.DatabaseManager, backend: Backend) -> None:
     assert bdb.database_type == backend.name
     assert bdb.execute_query("SELECT 1 AS one, 'two' AS two") == [{"one": 1, "two": "two"}]
+
+
+def test_rows_as_tuples_and_large_results(bdb: dbflow.DatabaseManager, backend: Backend) -> None:
+    sql = "SELECT 1 AS a, 'x' AS b, NULL AS c"
+    assert bdb.execute_query(sql, as_tuples=True) == [(1, "x", None)]
+    many = (
+        "SELECT n, n * 2 AS twice FROM generate_series(1, 3000) AS n"
+        if backend.name == "postgresql"
+        else "SELECT TOP 3000 ROW_NUMBER() OVER (ORDER BY (SELECT 1)) AS n, "
+        "2 * ROW_NUMBER() OVER (ORDER BY (SELECT 1)) AS twice "
+        "FROM sys.all_objects a CROSS JOIN sys.all_objects b"
+    )
+    gc.enable()
+    dicts = bdb.execute_query(many)
+    assert gc.isenabled(), "the collector paused for building rows must be resumed"
+    tuples = bdb.execute_query(many, as_tuples=True)
+    assert [tuple(d.values()) for d in dicts] == tuples
+    assert tuples[-1] == (3000, 6000) and len(tuples) == 3000
+    gc.disable()
+    try:
+        bdb.execute_query(many)
+        assert not gc.isenabled(), "a collector the application disabled stays disabled"
+    finally:
+        gc.enable()
 
 
 def test_parameters_bind_repeat_and_ignore_extras(bdb: dbflow.DatabaseManager) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
-from typing import Any, cast
+from typing import Any, Literal, cast, overload
 
 from typing_extensions import Self
 
@@ -110,9 +110,23 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
 
         return as_async(patched)
 
+    @overload
     async def execute_query(
-        self, sql: str, params: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        as_tuples: Literal[False] = False,
+    ) -> list[dict[str, Any]]: ...
+    @overload
+    async def execute_query(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, as_tuples: Literal[True]
+    ) -> list[tuple[Any, ...]]: ...
+    async def execute_query(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, as_tuples: bool = False
+    ) -> list[dict[str, Any]] | list[tuple[Any, ...]]:
+        if as_tuples:
+            return await super().execute_query(sql, params, as_tuples=True)
         return await super().execute_query(sql, params)
 
     async def execute_query_with_timeout(

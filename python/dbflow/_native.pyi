@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Literal, final, overload
 
 from typing_extensions import Self, disjoint_base
 
@@ -72,7 +72,14 @@ class DatabaseManager:
     def flow_name(self) -> str | None: ...
     @property
     def connection_string(self) -> str: ...
-    def execute_query(self, sql: str, params: _Params | None = None) -> list[_Row]: ...
+    @overload
+    def execute_query(
+        self, sql: str, params: _Params | None = None, *, as_tuples: Literal[False] = False
+    ) -> list[_Row]: ...
+    @overload
+    def execute_query(
+        self, sql: str, params: _Params | None = None, *, as_tuples: Literal[True]
+    ) -> list[tuple[Any, ...]]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[_Params]) -> int: ...
     def execute_transaction(
         self, queries: Sequence[tuple[str, _Params | None] | tuple[str] | str]
@@ -141,7 +148,14 @@ class AsyncDatabaseManager:
     def database_type(self) -> str: ...
     @property
     def environment(self) -> str: ...
-    def execute_query(self, sql: str, params: _Params | None = None) -> Awaitable[list[_Row]]: ...
+    @overload
+    def execute_query(
+        self, sql: str, params: _Params | None = None, *, as_tuples: Literal[False] = False
+    ) -> Awaitable[list[_Row]]: ...
+    @overload
+    def execute_query(
+        self, sql: str, params: _Params | None = None, *, as_tuples: Literal[True]
+    ) -> Awaitable[list[tuple[Any, ...]]]: ...
     def execute_query_with_timeout(
         self, sql: str, params: _Params | None = None, timeout: float | None = None
     ) -> Awaitable[list[_Row]]: ...

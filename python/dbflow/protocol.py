@@ -5,7 +5,7 @@ both against it, so neither can drift."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 from typing_extensions import Self
 
@@ -36,7 +36,14 @@ class DatabaseManagerProtocol(Protocol):
     def database_name(self) -> str: ...
     @property
     def database_type(self) -> str: ...
-    def execute_query(self, sql: str, params: Params | None = None) -> list[Row]: ...
+    @overload
+    def execute_query(
+        self, sql: str, params: Params | None = None, *, as_tuples: Literal[False] = False
+    ) -> list[Row]: ...
+    @overload
+    def execute_query(
+        self, sql: str, params: Params | None = None, *, as_tuples: Literal[True]
+    ) -> list[tuple[Any, ...]]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int: ...
     def execute_transaction(
         self, queries: Sequence[tuple[str, Params | None] | tuple[str] | str]

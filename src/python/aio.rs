@@ -96,8 +96,20 @@ where
     })
 }
 
-/// Rows that become `list[dict]` when delivered to Python.
-struct PyRows(Rows);
+/// Rows that become `list[dict]` (or `list[tuple]`) when delivered to Python.
+struct PyRows {
+    rows: Rows,
+    as_tuples: bool,
+}
+
+impl From<Rows> for PyRows {
+    fn from(rows: Rows) -> Self {
+        PyRows {
+            rows,
+            as_tuples: false,
+        }
+    }
+}
 
 impl<'py> IntoPyObject<'py> for PyRows {
     type Target = PyList;
@@ -105,7 +117,7 @@ impl<'py> IntoPyObject<'py> for PyRows {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        rows_to_py(py, self.0)
+        super::convert::rows_in_shape(py, self.rows, self.as_tuples)
     }
 }
 
@@ -211,16 +223,19 @@ impl PyAsyncDatabaseManager {
         self.config.environment()
     }
 
-    #[pyo3(signature = (sql, params=None))]
+    #[pyo3(signature = (sql, params=None, *, as_tuples=false))]
     fn execute_query<'py>(
         &self,
         py: Python<'py>,
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
+        as_tuples: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let stmt = statement(&self.db, sql, params, "execute_query").py_result()?;
         let db = self.db.clone();
-        awaitable(py, async move { db.query(&stmt).await.map(PyRows) })
+        awaitable(py, async move {
+            db.query(&stmt).await.map(|rows| PyRows { rows, as_tuples })
+        })
     }
 
     #[pyo3(signature = (sql, params=None, timeout=None))]
@@ -235,7 +250,9 @@ impl PyAsyncDatabaseManager {
         let stmt = statement(&self.db, sql, params, "execute_query_with_timeout").py_result()?;
         let db = self.db.clone();
         awaitable(py, async move {
-            db.query_with_timeout(&stmt, deadline).await.map(PyRows)
+            db.query_with_timeout(&stmt, deadline)
+                .await
+                .map(PyRows::from)
         })
     }
 
@@ -467,7 +484,7 @@ impl AsyncTransaction {
         awaitable(py, async move {
             let mut guard = inner.lock().await;
             match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => tx.query(&stmt).await.map(PyRows),
+                Some(tx) => tx.query(&stmt).await.map(PyRows::from),
                 None => Err(not_open(&db, "transaction.execute_query")),
             }
         })

@@ -435,19 +435,22 @@ impl PyDatabaseManager {
         self.db.config().spec.redacted()
     }
 
-    #[pyo3(signature = (sql, params=None))]
+    /// Rows as dicts; `as_tuples=True`: tuples in column order (less time
+    /// and memory for large reads).
+    #[pyo3(signature = (sql, params=None, *, as_tuples=false))]
     fn execute_query<'py>(
         &self,
         py: Python<'py>,
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
+        as_tuples: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let started = Instant::now();
         let stmt = statement(&self.db, sql, params, "execute_query").py_result()?;
         let db = &self.db;
         let rows: Rows = wait(py, db.query(&stmt)).py_result()?;
         log_done(db.name(), "execute_query", started, rows.row_count());
-        rows_to_py(py, rows)
+        convert::rows_in_shape(py, rows, as_tuples)
     }
 
     /// The server stops the statement at the deadline (`None`: the
@@ -533,7 +536,7 @@ impl PyDatabaseManager {
         if retry_on_failure {
             self.execute_query_with_retry(py, sql, params, None, None, None, false)
         } else {
-            self.execute_query(py, sql, params)
+            self.execute_query(py, sql, params, false)
         }
     }
 
@@ -547,7 +550,7 @@ impl PyDatabaseManager {
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let started = Instant::now();
-        let result = self.execute_query(py, sql, params);
+        let result = self.execute_query(py, sql, params, false);
         let elapsed = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
         let d = PyDict::new(py);
         match result {

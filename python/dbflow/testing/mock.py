@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from typing_extensions import Self
 
@@ -234,8 +234,19 @@ class MockDatabaseManager:
             return []
         return list(result)
 
-    def execute_query(self, sql: str, params: Params | None = None) -> list[Row]:
-        return self._query("execute_query", sql, params)
+    @overload
+    def execute_query(
+        self, sql: str, params: Params | None = None, *, as_tuples: Literal[False] = False
+    ) -> list[Row]: ...
+    @overload
+    def execute_query(
+        self, sql: str, params: Params | None = None, *, as_tuples: Literal[True]
+    ) -> list[tuple[Any, ...]]: ...
+    def execute_query(
+        self, sql: str, params: Params | None = None, *, as_tuples: bool = False
+    ) -> list[Row] | list[tuple[Any, ...]]:
+        rows = self._query("execute_query", sql, params)
+        return [tuple(row.values()) for row in rows] if as_tuples else rows
 
     def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
         rows = list(seq_of_params)
@@ -517,8 +528,10 @@ class AsyncMockDatabaseManager:
         # own assertions) are the double's.
         return getattr(self.sync, name)
 
-    async def execute_query(self, sql: str, params: Params | None = None) -> list[Row]:
-        return list(self.sync.execute_query(sql, params))
+    async def execute_query(
+        self, sql: str, params: Params | None = None, *, as_tuples: bool = False
+    ) -> list[Any]:
+        return list(self.sync.execute_query(sql, params, as_tuples=as_tuples))
 
     async def execute_query_with_timeout(
         self, sql: str, params: Params | None = None, timeout: float | None = None

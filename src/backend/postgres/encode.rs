@@ -53,7 +53,7 @@ pub enum Mismatch {
 /// The type to declare for a value; 0 lets the server infer it.
 pub fn natural_oid(value: &Value) -> u32 {
     match value {
-        Value::Null | Value::Text(_) | Value::Json(_) | Value::Array(_) => 0,
+        Value::Null | Value::Text(_) | Value::Json(_) | Value::JsonText(_) | Value::Array(_) => 0,
         Value::Bool(_) => oid::BOOL,
         Value::Int(i) if i32::try_from(*i).is_ok() => oid::INT4,
         Value::Int(_) => oid::INT8,
@@ -75,7 +75,7 @@ pub fn natural_oid(value: &Value) -> u32 {
 pub fn standalone_oid(value: &Value) -> u32 {
     match value {
         Value::Text(_) => oid::TEXT,
-        Value::Json(_) => oid::JSONB,
+        Value::Json(_) | Value::JsonText(_) => oid::JSONB,
         Value::Array(items) => {
             let mut element = 0;
             for item in items {
@@ -245,7 +245,7 @@ fn encode_builtin(value: &Value, t: u32, buf: &mut Vec<u8>) -> Result<(), Mismat
                 buf.push(1);
             }
             match v {
-                Value::Text(s) => buf.extend_from_slice(s.as_bytes()),
+                Value::Text(s) | Value::JsonText(s) => buf.extend_from_slice(s.as_bytes()),
                 other => serde_json::to_writer(&mut *buf, &other.to_json())
                     .map_err(|e| invalid(e.to_string()))?,
             }
@@ -253,7 +253,7 @@ fn encode_builtin(value: &Value, t: u32, buf: &mut Vec<u8>) -> Result<(), Mismat
         (_, Value::Text(s)) if Target::Builtin(t).is_text_like() => {
             buf.extend_from_slice(s.as_bytes())
         }
-        (_, Value::Array(_) | Value::Json(_)) => return Err(Mismatch::Retype),
+        (_, Value::Array(_) | Value::Json(_) | Value::JsonText(_)) => return Err(Mismatch::Retype),
         (_, v) if Target::Builtin(t).is_text_like() => {
             buf.extend_from_slice(v.to_text().as_bytes())
         }
