@@ -444,13 +444,25 @@ def measure(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
     return results
 
 
+def vm_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def peak_memory(url: str, contestant: str, method: str = "fetch") -> int:
-    """Peak RSS growth (KiB) of the 100k-row fetch, in a fresh process."""
+    """Peak RSS growth (KiB) of the 100k-row fetch, in a fresh process.
+
+    Read from /proc (VmHWM, reset just before the fetch), not getrusage:
+    Linux carries ru_maxrss over fork and exec, so a child of this (large)
+    process would start with the parent's peak and under-report."""
     code = (
-        "import sys, resource; sys.path.insert(0, %r); import run; "
+        "import sys; sys.path.insert(0, %r); import run; "
         "p = [c for c in run.CONTESTANTS if c.name == %r][0](%r); p.select1(3); "
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; kept = p.%s(); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)"
+        "before = run.vm_kib('VmRSS'); open('/proc/self/clear_refs', 'w').write('5'); "
+        "kept = p.%s(); print(run.vm_kib('VmHWM') - before)"
     ) % (str(HERE), contestant, url, method)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:

@@ -170,6 +170,25 @@ impl Database {
         self.query_as(statement, "execute_query").await
     }
 
+    /// One statement in autocommit mode whose rows are handed to `to` in
+    /// batches of `every` as they are decoded; returns the rest.
+    pub async fn query_in_batches(
+        &self,
+        statement: &Statement,
+        every: usize,
+        to: crate::backend::rows::BatchFn<'_>,
+    ) -> Result<Rows> {
+        let operation = "execute_query";
+        let started = Instant::now();
+        let result = async {
+            let mut conn = self.connection(operation).await?;
+            conn.query_in_batches(statement, every, to).await
+        }
+        .await
+        .map_err(|e| self.fail(e, operation));
+        self.observe(started, result, |r| r.rows_affected)
+    }
+
     async fn query_as(&self, statement: &Statement, operation: &'static str) -> Result<Rows> {
         let started = Instant::now();
         let result = async {

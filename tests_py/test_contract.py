@@ -38,9 +38,9 @@ def test_rows_as_tuples_and_large_results(bdb: dbflow.DatabaseManager, backend: 
     sql = "SELECT 1 AS a, 'x' AS b, NULL AS c"
     assert bdb.execute_query(sql, as_tuples=True) == [(1, "x", None)]
     many = (
-        "SELECT n, n * 2 AS twice FROM generate_series(1, 3000) AS n"
+        "SELECT n, n * 2 AS twice FROM generate_series(1, 10000) AS n"
         if backend.name == "postgresql"
-        else "SELECT TOP 3000 ROW_NUMBER() OVER (ORDER BY (SELECT 1)) AS n, "
+        else "SELECT TOP 10000 ROW_NUMBER() OVER (ORDER BY (SELECT 1)) AS n, "
         "2 * ROW_NUMBER() OVER (ORDER BY (SELECT 1)) AS twice "
         "FROM sys.all_objects a CROSS JOIN sys.all_objects b"
     )
@@ -49,13 +49,31 @@ def test_rows_as_tuples_and_large_results(bdb: dbflow.DatabaseManager, backend: 
     assert gc.isenabled(), "the collector paused for building rows must be resumed"
     tuples = bdb.execute_query(many, as_tuples=True)
     assert [tuple(d.values()) for d in dicts] == tuples
-    assert tuples[-1] == (3000, 6000) and len(tuples) == 3000
+    # Past several conversion batches, in order, nothing lost or repeated.
+    assert tuples[-1] == (10000, 20000) and len(tuples) == 10000
+    assert [t[0] for t in tuples] == list(range(1, 10001))
     gc.disable()
     try:
         bdb.execute_query(many)
         assert not gc.isenabled(), "a collector the application disabled stays disabled"
     finally:
         gc.enable()
+
+
+def test_a_value_python_cannot_hold_fails_the_read_cleanly(
+    bdb: dbflow.DatabaseManager, backend: Backend
+) -> None:
+    if backend.name != "postgresql":
+        pytest.skip("PostgreSQL dates reach year 5874897; SQL Server's stop at 9999")
+    # Row 9000 (in a later conversion batch) holds a date past Python's year 9999.
+    sql = (
+        "SELECT n, CASE WHEN n = 9000 THEN DATE '20000-01-01' ELSE DATE '2020-01-01' END AS d "
+        "FROM generate_series(1, 10000) AS n"
+    )
+    with pytest.raises(ValueError, match="year"):
+        bdb.execute_query(sql)
+    assert bdb.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+    assert bdb.get_pool_status()["checked_out"] == 0
 
 
 def test_parameters_bind_repeat_and_ignore_extras(bdb: dbflow.DatabaseManager) -> None:

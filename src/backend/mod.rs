@@ -5,6 +5,7 @@
 
 pub mod mssql;
 pub mod postgres;
+pub mod rows;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use crate::config::{DatabaseConfig, DatabaseType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
+use rows::{BatchFn, Destination};
 
 /// One statement ready to run: parsed SQL and its values in parameter order.
 #[derive(Debug, Clone)]
@@ -114,7 +116,33 @@ impl Connection {
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
-        on_driver!(self, c => c.query(statement).await)
+        on_driver!(self, c => c.query(statement, Destination::Collect).await).map(|r| r.rows)
+    }
+
+    /// One statement whose rows are handed to `to` in batches of `every` as
+    /// they are decoded; returns the rest (`rows_affected` counts all).
+    pub async fn query_in_batches(
+        &mut self,
+        statement: &Statement,
+        every: usize,
+        to: BatchFn<'_>,
+    ) -> Result<Rows> {
+        let mut taker_failed = false;
+        let mut guarded = |rows: Rows| {
+            let r = to(rows);
+            taker_failed |= r.is_err();
+            r
+        };
+        let destination = Destination::Flush {
+            every,
+            to: &mut guarded,
+        };
+        let result = on_driver!(self, c => c.query(statement, destination).await);
+        if taker_failed {
+            // The read stopped mid-result: unread rows are on the wire.
+            self.broken = true;
+        }
+        result.map(|r| r.rows)
     }
 
     /// One statement the server must stop at `deadline`. PostgreSQL enforces
@@ -132,7 +160,14 @@ impl Connection {
             Driver::Postgres(c) => {
                 with_backstop(backstop, c.query_with_timeout(statement, deadline)).await
             }
-            Driver::SqlServer(c) => with_backstop(deadline, c.query(statement)).await,
+            Driver::SqlServer(c) => {
+                with_backstop(deadline, async {
+                    c.query(statement, Destination::Collect)
+                        .await
+                        .map(|r| r.rows)
+                })
+                .await
+            }
         };
         self.note(result)
     }
@@ -146,8 +181,12 @@ impl Connection {
         batch_size: usize,
         sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
     ) -> Result<()> {
-        let completed = on_driver!(self, c => c.stream(statement, batch_size, sink).await)?;
-        if !completed {
+        let destination = || Destination::Channel {
+            every: batch_size,
+            to: sink,
+        };
+        let read = on_driver!(self, c => c.query(statement, destination()).await)?;
+        if !read.complete {
             self.broken = true;
         }
         Ok(())

@@ -375,14 +375,17 @@ fn datetime<'py>(
 /// Every dict (and UUID, and JSON container) made is a tracked allocation;
 /// building 100,000 rows would trigger hundreds of collections, some
 /// traversing every object made so far (a third of the time of a large
-/// fetch, measured with `perf`). The objects made here cannot form cycles,
-/// and no other Python code runs meanwhile: the GIL is held throughout.
-struct GcPause {
+/// fetch, measured with `perf`). The objects made here cannot form cycles.
+/// A result built in batches keeps the pause across the batches (other
+/// threads may run between them; their cyclic garbage is collected once
+/// the pause ends): re-enabling in between would let each collection
+/// traverse the whole growing result again.
+pub struct GcPause {
     was_enabled: bool,
 }
 
 impl GcPause {
-    fn new(_py: Python<'_>) -> Self {
+    pub fn new(_py: Python<'_>) -> Self {
         // SAFETY: the GIL is held (the token proves it); PyGC_Disable only
         // flips the collector's flag and returns its previous state.
         let was_enabled = unsafe { pyo3::ffi::PyGC_Disable() } != 0;
@@ -393,8 +396,8 @@ impl GcPause {
 impl Drop for GcPause {
     fn drop(&mut self) {
         if self.was_enabled {
-            // SAFETY: created under the GIL and dropped before it is released
-            // (the pause lives inside the function that holds the token).
+            // SAFETY: every pause is created and dropped by a function that
+            // holds the GIL at both points (its `Python` token proves it).
             unsafe { pyo3::ffi::PyGC_Enable() };
         }
     }
@@ -417,6 +420,18 @@ pub fn rows_to_tuples<'py>(py: Python<'py>, rows: Rows) -> PyResult<Bound<'py, P
         tuples.push(PyTuple::new(py, &row)?);
     }
     PyList::new(py, tuples)
+}
+
+/// Append rows to `list` as dicts, or as tuples when asked for.
+pub fn extend_in_shape(list: &Bound<'_, PyList>, rows: Rows, as_tuples: bool) -> PyResult<()> {
+    if rows.row_count() == 0 {
+        return Ok(());
+    }
+    let built = rows_in_shape(list.py(), rows, as_tuples)?;
+    // list += built: one C call, no per-item work.
+    list.as_any()
+        .call_method1(intern!(list.py(), "extend"), (built,))?;
+    Ok(())
 }
 
 /// Rows as dicts, or as tuples when the caller asked for them.

@@ -13,12 +13,13 @@ use tiberius::{AuthMethod, Client, ColumnType, EncryptionLevel, QueryItem, SqlBr
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use super::rows::{Destination, Read, RowBuffer};
 use super::Statement;
 use crate::config::mssql::{encrypt_of, flag, Encrypt};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sql::{Dialect, ParsedSql};
-use crate::value::{Rows, Value};
+use crate::value::Value;
 
 type Stream = Compat<TcpStream>;
 
@@ -184,48 +185,15 @@ impl MsConn {
             .collect()
     }
 
-    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
-        let sql = statement.sql.render(Dialect::SqlServer);
-        let params = Self::params(&statement.values, &statement.sql.names)?;
-        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-        let mut stream = if refs.is_empty() {
-            self.client.simple_query(sql).await?
-        } else {
-            self.client.query(sql, &refs).await?
-        };
-        // The first result set that has columns is the answer, as with
-        // pyodbc's first cursor result; later ones are drained.
-        let mut rows = Rows::default();
-        let mut types: Vec<ColumnType> = Vec::new();
-        let mut result: Option<usize> = None;
-        while let Some(item) = stream.try_next().await? {
-            match item {
-                QueryItem::Metadata(meta) if result.is_none() => {
-                    result = Some(meta.result_index());
-                    rows.columns = meta.columns().iter().map(|c| c.name().to_owned()).collect();
-                    types = meta.columns().iter().map(|c| c.column_type()).collect();
-                }
-                QueryItem::Row(row) if Some(row.result_index()) == result => {
-                    rows.values.reserve(types.len());
-                    for (ty, (_, data)) in types.iter().zip(row.cells()) {
-                        rows.values.push(values::to_value(*ty, data)?);
-                    }
-                }
-                _ => {}
-            }
-        }
-        rows.rows_affected = rows.row_count() as u64;
-        Ok(rows)
-    }
-
-    /// Rows of the first result set in batches into `sink` as they arrive;
-    /// `Ok(false)` when the consumer went away mid-result.
-    pub async fn stream(
+    /// One statement (batch); the rows of its first result set go to
+    /// `destination` as they arrive. The first result set that has columns
+    /// is the answer, as with pyodbc's first cursor result; later ones are
+    /// drained.
+    pub async fn query(
         &mut self,
         statement: &Statement,
-        batch_size: usize,
-        sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
-    ) -> Result<bool> {
+        destination: Destination<'_>,
+    ) -> Result<Read> {
         let sql = statement.sql.render(Dialect::SqlServer);
         let params = Self::params(&statement.values, &statement.sql.names)?;
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
@@ -234,39 +202,30 @@ impl MsConn {
         } else {
             self.client.query(sql, &refs).await?
         };
-        let mut batch = Rows::default();
+        let mut buffer = RowBuffer::new(destination);
         let mut types: Vec<ColumnType> = Vec::new();
         let mut result: Option<usize> = None;
         while let Some(item) = stream.try_next().await? {
             match item {
                 QueryItem::Metadata(meta) if result.is_none() => {
                     result = Some(meta.result_index());
-                    batch.columns = meta.columns().iter().map(|c| c.name().to_owned()).collect();
+                    buffer.start(meta.columns().iter().map(|c| c.name().to_owned()).collect());
                     types = meta.columns().iter().map(|c| c.column_type()).collect();
                 }
                 QueryItem::Row(row) if Some(row.result_index()) == result => {
+                    let values = buffer.values();
+                    values.reserve(types.len());
                     for (ty, (_, data)) in types.iter().zip(row.cells()) {
-                        batch.values.push(values::to_value(*ty, data)?);
+                        values.push(values::to_value(*ty, data)?);
                     }
-                    if batch.row_count() >= batch_size {
-                        let columns = batch.columns.clone();
-                        let full = std::mem::replace(
-                            &mut batch,
-                            Rows {
-                                columns,
-                                ..Rows::default()
-                            },
-                        );
-                        if sink.send(Ok(full)).await.is_err() {
-                            return Ok(false);
-                        }
+                    if !buffer.row_done().await? {
+                        break;
                     }
                 }
                 _ => {}
             }
         }
-        let _ = sink.send(Ok(batch)).await;
-        Ok(true)
+        Ok(buffer.finish().await)
     }
 
     /// TDS bulk load into `table`, in one transaction: all rows or none.

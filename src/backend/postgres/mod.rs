@@ -15,6 +15,7 @@ use sqlx::{
 };
 
 use self::encode::{Mismatch, Target};
+use super::rows::{Destination, Read, RowBuffer};
 use super::Statement;
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
@@ -488,9 +489,18 @@ impl PgConn {
         Err(Error::parameter("the statement's parameter types could not be settled; add explicit casts (:name::type)"))
     }
 
-    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+    /// One statement; its rows go to `destination` as they are decoded.
+    pub async fn query(
+        &mut self,
+        statement: &Statement,
+        mut destination: Destination<'_>,
+    ) -> Result<Read> {
         let outcome = self
-            .pinned(None, |_| true, async |c| c.query_here(statement).await)
+            .pinned(
+                None,
+                |read: &Read| read.complete,
+                async |c| c.read(statement, reborrow(&mut destination)).await,
+            )
             .await;
         match outcome {
             Err(e) if self.must_leave_transaction(&e, statement) => {
@@ -499,7 +509,10 @@ impl PgConn {
                 // prepared statement and no transaction.
                 self.simple(&statement.sql.render_with(|_| String::new()))
                     .await?;
-                Ok(Rows::default())
+                Ok(Read {
+                    rows: Rows::default(),
+                    complete: true,
+                })
             }
             other => other,
         }
@@ -511,38 +524,41 @@ impl PgConn {
             && statement.values.is_empty()
     }
 
-    async fn query_here(&mut self, statement: &Statement) -> Result<Rows> {
+    /// The row loop: decode each row's values into the buffer.
+    async fn read(&mut self, statement: &Statement, destination: Destination<'_>) -> Result<Read> {
         let (stmt, args) = self.bind(&statement.sql, &statement.values).await?;
         let columns = stmt.columns();
         let readers: Vec<Reader> = columns.iter().map(|c| reader_of(c.type_info())).collect();
-        let mut rows = Rows {
-            columns: columns.iter().map(|c| c.name().to_owned()).collect(),
-            values: Vec::new(),
-            rows_affected: 0,
-        };
-        let width = readers.len();
-        if width == 0 {
+        let mut buffer = RowBuffer::new(destination);
+        buffer.start(columns.iter().map(|c| c.name().to_owned()).collect());
+        if readers.is_empty() {
             let done = stmt.query_with(args).execute(&mut self.conn).await?;
-            rows.rows_affected = done.rows_affected();
-            return Ok(rows);
+            let mut read = buffer.finish().await;
+            read.rows.rows_affected = done.rows_affected();
+            return Ok(read);
         }
         let mut stream = stmt.query_with(args).fetch(&mut self.conn);
         while let Some(row) = stream.try_next().await? {
-            if rows.values.capacity() == rows.values.len() {
-                rows.values.reserve(width * 64);
+            let values = buffer.values();
+            if values.capacity() == values.len() {
+                values.reserve(readers.len() * 64);
             }
             for (i, reader) in readers.iter().enumerate() {
                 let raw = row.try_get_raw(i)?;
-                if raw.is_null() {
-                    rows.values.push(Value::Null);
+                values.push(if raw.is_null() {
+                    Value::Null
                 } else {
-                    let bytes = raw.as_bytes().map_err(|e| Error::query(e.to_string()))?;
-                    rows.values.push(read(*reader, bytes)?);
-                }
+                    read(
+                        *reader,
+                        raw.as_bytes().map_err(|e| Error::query(e.to_string()))?,
+                    )?
+                });
+            }
+            if !buffer.row_done().await? {
+                break;
             }
         }
-        rows.rows_affected = rows.row_count() as u64;
-        Ok(rows)
+        Ok(buffer.finish().await)
     }
 
     /// One statement with a server-enforced deadline; the session's own
@@ -557,17 +573,20 @@ impl PgConn {
             None => {
                 self.simple(&format!("SET statement_timeout = {ms}"))
                     .await?;
-                let result = self.query(statement).await;
+                let result = self.query(statement, Destination::Collect).await;
                 let reset = self.simple("RESET statement_timeout").await;
-                let rows = result?;
+                let read = result?;
                 reset?;
-                rows
+                read.rows
             }
             Some(p) if p.in_transaction => {
                 let usual = p.timeout_ms.unwrap_or(0);
                 self.simple(&format!("SET LOCAL statement_timeout = {ms}"))
                     .await?;
-                let result = self.query_here(statement).await;
+                let result = self
+                    .read(statement, Destination::Collect)
+                    .await
+                    .map(|r| r.rows);
                 // After a failure the transaction is aborted and ends with a
                 // ROLLBACK, which discards the SET LOCAL anyway.
                 if result.is_ok() {
@@ -577,75 +596,17 @@ impl PgConn {
                 result?
             }
             Some(_) => {
-                self.pinned(Some(ms), |_| true, async |c| c.query_here(statement).await)
-                    .await?
+                self.pinned(
+                    Some(ms),
+                    |_| true,
+                    async |c| c.read(statement, Destination::Collect).await,
+                )
+                .await?
+                .rows
             }
         };
         rows.rows_affected = rows.rows_affected.max(rows.row_count() as u64);
         Ok(rows)
-    }
-
-    /// Rows in batches into `sink` as they come off the socket; a full
-    /// channel stops reading, so memory stays bounded. `Ok(false)`: the
-    /// consumer went away mid-result (the connection must be discarded).
-    pub async fn stream(
-        &mut self,
-        statement: &Statement,
-        batch_size: usize,
-        sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
-    ) -> Result<bool> {
-        self.pinned(
-            None,
-            |done| *done,
-            async |c| c.stream_here(statement, batch_size, sink).await,
-        )
-        .await
-    }
-
-    async fn stream_here(
-        &mut self,
-        statement: &Statement,
-        batch_size: usize,
-        sink: &tokio::sync::mpsc::Sender<Result<Rows>>,
-    ) -> Result<bool> {
-        let (stmt, args) = self.bind(&statement.sql, &statement.values).await?;
-        let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
-        let readers: Vec<Reader> = stmt
-            .columns()
-            .iter()
-            .map(|c| reader_of(c.type_info()))
-            .collect();
-        let width = readers.len().max(1);
-        let fresh = |columns: &Vec<String>| Rows {
-            columns: columns.clone(),
-            values: Vec::with_capacity(width * batch_size),
-            rows_affected: 0,
-        };
-        let mut batch = fresh(&columns);
-        let mut stream = stmt.query_with(args).fetch(&mut self.conn);
-        while let Some(row) = stream.try_next().await? {
-            for (i, reader) in readers.iter().enumerate() {
-                let raw = row.try_get_raw(i)?;
-                batch.values.push(if raw.is_null() {
-                    Value::Null
-                } else {
-                    read(
-                        *reader,
-                        raw.as_bytes().map_err(|e| Error::query(e.to_string()))?,
-                    )?
-                });
-            }
-            if batch.row_count() >= batch_size {
-                let full = std::mem::replace(&mut batch, fresh(&columns));
-                if sink.send(Ok(full)).await.is_err() {
-                    return Ok(false);
-                }
-            }
-        }
-        if batch.row_count() > 0 || batch.columns.is_empty() {
-            let _ = sink.send(Ok(batch)).await;
-        }
-        Ok(true)
     }
 
     /// `COPY table (columns) FROM STDIN` in PostgreSQL's binary format: one
@@ -796,6 +757,19 @@ impl PgConn {
 
     pub async fn close(self) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.conn.close()).await;
+    }
+}
+
+/// A shorter-lived copy of a destination, so a closure may be called with it
+/// while the original stays borrowed by the caller.
+fn reborrow<'b>(destination: &'b mut Destination<'_>) -> Destination<'b> {
+    match destination {
+        Destination::Collect => Destination::Collect,
+        Destination::Flush { every, to } => Destination::Flush {
+            every: *every,
+            to: &mut **to,
+        },
+        Destination::Channel { every, to } => Destination::Channel { every: *every, to },
     }
 }
 
