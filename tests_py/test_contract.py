@@ -70,8 +70,10 @@ def test_a_value_python_cannot_hold_fails_the_read_cleanly(
         "SELECT n, CASE WHEN n = 9000 THEN DATE '20000-01-01' ELSE DATE '2020-01-01' END AS d "
         "FROM generate_series(1, 10000) AS n"
     )
-    with pytest.raises(ValueError, match="year"):
+    with pytest.raises(ValueError, match=r"column d: .*year.*d::text"):
         bdb.execute_query(sql)
+    with pytest.raises(ValueError, match=r"column d: .*year"):
+        bdb.execute_query(sql, as_tuples=True)
     assert bdb.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
     assert bdb.get_pool_status()["checked_out"] == 0
 

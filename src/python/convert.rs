@@ -414,12 +414,27 @@ pub fn rows_to_tuples<'py>(py: Python<'py>, rows: Rows) -> PyResult<Bound<'py, P
     let mut row = Vec::with_capacity(width);
     for _ in 0..count {
         row.clear();
-        for _ in 0..width {
-            row.push(to_py(py, &values.next().unwrap_or(Value::Null))?);
+        for column in &rows.columns {
+            let value = values.next().unwrap_or(Value::Null);
+            row.push(to_py(py, &value).map_err(|e| unrepresentable(py, column, e))?);
         }
         tuples.push(PyTuple::new(py, &row)?);
     }
     PyList::new(py, tuples)
+}
+
+/// A server value Python cannot hold (a date past year 9999, say): the
+/// same exception type, saying which column and what to do.
+fn unrepresentable(py: Python<'_>, column: &str, e: PyErr) -> PyErr {
+    let kind = e.get_type(py);
+    PyErr::from_type(
+        kind,
+        format!(
+            "column {column}: the server's value cannot be a Python object ({}); \
+             cast the column in the SQL, e.g. {column}::text",
+            e.value(py)
+        ),
+    )
 }
 
 /// Append rows to `list` as dicts, or as tuples when asked for.
@@ -466,9 +481,10 @@ pub fn rows_to_py<'py>(py: Python<'py>, rows: Rows) -> PyResult<Bound<'py, PyLis
     }
     for _ in 0..count {
         let dict = template.copy()?;
-        for name in &names {
+        for (name, column) in names.iter().zip(&rows.columns) {
             let value = values.next().unwrap_or(Value::Null);
-            dict.set_item(name, to_py(py, &value)?)?;
+            let object = to_py(py, &value).map_err(|e| unrepresentable(py, column, e))?;
+            dict.set_item(name, object)?;
         }
         dicts.push(dict);
     }
