@@ -5,6 +5,7 @@ suite also runs through PgBouncer (its `pgbouncer` parameter)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -213,3 +214,31 @@ def test_pgbouncer_mode_refuses_startup_options(env, bouncer: Backend) -> None: 
     )
     with pytest.raises(dbflow.ConfigurationError, match="'options' startup parameter"):
         env.manager(name)
+
+
+def test_async_manager_through_pgbouncer(env, bouncer: Backend, events_db: str) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(url=events_db, prepared_statements="false", pool_size=3, max_overflow=2)
+    config = env.config()
+
+    async def main() -> tuple[int, int, list[int]]:
+        async with dbflow.AsyncDatabaseManager(name, config=config) as db:
+            await db.execute_query(EVENTS)
+
+            async def client(k: int) -> None:
+                for i in range(10):
+                    key = k * 100 + i
+                    async with db.transaction() as tx:
+                        await tx.execute_query(
+                            "INSERT INTO events (id, worker) VALUES (:id, :k)", {"id": key, "k": k}
+                        )
+                    await db.execute_query("SELECT id FROM events WHERE id = :id", {"id": key})
+
+            await asyncio.gather(*(client(k) for k in range(12)))
+            streamed = [r["id"] async for r in db.iter_query("SELECT id FROM events ORDER BY id")]
+            n = await db.bulk_insert("events", [(10_000 + i, 99, "b") for i in range(50)])
+            count = (await db.execute_query("SELECT count(*) AS n FROM events"))[0]["n"]
+            return n, int(count), streamed
+
+    loaded, count, streamed = asyncio.run(main())
+    assert loaded == 50 and count == 12 * 10 + 50
+    assert streamed == sorted(k * 100 + i for k in range(12) for i in range(10))
