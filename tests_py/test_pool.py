@@ -94,6 +94,45 @@ def test_overflow_connections_are_closed_when_returned(env, server_connections) 
         db.dispose()
 
 
+def test_overflow_churn_never_exceeds_the_limit_on_the_server(env, admin) -> None:  # type: ignore[no-untyped-def]
+    """Overflow connections close as they are returned while others open:
+    the server must never see more than pool_size + max_overflow sessions,
+    not even while a closing one is on its way out."""
+    name = env.database(pool_size=1, max_overflow=1, pool_timeout=30)
+    app = f"dbflow_test_{name}_{__import__('os').getpid()}"
+    db = env.manager(name)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            while not stop.is_set():
+                db.execute_query("SELECT 1")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=churn) for _ in range(6)]
+    for w in workers:
+        w.start()
+    peak = 0
+    deadline = time.monotonic() + 4
+    try:
+        while time.monotonic() < deadline:
+            n = admin.execute_query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = :app",
+                {"app": app},
+            )[0]["n"]
+            peak = max(peak, int(n))
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+        db.dispose()
+    assert not errors
+    assert db.get_pool_status()["connections_opened"] > 5, "no overflow churn happened"
+    assert 1 <= peak <= 2, f"the server saw {peak} sessions; the limit is 2"
+
+
 def test_eight_threads_run_eight_queries_at_once(env, db: dbflow.DatabaseManager) -> None:  # type: ignore[no-untyped-def]
     # Each query waits, server-side, until the seven others have started
     # while it still runs; if the GIL or the pool serialized the calls, the

@@ -41,6 +41,9 @@ pub struct Connection {
     /// Set while an operation is on the wire; still set when its future was
     /// dropped before finishing, so the pool discards the connection.
     pub in_flight: bool,
+    /// The pool's permit for one server session, held until the connection
+    /// is gone (closed, or dropped), so a replacement never overlaps it.
+    pub session: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Clone, Copy)]
@@ -83,6 +86,7 @@ impl Connection {
             broken: false,
             in_transaction: false,
             in_flight: false,
+            session: None,
         })
     }
 
@@ -342,8 +346,10 @@ impl Connection {
         on_driver!(self, c => c.ping().await)
     }
 
-    /// Close politely (the server logs a clean disconnect).
+    /// Close politely (the server logs a clean disconnect); the session
+    /// permit is released once the close is done.
     pub async fn close(self) {
+        let _session = self.session;
         match self.driver {
             Driver::Postgres(c) => c.close().await,
             Driver::SqlServer(c) => (*c).close().await,

@@ -33,6 +33,12 @@ pub struct PoolCounters {
 pub struct ConnectionManager {
     config: Arc<DatabaseConfig>,
     counters: Arc<PoolCounters>,
+    /// One permit per server session, `pool_size + max_overflow` in all. A
+    /// slot deadpool frees when a connection leaves the pool is free at
+    /// once, but the connection may still be closing: its permit keeps the
+    /// replacement from opening until it is gone, so the server never sees
+    /// more sessions than the limit.
+    sessions: Arc<tokio::sync::Semaphore>,
 }
 
 impl managed::Manager for ConnectionManager {
@@ -40,7 +46,23 @@ impl managed::Manager for ConnectionManager {
     type Error = Error;
 
     async fn create(&self) -> Result<Connection> {
-        let conn = Connection::connect(&self.config).await?;
+        let permit = tokio::time::timeout(
+            self.config.pool.timeout,
+            self.sessions.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::PoolTimeout,
+                format!(
+                    "connections leaving the pool did not finish closing within pool_timeout={:?}",
+                    self.config.pool.timeout
+                ),
+            )
+        })?
+        .map_err(|_| Error::connection("the pool is closed"))?;
+        let mut conn = Connection::connect(&self.config).await?;
+        conn.session = Some(permit);
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(database = %self.config.name, "opened a connection");
         Ok(conn)
@@ -109,6 +131,7 @@ impl Pool {
         let manager = ConnectionManager {
             config: config.clone(),
             counters: counters.clone(),
+            sessions: Arc::new(tokio::sync::Semaphore::new(config.pool.max_connections())),
         };
         let inner = managed::Pool::builder(manager)
             .max_size(config.pool.max_connections())
