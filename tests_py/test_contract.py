@@ -60,6 +60,23 @@ def test_rows_as_tuples_and_large_results(bdb: dbflow.DatabaseManager, backend: 
         gc.enable()
 
 
+def test_the_collector_runs_while_a_query_waits_on_the_server(
+    bdb: dbflow.DatabaseManager, backend: Backend
+) -> None:
+    slow = "SELECT pg_sleep(0.6)" if backend.name == "postgresql" else "WAITFOR DELAY '00:00:00.6'"
+    gc.enable()
+    waiting = threading.Thread(target=bdb.execute_query, args=(slow,))
+    waiting.start()
+    time.sleep(0.3)
+    try:
+        # Rows are built with the collector paused, but no rows have come:
+        # other threads keep their garbage collection meanwhile.
+        assert gc.isenabled()
+    finally:
+        waiting.join(10)
+    assert gc.isenabled()
+
+
 def test_a_value_python_cannot_hold_fails_the_read_cleanly(
     bdb: dbflow.DatabaseManager, backend: Backend
 ) -> None:

@@ -376,16 +376,13 @@ fn datetime<'py>(
 /// building 100,000 rows would trigger hundreds of collections, some
 /// traversing every object made so far (a third of the time of a large
 /// fetch, measured with `perf`). The objects made here cannot form cycles.
-/// A result built in batches keeps the pause across the batches (other
-/// threads may run between them; their cyclic garbage is collected once
-/// the pause ends): re-enabling in between would let each collection
-/// traverse the whole growing result again.
+/// A result built in batches keeps the pause across them ([`ListBuilder`]).
 pub struct GcPause {
     was_enabled: bool,
 }
 
 impl GcPause {
-    pub fn new(_py: Python<'_>) -> Self {
+    fn new(_py: Python<'_>) -> Self {
         // SAFETY: the GIL is held (the token proves it); PyGC_Disable only
         // flips the collector's flag and returns its previous state.
         let was_enabled = unsafe { pyo3::ffi::PyGC_Disable() } != 0;
@@ -435,6 +432,82 @@ fn unrepresentable(py: Python<'_>, column: &str, e: PyErr) -> PyErr {
             e.value(py)
         ),
     )
+}
+
+/// One result list built from batches handed over while the connection
+/// decodes the next (taking the GIL per batch).
+///
+/// The cyclic GC stays paused from the first batch on: re-enabled between
+/// batches, each collection would traverse the whole growing result again.
+/// Other threads run between batches, so the pause is given up after
+/// [`LONGEST_GC_PAUSE`]: a slow stream of a huge result must not keep their
+/// cyclic garbage waiting for long.
+pub struct ListBuilder {
+    list: Py<PyList>,
+    as_tuples: bool,
+    pause: Option<(GcPause, std::time::Instant)>,
+    pause_given_up: bool,
+    failure: Option<PyErr>,
+}
+
+const LONGEST_GC_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ListBuilder {
+    pub fn new(py: Python<'_>, as_tuples: bool) -> Self {
+        ListBuilder {
+            list: PyList::empty(py).unbind(),
+            as_tuples,
+            pause: None,
+            pause_given_up: false,
+            failure: None,
+        }
+    }
+
+    /// Convert and append one batch (called without the GIL).
+    pub fn push(&mut self, batch: Rows) -> Result<()> {
+        Python::attach(|py| {
+            if self.pause.is_none() && !self.pause_given_up {
+                self.pause = Some((GcPause::new(py), std::time::Instant::now()));
+            }
+            let appended = extend_in_shape(self.list.bind(py), batch, self.as_tuples);
+            if self
+                .pause
+                .as_ref()
+                .is_some_and(|(_, since)| since.elapsed() > LONGEST_GC_PAUSE)
+            {
+                self.pause = None; // dropped under the GIL: the collector resumes
+                self.pause_given_up = true;
+            }
+            appended.map_err(|e| {
+                self.failure = Some(e);
+                Error::query("converting rows to Python objects failed")
+            })
+        })
+    }
+
+    /// The list, with the rows not handed over in batches appended; a
+    /// conversion failure is raised as it was.
+    pub fn finish<'py>(
+        mut self,
+        py: Python<'py>,
+        rest: Result<Rows>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let outcome = match (self.failure.take(), rest) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(super::errors::to_pyerr(e)),
+            (None, Ok(rest)) => {
+                let list = self.list.bind(py).clone();
+                if list.is_empty() {
+                    // A result smaller than one batch: the common case.
+                    rows_in_shape(py, rest, self.as_tuples)
+                } else {
+                    extend_in_shape(&list, rest, self.as_tuples).map(|()| list)
+                }
+            }
+        };
+        drop(self.pause.take()); // under the GIL
+        outcome
+    }
 }
 
 /// Append rows to `list` as dicts, or as tuples when asked for.

@@ -452,36 +452,17 @@ impl PyDatabaseManager {
         let stmt = statement(&self.db, sql, params, "execute_query").py_result()?;
         let db = &self.db;
         // Large results become Python objects batch by batch while the
-        // connection keeps decoding (on this thread, taking the GIL per
-        // batch), so the decoded rows never all exist beside the objects.
-        let built = PyList::empty(py).unbind();
-        let _pause = convert::GcPause::new(py);
-        let mut failure: Option<PyErr> = None;
-        let mut to_python = |batch: Rows| -> crate::error::Result<()> {
-            Python::attach(|py| {
-                convert::extend_in_shape(built.bind(py), batch, as_tuples).map_err(|e| {
-                    failure = Some(e);
-                    Error::query("converting rows to Python objects failed")
-                })
-            })
-        };
+        // connection keeps decoding, so the decoded rows never all exist
+        // beside the objects.
+        let mut builder = convert::ListBuilder::new(py, as_tuples);
+        let mut to_python = |batch: Rows| builder.push(batch);
         let rest = wait(
             py,
             db.query_in_batches(&stmt, CONVERT_BATCH_ROWS, &mut to_python),
         );
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let rest = rest.py_result()?;
-        let built = built.into_bound(py);
-        if built.is_empty() {
-            // A result smaller than one batch: the common, small case.
-            log_done(db.name(), "execute_query", started, rest.row_count());
-            return convert::rows_in_shape(py, rest, as_tuples);
-        }
-        convert::extend_in_shape(&built, rest, as_tuples)?;
-        log_done(db.name(), "execute_query", started, built.len());
-        Ok(built)
+        let rows = builder.finish(py, rest)?;
+        log_done(db.name(), "execute_query", started, rows.len());
+        Ok(rows)
     }
 
     /// The server stops the statement at the deadline (`None`: the
