@@ -3,6 +3,7 @@ release with a grace period, and real parallelism with the GIL released."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import threading
@@ -105,9 +106,12 @@ def test_overflow_churn_never_exceeds_the_limit_on_the_server(env, admin) -> Non
     errors: list[BaseException] = []
 
     def churn() -> None:
+        # Bursts and pauses: the pool shrinks to pool_size and grows again.
+        rng = random.Random()
         try:
             while not stop.is_set():
                 db.execute_query("SELECT 1")
+                time.sleep(rng.random() * 0.004)
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 

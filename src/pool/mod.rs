@@ -267,7 +267,11 @@ impl Drop for PooledConnection {
         };
         let status = self.pool.inner.status();
         let disposed = self.pool.epoch.load(Ordering::Acquire) != self.epoch;
-        let overflow = status.size > self.pool.config.pool.size;
+        // QueuePool's rule: a returned connection is closed when the pool
+        // already keeps `pool_size` idle ones; otherwise it stays (a waiting
+        // checkout takes it) instead of being closed and reopened.
+        let overflow = status.size > self.pool.config.pool.size
+            && status.available >= self.pool.config.pool.size;
         // A connection dropped mid-operation (a deadline, a cancelled task)
         // may still have a reply on the wire: never hand it out again.
         let interrupted = object.in_flight;
