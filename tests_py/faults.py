@@ -57,7 +57,8 @@ class FaultProxy:
                     if not data:
                         return
                     (b if s is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):
+            # cut() closed the sockets under select(): the link is gone.
             return
         finally:
             for s in sockets:
