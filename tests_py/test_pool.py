@@ -3,6 +3,7 @@ release with a grace period, and real parallelism with the GIL released."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -100,7 +101,7 @@ def test_overflow_churn_never_exceeds_the_limit_on_the_server(env, admin) -> Non
     the server must never see more than pool_size + max_overflow sessions,
     not even while a closing one is on its way out."""
     name = env.database(pool_size=1, max_overflow=1, pool_timeout=30)
-    app = f"dbflow_test_{name}_{__import__('os').getpid()}"
+    app = f"dbflow_test_{name}_{os.getpid()}"
     db = env.manager(name)
     stop = threading.Event()
     errors: list[BaseException] = []

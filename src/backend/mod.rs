@@ -74,12 +74,25 @@ macro_rules! on_driver {
 
 impl Connection {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
-        let driver = match config.database_type {
-            DatabaseType::Postgres => Driver::Postgres(postgres::PgConn::connect(config).await?),
-            DatabaseType::SqlServer => {
-                Driver::SqlServer(Box::new(mssql::MsConn::connect(config).await?))
-            }
+        let connecting = async {
+            Ok::<_, Error>(match config.database_type {
+                DatabaseType::Postgres => {
+                    Driver::Postgres(postgres::PgConn::connect(config).await?)
+                }
+                DatabaseType::SqlServer => {
+                    Driver::SqlServer(Box::new(mssql::MsConn::connect(config).await?))
+                }
+            })
         };
+        let driver = tokio::time::timeout(config.connect_timeout, connecting)
+            .await
+            .map_err(|_| {
+                Error::connection(format!(
+                    "no answer from {} within {:?} (connect timeout); check the host, port and firewall",
+                    config.spec.redacted(),
+                    config.connect_timeout
+                ))
+            })??;
         Ok(Connection {
             driver,
             last_used: Instant::now(),

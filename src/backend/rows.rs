@@ -24,6 +24,21 @@ pub enum Destination<'a> {
     },
 }
 
+impl Destination<'_> {
+    /// A shorter-lived copy, so an operation that may run the row loop
+    /// inside a closure can lend it out and keep the original.
+    pub fn reborrow(&mut self) -> Destination<'_> {
+        match self {
+            Destination::Collect => Destination::Collect,
+            Destination::Flush { every, to } => Destination::Flush {
+                every: *every,
+                to: &mut **to,
+            },
+            Destination::Channel { every, to } => Destination::Channel { every: *every, to },
+        }
+    }
+}
+
 /// What a row loop produced.
 pub struct Read {
     /// The rows not handed over (every row, for [`Destination::Collect`]);

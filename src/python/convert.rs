@@ -443,7 +443,8 @@ fn unrepresentable(py: Python<'_>, column: &str, e: PyErr) -> PyErr {
 /// [`LONGEST_GC_PAUSE`]: a slow stream of a huge result must not keep their
 /// cyclic garbage waiting for long.
 pub struct ListBuilder {
-    list: Py<PyList>,
+    /// Made with the first batch: a small result never needs it.
+    list: Option<Py<PyList>>,
     as_tuples: bool,
     pause: Option<(GcPause, std::time::Instant)>,
     pause_given_up: bool,
@@ -453,9 +454,9 @@ pub struct ListBuilder {
 const LONGEST_GC_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl ListBuilder {
-    pub fn new(py: Python<'_>, as_tuples: bool) -> Self {
+    pub fn new(as_tuples: bool) -> Self {
         ListBuilder {
-            list: PyList::empty(py).unbind(),
+            list: None,
             as_tuples,
             pause: None,
             pause_given_up: false,
@@ -469,7 +470,11 @@ impl ListBuilder {
             if self.pause.is_none() && !self.pause_given_up {
                 self.pause = Some((GcPause::new(py), std::time::Instant::now()));
             }
-            let appended = extend_in_shape(self.list.bind(py), batch, self.as_tuples);
+            let list = self
+                .list
+                .get_or_insert_with(|| PyList::empty(py).unbind())
+                .bind(py);
+            let appended = extend_in_shape(list, batch, self.as_tuples);
             if self
                 .pause
                 .as_ref()
@@ -495,15 +500,14 @@ impl ListBuilder {
         let outcome = match (self.failure.take(), rest) {
             (Some(e), _) => Err(e),
             (None, Err(e)) => Err(super::errors::to_pyerr(e)),
-            (None, Ok(rest)) => {
-                let list = self.list.bind(py).clone();
-                if list.is_empty() {
-                    // A result smaller than one batch: the common case.
-                    rows_in_shape(py, rest, self.as_tuples)
-                } else {
+            // A result smaller than one batch: the common case.
+            (None, Ok(rest)) => match self.list.take() {
+                None => rows_in_shape(py, rest, self.as_tuples),
+                Some(list) => {
+                    let list = list.into_bound(py);
                     extend_in_shape(&list, rest, self.as_tuples).map(|()| list)
                 }
-            }
+            },
         };
         drop(self.pause.take()); // under the GIL
         outcome

@@ -454,7 +454,7 @@ impl PyDatabaseManager {
         // Large results become Python objects batch by batch while the
         // connection keeps decoding, so the decoded rows never all exist
         // beside the objects.
-        let mut builder = convert::ListBuilder::new(py, as_tuples);
+        let mut builder = convert::ListBuilder::new(as_tuples);
         let mut to_python = |batch: Rows| builder.push(batch);
         let rest = wait(
             py,

@@ -164,15 +164,8 @@ impl MsConn {
                 other => other,
             }
         };
-        let client = tokio::time::timeout(config.connect_timeout, attempt)
+        let client = attempt
             .await
-            .map_err(|_| {
-                Error::connection(format!(
-                    "no answer from {} within {:?} (connect timeout); check the host, port and firewall",
-                    config.spec.redacted(),
-                    config.connect_timeout
-                ))
-            })?
             .map_err(|e| explain_connect_error(e, config))?;
         Ok(MsConn { client })
     }

@@ -317,15 +317,9 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Bound<'_> {
 impl PgConn {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
         let opts = connect_options(config)?;
-        let conn = tokio::time::timeout(config.connect_timeout, opts.connect())
+        let conn = opts
+            .connect()
             .await
-            .map_err(|_| {
-                Error::connection(format!(
-                    "no answer from {} within {:?} (connect timeout); check the host, port and firewall",
-                    config.spec.redacted(),
-                    config.connect_timeout
-                ))
-            })?
             .map_err(|e| explain_connect_error(Error::from(e), config))?;
         let pooled = (!config.prepared_statements).then(|| TxPooling {
             in_transaction: false,
@@ -499,7 +493,7 @@ impl PgConn {
             .pinned(
                 None,
                 |read: &Read| read.complete,
-                async |c| c.read(statement, reborrow(&mut destination)).await,
+                async |c| c.read(statement, destination.reborrow()).await,
             )
             .await;
         match outcome {
@@ -757,19 +751,6 @@ impl PgConn {
 
     pub async fn close(self) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.conn.close()).await;
-    }
-}
-
-/// A shorter-lived copy of a destination, so a closure may be called with it
-/// while the original stays borrowed by the caller.
-fn reborrow<'b>(destination: &'b mut Destination<'_>) -> Destination<'b> {
-    match destination {
-        Destination::Collect => Destination::Collect,
-        Destination::Flush { every, to } => Destination::Flush {
-            every: *every,
-            to: &mut **to,
-        },
-        Destination::Channel { every, to } => Destination::Channel { every: *every, to },
     }
 }
 
