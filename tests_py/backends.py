@@ -29,6 +29,24 @@ class Backend:
     #: PgBouncer's admin console: a command's rows.
     console: Callable[[str], list[dict[str, str]]] | None = None
 
+    #: "postgresql", "sqlserver" (Microsoft) or "babelfish" (Babelfish for
+    #: PostgreSQL / Aurora), read from the server once.
+    product: str = "postgresql"
+
+    def sleep_sql(self, seconds: float) -> str:
+        """A statement that runs for `seconds` on the server."""
+        if self.name == "postgresql":
+            return f"SELECT pg_sleep({seconds})"
+        if self.product == "babelfish":  # no WAITFOR in Babelfish 4.2
+            return f"EXEC pg_sleep {seconds}"
+        whole, frac = divmod(seconds, 1)
+        return f"WAITFOR DELAY '00:00:{int(whole):02d}.{round(frac * 1000):03d}'"
+
+    @property
+    def missing_table_numbers(self) -> set[int]:
+        """SQL Server's error number for a missing object (Babelfish differs)."""
+        return {33557097} if self.product == "babelfish" else {208}
+
     def ddl(self, template: str) -> str:
         """`{int}`, `{text}`, ... in `template` → this backend's type names."""
         return template.format(**self.types)
@@ -114,7 +132,7 @@ def pgbouncer_urls() -> tuple[str, str] | None:
     return (url, admin) if url and admin else None
 
 
-def sqlserver(url: str) -> Backend:
+def sqlserver(url: str, product: str) -> Backend:
     return Backend(
         name="sqlserver",
         url=url,
@@ -122,7 +140,13 @@ def sqlserver(url: str) -> Backend:
         sessions_sql="SELECT COUNT(*) AS n FROM sys.dm_exec_sessions WHERE program_name = :app",
         backend_pid_sql="SELECT @@SPID AS pid",
         kill_sql="",  # KILL takes no parameters; the test builds it
+        product=product,
     )
+
+
+def sqlserver_product(version: str) -> str:
+    """'babelfish' or 'sqlserver', from the server's @@VERSION."""
+    return "babelfish" if "babelfish" in version.lower() else "sqlserver"
 
 
 def with_database(url: str, database: str) -> str:

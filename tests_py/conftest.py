@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,15 +22,20 @@ from backends import (
     pgbouncer_urls,
     postgres,
     sqlserver,
+    sqlserver_product,
     with_database,
 )
 
 import dbflow
+from dbflow.testing import create_test_database, drop_test_database
 
 _counter = itertools.count()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): the backends a contract test applies to (default: all)"
+    )
     if not os.environ.get("DBFLOW_TEST_POSTGRES_URL"):
         raise pytest.UsageError(
             "DBFLOW_TEST_POSTGRES_URL is not set; run the suite with scripts/test, "
@@ -144,32 +150,50 @@ def table(db: dbflow.DatabaseManager) -> Iterator[str]:
 
 MSSQL_SKIP = "DBFLOW_TEST_MSSQL_URL is not set: no SQL Server-protocol server to test against"
 
+BACKENDS = ("postgresql", "pgbouncer", "sqlserver")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test using `backend` runs on each backend it applies to:
+    `@pytest.mark.backends("postgresql", ...)` narrows the set, so a test
+    written for one dialect is not generated (nor skipped) for the others."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    names = [b for b in BACKENDS if marker is None or b in marker.args]
+    metafunc.parametrize("backend", names, indirect=True)
+
 
 @pytest.fixture(scope="session")
-def mssql_test_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of our own on the SQL Server named by DBFLOW_TEST_MSSQL_URL,
-    created for the session and dropped afterwards."""
+def mssql_server() -> Iterator[tuple[str, str]]:
+    """The SQL Server named by DBFLOW_TEST_MSSQL_URL: a database of our own
+    on it (created for the session, dropped afterwards) and the product
+    ("sqlserver" or "babelfish"), read once from @@VERSION."""
     base = mssql_url()
     if base is None:
         pytest.skip(MSSQL_SKIP)
-    root = tmp_path_factory.mktemp("mssql-admin")
-    (root / ".env.test").write_text(f"TEST_GLOBAL_MSSQL_ADMIN_CONNECTION_STRING={base}\n")
-    config = dbflow.ConfigManager("test", envs_dir=root)
-    admin = dbflow.DatabaseManager("mssql_admin", config=config)
-    name = f"dbflow_test_{os.getpid()}"
-    admin.execute_query(f"IF DB_ID('{name}') IS NULL CREATE DATABASE [{name}]")
-    try:
-        yield with_database(base, name)
-    finally:
-        admin.execute_query(
-            f"IF DB_ID('{name}') IS NOT NULL BEGIN "
-            f"ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; "
-            f"DROP DATABASE [{name}]; END"
-        )
-        admin.dispose()
+    with tempfile.TemporaryDirectory(prefix="dbflow-mssql-admin-") as root:
+        (Path(root) / ".env.test").write_text(f"TEST_GLOBAL_MSSQL_ADMIN_CONNECTION_STRING={base}\n")
+        config = dbflow.ConfigManager("test", envs_dir=root)
+        admin = dbflow.DatabaseManager("mssql_admin", config=config)
+        product = sqlserver_product(admin.execute_query("SELECT @@VERSION AS v")[0]["v"])
+        name = f"test_dbflow_{os.getpid()}"
+        drop_test_database(admin, name)
+        create_test_database(admin, name)
+        try:
+            yield with_database(base, name), product
+        finally:
+            dbflow.dispose_all()
+            drop_test_database(admin, name)
+            admin.dispose()
 
 
-@pytest.fixture(params=["postgresql", "pgbouncer", "sqlserver"])
+@pytest.fixture(scope="session")
+def mssql_test_url(mssql_server: tuple[str, str]) -> str:
+    return mssql_server[0]
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest, pg_url: str) -> Backend:
     if request.param == "postgresql":
         return postgres(pg_url)
@@ -180,7 +204,8 @@ def backend(request: pytest.FixtureRequest, pg_url: str) -> Backend:
         return pgbouncer(*urls)
     if mssql_url() is None:
         pytest.skip(MSSQL_SKIP)
-    return sqlserver(request.getfixturevalue("mssql_test_url"))
+    url, product = request.getfixturevalue("mssql_server")
+    return sqlserver(url, product)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from backends import Backend, with_database
 
 import dbflow
 from dbflow import ChecksumMismatchError, MigrationError
+from dbflow.testing import create_test_database, drop_test_database
 
 _n = itertools.count()
 
@@ -43,13 +44,12 @@ def fresh_url(env, backend: Backend) -> Iterator[str]:  # type: ignore[no-untype
     else:
         admin_db = env.database(backend=backend, pool_size=1, max_overflow=0)
     admin = env.manager(admin_db)
-    name = f"dbflow_mig_{os.getpid()}_{next(_n)}"
+    name = f"test_mig_{os.getpid()}_{next(_n)}"
     owner = urllib.parse.urlsplit(backend.url).username
-    admin.execute_query(
-        f"CREATE DATABASE {name} OWNER {owner}"
-        if backend.name == "postgresql"
-        else f"CREATE DATABASE {name}"
-    )
+    if backend.name == "postgresql":
+        admin.execute_query(f"CREATE DATABASE {name} OWNER {owner}")
+    else:
+        create_test_database(admin, name)
     try:
         yield with_database(backend.url, name)
     finally:
@@ -57,10 +57,7 @@ def fresh_url(env, backend: Backend) -> Iterator[str]:  # type: ignore[no-untype
         if backend.name == "postgresql":
             admin.execute_query(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         else:
-            admin.execute_query(
-                f"ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; "
-                f"DROP DATABASE [{name}]"
-            )
+            drop_test_database(admin, name)
         admin.dispose()
 
 
@@ -360,27 +357,8 @@ def test_two_hundred_migrations(project: Project) -> None:
 NO_TX_INDEX = "-- dbflow:no-transaction\nCREATE INDEX CONCURRENTLY big_id ON {table} (id);\n"
 
 
-@pytest.fixture
-def pg_only(backend: Backend) -> None:
-    if backend.name != "postgresql":
-        pytest.skip("PostgreSQL-specific SQL")
-
-
-@pytest.fixture
-def pg_direct(backend: Backend) -> None:
-    if backend.name != "postgresql" or backend.via != "direct":
-        pytest.skip("PostgreSQL without PgBouncer (its own case runs through PgBouncer)")
-
-
-@pytest.fixture
-def mssql_only(backend: Backend) -> None:
-    if backend.name != "sqlserver":
-        pytest.skip("SQL Server-specific SQL (its own case runs on SQL Server)")
-
-
-def test_no_transaction_annotation_allows_concurrent_index(
-    project: Project, pg_direct: None
-) -> None:
+@pytest.mark.backends("postgresql")
+def test_no_transaction_annotation_allows_concurrent_index(project: Project) -> None:
     project.write(
         {
             "V1__Table.sql": "CREATE TABLE big (id int);\n",
@@ -391,9 +369,8 @@ def test_no_transaction_annotation_allows_concurrent_index(
     assert db.run_migrations()["applied"] == ["V1", "V2"]
 
 
-def test_failed_non_transactional_migration_blocks_until_repaired(
-    project: Project, pg_direct: None
-) -> None:
+@pytest.mark.backends("postgresql")
+def test_failed_non_transactional_migration_blocks_until_repaired(project: Project) -> None:
     project.write(
         {
             "V1__Table.sql": "CREATE TABLE big (id int);\n",
@@ -412,11 +389,8 @@ def test_failed_non_transactional_migration_blocks_until_repaired(
     assert db.run_migrations()["applied"] == ["V2"]
 
 
-def test_no_transaction_migration_is_refused_through_pgbouncer(
-    project: Project, backend: Backend
-) -> None:
-    if backend.via != "pgbouncer":
-        pytest.skip("transaction pooling only (the direct case is tested above)")
+@pytest.mark.backends("pgbouncer")
+def test_no_transaction_migration_is_refused_through_pgbouncer(project: Project) -> None:
     project.write(
         {
             "V1__Table.sql": "CREATE TABLE big (id int);\n",
@@ -432,7 +406,8 @@ def test_no_transaction_migration_is_refused_through_pgbouncer(
     assert db.execute_query("SELECT to_regclass('big') IS NULL AS absent") == [{"absent": True}]
 
 
-def test_go_batches_on_sql_server(project: Project, mssql_only: None) -> None:
+@pytest.mark.backends("sqlserver")
+def test_go_batches_on_sql_server(project: Project) -> None:
     project.write(
         {
             "V1__Views.sql": "CREATE TABLE t (id int)\nGO\nCREATE VIEW v AS SELECT id FROM t\nGO\n"

@@ -32,6 +32,10 @@ SERVER_VALUES: list[tuple[str, Any]] = [
     ("CAST(-0.000001 AS numeric(38, 6))", Decimal("-0.000001")),
     ("CAST(12.3456 AS money)", Decimal("12.3456")),
     ("CAST(-1.5 AS smallmoney)", Decimal("-1.5000")),
+    ("CAST('922337203685477.5807' AS money)", Decimal("922337203685477.5807")),
+    ("CAST('-922337203685477.5808' AS money)", Decimal("-922337203685477.5808")),
+    ("CAST('214748.3647' AS smallmoney)", Decimal("214748.3647")),
+    ("CAST('-214748.3648' AS smallmoney)", Decimal("-214748.3648")),
     ("CAST(0.1 AS real)", 0.1),
     ("CAST(2.25 AS float)", 2.25),
     ("CAST('ab' AS char(4))", "ab  "),
@@ -44,7 +48,6 @@ SERVER_VALUES: list[tuple[str, Any]] = [
     ("CAST(0x0102 AS varbinary(max))", b"\x01\x02"),
     ("CAST(0x03 AS image)", b"\x03"),
     ("CAST('2024-02-29' AS date)", dt.date(2024, 2, 29)),
-    ("CAST('13:14:15.1234567' AS time)", dt.time(13, 14, 15, 123456)),
     ("CAST('2024-01-02T03:04:05.123' AS datetime)", dt.datetime(2024, 1, 2, 3, 4, 5, 123000)),
     (
         "CAST('2024-01-02T03:04:05.678901' AS datetime2(6))",
@@ -54,6 +57,14 @@ SERVER_VALUES: list[tuple[str, Any]] = [
     (
         "CAST('2024-01-02T03:04:05.5+02:00' AS datetimeoffset(6))",
         dt.datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    ),
+    (
+        "CAST('2024-01-02T03:04:05-08:00' AS datetimeoffset)",
+        dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=-8))),
+    ),
+    (
+        "CAST('2024-01-02T23:30:00+05:30' AS datetimeoffset(0))",
+        dt.datetime(2024, 1, 2, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
     ),
     (
         "CAST('12345678-1234-5678-1234-567812345678' AS uniqueidentifier)",
@@ -72,6 +83,20 @@ def test_server_values_decode(mdb: dbflow.DatabaseManager, literal: str, expecte
     assert type(value) is type(expected)
     if isinstance(expected, dt.datetime):
         assert value.utcoffset() == expected.utcoffset()
+
+
+def test_time_with_100ns_digits_is_truncated_not_rounded(
+    mdb: dbflow.DatabaseManager, mssql_server: tuple[str, str]
+) -> None:
+    got = mdb.execute_query(
+        "SELECT CAST('13:14:15.1234567' AS time(7)) AS a, CAST('23:59:59.9999996' AS time(7)) AS b"
+    )[0]
+    if mssql_server[1] == "babelfish":
+        # Babelfish stores time in PostgreSQL's microseconds: the server has
+        # rounded before any client sees the value.
+        assert got["a"] == dt.time(13, 14, 15, 123457)
+    else:
+        assert got == {"a": dt.time(13, 14, 15, 123456), "b": dt.time(23, 59, 59, 999999)}
 
 
 def test_tsql_literals_and_brackets_are_left_alone(mdb: dbflow.DatabaseManager) -> None:
@@ -144,3 +169,189 @@ def test_wrong_password_names_the_login_problem(env, mssql_test_url: str) -> Non
         assert "login failed" in str(info.value).lower()
     finally:
         db.dispose()
+
+
+# ---- NULLs, every type, every position ---------------------------------------
+
+#: A column of each type of the README's values list, and a value for it.
+TYPED_COLUMNS: list[tuple[str, str, Any]] = [
+    ("c_tinyint", "tinyint", 7),
+    ("c_smallint", "smallint", -7),
+    ("c_int", "int", 70000),
+    ("c_bigint", "bigint", 2**40),
+    ("c_bit", "bit", True),
+    ("c_decimal", "decimal(10, 2)", Decimal("605813.35")),
+    ("c_numeric", "numeric(38, 6)", Decimal("-12345678901234567890.123456")),
+    ("c_money", "money", Decimal("922337203685477.5807")),
+    ("c_smallmoney", "smallmoney", Decimal("-214748.3648")),
+    ("c_real", "real", 0.5),
+    ("c_float", "float", 2.25),
+    ("c_char", "char(3)", "abc"),
+    ("c_varchar", "varchar(20)", "plain"),
+    ("c_nchar", "nchar(3)", "äöü"),
+    ("c_nvarchar", "nvarchar(max)", "héllo wörld ✓"),
+    ("c_binary", "binary(2)", b"\x00\xff"),
+    ("c_varbinary", "varbinary(max)", b"\x00\x01" * 5000),
+    ("c_date", "date", dt.date(2024, 2, 29)),
+    ("c_time", "time(6)", dt.time(13, 14, 15, 123456)),
+    ("c_datetime", "datetime", dt.datetime(2024, 1, 2, 3, 4, 5, 123000)),
+    ("c_datetime2", "datetime2(6)", dt.datetime(2024, 1, 2, 3, 4, 5, 678901)),
+    ("c_smalldatetime", "smalldatetime", dt.datetime(2024, 1, 2, 3, 4)),
+    (
+        "c_dto",
+        "datetimeoffset(6)",
+        dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+    ),
+    ("c_uuid", "uniqueidentifier", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+    ("c_xml", "xml", "<a>x</a>"),
+]
+
+
+@pytest.fixture
+def typed_table(mdb: dbflow.DatabaseManager) -> Iterator[str]:
+    name = f"t_typed_{uuid.uuid4().hex[:8]}"
+    columns = ", ".join(f"{c} {ty} NULL" for c, ty, _ in TYPED_COLUMNS)
+    mdb.execute_query(f"CREATE TABLE {name} (id int PRIMARY KEY, {columns})")
+    yield name
+    mdb.execute_query(f"DROP TABLE {name}")
+
+
+def test_none_binds_into_a_column_of_every_type(
+    mdb: dbflow.DatabaseManager, typed_table: str
+) -> None:
+    names = [c for c, _, _ in TYPED_COLUMNS]
+    row: dict[str, Any] = {"id": 1, **{c: None for c in names}}
+    placeholders = ", ".join(f":{c}" for c in ["id", *names])
+    mdb.execute_query(
+        f"INSERT INTO {typed_table} (id, {', '.join(names)}) VALUES ({placeholders})", row
+    )
+    assert mdb.execute_query(f"SELECT * FROM {typed_table}") == [row]
+    # Values in, then None again through UPDATE ... SET c = :v, column by column.
+    for column, _, value in TYPED_COLUMNS:
+        mdb.execute_query(
+            f"UPDATE {typed_table} SET {column} = :v WHERE id = :id", {"v": value, "id": 1}
+        )
+        assert mdb.execute_query(f"SELECT {column} AS v FROM {typed_table}")[0]["v"] == value
+        mdb.execute_query(
+            f"UPDATE {typed_table} SET {column} = :v WHERE id = :id", {"v": None, "id": 1}
+        )
+        assert mdb.execute_query(f"SELECT {column} AS v FROM {typed_table}")[0]["v"] is None
+    assert mdb.execute_query("SELECT :v AS v", {"v": None}) == [{"v": None}]
+    # A statement whose every value is None still runs with its parameters
+    # (in sp_executesql), and NULL comparisons keep SQL's meaning.
+    assert mdb.execute_query(
+        f"SELECT COUNT(*) AS n FROM {typed_table} WHERE c_int = :v OR :v IS NULL", {"v": None}
+    ) == [{"n": 1}]
+
+
+def test_execute_many_with_nones(mdb: dbflow.DatabaseManager, typed_table: str) -> None:
+    names = [c for c, _, _ in TYPED_COLUMNS]
+    rows = [
+        {"id": i, **{c: (v if (i + k) % 2 else None) for k, (c, _, v) in enumerate(TYPED_COLUMNS)}}
+        for i in range(1, 21)
+    ]
+    placeholders = ", ".join(f":{c}" for c in ["id", *names])
+    sql = f"INSERT INTO {typed_table} (id, {', '.join(names)}) VALUES ({placeholders})"
+    assert mdb.execute_many(sql, rows) == 20
+    assert mdb.execute_query(f"SELECT * FROM {typed_table} ORDER BY id") == rows
+
+
+def test_bulk_insert_stores_every_type_and_none(
+    mdb: dbflow.DatabaseManager, typed_table: str
+) -> None:
+    names = [c for c, _, _ in TYPED_COLUMNS]
+    full = {"id": 1, **{c: v for c, _, v in TYPED_COLUMNS}}
+    empty = {"id": 2, **{c: None for c in names}}
+    mixed = {"id": 3, **{c: (v if k % 2 else None) for k, (c, _, v) in enumerate(TYPED_COLUMNS)}}
+    negative = {**full, "id": 4, "c_decimal": Decimal("-0.01"), "c_numeric": Decimal("0.000001")}
+    assert mdb.bulk_insert(typed_table, [full, empty, mixed, negative]) == 4
+    # Read back through the server, value by value: a garbage decimal would
+    # fail here (or break the connection) rather than pass unseen.
+    got = mdb.execute_query(f"SELECT * FROM {typed_table} ORDER BY id")
+    assert got == [full, empty, mixed, negative]
+    text = mdb.execute_query(
+        f"SELECT CAST(c_decimal AS varchar(20)) AS d, CAST(c_money AS varchar(30)) AS m "
+        f"FROM {typed_table} WHERE id = 1"
+    )
+    assert text == [{"d": "605813.35", "m": "922337203685477.5807"}]
+
+
+def test_bulk_insert_refuses_a_value_its_column_cannot_take(
+    mdb: dbflow.DatabaseManager, typed_table: str
+) -> None:
+    with pytest.raises(
+        dbflow.ParameterError, match=r"row 1, column c_uuid: a float .*uniqueidentifier"
+    ):
+        mdb.bulk_insert(typed_table, [{"id": 1, "c_uuid": None}, {"id": 2, "c_uuid": 1.5}])
+    assert mdb.execute_query(f"SELECT COUNT(*) AS n FROM {typed_table}") == [{"n": 0}]
+    assert mdb.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+
+
+# ---- datetimeoffset, both directions -------------------------------------------
+
+OFFSETS = [
+    dt.timedelta(0),
+    dt.timedelta(hours=2),
+    dt.timedelta(hours=-5),
+    dt.timedelta(hours=5, minutes=30),
+    dt.timedelta(hours=-8),
+    dt.timedelta(hours=14),
+    dt.timedelta(hours=-9, minutes=-30),
+]
+
+
+@pytest.mark.parametrize("offset", OFFSETS, ids=str)
+def test_datetimeoffset_round_trips_as_instant_and_offset(
+    mdb: dbflow.DatabaseManager, offset: dt.timedelta
+) -> None:
+    value = dt.datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=dt.timezone(offset))
+    table = f"t_dto_{uuid.uuid4().hex[:8]}"
+    mdb.execute_query(f"CREATE TABLE {table} (v datetimeoffset(6))")
+    try:
+        mdb.execute_query(f"INSERT INTO {table} (v) VALUES (:v)", {"v": value})
+        # What the server stored, read by the server itself: the instant in
+        # seconds from a fixed UTC point, and the offset in minutes.
+        stored = mdb.execute_query(
+            "SELECT DATEDIFF(second, CAST('2024-01-01T00:00:00+00:00' AS datetimeoffset), v) "
+            f"AS s, DATEPART(tzoffset, v) AS m, v FROM {table}"
+        )[0]
+        epoch = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+        assert stored["s"] == int((value - epoch).total_seconds())
+        assert stored["m"] == int(offset.total_seconds() // 60)
+        got = stored["v"]
+        assert got == value  # the same instant
+        assert got.utcoffset() == offset  # and the same offset
+        assert got.replace(tzinfo=None) == value.replace(tzinfo=None)  # wall time too
+    finally:
+        mdb.execute_query(f"DROP TABLE {table}")
+
+
+def test_money_parameters_round_trip_at_the_extremes(mdb: dbflow.DatabaseManager) -> None:
+    table = f"t_money_{uuid.uuid4().hex[:8]}"
+    mdb.execute_query(f"CREATE TABLE {table} (id int, m money, s smallmoney)")
+    extremes = [
+        (1, Decimal("922337203685477.5807"), Decimal("214748.3647")),
+        (2, Decimal("-922337203685477.5808"), Decimal("-214748.3648")),
+        (3, Decimal("0.0001"), Decimal("-0.0001")),
+    ]
+    try:
+        for i, m, s in extremes:
+            mdb.execute_query(f"INSERT INTO {table} VALUES (:i, :m, :s)", {"i": i, "m": m, "s": s})
+        got = mdb.execute_query(f"SELECT id, m, s FROM {table} ORDER BY id", as_tuples=True)
+        assert got == extremes
+        # The server's own text agrees (nothing was rounded on the way in).
+        text = mdb.execute_query(f"SELECT CAST(m AS varchar(40)) AS t FROM {table} WHERE id = 1")
+        assert text[0]["t"].startswith("922337203685477.58")
+    finally:
+        mdb.execute_query(f"DROP TABLE {table}")
+
+
+def test_non_latin_text_survives_an_nvarchar_column(mdb: dbflow.DatabaseManager) -> None:
+    table = f"t_text_{uuid.uuid4().hex[:8]}"
+    mdb.execute_query(f"CREATE TABLE {table} (v nvarchar(100))")
+    try:
+        value = "日本語 ✓ ünïcödé"
+        mdb.execute_query(f"INSERT INTO {table} VALUES (:v)", {"v": value})
+        assert mdb.execute_query(f"SELECT v FROM {table}") == [{"v": value}]
+    finally:
+        mdb.execute_query(f"DROP TABLE {table}")

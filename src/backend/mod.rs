@@ -112,6 +112,14 @@ impl Connection {
         }
     }
 
+    /// Said once per pool, when it is created: how this configuration
+    /// connects, where that deserves a word (TLS left unverified).
+    pub fn announce(config: &DatabaseConfig) {
+        if config.database_type == DatabaseType::SqlServer {
+            mssql::announce(config);
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self.driver {
             Driver::Postgres(_) => Dialect::Postgres,

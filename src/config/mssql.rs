@@ -218,10 +218,30 @@ fn apply_pairs(spec: &mut ConnectSpec, pairs: Vec<(String, String)>, key: &str) 
 
 /// Parse any accepted SQL Server form. `key` names the setting in errors.
 pub fn parse(conn: &str, form: StringForm, key: &str) -> Result<ConnectSpec> {
+    let mut defaults = match form {
+        StringForm::Url => TlsDefaults::Dbflow,
+        StringForm::Jdbc => TlsDefaults::Jdbc,
+        StringForm::AdoNet => TlsDefaults::AdoNet,
+    };
     let mut spec = match form {
         StringForm::Url => {
             let mut url = parse_url(conn, DatabaseType::SqlServer, key)?;
             let options = std::mem::take(&mut url.options);
+            let scheme = conn
+                .trim()
+                .split("://")
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let driver = options
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("driver"))
+                .map(|(_, v)| v.as_str());
+            defaults = match scheme.as_str() {
+                "mssql+pyodbc" => TlsDefaults::of_odbc_driver(driver),
+                "mssql+pymssql" | "mssql+pytds" => TlsDefaults::FreeTds,
+                _ => TlsDefaults::Dbflow,
+            };
             if let Some(host) = url.host.take() {
                 // `host\instance` may arrive percent-decoded from the URL.
                 let server = match url.port.take() {
@@ -270,33 +290,164 @@ pub fn parse(conn: &str, form: StringForm, key: &str) -> Result<ConnectSpec> {
         )));
     }
     spec.database_type = DatabaseType::SqlServer;
+    spec.options
+        .push(("tls_defaults".to_owned(), defaults.as_str().to_owned()));
+    tls_of(&spec, key)?;
     Ok(spec)
 }
 
-/// How the connection should be encrypted, from the `encrypt` option.
+/// How the connection should be encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encrypt {
     /// No TLS at all (`encrypt=disable`): for servers without TLS support.
     Disabled,
-    /// TLS for the login only (`encrypt=off/no/false`, ODBC 17's default).
+    /// TLS for the login packets only (`encrypt=no/false/off/optional`), as
+    /// ODBC, JDBC and ADO.NET do for `Encrypt=no`.
     LoginOnly,
-    /// TLS when the server offers it (`encrypt=on/yes/true/optional`; the default).
+    /// TLS when the server offers it (`encrypt=request`; `mssql://`'s and
+    /// FreeTDS's default).
     Preferred,
-    /// TLS or fail (`encrypt=required/mandatory/strict`).
+    /// TLS or fail (`encrypt=yes/true/on/mandatory/required`).
     Required,
 }
 
-pub fn encrypt_of(spec: &ConnectSpec, key: &str) -> Result<Encrypt> {
-    Ok(match spec.option("encrypt").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("on") | Some("yes") | Some("true") | Some("optional") => Encrypt::Preferred,
-        Some("off") | Some("no") | Some("false") => Encrypt::LoginOnly,
-        Some("disable") | Some("disabled") | Some("not_supported") | Some("notsupported") => Encrypt::Disabled,
-        Some("required") | Some("mandatory") | Some("strict") => Encrypt::Required,
-        Some(other) => {
+/// Whose documented defaults a connection string follows, from its form
+/// (and, for `mssql+pyodbc`, its `driver`). Recorded at parse time in the
+/// internal option `tls_defaults`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsDefaults {
+    /// `mssql://`: dbflow's own — TLS when offered, certificate verified.
+    Dbflow,
+    /// `mssql+pyodbc` with ODBC Driver 17 (or 13, 11, none named): login-only TLS.
+    Odbc17,
+    /// `mssql+pyodbc` with ODBC Driver 18 or later: TLS required, verified.
+    Odbc18,
+    /// `mssql+pymssql` (FreeTDS): TLS when offered; verified only against a `ca_file`.
+    FreeTds,
+    /// ADO.NET strings (Microsoft.Data.SqlClient 4+): TLS required, verified.
+    AdoNet,
+    /// JDBC strings (mssql-jdbc 10.2+): TLS required, verified.
+    Jdbc,
+}
+
+impl TlsDefaults {
+    fn as_str(self) -> &'static str {
+        match self {
+            TlsDefaults::Dbflow => "dbflow",
+            TlsDefaults::Odbc17 => "odbc17",
+            TlsDefaults::Odbc18 => "odbc18",
+            TlsDefaults::FreeTds => "freetds",
+            TlsDefaults::AdoNet => "adonet",
+            TlsDefaults::Jdbc => "jdbc",
+        }
+    }
+
+    fn from_str(s: &str) -> TlsDefaults {
+        match s {
+            "odbc17" => TlsDefaults::Odbc17,
+            "odbc18" => TlsDefaults::Odbc18,
+            "freetds" => TlsDefaults::FreeTds,
+            "adonet" => TlsDefaults::AdoNet,
+            "jdbc" => TlsDefaults::Jdbc,
+            _ => TlsDefaults::Dbflow,
+        }
+    }
+
+    /// The defaults an ODBC driver name implies (`ODBC Driver 18 for SQL
+    /// Server`, `FreeTDS`, ...).
+    fn of_odbc_driver(driver: Option<&str>) -> TlsDefaults {
+        let Some(driver) = driver else {
+            return TlsDefaults::Odbc17;
+        };
+        let lower = driver.to_ascii_lowercase();
+        if lower.contains("freetds") {
+            return TlsDefaults::FreeTds;
+        }
+        let version = lower
+            .strip_prefix("odbc driver ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok());
+        match version {
+            Some(v) if v >= 18 => TlsDefaults::Odbc18,
+            _ => TlsDefaults::Odbc17,
+        }
+    }
+
+    fn default_encrypt(self) -> Encrypt {
+        match self {
+            TlsDefaults::Dbflow | TlsDefaults::FreeTds => Encrypt::Preferred,
+            TlsDefaults::Odbc17 => Encrypt::LoginOnly,
+            TlsDefaults::Odbc18 | TlsDefaults::AdoNet | TlsDefaults::Jdbc => Encrypt::Required,
+        }
+    }
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    /// Against the system's trusted roots, and the host name.
+    SystemRoots,
+    /// Against this CA file (`ca_file=`).
+    CaFile(String),
+    /// Not at all: login-only TLS (as every Microsoft driver does),
+    /// `TrustServerCertificate=true`, or FreeTDS's default without a CA file.
+    Not { asked: bool },
+}
+
+/// The TLS a connection string asks for, under its own driver's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub encrypt: Encrypt,
+    pub verify: Verify,
+    pub defaults: TlsDefaults,
+}
+
+fn explicit_encrypt(spec: &ConnectSpec, key: &str) -> Result<Option<Encrypt>> {
+    let Some(value) = spec.option("encrypt") else {
+        return Ok(None);
+    };
+    Ok(Some(match value.trim().to_ascii_lowercase().as_str() {
+        "no" | "false" | "off" | "optional" | "0" => Encrypt::LoginOnly,
+        "yes" | "true" | "on" | "mandatory" | "required" | "1" => Encrypt::Required,
+        "request" | "preferred" => Encrypt::Preferred,
+        "disable" | "disabled" | "not_supported" | "notsupported" => Encrypt::Disabled,
+        "strict" => {
             return Err(Error::config(format!(
-                "{key}: encrypt='{other}' is not one of off, on, required (or disable for servers without TLS)"
+                "{key}: encrypt=strict (TDS 8.0) is not supported; use encrypt=yes \
+                 (TLS required, certificate verified)"
             )))
         }
+        other => {
+            return Err(Error::config(format!(
+                "{key}: encrypt='{other}' is not one of yes, no, request (TLS when the server \
+                 offers it) or disable (no TLS at all, for servers without it)"
+            )))
+        }
+    }))
+}
+
+/// The TLS settings of a parsed SQL Server spec; contradictions are errors.
+pub fn tls_of(spec: &ConnectSpec, key: &str) -> Result<Tls> {
+    let defaults = TlsDefaults::from_str(spec.option("tls_defaults").unwrap_or("dbflow"));
+    let encrypt = explicit_encrypt(spec, key)?.unwrap_or(defaults.default_encrypt());
+    let trust = flag(spec, "trust_server_certificate", key)?;
+    let ca_file = spec.option("ca_file");
+    if trust && ca_file.is_some() {
+        return Err(Error::config(format!(
+            "{key}: TrustServerCertificate=true and ca_file contradict each other; keep one"
+        )));
+    }
+    let verify = match (encrypt, trust, ca_file) {
+        (Encrypt::LoginOnly | Encrypt::Disabled, _, _) => Verify::Not { asked: false },
+        (_, true, _) => Verify::Not { asked: true },
+        (_, false, Some(path)) => Verify::CaFile(path.to_owned()),
+        (_, false, None) if defaults == TlsDefaults::FreeTds => Verify::Not { asked: false },
+        (_, false, None) => Verify::SystemRoots,
+    };
+    Ok(Tls {
+        encrypt,
+        verify,
+        defaults,
     })
 }
 
@@ -330,7 +481,7 @@ mod tests {
         assert_eq!(s.password.as_deref(), Some("p@ss"));
         assert_eq!(s.database.as_deref(), Some("survey_hub"));
         assert!(flag(&s, "trust_server_certificate", "K").unwrap());
-        assert_eq!(encrypt_of(&s, "K").unwrap(), Encrypt::LoginOnly);
+        assert_eq!(tls_of(&s, "K").unwrap().encrypt, Encrypt::LoginOnly);
         assert!(s.option("driver").is_none());
     }
 
@@ -354,7 +505,11 @@ mod tests {
         assert_eq!(s.option("instance"), Some("inst"));
         assert_eq!(s.database.as_deref(), Some("hub"));
         assert_eq!(s.password.as_deref(), Some("p;w"));
-        assert_eq!(encrypt_of(&s, "K").unwrap(), Encrypt::Preferred);
+        let tls = tls_of(&s, "K").unwrap();
+        assert_eq!(
+            (tls.encrypt, tls.verify),
+            (Encrypt::Required, Verify::Not { asked: true })
+        );
     }
 
     #[test]
@@ -395,8 +550,49 @@ mod tests {
         let conflict =
             parse("mssql://h/db?encrypt=yes&Encrypt=no", StringForm::Url, "K").unwrap_err();
         assert!(conflict.message.contains("twice"), "{}", conflict.message);
-        let bad = parse("mssql://h/db?encrypt=maybe", StringForm::Url, "K").unwrap();
-        assert!(encrypt_of(&bad, "K").is_err());
+        assert!(parse("mssql://h/db?encrypt=maybe", StringForm::Url, "K").is_err());
+        assert!(parse("mssql://h/db?encrypt=strict", StringForm::Url, "K").is_err());
+    }
+
+    fn tls(conn: &str) -> Tls {
+        let form = super::super::url::detect(conn).unwrap().1;
+        tls_of(&parse(conn, form, "K").unwrap(), "K").unwrap()
+    }
+
+    #[test]
+    fn tls_follows_the_driver_the_string_names() {
+        use Encrypt::*;
+        let not = Verify::Not { asked: false };
+        let cases: &[(&str, Encrypt, Verify)] = &[
+            // ODBC Driver 17: Encrypt=no by default, login-only TLS, never verified.
+            ("mssql+pyodbc://u:p@h/db?driver=ODBC+Driver+17+for+SQL+Server", LoginOnly, not.clone()),
+            ("mssql+pyodbc://u:p@h/db?driver=ODBC+Driver+17+for+SQL+Server&Encrypt=yes", Required, Verify::SystemRoots),
+            ("mssql+pyodbc://u:p@h/db?driver=ODBC+Driver+17+for+SQL+Server&Encrypt=yes&TrustServerCertificate=yes", Required, Verify::Not { asked: true }),
+            ("mssql+pyodbc://u:p@h/db", LoginOnly, not.clone()),
+            // ODBC Driver 18: Encrypt=yes (mandatory) by default, verified.
+            ("mssql+pyodbc://u:p@h/db?driver=ODBC+Driver+18+for+SQL+Server", Required, Verify::SystemRoots),
+            ("mssql+pyodbc://u:p@h/db?driver=ODBC+Driver+18+for+SQL+Server&Encrypt=no", LoginOnly, not.clone()),
+            ("mssql+pyodbc://u:p@h/db?driver=ODBC+Driver+18+for+SQL+Server&TrustServerCertificate=yes", Required, Verify::Not { asked: true }),
+            // FreeTDS (pymssql, or the FreeTDS ODBC driver): request TLS, verify only with a CA file.
+            ("mssql+pymssql://u:p@h:1433/db", Preferred, not.clone()),
+            ("mssql+pyodbc://u:p@h/db?driver=FreeTDS", Preferred, not.clone()),
+            ("mssql+pymssql://u:p@h/db?ca_file=/ca.pem", Preferred, Verify::CaFile("/ca.pem".into())),
+            // dbflow's own URL.
+            ("mssql://u:p@h/db", Preferred, Verify::SystemRoots),
+            ("mssql://u:p@h/db?encrypt=off", LoginOnly, not.clone()),
+            ("mssql://u:p@h/db?encrypt=disable", Disabled, not.clone()),
+            ("mssql://u:p@h/db?encrypt=yes&ca_file=/ca.pem", Required, Verify::CaFile("/ca.pem".into())),
+            // ADO.NET (Microsoft.Data.SqlClient 4+) and JDBC (mssql-jdbc 10.2+): Encrypt=true by default.
+            ("Server=h;Database=db;User Id=u;Password=p", Required, Verify::SystemRoots),
+            ("Server=h;Database=db;User Id=u;Password=p;Encrypt=False", LoginOnly, not.clone()),
+            ("Server=h;Database=db;User Id=u;Password=p;TrustServerCertificate=True", Required, Verify::Not { asked: true }),
+            ("jdbc:sqlserver://h:1433;databaseName=db;user=u;password=p", Required, Verify::SystemRoots),
+            ("jdbc:sqlserver://h:1433;databaseName=db;user=u;password=p;encrypt=false", LoginOnly, not),
+        ];
+        for (conn, encrypt, verify) in cases {
+            let got = tls(conn);
+            assert_eq!((got.encrypt, &got.verify), (*encrypt, verify), "{conn}");
+        }
     }
 
     #[test]

@@ -123,7 +123,9 @@ impl ConnectSpec {
         if let Some(db) = &self.database {
             out.push_str(db);
         }
-        for (i, (k, v)) in self.options.iter().enumerate() {
+        // Internal options (how the string was written) are not the user's.
+        let shown = self.options.iter().filter(|(k, _)| k != "tls_defaults");
+        for (i, (k, v)) in shown.enumerate() {
             out.push(if i == 0 { '?' } else { '&' });
             let shown = if is_secret_option(k) {
                 "***"

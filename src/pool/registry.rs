@@ -63,12 +63,14 @@ pub fn attach(config: Arc<DatabaseConfig>) -> Result<Arc<SharedPool>> {
         Some(existing) => existing.clone(),
         None => {
             let shared = Arc::new(SharedPool {
-                pool: Pool::new(config)?,
+                pool: Pool::new(config.clone())?,
                 key: key.clone(),
                 users: AtomicUsize::new(0),
                 generation: AtomicU64::new(0),
             });
             reg.pools.insert(key, shared.clone());
+            drop(reg);
+            crate::backend::Connection::announce(&config);
             shared
         }
     };

@@ -110,13 +110,18 @@ where
         if SHUTTING_DOWN.load(Ordering::Acquire) {
             return;
         }
-        // dbflow's own events, and what the drivers consider worth a warning;
-        // driver chatter (server NOTICEs, statement logs) stays out.
+        // dbflow's own events at their level. A driver's warnings and errors
+        // (a server error the caller also receives, TLS chatter on every
+        // connection) are kept at DEBUG: dbflow raises or reports what
+        // matters itself. Lesser driver chatter stays out.
         let meta = event.metadata();
-        if !meta.target().starts_with("dbflow") && *meta.level() > Level::WARN {
+        let level = if meta.target().starts_with("dbflow") {
+            python_level(meta.level())
+        } else if *meta.level() <= Level::WARN {
+            python_level(&Level::DEBUG)
+        } else {
             return;
-        }
-        let level = python_level(meta.level());
+        };
         Python::try_attach(|py| {
             let caller = ctx.event_scope(event).and_then(|scope| {
                 scope.into_iter().find_map(|span| {

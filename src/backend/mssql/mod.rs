@@ -6,19 +6,20 @@
 //! any error that can leave the wire in an unknown state marks the
 //! connection broken so the pool discards it.
 
+mod bulk;
 pub mod values;
 
 use futures_util::TryStreamExt;
-use tiberius::{AuthMethod, Client, ColumnType, EncryptionLevel, QueryItem, SqlBrowser, ToSql};
+use tiberius::{AuthMethod, Client, EncryptionLevel, QueryItem, SqlBrowser, ToSql};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::rows::{Destination, Read, RowBuffer};
 use super::Statement;
-use crate::config::mssql::{encrypt_of, flag, Encrypt};
+use crate::config::mssql::{tls_of, Encrypt, Verify};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sql::{Dialect, ParsedSql};
+use crate::sql::ParsedSql;
 use crate::value::Value;
 
 type Stream = Compat<TcpStream>;
@@ -49,7 +50,10 @@ impl From<tiberius::error::Error> for Error {
                 e.server_line = Some(token.line());
                 e
             }
-            T::Io { kind: std::io::ErrorKind::TimedOut, .. } => {
+            T::Io {
+                kind: std::io::ErrorKind::TimedOut,
+                ..
+            } => {
                 // The command timeout fired mid-response: the server may still
                 // be working; the connection is discarded (see `Connection::note`).
                 let mut e = Error::new(
@@ -65,10 +69,13 @@ impl From<tiberius::error::Error> for Error {
                 e
             }
             T::Tls(message) => Error::connection(format!(
-                "TLS handshake failed: {message}; if the server uses a self-signed certificate set \
-                 TrustServerCertificate=true or give its CA with ca_file=/path/ca.pem, or set encrypt=off"
+                "TLS handshake failed: {message}; if the server uses a self-signed certificate, \
+                 give its CA with ca_file=/path/ca.pem, or set TrustServerCertificate=true to \
+                 accept it unverified, or encrypt=no (TLS for the login only, as ODBC Driver 17)"
             )),
-            T::Routing { host, port } => Error::connection(format!("the server redirected to {host}:{port}")),
+            T::Routing { host, port } => {
+                Error::connection(format!("the server redirected to {host}:{port}"))
+            }
             T::Protocol(m) | T::Encoding(m) => {
                 let mut e = Error::connection(format!("protocol error: {m}"));
                 e.maybe_executed = true;
@@ -104,22 +111,17 @@ pub fn client_config(config: &DatabaseConfig) -> Result<tiberius::Config> {
         user,
         spec.password.as_deref().unwrap_or(""),
     ));
-    c.encryption(match encrypt_of(spec, key)? {
+    let tls = tls_of(spec, key)?;
+    c.encryption(match tls.encrypt {
         Encrypt::Disabled => EncryptionLevel::NotSupported,
         Encrypt::LoginOnly => EncryptionLevel::Off,
         Encrypt::Preferred => EncryptionLevel::On,
         Encrypt::Required => EncryptionLevel::Required,
     });
-    let trust = flag(spec, "trust_server_certificate", key)?;
-    match (trust, spec.option("ca_file")) {
-        (true, Some(_)) => {
-            return Err(Error::config(format!(
-                "{key}: TrustServerCertificate=true and ca_file contradict each other; keep one"
-            )))
-        }
-        (true, None) => c.trust_cert(),
-        (false, Some(path)) => c.trust_cert_ca(path),
-        (false, None) => {}
+    match &tls.verify {
+        Verify::SystemRoots => {}
+        Verify::CaFile(path) => c.trust_cert_ca(path),
+        Verify::Not { .. } => c.trust_cert(),
     }
     if let Some(name) = spec.option("hostname_in_certificate") {
         c.hostname_in_certificate(name);
@@ -128,6 +130,32 @@ pub fn client_config(config: &DatabaseConfig) -> Result<tiberius::Config> {
     c.command_timeout(config.query_timeout);
     c.handshake_timeout(Some(config.connect_timeout));
     Ok(c)
+}
+
+/// Said once when a pool for `config` is created: TLS that does not verify
+/// the server, when the connection string chose that.
+pub fn announce(config: &DatabaseConfig) {
+    let Ok(tls) = tls_of(&config.spec, &config.source_key) else {
+        return;
+    };
+    let database = &config.name;
+    match (tls.encrypt, tls.verify) {
+        (Encrypt::Preferred | Encrypt::Required, Verify::Not { asked: true }) => tracing::warn!(
+            database = %database,
+            "TLS without certificate verification (TrustServerCertificate=true): the server is \
+             not authenticated; give its CA with ca_file= to verify it"
+        ),
+        (Encrypt::Preferred | Encrypt::Required, Verify::Not { asked: false }) => tracing::info!(
+            database = %database,
+            "TLS without certificate verification (FreeTDS's default for this connection \
+             string); give the server's CA with ca_file= to verify it"
+        ),
+        (Encrypt::LoginOnly, _) => tracing::debug!(
+            database = %database,
+            "TLS for the login only (encrypt=no); later traffic is not encrypted"
+        ),
+        _ => {}
+    }
 }
 
 pub struct MsConn {
@@ -170,14 +198,6 @@ impl MsConn {
         Ok(MsConn { client })
     }
 
-    fn params(statement_values: &[Value], names: &[String]) -> Result<Vec<values::Param>> {
-        statement_values
-            .iter()
-            .zip(names)
-            .map(|(v, n)| values::to_param(n, v))
-            .collect()
-    }
-
     /// One statement (batch); the rows of its first result set go to
     /// `destination` as they arrive. The first result set that has columns
     /// is the answer, as with pyodbc's first cursor result; later ones are
@@ -187,29 +207,31 @@ impl MsConn {
         statement: &Statement,
         destination: Destination<'_>,
     ) -> Result<Read> {
-        let sql = statement.sql.render(Dialect::SqlServer);
-        let params = Self::params(&statement.values, &statement.sql.names)?;
+        let (sql, params) = values::bind(&statement.sql, &statement.values)?;
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-        let mut stream = if refs.is_empty() {
+        // A statement written with parameters always runs through
+        // sp_executesql (its scope, e.g. for #temp tables, must not depend on
+        // whether every value happened to be None).
+        let mut stream = if statement.sql.names.is_empty() {
             self.client.simple_query(sql).await?
         } else {
             self.client.query(sql, &refs).await?
         };
         let mut buffer = RowBuffer::new(destination);
-        let mut types: Vec<ColumnType> = Vec::new();
+        let mut width = 0;
         let mut result: Option<usize> = None;
         while let Some(item) = stream.try_next().await? {
             match item {
                 QueryItem::Metadata(meta) if result.is_none() => {
                     result = Some(meta.result_index());
                     buffer.start(meta.columns().iter().map(|c| c.name().to_owned()).collect());
-                    types = meta.columns().iter().map(|c| c.column_type()).collect();
+                    width = meta.columns().len();
                 }
                 QueryItem::Row(row) if Some(row.result_index()) == result => {
                     let values = buffer.values();
-                    values.reserve(types.len());
-                    for (ty, (_, data)) in types.iter().zip(row.cells()) {
-                        values.push(values::to_value(*ty, data)?);
+                    values.reserve(width);
+                    for (_, data) in row.cells() {
+                        values.push(values::to_value(data)?);
                     }
                     if !buffer.row_done().await? {
                         break;
@@ -244,14 +266,19 @@ impl MsConn {
         self.batch("BEGIN TRANSACTION").await?;
         let outcome = async {
             let mut request = self.client.bulk_insert_columns(table, &column_refs).await?;
+            let targets = request.columns().to_vec();
+            if targets.len() != columns.len() {
+                return Err(Error::parameter(format!(
+                    "bulk_insert: {table} takes {} of the {} columns given (identity and computed \
+                     columns are filled by the server); leave those out",
+                    targets.len(),
+                    columns.len()
+                )));
+            }
             for (index, row) in rows.iter().enumerate() {
                 let mut token = tiberius::TokenRow::with_capacity(row.len());
-                for (value, column) in row.iter().zip(columns) {
-                    let param = values::to_param(column, value).map_err(|mut e| {
-                        e.message = format!("bulk_insert: row {index}: {}", e.message);
-                        e
-                    })?;
-                    token.push(values::owned(param));
+                for (value, column) in row.iter().zip(&targets) {
+                    token.push(bulk::cell(column, index, value)?);
                 }
                 request.send(token).await?;
             }
@@ -280,20 +307,18 @@ impl MsConn {
             let mut total = 0;
             for part in rows.chunks(chunk) {
                 let expanded = template.expand(part.len(), &sql.names);
-                let text = expanded.render(Dialect::SqlServer);
                 let flat: Vec<Value> = part.iter().flat_map(|r| r.iter().cloned()).collect();
-                let params = Self::params(&flat, &expanded.names)?;
+                let (text, params) = values::bind(&expanded, &flat)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-                total += self.client.execute(text.as_str(), &refs).await?.total();
+                total += self.client.execute(text, &refs).await?.total();
             }
             return Ok(total);
         }
-        let text = sql.render(Dialect::SqlServer);
         let mut total = 0;
-        for values in rows {
-            let params = Self::params(values, &sql.names)?;
+        for row in rows {
+            let (text, params) = values::bind(sql, row)?;
             let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-            total += self.client.execute(text.as_str(), &refs).await?.total();
+            total += self.client.execute(text, &refs).await?.total();
         }
         Ok(total)
     }

@@ -4,16 +4,16 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use tiberius::{ColumnData, ColumnType, FromSql, IntoSql, ToSql};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
+use tiberius::{ColumnData, FromSql, IntoSql, ToSql};
 
 use crate::error::{Error, Result};
+use crate::sql::ParsedSql;
 use crate::value::Value;
 
-/// A parameter ready for the wire.
+/// A parameter ready for the wire (NULLs never are: see [`bind`]).
 #[derive(Debug)]
 pub enum Param {
-    Null,
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -30,9 +30,6 @@ pub enum Param {
 impl ToSql for Param {
     fn to_sql(&self) -> ColumnData<'_> {
         match self {
-            // An untyped NULL: nvarchar converts implicitly to every column type
-            // except binary ones.
-            Param::Null => ColumnData::String(None),
             Param::Bool(b) => ColumnData::Bit(Some(*b)),
             Param::Int(i) => match i32::try_from(*i) {
                 Ok(small) => ColumnData::I32(Some(small)),
@@ -48,29 +45,6 @@ impl ToSql for Param {
             Param::DateTimeOffset(dt) => dt.into_sql(),
             Param::Uuid(u) => ColumnData::Guid(Some(*u)),
         }
-    }
-}
-
-/// A parameter as owned column data (bulk load rows outlive their values).
-pub fn owned(param: Param) -> ColumnData<'static> {
-    match param {
-        Param::Text(s) => ColumnData::String(Some(Cow::Owned(s))),
-        Param::Bytes(b) => ColumnData::Binary(Some(Cow::Owned(b))),
-        other => match other.to_sql() {
-            ColumnData::String(None) => ColumnData::String(None),
-            ColumnData::Bit(v) => ColumnData::Bit(v),
-            ColumnData::I32(v) => ColumnData::I32(v),
-            ColumnData::I64(v) => ColumnData::I64(v),
-            ColumnData::F64(v) => ColumnData::F64(v),
-            ColumnData::Numeric(v) => ColumnData::Numeric(v),
-            ColumnData::Guid(v) => ColumnData::Guid(v),
-            ColumnData::Date(v) => ColumnData::Date(v),
-            ColumnData::Time(v) => ColumnData::Time(v),
-            ColumnData::DateTime2(v) => ColumnData::DateTime2(v),
-            ColumnData::DateTimeOffset(v) => ColumnData::DateTimeOffset(v),
-            ColumnData::DateTime(v) => ColumnData::DateTime(v),
-            _ => ColumnData::String(None),
-        },
     }
 }
 
@@ -116,10 +90,32 @@ fn unsupported(name: &str, what: &str, hint: &str) -> Error {
     ))
 }
 
-/// Convert one value for SQL Server. `name` is for messages.
-pub fn to_param(name: &str, value: &Value) -> Result<Param> {
-    Ok(match value {
-        Value::Null => Param::Null,
+/// A statement rendered for SQL Server with its parameters. A `None` value
+/// becomes the literal `NULL` in the text: an untyped NULL converts to every
+/// column type on every server, while any one declared parameter type is
+/// refused by some columns (an `nvarchar` NULL cannot go into `varbinary`)
+/// and Babelfish refuses TDS's untyped-NULL parameter. The other values are
+/// numbered `@P1..` in order.
+pub fn bind(sql: &ParsedSql, values: &[Value]) -> Result<(String, Vec<Param>)> {
+    let mut number = vec![0usize; values.len()];
+    let mut params = Vec::with_capacity(values.len());
+    for (i, (value, name)) in values.iter().zip(&sql.names).enumerate() {
+        if let Some(param) = to_param(name, value)? {
+            params.push(param);
+            number[i] = params.len();
+        }
+    }
+    let text = sql.render_with(|i| match number[i] {
+        0 => "NULL".to_owned(),
+        n => format!("@P{n}"),
+    });
+    Ok((text, params))
+}
+
+/// Convert one value for SQL Server; `None` for NULL. `name` is for messages.
+pub fn to_param(name: &str, value: &Value) -> Result<Option<Param>> {
+    Ok(Some(match value {
+        Value::Null => return Ok(None),
         Value::Bool(b) => Param::Bool(*b),
         Value::Int(i) => Param::Int(*i),
         Value::Float(f) if f.is_finite() => Param::Float(*f),
@@ -160,7 +156,7 @@ pub fn to_param(name: &str, value: &Value) -> Result<Param> {
         Value::Uuid(u) => Param::Uuid(*u),
         Value::JsonText(t) => Param::Text(t.clone()),
         Value::Json(_) | Value::Array(_) => Param::Text(value.to_json().to_string()),
-    })
+    }))
 }
 
 fn conversion(e: tiberius::error::Error) -> Error {
@@ -184,9 +180,10 @@ fn numeric_text(n: tiberius::numeric::Numeric) -> String {
     )
 }
 
-/// One TDS value → [`Value`]. `column` decides money (sent as float by the
-/// driver, returned as `Decimal` with its four places).
-pub fn to_value(column: ColumnType, data: &ColumnData<'static>) -> Result<Value> {
+/// One TDS value → [`Value`]. money and smallmoney arrive as exact
+/// numerics of scale 4 (see vendor/tiberius), so they become `Decimal`s with
+/// their four places.
+pub fn to_value(data: &ColumnData<'static>) -> Result<Value> {
     Ok(match data {
         ColumnData::U8(v) => v.map_or(Value::Null, |x| Value::Int(x as i64)),
         ColumnData::I16(v) => v.map_or(Value::Null, |x| Value::Int(x as i64)),
@@ -195,11 +192,7 @@ pub fn to_value(column: ColumnType, data: &ColumnData<'static>) -> Result<Value>
         ColumnData::F32(v) => v.map_or(Value::Null, |f| {
             Value::Float(format!("{f}").parse().unwrap_or(f as f64))
         }),
-        ColumnData::F64(v) => match (v, column) {
-            (None, _) => Value::Null,
-            (Some(f), ColumnType::Money | ColumnType::Money4) => Value::Decimal(format!("{f:.4}")),
-            (Some(f), _) => Value::Float(*f),
-        },
+        ColumnData::F64(v) => v.map_or(Value::Null, Value::Float),
         ColumnData::Bit(v) => v.map_or(Value::Null, Value::Bool),
         ColumnData::String(v) => v
             .as_ref()
@@ -229,24 +222,15 @@ pub fn to_value(column: ColumnType, data: &ColumnData<'static>) -> Result<Value>
         ColumnData::Date(_) => NaiveDate::from_sql(data)
             .map_err(conversion)?
             .map_or(Value::Null, Value::Date),
+        // 100 ns increments; the Python conversion truncates to microseconds
+        // (as pyodbc does), so 23:59:59.9999996 never rounds into the next day.
         ColumnData::Time(_) => NaiveTime::from_sql(data)
             .map_err(conversion)?
             .map_or(Value::Null, Value::Time),
-        ColumnData::DateTimeOffset(dto) => match dto {
-            None => Value::Null,
-            Some(raw) => {
-                let utc = DateTime::<Utc>::from_sql(data)
-                    .map_err(conversion)?
-                    .ok_or_else(|| {
-                        conversion(tiberius::error::Error::Conversion(
-                            "datetimeoffset without a value".into(),
-                        ))
-                    })?;
-                let offset = FixedOffset::east_opt(raw.offset() as i32 * 60)
-                    .ok_or_else(|| Error::query("datetimeoffset with an invalid offset"))?;
-                Value::DateTimeTz(utc.with_timezone(&offset))
-            }
-        },
+        // The wire carries the UTC instant and the offset (MS-TDS 2.2.5.5.1.10).
+        ColumnData::DateTimeOffset(_) => DateTime::<FixedOffset>::from_sql(data)
+            .map_err(conversion)?
+            .map_or(Value::Null, Value::DateTimeTz),
     })
 }
 
@@ -278,10 +262,10 @@ mod tests {
             - NaiveDate::from_ymd_opt(1900, 1, 1).unwrap())
         .num_days();
         let fragments = (3 * 3600 + 4 * 60 + 5) * 300 + 37;
-        let v = to_value(
-            ColumnType::Datetime,
-            &ColumnData::DateTime(Some(tiberius::time::DateTime::new(days as i32, fragments))),
-        )
+        let v = to_value(&ColumnData::DateTime(Some(tiberius::time::DateTime::new(
+            days as i32,
+            fragments,
+        ))))
         .unwrap();
         assert_eq!(
             v,
@@ -297,41 +281,93 @@ mod tests {
     #[test]
     fn decoded_values() {
         assert_eq!(
-            to_value(ColumnType::Int4, &ColumnData::I32(Some(-5))).unwrap(),
+            to_value(&ColumnData::I32(Some(-5))).unwrap(),
             Value::Int(-5)
         );
         assert_eq!(
-            to_value(ColumnType::Int1, &ColumnData::U8(Some(255))).unwrap(),
+            to_value(&ColumnData::U8(Some(255))).unwrap(),
             Value::Int(255)
         );
         assert_eq!(
-            to_value(ColumnType::Float4, &ColumnData::F32(Some(0.1))).unwrap(),
+            to_value(&ColumnData::F32(Some(0.1))).unwrap(),
             Value::Float(0.1)
         );
+        // money as the vendored driver decodes it: exact, four places.
+        let max_money = tiberius::numeric::Numeric::new_with_scale(i64::MAX as i128, 4);
         assert_eq!(
-            to_value(ColumnType::Money, &ColumnData::F64(Some(12.3456))).unwrap(),
-            Value::Decimal("12.3456".into())
+            to_value(&ColumnData::Numeric(Some(max_money))).unwrap(),
+            Value::Decimal("922337203685477.5807".into())
         );
+        let small = tiberius::numeric::Numeric::new_with_scale(-15000, 4);
         assert_eq!(
-            to_value(ColumnType::Bitn, &ColumnData::Bit(None)).unwrap(),
-            Value::Null
+            to_value(&ColumnData::Numeric(Some(small))).unwrap(),
+            Value::Decimal("-1.5000".into())
         );
+        assert_eq!(to_value(&ColumnData::Bit(None)).unwrap(), Value::Null);
         let n = tiberius::numeric::Numeric::new_with_scale(-1250, 2);
         assert_eq!(
-            to_value(ColumnType::Numericn, &ColumnData::Numeric(Some(n))).unwrap(),
+            to_value(&ColumnData::Numeric(Some(n))).unwrap(),
             Value::Decimal("-12.50".into())
         );
+    }
+
+    fn wire_datetimeoffset(utc: NaiveDateTime, offset_minutes: i16) -> ColumnData<'static> {
+        let days = (utc.date() - NaiveDate::from_ymd_opt(1, 1, 1).unwrap()).num_days();
+        let since_midnight = utc.time() - NaiveTime::MIN;
+        let increments = since_midnight.num_nanoseconds().unwrap() as u64 / 100;
+        ColumnData::DateTimeOffset(Some(tiberius::time::DateTimeOffset::new(
+            tiberius::time::DateTime2::new(
+                tiberius::time::Date::new(days as u32),
+                tiberius::time::Time::new(increments, 7),
+            ),
+            offset_minutes,
+        )))
+    }
+
+    #[test]
+    fn datetimeoffset_reads_the_utc_instant_with_its_offset() {
+        // '2024-01-02T03:04:05.5+02:00' travels as 01:04:05.5 UTC, offset +120.
+        let utc = NaiveDate::from_ymd_opt(2024, 1, 2)
+            .unwrap()
+            .and_hms_milli_opt(1, 4, 5, 500)
+            .unwrap();
+        for (minutes, local) in [
+            (120, "2024-01-02T03:04:05.500+02:00"),
+            (330, "2024-01-02T06:34:05.500+05:30"),
+            (-480, "2024-01-01T17:04:05.500-08:00"),
+        ] {
+            let Value::DateTimeTz(dt) = to_value(&wire_datetimeoffset(utc, minutes)).unwrap()
+            else {
+                panic!("not an aware datetime")
+            };
+            assert_eq!(dt.naive_utc(), utc, "the instant, offset {minutes}");
+            assert_eq!(dt.offset().local_minus_utc(), minutes as i32 * 60);
+            assert_eq!(dt.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(), local);
+        }
+    }
+
+    #[test]
+    fn time_keeps_its_100ns_digits_for_truncation() {
+        let increments = (23 * 3600 + 59 * 60 + 59) * 10_000_000u64 + 9_999_996;
+        let v = to_value(&ColumnData::Time(Some(tiberius::time::Time::new(
+            increments, 7,
+        ))))
+        .unwrap();
+        let Value::Time(t) = v else {
+            panic!("not a time")
+        };
+        assert_eq!(t.format("%H:%M:%S%.9f").to_string(), "23:59:59.999999600");
     }
 
     #[test]
     fn params_map_types_and_explain_gaps() {
         assert!(matches!(
             to_param("v", &Value::Int(1 << 40)).unwrap(),
-            Param::Int(_)
+            Some(Param::Int(_))
         ));
         assert!(matches!(
             to_param("v", &Value::Array(vec![Value::Int(1), Value::Int(2)])).unwrap(),
-            Param::Text(ref s) if s == "[1,2]"
+            Some(Param::Text(ref s)) if s == "[1,2]"
         ));
         let err = to_param(
             "span",
@@ -346,11 +382,32 @@ mod tests {
         assert!(to_param("f", &Value::Float(f64::NAN)).is_err());
         assert!(matches!(
             to_param("d", &Value::Decimal("1E+3".into())).unwrap(),
-            Param::Text(_)
+            Some(Param::Text(_))
         ));
         assert!(matches!(
-            to_param("i", &Value::Int(7)).unwrap().to_sql(),
+            to_param("i", &Value::Int(7)).unwrap().unwrap().to_sql(),
             ColumnData::I32(Some(7))
         ));
+        assert!(to_param("n", &Value::Null).unwrap().is_none());
+    }
+
+    #[test]
+    fn nulls_are_rendered_as_literals_and_the_rest_renumbered() {
+        let sql = crate::sql::parse(
+            "UPDATE t SET a = :a, b = :b, c = :c WHERE id = :id AND :b IS NULL",
+            crate::sql::Dialect::SqlServer,
+        );
+        let values = vec![
+            Value::Int(1),
+            Value::Null,
+            Value::Text("x".into()),
+            Value::Int(9),
+        ];
+        let (text, params) = bind(&sql, &values).unwrap();
+        assert_eq!(
+            text,
+            "UPDATE t SET a = @P1, b = NULL, c = @P2 WHERE id = @P3 AND NULL IS NULL"
+        );
+        assert_eq!(params.len(), 3);
     }
 }
