@@ -4,6 +4,9 @@ Runs whenever DBFLOW_TEST_MSSQL_URL is set; skipped with that reason otherwise."
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -355,3 +358,185 @@ def test_non_latin_text_survives_an_nvarchar_column(mdb: dbflow.DatabaseManager)
         assert mdb.execute_query(f"SELECT v FROM {table}") == [{"v": value}]
     finally:
         mdb.execute_query(f"DROP TABLE {table}")
+
+
+# ---- TLS as each driver's connection string means it ---------------------------
+
+
+def _login(mssql_test_url: str) -> tuple[str, str, str, int, str]:
+    parts = urllib.parse.urlsplit(mssql_test_url)
+    return (
+        urllib.parse.quote(parts.username or "", safe=""),
+        urllib.parse.quote(parts.password or "", safe=""),
+        parts.hostname or "127.0.0.1",
+        parts.port or 1433,
+        parts.path.lstrip("/"),
+    )
+
+
+def _connect(env, name: str, conn: str) -> tuple[list[dict[str, Any]] | None, Exception | None]:  # type: ignore[no-untyped-def]
+    env.set(f"{name.upper()}_CONNECTION_STRING", conn)
+    env.set(f"{name.upper()}_POOL_RELEASE_GRACE", 0)
+    db = env.manager(name)
+    try:
+        return db.execute_query("SELECT 1 AS ok"), None
+    except dbflow.DatabaseConnectionError as e:
+        return None, e
+    finally:
+        db.dispose()
+
+
+def test_login_only_tls_does_not_validate_the_certificate(env, mssql_test_url: str) -> None:  # type: ignore[no-untyped-def]
+    user, pw, host, port, db = _login(mssql_test_url)
+    for i, conn in enumerate(
+        [
+            # ODBC Driver 17 defaults (Encrypt=no): TLS for the login only, no validation.
+            f"mssql+pyodbc://{user}:{pw}@{host}:{port}/{db}?driver=ODBC+Driver+17+for+SQL+Server",
+            f"mssql://{user}:{pw}@{host}:{port}/{db}?encrypt=off",
+            f"Server=tcp:{host},{port};Database={db};User Id={urllib.parse.unquote(user)};"
+            f"Password={urllib.parse.unquote(pw)};Encrypt=False",
+        ]
+    ):
+        rows, error = _connect(env, f"loginonly{i}", conn)
+        assert error is None, f"{conn.split('@')[-1]}: {error}"
+        assert rows == [{"ok": 1}]
+
+
+def test_freetds_urls_encrypt_without_validation_and_say_so_once(
+    env, mssql_test_url: str, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    user, pw, host, port, db = _login(mssql_test_url)
+    env.set("PYMSSQL_CONNECTION_STRING", f"mssql+pymssql://{user}:{pw}@{host}:{port}/{db}")
+    env.set("PYMSSQL_POOL_SIZE", 1)
+    env.set("PYMSSQL_MAX_OVERFLOW", 2)
+    with caplog.at_level(logging.DEBUG, logger="dbflow"):
+        manager = env.manager("pymssql")
+        try:
+            with manager.transaction(), manager.transaction(), manager.transaction():
+                pass  # three connections of one pool
+            assert manager.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+        finally:
+            manager.dispose()
+    notices = [r for r in caplog.records if "certificate verification" in r.getMessage()]
+    assert len(notices) == 1 and notices[0].levelno == logging.INFO
+    # Nothing the driver says about TLS or server errors climbs above DEBUG.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_validating_tls_explains_a_rejected_certificate_in_dbflow_words(
+    env, mssql_test_url: str, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    user, pw, host, port, db = _login(mssql_test_url)
+    odbc18 = f"mssql+pyodbc://{user}:{pw}@{host}:{port}/{db}?driver=ODBC+Driver+18+for+SQL+Server"
+    rows, error = _connect(env, "odbc18", odbc18)
+    if error is None:
+        # This server's certificate is trusted by the system roots: nothing to explain.
+        assert rows == [{"ok": 1}]
+    else:
+        message = str(error)
+        assert "certificate" in message and "TrustServerCertificate=true" in message
+        assert "ca_file=" in message and "encrypt=no" in message
+        for driver_word in ("Config::", "trust_cert", "tiberius", "native-tls", "rustls"):
+            assert driver_word not in message, message
+        assert urllib.parse.unquote(pw) not in message
+    # Trusting it explicitly connects, and says once per pool that the server
+    # is not authenticated.
+    with caplog.at_level(logging.DEBUG, logger="dbflow"):
+        rows, error = _connect(env, "odbc18trust", odbc18 + "&TrustServerCertificate=yes")
+    assert error is None and rows == [{"ok": 1}]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "TrustServerCertificate=true" in warnings[0].getMessage()
+
+
+def test_server_errors_are_raised_not_logged_above_debug(
+    mdb: dbflow.DatabaseManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="dbflow"):
+        with pytest.raises(dbflow.QueryError):
+            mdb.execute_query("SELECT * FROM no_such_table_here")
+    assert not [r for r in caplog.records if r.levelno > logging.DEBUG]
+
+
+# ---- errors that mean the same thing everywhere --------------------------------
+
+
+def test_a_deadlock_victim_is_retried(
+    env, mssql_test_url: str, mssql_server: tuple[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    sleep = "EXEC pg_sleep 1" if mssql_server[1] == "babelfish" else "WAITFOR DELAY '00:00:01'"
+    name = env.database(url=mssql_test_url, pool_size=2, pool_release_grace=0)
+    db = env.manager(name)
+    table = f"t_deadlock_{uuid.uuid4().hex[:8]}"
+    db.execute_query(f"CREATE TABLE {table} (id int PRIMARY KEY, v int)")
+    db.execute_query(f"INSERT INTO {table} VALUES (1, 0), (2, 0)")
+
+    def crosswise(first: int, second: int) -> str:
+        return (
+            f"BEGIN TRANSACTION; UPDATE {table} SET v = v + 1 WHERE id = {first}; {sleep}; "
+            f"UPDATE {table} SET v = v + 1 WHERE id = {second}; COMMIT TRANSACTION"
+        )
+
+    outcomes: list[Any] = []
+
+    def run(first: int, second: int) -> None:
+        try:
+            db.execute_query_with_retry(crosswise(first, second), min_delay=0.1, max_delay=0.3)
+            outcomes.append("ok")
+        except Exception as e:  # reported below
+            outcomes.append(e)
+
+    try:
+        threads = [
+            threading.Thread(target=run, args=(1, 2)),
+            threading.Thread(target=run, args=(2, 1)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert outcomes == ["ok", "ok"], outcomes
+        # Both transactions took effect exactly once: the victim's first try
+        # was rolled back by the server, its retry committed.
+        assert db.execute_query(f"SELECT v FROM {table} ORDER BY id") == [{"v": 2}, {"v": 2}]
+        assert db.get_metrics()["retries"] >= 1
+    finally:
+        db.execute_query(f"DROP TABLE {table}")
+        db.dispose()
+
+
+def test_the_deadlock_number_is_sql_servers(
+    env, mssql_test_url: str, mssql_server: tuple[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    sleep = "EXEC pg_sleep 1" if mssql_server[1] == "babelfish" else "WAITFOR DELAY '00:00:01'"
+    name = env.database(url=mssql_test_url, pool_size=2, pool_release_grace=0)
+    db = env.manager(name)
+    table = f"t_deadlock_{uuid.uuid4().hex[:8]}"
+    db.execute_query(f"CREATE TABLE {table} (id int PRIMARY KEY, v int)")
+    db.execute_query(f"INSERT INTO {table} VALUES (1, 0), (2, 0)")
+    errors: list[dbflow.DatabaseError] = []
+
+    def run(first: int, second: int) -> None:
+        try:
+            with db.transaction() as tx:
+                tx.execute_query(f"UPDATE {table} SET v = v + 1 WHERE id = {first}")
+                tx.execute_query(sleep)
+                tx.execute_query(f"UPDATE {table} SET v = v + 1 WHERE id = {second}")
+        except dbflow.DatabaseError as e:
+            errors.append(e)
+
+    try:
+        threads = [
+            threading.Thread(target=run, args=(1, 2)),
+            threading.Thread(target=run, args=(2, 1)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert [e.error_number for e in errors] == [1205], errors
+        # The victim's transaction left nothing behind; the other committed.
+        assert sorted(r["v"] for r in db.execute_query(f"SELECT v FROM {table}")) == [1, 1]
+        assert db.get_pool_status()["checked_out"] == 0
+    finally:
+        db.execute_query(f"DROP TABLE {table}")
+        db.dispose()

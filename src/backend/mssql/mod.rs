@@ -69,9 +69,10 @@ impl From<tiberius::error::Error> for Error {
                 e
             }
             T::Tls(message) => Error::connection(format!(
-                "TLS handshake failed: {message}; if the server uses a self-signed certificate, \
+                "TLS handshake failed: {}; if the server uses a self-signed certificate, \
                  give its CA with ca_file=/path/ca.pem, or set TrustServerCertificate=true to \
-                 accept it unverified, or encrypt=no (TLS for the login only, as ODBC Driver 17)"
+                 accept it unverified, or encrypt=no (TLS for the login only, as ODBC Driver 17)",
+                certificate_problem(&message)
             )),
             T::Routing { host, port } => {
                 Error::connection(format!("the server redirected to {host}:{port}"))
@@ -84,6 +85,35 @@ impl From<tiberius::error::Error> for Error {
             T::BulkInput(m) => Error::parameter(m.into_owned()),
             other => Error::query(other.to_string()),
         }
+    }
+}
+
+/// A rejected certificate in plain words (the TLS library names its causes
+/// in its own identifiers).
+fn certificate_problem(message: &str) -> String {
+    const CAUSES: &[(&str, &str)] = &[
+        (
+            "CaUsedAsEndEntity",
+            "it is self-signed (a CA certificate used by the server itself)",
+        ),
+        (
+            "UnknownIssuer",
+            "it is not signed by a CA this machine trusts",
+        ),
+        (
+            "NotValidForName",
+            "it does not name this host (see HostNameInCertificate=)",
+        ),
+        ("Expired", "it has expired"),
+        ("NotValidYet", "it is not valid yet"),
+        (
+            "UnsupportedCertVersion",
+            "it uses an outdated X.509 version",
+        ),
+    ];
+    match CAUSES.iter().find(|(id, _)| message.contains(id)) {
+        Some((_, words)) => format!("the server's certificate was not accepted: {words}"),
+        None => message.to_owned(),
     }
 }
 
