@@ -122,10 +122,7 @@ impl Database {
     }
 
     pub fn dialect(&self) -> Dialect {
-        match self.config().database_type {
-            crate::config::DatabaseType::Postgres => Dialect::Postgres,
-            crate::config::DatabaseType::SqlServer => Dialect::SqlServer,
-        }
+        crate::backend::sql_of(self.config().database_type).dialect
     }
 
     /// Contextualize and scrub an error on its way out.

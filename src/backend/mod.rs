@@ -46,8 +46,9 @@ pub struct Connection {
     pub session: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+/// A transaction-control step; each backend spells it in its own SQL.
 #[derive(Clone, Copy)]
-enum Control<'a> {
+pub enum Control<'a> {
     Begin,
     Commit,
     Rollback,
@@ -57,7 +58,8 @@ enum Control<'a> {
 }
 
 /// Call the same operation on whichever driver this connection holds,
-/// keeping the bookkeeping honest.
+/// keeping the bookkeeping honest. One line per backend: the only place
+/// (with `connect`/`validate`/`sql_of`) that lists them.
 macro_rules! on_driver {
     ($self:expr, $c:ident => $call:expr) => {{
         $self.in_flight = true;
@@ -65,11 +67,47 @@ macro_rules! on_driver {
             Driver::Postgres($c) => $call,
             Driver::SqlServer($c) => $call,
         };
-        if matches!(&$self.driver, Driver::Postgres(c) if c.poisoned) {
-            $self.broken = true;
-        }
+        $self.poisoned_check();
         $self.note(result)
     }};
+}
+
+/// Read-only access to the driver (no round trip, no bookkeeping).
+macro_rules! driver_ref {
+    ($self:expr, $c:ident => $call:expr) => {{
+        match &$self.driver {
+            Driver::Postgres($c) => $call,
+            Driver::SqlServer($c) => $call,
+        }
+    }};
+}
+
+/// The SQL a backend speaks for the parts written above the seam
+/// (migration history and locks, scripts), as a table of its own.
+pub struct DialectSql {
+    pub dialect: Dialect,
+    /// Quote one identifier.
+    pub quote: fn(&str) -> String,
+    /// The schema a table without one lives in, as catalog names spell it.
+    pub default_schema: Option<&'static str>,
+    /// One row, one bool column `e`: does the table `:name` exist?
+    pub table_exists: &'static str,
+    /// The migration history table, created if missing: (qualified, catalog name).
+    pub history_ddl: fn(&str, &str) -> String,
+    /// Take the session-wide migration lock `:name` (waits); a row whose
+    /// first value is a negative int means refused.
+    pub lock: &'static str,
+    /// The same lock, held until the transaction ends (when supported).
+    pub lock_for_transaction: Option<&'static str>,
+    pub unlock: &'static str,
+}
+
+/// The SQL table of a database type.
+pub fn sql_of(database_type: DatabaseType) -> &'static DialectSql {
+    match database_type {
+        DatabaseType::Postgres => &postgres::SQL,
+        DatabaseType::SqlServer => &mssql::SQL,
+    }
 }
 
 impl Connection {
@@ -121,9 +159,17 @@ impl Connection {
     }
 
     pub fn dialect(&self) -> Dialect {
-        match self.driver {
-            Driver::Postgres(_) => Dialect::Postgres,
-            Driver::SqlServer(_) => Dialect::SqlServer,
+        self.sql().dialect
+    }
+
+    pub fn sql(&self) -> &'static DialectSql {
+        driver_ref!(self, c => c.sql())
+    }
+
+    /// A driver that found its wire out of step marks the connection broken.
+    fn poisoned_check(&mut self) {
+        if driver_ref!(self, c => c.poisoned()) {
+            self.broken = true;
         }
     }
 
@@ -170,31 +216,16 @@ impl Connection {
         result.map(|r| r.rows)
     }
 
-    /// One statement the server must stop at `deadline`. PostgreSQL enforces
-    /// it itself (`statement_timeout`, the connection stays usable); SQL
-    /// Server's connection is discarded. A client-side backstop covers a
+    /// One statement that must stop at `deadline`: where the server can
+    /// enforce it (PostgreSQL) the connection stays usable; otherwise a
+    /// client-side deadline discards it. Either way a backstop covers a
     /// server that stops answering altogether.
     pub async fn query_with_deadline(
         &mut self,
         statement: &Statement,
         deadline: Duration,
     ) -> Result<Rows> {
-        let backstop = deadline + Duration::from_millis(150);
-        self.in_flight = true;
-        let result = match &mut self.driver {
-            Driver::Postgres(c) => {
-                with_backstop(backstop, c.query_with_timeout(statement, deadline)).await
-            }
-            Driver::SqlServer(c) => {
-                with_backstop(deadline, async {
-                    c.query(statement, Destination::Collect)
-                        .await
-                        .map(|r| r.rows)
-                })
-                .await
-            }
-        };
-        self.note(result)
+        on_driver!(self, c => c.query_with_deadline(statement, deadline).await)
     }
 
     /// Stream the statement's rows in batches into `sink` (bounded), so a
@@ -230,23 +261,7 @@ impl Connection {
 
     /// The columns of a table, in order (for `bulk_insert` of tuples).
     pub async fn table_columns(&mut self, table: &str) -> Result<Vec<String>> {
-        let text = match self.dialect() {
-            Dialect::Postgres => format!(
-                "SELECT * FROM {} LIMIT 0",
-                postgres::quote_qualified(table)?
-            ),
-            Dialect::SqlServer => {
-                if !table
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
-                {
-                    return Err(Error::parameter(format!(
-                        "'{table}' is not a plain table name"
-                    )));
-                }
-                format!("SELECT TOP 0 * FROM {table}")
-            }
-        };
+        let text = driver_ref!(self, c => c.no_rows_of(table))?;
         let statement = Statement {
             sql: crate::sql::parse(&text, self.dialect()),
             values: Vec::new(),
@@ -262,42 +277,11 @@ impl Connection {
     /// Run parameterless SQL text as written (a migration statement or a
     /// T-SQL batch), discarding any rows.
     pub async fn script(&mut self, sql: &str) -> Result<()> {
-        self.in_flight = true;
-        let r = match &mut self.driver {
-            Driver::Postgres(c) => c.simple(sql).await,
-            Driver::SqlServer(c) => c.batch(sql).await,
-        };
-        self.note(r)
-    }
-
-    /// The transaction-control statement for this connection's dialect:
-    /// T-SQL on SQL Server (`SAVE TRANSACTION`, not the protocol's savepoint
-    /// request), standard SQL on PostgreSQL. `None`: nothing to send.
-    fn control_sql(&self, op: Control<'_>) -> Option<String> {
-        let pg = match &self.driver {
-            Driver::Postgres(c) if matches!(op, Control::Begin) => return Some(c.begin_sql()),
-            Driver::Postgres(_) => true,
-            Driver::SqlServer(_) => false,
-        };
-        Some(match op {
-            Control::Begin => "BEGIN TRANSACTION".to_owned(),
-            Control::Commit if pg => "COMMIT".to_owned(),
-            Control::Commit => "COMMIT TRANSACTION".to_owned(),
-            Control::Rollback if pg => "ROLLBACK".to_owned(),
-            // Some errors already ended the transaction on the server.
-            Control::Rollback => "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION".to_owned(),
-            Control::Savepoint(name) if pg => format!("SAVEPOINT {name}"),
-            Control::Savepoint(name) => format!("SAVE TRANSACTION {name}"),
-            Control::RollbackTo(name) if pg => format!("ROLLBACK TO SAVEPOINT {name}"),
-            Control::RollbackTo(name) => format!("ROLLBACK TRANSACTION {name}"),
-            Control::Release(name) if pg => format!("RELEASE SAVEPOINT {name}"),
-            // T-SQL savepoints end with the transaction; nothing to release.
-            Control::Release(_) => return None,
-        })
+        on_driver!(self, c => c.script(sql).await)
     }
 
     async fn control(&mut self, op: Control<'_>) -> Result<()> {
-        match self.control_sql(op) {
+        match driver_ref!(self, c => c.control_sql(op)) {
             Some(sql) => self.script(&sql).await,
             None => Ok(()),
         }
@@ -324,30 +308,27 @@ impl Connection {
     }
 
     async fn end_transaction(&mut self, op: Control<'_>) -> Result<()> {
-        if let Driver::Postgres(c) = &mut self.driver {
-            self.in_flight = true;
-            let closed = c.before_transaction_end().await;
-            if let Err(e) = self.note(closed) {
-                // Still inside the transaction, in an unknown state.
-                self.broken = true;
-                return Err(e);
-            }
+        if let Err(e) = on_driver!(self, c => c.before_transaction_end().await) {
+            // Still inside the transaction, in an unknown state.
+            self.broken = true;
+            return Err(e);
         }
         self.control(op).await
     }
 
     fn set_in_transaction(&mut self, open: bool) {
         self.in_transaction = open;
-        if let Driver::Postgres(c) = &mut self.driver {
-            c.set_in_transaction(open);
+        match &mut self.driver {
+            Driver::Postgres(c) => c.set_in_transaction(open),
+            Driver::SqlServer(c) => c.set_in_transaction(open),
         }
     }
 
-    /// PostgreSQL behind PgBouncer's transaction pooling: session state
-    /// (session advisory locks, statements outside a transaction) does not
-    /// survive from one transaction to the next.
+    /// Behind a transaction-pooling proxy (PgBouncer): session state
+    /// (session locks, statements outside a transaction) does not survive
+    /// from one transaction to the next.
     pub fn transaction_pooling(&self) -> bool {
-        matches!(&self.driver, Driver::Postgres(c) if c.transaction_pooling())
+        driver_ref!(self, c => c.transaction_pooling())
     }
 
     pub async fn savepoint(&mut self, name: &str) -> Result<()> {
@@ -380,7 +361,10 @@ impl Connection {
 
 /// Give up on `fut` at `deadline`: a `Timeout` error that marks the
 /// connection broken (the request may still be running on the server).
-async fn with_backstop<T>(deadline: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+pub(crate) async fn with_backstop<T>(
+    deadline: Duration,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
     match tokio::time::timeout(deadline, fut).await {
         Ok(r) => r,
         Err(_) => {

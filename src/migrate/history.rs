@@ -1,17 +1,24 @@
 //! The `schema_version` history table (the original design's columns) and
 //! the server-side lock that makes concurrent runs apply each file once.
-//! The only per-backend SQL of the migration runner lives here.
+//! The SQL of each backend comes from its table behind the seam
+//! ([`DialectSql`]); nothing here asks which database it talks to.
 
-use crate::backend::{Connection, Statement};
+use crate::backend::{Connection, DialectSql, Statement};
 use crate::error::Result;
-use crate::sql::{self, Dialect};
+use crate::sql;
 use crate::value::{Rows, Value};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HistoryTable {
     pub schema: Option<String>,
     pub name: String,
-    pub dialect: Dialect,
+    pub sql: &'static DialectSql,
+}
+
+impl std::fmt::Debug for HistoryTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HistoryTable({})", self.qualified())
+    }
 }
 
 /// One row of the history table.
@@ -29,13 +36,6 @@ pub struct Applied {
     pub success: bool,
 }
 
-fn quote(dialect: Dialect, ident: &str) -> String {
-    match dialect {
-        Dialect::Postgres => format!("\"{ident}\""),
-        Dialect::SqlServer => format!("[{ident}]"),
-    }
-}
-
 async fn query(conn: &mut Connection, text: &str, values: Vec<Value>) -> Result<Rows> {
     let parsed = sql::parse(text, conn.dialect());
     conn.query(&Statement {
@@ -47,22 +47,19 @@ async fn query(conn: &mut Connection, text: &str, values: Vec<Value>) -> Result<
 
 impl HistoryTable {
     pub fn qualified(&self) -> String {
+        let quote = self.sql.quote;
         match &self.schema {
-            Some(schema) => format!(
-                "{}.{}",
-                quote(self.dialect, schema),
-                quote(self.dialect, &self.name)
-            ),
-            None => quote(self.dialect, &self.name),
+            Some(schema) => format!("{}.{}", quote(schema), quote(&self.name)),
+            None => quote(&self.name),
         }
     }
 
     /// The name as the catalog functions take it (unquoted identifiers).
     fn catalog_name(&self) -> String {
-        match (&self.schema, self.dialect) {
+        match (&self.schema, self.sql.default_schema) {
             (Some(s), _) => format!("{s}.{}", self.name),
-            (None, Dialect::Postgres) => self.name.clone(),
-            (None, Dialect::SqlServer) => format!("dbo.{}", self.name),
+            (None, Some(default)) => format!("{default}.{}", self.name),
+            (None, None) => self.name.clone(),
         }
     }
 
@@ -73,12 +70,7 @@ impl HistoryTable {
 
     /// Whether the table exists, without creating anything.
     pub async fn exists(&self, conn: &mut Connection) -> Result<bool> {
-        let text = match self.dialect {
-            Dialect::Postgres => "SELECT to_regclass(:name) IS NOT NULL AS e",
-            Dialect::SqlServer => {
-                "SELECT CAST(CASE WHEN OBJECT_ID(:name, 'U') IS NULL THEN 0 ELSE 1 END AS bit) AS e"
-            }
-        };
+        let text = self.sql.table_exists;
         let rows = query(conn, text, vec![Value::Text(self.catalog_name())]).await?;
         Ok(matches!(rows.values.first(), Some(Value::Bool(true))))
     }
@@ -87,36 +79,7 @@ impl HistoryTable {
         if self.exists(conn).await? {
             return Ok(());
         }
-        let t = self.qualified();
-        let ddl = match self.dialect {
-            Dialect::Postgres => format!(
-                "CREATE TABLE IF NOT EXISTS {t} (
-                    installed_rank integer NOT NULL PRIMARY KEY,
-                    version varchar(50),
-                    description varchar(200) NOT NULL,
-                    type varchar(20) NOT NULL,
-                    script varchar(1000) NOT NULL,
-                    checksum integer,
-                    installed_by varchar(100) NOT NULL,
-                    installed_on timestamp NOT NULL DEFAULT now(),
-                    execution_time integer NOT NULL,
-                    success boolean NOT NULL)"
-            ),
-            Dialect::SqlServer => format!(
-                "IF OBJECT_ID(N'{}', N'U') IS NULL CREATE TABLE {t} (
-                    installed_rank int NOT NULL PRIMARY KEY,
-                    version nvarchar(50),
-                    description nvarchar(200) NOT NULL,
-                    type nvarchar(20) NOT NULL,
-                    script nvarchar(1000) NOT NULL,
-                    checksum int,
-                    installed_by nvarchar(100) NOT NULL,
-                    installed_on datetime2 NOT NULL DEFAULT SYSUTCDATETIME(),
-                    execution_time int NOT NULL,
-                    success bit NOT NULL)",
-                self.catalog_name()
-            ),
-        };
+        let ddl = (self.sql.history_ddl)(&self.qualified(), &self.catalog_name());
         conn.script(&ddl).await
     }
 
@@ -219,29 +182,11 @@ impl HistoryTable {
 
     /// Take the database-wide migration lock (session-level, waits).
     pub async fn lock(&self, conn: &mut Connection) -> Result<()> {
-        match self.dialect {
-            Dialect::Postgres => {
-                query(
-                    conn,
-                    "SELECT pg_advisory_lock(hashtextextended(:name, 0))",
-                    vec![Value::Text(self.lock_name())],
-                )
-                .await?;
-            }
-            Dialect::SqlServer => {
-                let rows = query(
-                    conn,
-                    "DECLARE @r int; EXEC @r = sp_getapplock @Resource = :name, @LockMode = 'Exclusive', \
-                     @LockOwner = 'Session', @LockTimeout = -1; SELECT @r AS r",
-                    vec![Value::Text(self.lock_name())],
-                )
-                .await?;
-                if !matches!(rows.values.first(), Some(Value::Int(r)) if *r >= 0) {
-                    return Err(crate::migrate::files::migration_error(
-                        "could not take the migration lock (sp_getapplock refused)",
-                    ));
-                }
-            }
+        let rows = query(conn, self.sql.lock, vec![Value::Text(self.lock_name())]).await?;
+        if matches!(rows.values.first(), Some(Value::Int(r)) if *r < 0) {
+            return Err(crate::migrate::files::migration_error(
+                "could not take the migration lock (the server refused it)",
+            ));
         }
         Ok(())
     }
@@ -249,23 +194,17 @@ impl HistoryTable {
     /// The same lock held until the current transaction ends (PostgreSQL;
     /// for PgBouncer's transaction pooling, where sessions are not ours).
     pub async fn lock_for_transaction(&self, conn: &mut Connection) -> Result<()> {
-        query(
-            conn,
-            "SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))",
-            vec![Value::Text(self.lock_name())],
-        )
-        .await?;
+        let Some(text) = self.sql.lock_for_transaction else {
+            return Err(crate::migrate::files::migration_error(
+                "this database has no transaction-scoped migration lock",
+            ));
+        };
+        query(conn, text, vec![Value::Text(self.lock_name())]).await?;
         Ok(())
     }
 
     pub async fn unlock(&self, conn: &mut Connection) -> Result<()> {
-        let text = match self.dialect {
-            Dialect::Postgres => "SELECT pg_advisory_unlock(hashtextextended(:name, 0))",
-            Dialect::SqlServer => {
-                "EXEC sp_releaseapplock @Resource = :name, @LockOwner = 'Session'"
-            }
-        };
-        query(conn, text, vec![Value::Text(self.lock_name())]).await?;
+        query(conn, self.sql.unlock, vec![Value::Text(self.lock_name())]).await?;
         Ok(())
     }
 }

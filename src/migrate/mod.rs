@@ -102,7 +102,7 @@ impl<'a> Migrator<'a> {
         let table = HistoryTable {
             schema: config.migrations_schema.clone(),
             name: config.migrations_table.clone(),
-            dialect: db.dialect(),
+            sql: crate::backend::sql_of(config.database_type),
         };
         Ok(Migrator { db, set, table })
     }

@@ -15,12 +15,12 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::rows::{Destination, Read, RowBuffer};
-use super::Statement;
+use super::{with_backstop, Control, DialectSql, Statement};
 use crate::config::mssql::{tls_of, Encrypt, Verify};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sql::ParsedSql;
-use crate::value::Value;
+use crate::sql::{Dialect, ParsedSql};
+use crate::value::{Rows, Value};
 
 type Stream = Compat<TcpStream>;
 
@@ -353,6 +353,73 @@ impl MsConn {
         Ok(total)
     }
 
+    pub fn sql(&self) -> &'static DialectSql {
+        &SQL
+    }
+
+    /// tiberius reports a desynchronized wire as an error of its own.
+    pub fn poisoned(&self) -> bool {
+        false
+    }
+
+    /// SQL Server has no per-statement deadline the client can set without
+    /// a round trip: the command timeout (or this deadline) discards the
+    /// connection, which may still be working on the server.
+    pub async fn query_with_deadline(
+        &mut self,
+        statement: &Statement,
+        deadline: std::time::Duration,
+    ) -> Result<Rows> {
+        with_backstop(deadline, async {
+            self.query(statement, Destination::Collect)
+                .await
+                .map(|r| r.rows)
+        })
+        .await
+    }
+
+    /// A statement returning no rows but `table`'s columns.
+    pub fn no_rows_of(&self, table: &str) -> Result<String> {
+        if table.is_empty()
+            || !table
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(Error::parameter(format!(
+                "'{table}' is not a plain table name"
+            )));
+        }
+        Ok(format!("SELECT TOP 0 * FROM {table}"))
+    }
+
+    /// T-SQL transaction control: `SAVE TRANSACTION`, not the protocol's
+    /// savepoint request; savepoints end with the transaction.
+    pub fn control_sql(&self, op: Control<'_>) -> Option<String> {
+        Some(match op {
+            Control::Begin => "BEGIN TRANSACTION".to_owned(),
+            Control::Commit => "COMMIT TRANSACTION".to_owned(),
+            // Some errors (a deadlock, XACT_ABORT) already ended it on the server.
+            Control::Rollback => "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION".to_owned(),
+            Control::Savepoint(name) => format!("SAVE TRANSACTION {name}"),
+            Control::RollbackTo(name) => format!("ROLLBACK TRANSACTION {name}"),
+            Control::Release(_) => return None,
+        })
+    }
+
+    pub async fn before_transaction_end(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    pub fn set_in_transaction(&mut self, _open: bool) {}
+
+    pub fn transaction_pooling(&self) -> bool {
+        false
+    }
+
+    pub async fn script(&mut self, sql: &str) -> Result<()> {
+        self.batch(sql).await
+    }
+
     /// Run a parameterless T-SQL batch to completion.
     pub async fn batch(&mut self, sql: &str) -> Result<()> {
         self.client.simple_query(sql).await?.into_results().await?;
@@ -367,6 +434,34 @@ impl MsConn {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.client.close()).await;
     }
 }
+
+/// T-SQL for the parts written above the seam.
+pub static SQL: DialectSql = DialectSql {
+    dialect: Dialect::SqlServer,
+    quote: |ident| format!("[{ident}]"),
+    default_schema: Some("dbo"),
+    table_exists:
+        "SELECT CAST(CASE WHEN OBJECT_ID(:name, 'U') IS NULL THEN 0 ELSE 1 END AS bit) AS e",
+    history_ddl: |table, catalog| {
+        format!(
+            "IF OBJECT_ID(N'{catalog}', N'U') IS NULL CREATE TABLE {table} (
+                installed_rank int NOT NULL PRIMARY KEY,
+                version nvarchar(50),
+                description nvarchar(200) NOT NULL,
+                type nvarchar(20) NOT NULL,
+                script nvarchar(1000) NOT NULL,
+                checksum int,
+                installed_by nvarchar(100) NOT NULL,
+                installed_on datetime2 NOT NULL DEFAULT SYSUTCDATETIME(),
+                execution_time int NOT NULL,
+                success bit NOT NULL)"
+        )
+    },
+    lock: "DECLARE @r int; EXEC @r = sp_getapplock @Resource = :name, @LockMode = 'Exclusive', \
+           @LockOwner = 'Session', @LockTimeout = -1; SELECT @r AS r",
+    lock_for_transaction: None,
+    unlock: "EXEC sp_releaseapplock @Resource = :name, @LockOwner = 'Session'",
+};
 
 fn explain_connect_error(mut e: Error, config: &DatabaseConfig) -> Error {
     let target = config.spec.redacted();

@@ -16,10 +16,10 @@ use sqlx::{
 
 use self::encode::{Mismatch, Target};
 use super::rows::{Destination, Read, RowBuffer};
-use super::Statement;
+use super::{with_backstop, Control, DialectSql, Statement};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
-use crate::sql::ParsedSql;
+use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 
 /// Connection options dbflow accepts in a PostgreSQL URL, beside user,
@@ -737,6 +737,48 @@ impl PgConn {
         Ok(total)
     }
 
+    pub fn sql(&self) -> &'static DialectSql {
+        &SQL
+    }
+
+    pub fn poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The server enforces the deadline (`statement_timeout`) and the
+    /// connection stays usable; a backstop covers a server that stops
+    /// answering altogether.
+    pub async fn query_with_deadline(
+        &mut self,
+        statement: &Statement,
+        deadline: std::time::Duration,
+    ) -> Result<Rows> {
+        let backstop = deadline + std::time::Duration::from_millis(150);
+        with_backstop(backstop, self.query_with_timeout(statement, deadline)).await
+    }
+
+    /// A statement returning no rows but `table`'s columns.
+    pub fn no_rows_of(&self, table: &str) -> Result<String> {
+        Ok(format!("SELECT * FROM {} LIMIT 0", quote_qualified(table)?))
+    }
+
+    /// Standard SQL transaction control (BEGIN carries the deadline in
+    /// PgBouncer mode).
+    pub fn control_sql(&self, op: Control<'_>) -> Option<String> {
+        Some(match op {
+            Control::Begin => self.begin_sql(),
+            Control::Commit => "COMMIT".to_owned(),
+            Control::Rollback => "ROLLBACK".to_owned(),
+            Control::Savepoint(name) => format!("SAVEPOINT {name}"),
+            Control::RollbackTo(name) => format!("ROLLBACK TO SAVEPOINT {name}"),
+            Control::Release(name) => format!("RELEASE SAVEPOINT {name}"),
+        })
+    }
+
+    pub async fn script(&mut self, sql: &str) -> Result<()> {
+        self.simple(sql).await
+    }
+
     pub async fn simple(&mut self, sql: &str) -> Result<()> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&mut self.conn)
@@ -760,6 +802,32 @@ fn begin_with_timeout(timeout_ms: Option<u128>) -> String {
         None => "BEGIN".to_owned(),
     }
 }
+
+/// PostgreSQL's SQL for the parts written above the seam.
+pub static SQL: DialectSql = DialectSql {
+    dialect: Dialect::Postgres,
+    quote: |ident| format!("\"{ident}\""),
+    default_schema: None,
+    table_exists: "SELECT to_regclass(:name) IS NOT NULL AS e",
+    history_ddl: |table, _| {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                installed_rank integer NOT NULL PRIMARY KEY,
+                version varchar(50),
+                description varchar(200) NOT NULL,
+                type varchar(20) NOT NULL,
+                script varchar(1000) NOT NULL,
+                checksum integer,
+                installed_by varchar(100) NOT NULL,
+                installed_on timestamp NOT NULL DEFAULT now(),
+                execution_time integer NOT NULL,
+                success boolean NOT NULL)"
+        )
+    },
+    lock: "SELECT pg_advisory_lock(hashtextextended(:name, 0))",
+    lock_for_transaction: Some("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+    unlock: "SELECT pg_advisory_unlock(hashtextextended(:name, 0))",
+};
 
 /// A plain identifier, quoted (`"name"`); anything else is refused rather
 /// than spliced into SQL.
