@@ -255,3 +255,32 @@ def test_plugin_starts_an_embedded_postgres_without_a_url(
     monkeypatch.delenv("DBFLOW_TEST_POSTGRES_URL")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+SQLSERVER_PROJECT_TESTS = """
+import pytest
+from dbflow import DatabaseManager
+
+
+@pytest.mark.dbflow_backend("sqlserver")
+@pytest.mark.dbflow_database("hub", migrations_dir="migrations")
+def test_with_a_real_sql_server_database(dbflow_database):
+    assert dbflow_database.database_type == "sqlserver"
+    with DatabaseManager("hub") as db:
+        db.execute_query("INSERT INTO responses (note) VALUES (:n)", {"n": None})
+        assert db.execute_query("SELECT COUNT(*) AS n FROM responses") == [{"n": 1}]
+    assert dbflow_database.get_migration_status()["current_version"] == "V1"
+"""
+
+
+def test_plugin_creates_a_sql_server_database(
+    pytester: pytest.Pytester, mssql_test_url: str
+) -> None:
+    migrations = pytester.path / "migrations" / "hub"
+    migrations.mkdir(parents=True)
+    (migrations / "V1__Responses.sql").write_text(
+        "CREATE TABLE responses (id int IDENTITY PRIMARY KEY, note nvarchar(100) NULL)\nGO\n"
+    )
+    pytester.makepyfile(test_hub=textwrap.dedent(SQLSERVER_PROJECT_TESTS))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
