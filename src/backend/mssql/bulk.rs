@@ -124,13 +124,17 @@ pub fn cell(column: &MetaDataColumn<'_>, row: usize, value: &Value) -> Result<Co
         (Kind::Float(_), Value::Decimal(d)) => {
             ColumnData::F64(Some(d.parse().map_err(|_| refuse())?))
         }
-        (Kind::Exact, Value::Decimal(d)) => ColumnData::Numeric(Some(exact(d).ok_or_else(refuse)?)),
+        (Kind::Exact, Value::Decimal(d)) => {
+            ColumnData::Numeric(Some(numeric_from_text(d).ok_or_else(refuse)?))
+        }
         (Kind::Exact, Value::Int(i)) => {
             ColumnData::Numeric(Some(Numeric::new_with_scale(*i as i128, 0)))
         }
         (Kind::Exact, Value::Float(f)) if f.is_finite() => {
             // The shortest text that round-trips, as Python's repr would give.
-            ColumnData::Numeric(Some(exact(&format!("{f:?}")).ok_or_else(refuse)?))
+            ColumnData::Numeric(Some(
+                numeric_from_text(&format!("{f:?}")).ok_or_else(refuse)?,
+            ))
         }
         (Kind::Text, Value::Text(s)) => ColumnData::String(Some(Cow::Owned(s.clone()))),
         (Kind::Text, Value::Json(_) | Value::Array(_)) => {
@@ -196,10 +200,6 @@ fn int(bytes: u8, i: i64) -> Option<ColumnData<'static>> {
         4 => ColumnData::I32(Some(i32::try_from(i).ok()?)),
         _ => ColumnData::I64(Some(i)),
     })
-}
-
-fn exact(text: &str) -> Option<Numeric> {
-    numeric_from_text(text)
 }
 
 /// datetime (1/300 s ticks since 1900-01-01) or smalldatetime (minutes).

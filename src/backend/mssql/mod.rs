@@ -281,15 +281,7 @@ impl MsConn {
         rows: &[Vec<Value>],
     ) -> Result<u64> {
         for name in std::iter::once(table).chain(columns.iter().map(String::as_str)) {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
-            {
-                return Err(Error::parameter(format!(
-                    "'{name}' is not a plain table or column name"
-                )));
-            }
+            plain_name(name)?;
         }
         let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         // Bulk load has no statement to roll back: wrap it in a transaction.
@@ -380,15 +372,7 @@ impl MsConn {
 
     /// A statement returning no rows but `table`'s columns.
     pub fn no_rows_of(&self, table: &str) -> Result<String> {
-        if table.is_empty()
-            || !table
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
-        {
-            return Err(Error::parameter(format!(
-                "'{table}' is not a plain table name"
-            )));
-        }
+        plain_name(table)?;
         Ok(format!("SELECT TOP 0 * FROM {table}"))
     }
 
@@ -433,6 +417,21 @@ impl MsConn {
     pub async fn close(self) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.client.close()).await;
     }
+}
+
+/// A table or column name spliced into T-SQL (identifiers cannot be bound):
+/// letters, digits, `_` and `.` only; anything else is refused.
+fn plain_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+    {
+        return Err(Error::parameter(format!(
+            "'{name}' is not a plain table or column name"
+        )));
+    }
+    Ok(())
 }
 
 /// T-SQL for the parts written above the seam.
