@@ -63,7 +63,7 @@ impl Database {
     }
 
     async fn startup_migrations(&self, mode: AutoMigrate) -> Result<()> {
-        let migrator = Migrator::new(self, self.migrations_root.as_deref())?;
+        let migrator = Migrator::if_present(self, self.migrations_root.as_deref())?;
         if !migrator.has_migrations() {
             return Ok(());
         }
@@ -147,6 +147,23 @@ impl Database {
             .map_err(|e| self.fail(e, operation))
     }
 
+    /// A request that found its connection closed before it was sent
+    /// (`Error::not_sent`: the server reset the session just before) runs
+    /// once more on the fresh connection this gives; one that may have
+    /// reached the server never does.
+    async fn replace_unsent(
+        &self,
+        operation: &'static str,
+        dead: PooledConnection,
+    ) -> Result<PooledConnection> {
+        tracing::info!(
+            database = %self.name(),
+            "the server had closed the connection before the request was sent; sending it on a fresh one"
+        );
+        drop(dead);
+        self.connection(operation).await
+    }
+
     /// Count an operation's outcome in the pool's metrics.
     fn observe<T>(
         &self,
@@ -154,12 +171,7 @@ impl Database {
         result: Result<T>,
         rows: impl Fn(&T) -> u64,
     ) -> Result<T> {
-        let metrics = self.metrics();
-        match &result {
-            Ok(value) => metrics.record_query(started.elapsed(), rows(value)),
-            Err(e) => metrics.record_error(e.kind),
-        }
-        result
+        observe(&self.metrics(), started, result, rows)
     }
 
     /// One statement in autocommit mode.
@@ -179,7 +191,13 @@ impl Database {
         let started = Instant::now();
         let result = async {
             let mut conn = self.connection(operation).await?;
-            conn.query_in_batches(statement, every, to).await
+            match conn.query_in_batches(statement, every, &mut *to).await {
+                Err(e) if e.not_sent => {
+                    let mut conn = self.replace_unsent(operation, conn).await?;
+                    conn.query_in_batches(statement, every, to).await
+                }
+                done => done,
+            }
         }
         .await
         .map_err(|e| self.fail(e, operation));
@@ -190,7 +208,13 @@ impl Database {
         let started = Instant::now();
         let result = async {
             let mut conn = self.connection(operation).await?;
-            conn.query(statement).await
+            match conn.query(statement).await {
+                Err(e) if e.not_sent => {
+                    let mut conn = self.replace_unsent(operation, conn).await?;
+                    conn.query(statement).await
+                }
+                done => done,
+            }
         }
         .await
         .map_err(|e| self.fail(e, operation));
@@ -300,7 +324,7 @@ impl Database {
             }
         }
         if health.query_test {
-            health.migrations = match Migrator::new(self, self.migrations_root.as_deref()) {
+            health.migrations = match Migrator::if_present(self, self.migrations_root.as_deref()) {
                 Err(e) => MigrationHealth::Unavailable(e.to_string()),
                 Ok(m) if !m.has_migrations() => MigrationHealth::ReadOnly,
                 Ok(m) => match tokio::time::timeout(remaining(), m.status()).await {
@@ -333,7 +357,8 @@ impl Database {
             });
         }
         if let Some(e) = &health.error {
-            tracing::warn!(database = %self.name(), status = health.status, "health check: {e}");
+            // The report carries the error; whoever asked decides whether to log it.
+            tracing::debug!(database = %self.name(), status = health.status, "health check: {e}");
         }
         health
     }
@@ -446,7 +471,14 @@ impl Database {
     /// Start an explicit transaction on a dedicated connection.
     pub async fn begin(&self, operation: &'static str) -> Result<Transaction> {
         let mut conn = self.connection(operation).await?;
-        conn.begin().await.map_err(|e| self.fail(e, operation))?;
+        let conn = match conn.begin().await {
+            Err(e) if e.not_sent => {
+                let mut conn = self.replace_unsent(operation, conn).await?;
+                conn.begin().await.map(|()| conn)
+            }
+            begun => begun.map(|()| conn),
+        }
+        .map_err(|e| self.fail(e, operation))?;
         Ok(Transaction {
             conn: Some(conn),
             savepoints: 0,
@@ -488,6 +520,21 @@ impl Drop for Database {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// Count an operation's outcome in `metrics` (one home for databases and
+/// transactions).
+fn observe<T>(
+    metrics: &crate::metrics::Metrics,
+    started: Instant,
+    result: Result<T>,
+    rows: impl Fn(&T) -> u64,
+) -> Result<T> {
+    match &result {
+        Ok(value) => metrics.record_query(started.elapsed(), rows(value)),
+        Err(e) => metrics.record_error(e.kind),
+    }
+    result
 }
 
 fn commit_failed(mut e: Error) -> Error {
@@ -539,18 +586,15 @@ impl Transaction {
         let started = Instant::now();
         let conn = self.conn("transaction.execute_query")?;
         let r = conn.query(statement).await;
-        match &r {
-            Ok(rows) => conn
-                .metrics()
-                .record_query(started.elapsed(), rows.row_count() as u64),
-            Err(e) => conn.metrics().record_error(e.kind),
-        }
+        let r = observe(conn.metrics(), started, r, |rows| rows.row_count() as u64);
         r.map_err(|e| self.fail(e, "transaction.execute_query"))
     }
 
     pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+        let started = Instant::now();
         let conn = self.conn("transaction.execute_many")?;
         let r = conn.execute_many(sql, rows).await;
+        let r = observe(conn.metrics(), started, r, |_| 0);
         r.map_err(|e| self.fail(e, "transaction.execute_many"))
     }
 

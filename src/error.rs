@@ -34,6 +34,10 @@ pub struct Error {
     /// True when the server may have executed the statement (the request was
     /// sent before the failure): such a call must never be retried blindly.
     pub maybe_executed: bool,
+    /// The connection was found closed while sending the request, before
+    /// the server could have read a whole one: the statement did not run
+    /// and may run once more on another connection.
+    pub not_sent: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,7 +53,19 @@ impl Error {
             error_number: None,
             server_line: None,
             maybe_executed: false,
+            not_sent: false,
         }
+    }
+
+    /// An I/O failure of the connection. Writing to a socket the server
+    /// already reset fails with a broken pipe: the request never reached it
+    /// whole, and neither PostgreSQL nor SQL Server acts on a partial
+    /// message. Any other I/O failure may have come after the server ran it.
+    pub fn io(message: impl Into<String>, kind: std::io::ErrorKind) -> Self {
+        let mut e = Self::connection(message);
+        e.not_sent = kind == std::io::ErrorKind::BrokenPipe;
+        e.maybe_executed = !e.not_sent;
+        e
     }
 
     pub fn config(message: impl Into<String>) -> Self {
@@ -146,7 +162,11 @@ impl From<sqlx::Error> for Error {
             }
             sqlx::Error::PoolTimedOut => Error::new(ErrorKind::PoolTimeout, err.to_string()),
             sqlx::Error::Configuration(_) => Error::config(err.to_string()),
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+            sqlx::Error::Io(io) => Error::io(
+                format!("error communicating with database: {io}"),
+                io.kind(),
+            ),
+            sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
                 let mut e = Error::connection(err.to_string());
                 e.maybe_executed = true;
                 e
@@ -172,6 +192,24 @@ mod tests {
             e.to_string(),
             "[rpa_db] execute_query failed: relation \"x\" does not exist (SQLSTATE 42P01)"
         );
+    }
+
+    #[test]
+    fn only_a_refused_write_counts_as_not_sent() {
+        use std::io::{Error as IoError, ErrorKind as Io};
+        let refused: Error = sqlx::Error::Io(IoError::new(Io::BrokenPipe, "x")).into();
+        assert!(refused.not_sent && !refused.maybe_executed);
+        for kind in [Io::ConnectionReset, Io::UnexpectedEof, Io::TimedOut] {
+            let e: Error = sqlx::Error::Io(IoError::new(kind, "x")).into();
+            assert!(!e.not_sent && e.maybe_executed, "{kind:?}");
+            assert_eq!(e.kind, ErrorKind::Connection);
+        }
+        let tds: Error = tiberius::error::Error::Io {
+            kind: Io::BrokenPipe,
+            message: "Broken pipe".into(),
+        }
+        .into();
+        assert!(tds.not_sent);
     }
 
     #[test]

@@ -109,12 +109,63 @@ impl Value {
                 format!("{months} mons {days} days {micros} microseconds")
             }
             Value::Uuid(u) => u.hyphenated().to_string(),
-            Value::Json(j) => j.to_string(),
+            Value::Json(_) | Value::Array(_) => self.json_text(),
             Value::JsonText(t) => t.clone(),
-            Value::Array(items) => {
-                serde_json::Value::Array(items.iter().map(Value::to_json).collect()).to_string()
-            }
         }
+    }
+
+    /// This value as JSON text spaced as Python's `json.dumps` spaces it
+    /// (`{"x": 1, "y": [1, 2]}`), which psycopg2's `Json` stores: a `json`
+    /// column (or SQL Server text) keeps the text as sent. Non-ASCII stays
+    /// UTF-8 rather than `\u` escapes (equal JSON, shorter).
+    pub fn json_text(&self) -> String {
+        let mut out = Vec::with_capacity(64);
+        self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Value::json_text`] appended to a buffer.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use serde::Serialize;
+        let mut serializer = serde_json::Serializer::with_formatter(&mut *out, PythonSpacing);
+        // Serializing a serde_json::Value into a Vec cannot fail.
+        let _ = self.to_json().serialize(&mut serializer);
+    }
+}
+
+/// `json.dumps`'s default separators: `", "` and `": "`.
+struct PythonSpacing;
+
+impl serde_json::ser::Formatter for PythonSpacing {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        separate(writer, first)
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        separate(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+fn separate<W: ?Sized + std::io::Write>(writer: &mut W, first: bool) -> std::io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        writer.write_all(b", ")
     }
 }
 

@@ -71,7 +71,11 @@ class Env:
         self.lines: list[str] = []
 
     def set(self, key: str, value: object) -> None:
-        self.lines.append(f"TEST_GLOBAL_{key}={value}")
+        self.set_raw(f"TEST_GLOBAL_{key}", value)
+
+    def set_raw(self, key: str, value: object) -> None:
+        """A line of the file as written (e.g. a variable for ${...})."""
+        self.lines.append(f"{key}={value}")
         (self.root / ".env.test").write_text("\n".join(self.lines) + "\n")
 
     def database(

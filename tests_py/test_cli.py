@@ -100,9 +100,12 @@ def test_health_pool_and_config_check(env, tmp_path: Path) -> None:  # type: ign
     env.set("DOWNDB_CONNECTION_STRING", "postgresql://u:Hidden-Pw1@127.0.0.1:1/x")
     env.set("BADDB_CONNECTION_STRING", "postgresql://u@h/x?sslmode=sometimes")
     health = dbflow_cli("health", good, "downdb", env_dir=env.root)
-    assert health.returncode == 1
+    assert health.returncode == 3, "an unreachable database is exit 3 for every command"
     assert "overall: degraded" in health.stdout
     assert "okdb: healthy" in health.stdout and "downdb: unhealthy" in health.stdout
+    # The error is printed once, in the report, not again by the logger.
+    output = health.stdout + health.stderr
+    assert output.count("[downdb] health_check failed") == 1, output
     report = json.loads(dbflow_cli("health", good, "--json", env_dir=env.root).stdout)
     assert report["overall_status"] == "healthy"
 
@@ -111,8 +114,119 @@ def test_health_pool_and_config_check(env, tmp_path: Path) -> None:  # type: ign
     assert "pool_size=5" in pool.stdout and "opened=1" in pool.stdout
 
     check = dbflow_cli("config", "check", env_dir=env.root)
-    assert check.returncode == 1
+    assert check.returncode == 2, "a misconfigured database is exit 2"
     assert "okdb: ok" in check.stdout
-    assert "downdb: failed" in check.stdout and "refused the connection" in check.stdout
+    assert "downdb: unreachable" in check.stdout and "refused the connection" in check.stdout
     assert "baddb: misconfigured" in check.stdout and "sslmode" in check.stdout
     assert "Hidden-Pw1" not in check.stdout + check.stderr
+    assert (check.stdout + check.stderr).count("is not one of disable") == 1, check.stdout
+
+
+@pytest.fixture
+def wrong_password(env, pg_url: str):  # type: ignore[no-untyped-def]
+    """A database whose password, taken from ${SHOP_PW} in the env file, is wrong."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(pg_url)
+    netloc = f"{parts.username}:${{SHOP_PW}}@{parts.hostname}:{parts.port}"
+    env.set_raw("SHOP_PW", "Not-The-Password-9")
+    env.set("SHOP_CONNECTION_STRING", urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
+    return env
+
+
+def test_exit_codes_agree_across_commands(wrong_password, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = wrong_password
+    (tmp_path / "migrations" / "shop").mkdir(parents=True)
+    opts = ["--migrations-dir", str(tmp_path / "migrations")]
+    table = {
+        ("health", "shop"): 3,
+        ("info", "shop"): 3,
+        ("migrate", "shop"): 3,
+        ("validate", "shop"): 3,
+        ("pool", "shop"): 3,
+        ("health", "nosuchdb"): 2,
+        ("info", "nosuchdb"): 2,
+        ("migrate", "nosuchdb"): 2,
+        ("pool", "nosuchdb"): 2,
+    }
+    for (command, database), code in table.items():
+        done = dbflow_cli(command, database, *opts, env_dir=env.root)
+        assert done.returncode == code, (command, database, done.stdout, done.stderr)
+        if database == "shop" and command != "health":
+            # A rejected login says where the password came from.
+            assert "${SHOP_PW}" in done.stderr, done.stderr
+            assert "Not-The-Password-9" not in done.stderr + done.stdout
+    check = dbflow_cli("config", "check", env_dir=env.root)
+    assert check.returncode == 3, check.stdout + check.stderr
+
+
+def test_migrate_without_a_migrations_directory_names_every_path(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env.database("shop")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for command in ("migrate", "info", "validate"):
+        done = dbflow_cli(command, "shop", env_dir=env.root, cwd=elsewhere)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert str(elsewhere / "migrations" / "shop") in done.stderr
+        assert str(elsewhere / "core" / "migrations" / "shop") in done.stderr
+        assert "TEST_GLOBAL_SHOP_MIGRATIONS_DIR" in done.stderr
+        assert "nothing to apply" not in done.stdout
+
+
+def test_migrate_reports_the_version_the_database_is_at(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`DatabaseManager("Shop")` finds `migrations/shop/`; a run with nothing
+    to apply still says the version the history records."""
+    import dbflow
+
+    name = env.database("Shop")
+    root = tmp_path / "migrations"
+    (root / "shop").mkdir(parents=True)
+    table = f"cli_shop_{os.getpid()}"
+    (root / "shop" / "V001__Create.sql").write_text(f"CREATE TABLE {table} (id int);\n")
+    (root / "shop" / "V002__Add.sql").write_text(f"ALTER TABLE {table} ADD name text;\n")
+    try:
+        first = dbflow_cli("migrate", name, env_dir=env.root, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert "V001, V002; now at V002" in first.stdout
+        again = dbflow_cli("migrate", name, env_dir=env.root, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.strip() == "nothing to apply; now at V002"
+    finally:
+        with env.manager(name) as db:
+            db.execute_query(f"DROP TABLE IF EXISTS {table}")
+            db.execute_query("DROP TABLE IF EXISTS schema_version")
+        dbflow.dispose_all()
+
+
+def test_config_check_names_misspelt_keys(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    good = env.database("okdb")
+    env.set("OKDB_QUERY_TIMOUT", "1")
+    check = dbflow_cli("config", "check", env_dir=env.root)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "TEST_GLOBAL_OKDB_QUERY_TIMOUT" in check.stdout
+    assert f"{good}: ok" in check.stdout
+
+    only_typos = tmp_path / "typos"
+    only_typos.mkdir()
+    (only_typos / ".env.test").write_text(
+        "TSET_GLOBAL_SHOP_CONNECTION_STRING=postgresql://u:p@h/x\n"
+        "TEST_GLOBAL_CRM_CONECTION_STRING=postgresql://u:p@h/y\n"
+    )
+    check = dbflow_cli("config", "check", env_dir=only_typos)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "0 database(s) configured" in check.stdout
+    assert "did you mean TEST_GLOBAL_SHOP_CONNECTION_STRING?" in check.stdout
+    assert "did you mean TEST_GLOBAL_CRM_CONNECTION_STRING?" in check.stdout
+    assert "u:p@" not in check.stdout
+
+
+def test_new_continues_the_numbering_the_runner_sees(tmp_path: Path) -> None:
+    root = tmp_path / "migrations"
+    (root / "shop").mkdir(parents=True)
+    (root / "shop" / "V001__a.sql").write_text("SELECT 1;\n")
+    (root / "shop" / "v003__b.SQL").write_text("SELECT 1;\n")
+    (root / "shop" / "U003__b.sql").write_text("SELECT 1;\n")
+    made = dbflow_cli("new", "Shop", "Next one", "--migrations-dir", str(root), env_dir=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (root / "shop" / "V004__Next_one.sql").exists()
+    assert not (root / "Shop").exists()

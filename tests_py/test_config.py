@@ -189,3 +189,86 @@ def test_config_and_environment_must_agree(tmp_path: Path) -> None:
         dbflow.DatabaseManager(
             "x", environment="production", config=ConfigManager(envs_dir=tmp_path)
         )
+
+
+def test_variables_defined_in_the_same_file_fill_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHOP_DB_PASSWORD", raising=False)
+    monkeypatch.delenv("SHOP_HOST", raising=False)
+    write_env(
+        tmp_path,
+        "SHOP_HOST=db.internal\n"
+        "SHOP_DB_PASSWORD=file-pw\n"
+        "SHOP_URL=postgresql://u:${SHOP_DB_PASSWORD}@${SHOP_HOST}/shop\n"
+        "DEVELOPMENT_GLOBAL_SHOP_CONNECTION_STRING=${SHOP_URL}\n",
+    )
+    cfg = ConfigManager(envs_dir=tmp_path)
+    assert cfg.get_secret("shop_connection_string") == "postgresql://u:file-pw@db.internal/shop"
+    # The process environment still wins, as with python-dotenv.
+    monkeypatch.setenv("SHOP_DB_PASSWORD", "process-pw")
+    cfg = ConfigManager(envs_dir=tmp_path)
+    assert cfg.get_secret("shop_connection_string") == "postgresql://u:process-pw@db.internal/shop"
+
+
+def test_a_reference_cycle_and_an_undefined_variable_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("A", raising=False)
+    monkeypatch.delenv("B", raising=False)
+    monkeypatch.delenv("NOWHERE", raising=False)
+    write_env(
+        tmp_path,
+        "A=${B}\nB=${A}\n"
+        "DEVELOPMENT_GLOBAL_LOOP_CONNECTION_STRING=postgresql://u:${A}@h/x\n"
+        "DEVELOPMENT_GLOBAL_GONE_CONNECTION_STRING=postgresql://u:${NOWHERE}@h/x\n",
+    )
+    cfg = ConfigManager(envs_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="refers back to itself"):
+        cfg.database_config("loop")
+    with pytest.raises(ConfigurationError) as info:
+        cfg.database_config("gone")
+    assert "NOWHERE" in str(info.value)
+    assert str(tmp_path / ".env.development") in str(info.value)
+
+
+def test_misspelt_settings_are_warned_about_with_the_key_meant(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_env(
+        tmp_path,
+        "DEVELOPMENT_GLOBAL_SHOP_CONNECTION_STRING=postgresql://u:p@127.0.0.1:1/shop\n"
+        "DEVELOPMENT_GLOBAL_SHOP_QUERY_TIMOUT=1\n",
+    )
+    with caplog.at_level("WARNING", logger="dbflow"):
+        db = dbflow.DatabaseManager("shop", config=ConfigManager(envs_dir=tmp_path))
+        db.close()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "DEVELOPMENT_GLOBAL_SHOP_QUERY_TIMOUT" in m
+        and "did you mean DEVELOPMENT_GLOBAL_SHOP_QUERY_TIMEOUT?" in m
+        for m in warned
+    ), warned
+    assert ConfigManager(envs_dir=tmp_path).unknown_keys() == [
+        "DEVELOPMENT_GLOBAL_SHOP_QUERY_TIMOUT is not a dbflow setting; "
+        "did you mean DEVELOPMENT_GLOBAL_SHOP_QUERY_TIMEOUT?"
+    ]
+
+
+def test_a_misspelt_connection_key_is_named_when_the_database_is_missing(tmp_path: Path) -> None:
+    write_env(tmp_path, "DEVELOPMENT_GLOBAL_SHOP_CONECTION_STRING=postgresql://u:p@h/shop\n")
+    with pytest.raises(ConfigurationError) as info:
+        dbflow.DatabaseManager("shop", config=ConfigManager(envs_dir=tmp_path))
+    assert "did you mean DEVELOPMENT_GLOBAL_SHOP_CONNECTION_STRING?" in str(info.value)
+
+
+def test_process_environment_keys_of_other_programs_are_not_suspects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_env(tmp_path, "")
+    monkeypatch.setenv("DEVELOPMENT_TOOLS_HOME", "/opt/x")
+    monkeypatch.setenv("DEVELOPMENT_GLOBAL_SHOP_POOL_SIZ", "3")
+    assert ConfigManager(envs_dir=tmp_path).unknown_keys() == [
+        "DEVELOPMENT_GLOBAL_SHOP_POOL_SIZ is not a dbflow setting; "
+        "did you mean DEVELOPMENT_GLOBAL_SHOP_POOL_SIZE?"
+    ]

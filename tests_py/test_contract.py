@@ -264,7 +264,8 @@ def test_threads_share_one_pool_within_its_limit(env, backend: Backend, bsession
         assert not errors
         assert 1 <= peak <= 4, f"{peak} sessions at once; pool_size + max_overflow is 4"
         assert managers[0].get_pool_status()["users"] == 8
-        deadline = time.monotonic() + 5
+        # Overflow closes once idle for OVERFLOW_IDLE_TIMEOUT (2 s by default).
+        deadline = time.monotonic() + 10
         while bsessions(name) > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert bsessions(name) <= 2
@@ -295,6 +296,59 @@ def test_dead_connection_is_replaced(env, backend: Backend) -> None:  # type: ig
             # SQL Server may reuse a session id at once; PgBouncer may hand
             # out any of its server sessions.
             assert db.execute_query(backend.backend_pid_sql)[0]["pid"] != pid
+    finally:
+        db.dispose()
+        admin.dispose()
+
+
+def end_sessions(backend: Backend, admin: dbflow.DatabaseManager, pids: list[int]) -> None:
+    """End sessions from outside, as an administrator or a restart would."""
+    if backend.console is not None:
+        database = urllib.parse.urlsplit(backend.url).path.lstrip("/")
+        backend.console(f"KILL {database}")
+        backend.console(f"RESUME {database}")
+    for pid in pids if backend.console is None else []:
+        if backend.name == "postgresql":
+            admin.execute_query(backend.kill_sql, {"pid": pid})
+        else:
+            admin.execute_query(f"KILL {int(pid)}")
+
+
+@pytest.mark.parametrize("pre_ping", ["true", "false"])
+def test_connections_the_server_ended_moments_ago_are_never_handed_out(  # type: ignore[no-untyped-def]
+    env, backend: Backend, bsessions, pre_ping: str
+) -> None:
+    """The sessions are ended while idle in the pool and used again at once,
+    well inside the pre-ping idle threshold: the socket already says they
+    are closed, so no caller sees the server's farewell."""
+    name = env.database(backend=backend, pool_size=3, max_overflow=0, pool_pre_ping=pre_ping)
+    killer = env.database(backend=backend, pool_size=1, max_overflow=0)
+    db, admin = env.manager(name), env.manager(killer)
+    try:
+        barrier = threading.Barrier(3)
+        pids: list[int] = []
+
+        def hold() -> None:
+            with db.transaction() as tx:
+                pids.append(tx.execute_query(backend.backend_pid_sql)[0]["pid"])
+                barrier.wait(10)
+
+        threads = [threading.Thread(target=hold) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert len(set(pids)) == 3 and db.get_pool_status()["checked_in"] == 3
+        end_sessions(backend, admin, pids)
+        deadline = time.monotonic() + 10
+        while bsessions(name) > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert bsessions(name) == 0
+        for _ in range(6):
+            assert db.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+        with db.transaction() as tx:
+            assert tx.execute_query("SELECT 2 AS ok") == [{"ok": 2}]
+        assert db.get_pool_status()["invalid"] >= 3
     finally:
         db.dispose()
         admin.dispose()

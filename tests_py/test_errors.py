@@ -141,3 +141,32 @@ def test_logging_is_quiet_when_not_enabled(db: dbflow.DatabaseManager, caplog) -
     caplog.set_level(logging.WARNING, logger="dbflow")
     db.execute_query("SELECT 1")
     assert [r for r in caplog.records if r.name == "dbflow"] == []
+
+
+def test_dbflow_prefect_without_prefect_says_how_to_install_it() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['prefect'] = None  # as if Prefect were not installed\n"
+        "try:\n"
+        "    import dbflow.prefect\n"
+        "except ModuleNotFoundError as e:\n"
+        "    print(type(e).__name__, e.name, '|', e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ModuleNotFoundError prefect |"), done.stdout
+    assert "dbflow[prefect]" in done.stdout
+
+
+def test_a_failed_statement_is_raised_not_logged_as_an_error(db: dbflow.DatabaseManager, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A flow that catches and handles the exception must not find an ERROR
+    line in its run log: the exception is the report."""
+    caplog.set_level(logging.DEBUG, logger="dbflow")
+    for sql in ("SELECT * FROM nope_missing", "INSERT INTO nope_missing VALUES (1)"):
+        with pytest.raises(dbflow.QueryError):
+            db.execute_query(sql)
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], [r.getMessage() for r in loud]

@@ -235,20 +235,47 @@ def test_rollback_without_undo_file_changes_nothing(project: Project) -> None:
     assert db.execute_query("SELECT COUNT(*) AS n FROM people") == [{"n": 2}]
 
 
-def test_no_directory_means_no_migrations(
+def test_no_directory_is_read_only_for_health_and_an_error_when_asked_to_migrate(
     env, fresh_url: str, tmp_path: Path, backend: Backend
 ) -> None:  # type: ignore[no-untyped-def]
     name = env.database("readonly_db", url=fresh_url, **backend.settings)
     db = dbflow.DatabaseManager(name, config=env.config(), migrations_dir=tmp_path / "none")
     try:
         assert db.migrations_dir is None
-        status = db.get_migration_status()
-        assert status["read_only"] is True and status["pending_migrations"] == []
-        assert db.run_migrations() == {"applied": [], "current_version": None}
+        # Start-up (auto-migrate check) and health treat it as a read-only database.
+        assert db.execute_query("SELECT 1 AS x") == [{"x": 1}]
+        assert db.health_check()["migration_status"] == "read_only"
+        for call in (db.run_migrations, db.get_migration_status, db.validate_migrations):
+            with pytest.raises(dbflow.ConfigurationError) as info:
+                call()
+            message = str(info.value)
+            assert str(tmp_path / "none" / "readonly_db") in message, message
+            assert "TEST_GLOBAL_READONLY_DB_MIGRATIONS_DIR" in message
         with pytest.raises(dbflow.QueryError):
             db.execute_query("SELECT 1 FROM schema_version")
     finally:
         db.dispose()
+
+
+def test_directory_found_whatever_the_case_of_the_name(project: Project) -> None:
+    project.write({"V1__t.sql": "CREATE TABLE cased (id int);\n"})
+    # "AppDB" reads the keys of appdb (TEST_GLOBAL_APPDB_...) and its directory.
+    db = dbflow.DatabaseManager("AppDB", config=project.env.config(), migrations_dir=project.root)
+    try:
+        assert db.migrations_dir == project.dir
+        assert db.run_migrations()["current_version"] == "V1"
+    finally:
+        db.dispose()
+
+
+def test_an_emptied_directory_still_reports_the_version_applied(project: Project) -> None:
+    project.write({"V1__a.sql": "CREATE TABLE kept (id int);\n"})
+    with project.manager() as db:
+        assert db.run_migrations()["current_version"] == "V1"
+    (project.dir / "V1__a.sql").unlink()
+    with project.manager() as db:
+        assert db.run_migrations() == {"applied": [], "current_version": "V1"}
+        assert db.get_migration_status()["current_version"] == "V1"
 
 
 def test_auto_migrate_apply_runs_before_the_first_query(

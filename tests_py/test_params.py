@@ -93,3 +93,11 @@ def test_execute_many_names_the_bad_row(db: dbflow.DatabaseManager, table: str) 
     with pytest.raises(ParameterError, match="row 1"):
         db.execute_many(f"INSERT INTO {table} VALUES (:a)", [{"a": 1}, {"b": 2}])
     assert db.execute_query(f"SELECT count(*) AS n FROM {table}") == [{"n": 0}]
+
+
+def test_psycopg2_placeholders_get_a_hint(db: dbflow.DatabaseManager) -> None:
+    with pytest.raises(dbflow.ParameterError) as info:
+        db.execute_query("SELECT * FROM pg_class WHERE relname = %(name)s", {"name": "x"})
+    assert ":name" in str(info.value) and "%(name)s" in str(info.value)
+    # The modulo operator is no placeholder.
+    assert db.execute_query("SELECT 7 % 3 AS r", {"unused": 1}) == [{"r": 1}]

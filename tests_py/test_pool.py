@@ -61,7 +61,9 @@ def test_exhausted_pool_raises_pool_timeout_naming_limits(env) -> None:  # type:
 
 
 def test_overflow_connections_are_closed_when_returned(env, server_connections) -> None:  # type: ignore[no-untyped-def]
-    name = env.database(pool_size=1, max_overflow=2, pool_timeout=5)
+    """OVERFLOW_IDLE_TIMEOUT=0 is QueuePool's rule. The three connections come
+    back at once: each return sees the others, so exactly one stays."""
+    name = env.database(pool_size=1, max_overflow=2, pool_timeout=5, overflow_idle_timeout=0)
     db = env.manager(name)
     holding = threading.Barrier(3)
     release = threading.Event()
@@ -96,11 +98,56 @@ def test_overflow_connections_are_closed_when_returned(env, server_connections) 
         db.dispose()
 
 
+def test_overflow_connections_are_reused_by_bursts_then_closed_when_idle(
+    env, server_connections
+) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(pool_size=1, max_overflow=2, pool_timeout=5, overflow_idle_timeout=1.5)
+    db = env.manager(name)
+
+    def burst() -> None:
+        barrier = threading.Barrier(3)
+        errors: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                with db.transaction() as tx:
+                    tx.execute_query("SELECT 1")
+                    barrier.wait(10)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=hold) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert not errors
+
+    try:
+        for _ in range(4):
+            burst()
+            time.sleep(0.2)
+        status = db.get_pool_status()
+        # Three sessions were needed at once; no burst opened another.
+        assert status["connections_opened"] == 3
+        assert (status["checked_in"], status["overflow"]) == (3, 2)
+        assert server_connections(name) == 3
+        assert wait_until(lambda: server_connections(name) == 1, seconds=6), (
+            "idle overflow stayed open"
+        )
+        status = db.get_pool_status()
+        assert (status["checked_in"], status["checked_out"], status["overflow"]) == (1, 0, 0)
+        assert db.execute_query("SELECT 1 AS x") == [{"x": 1}]
+        assert db.get_pool_status()["connections_opened"] == 3
+    finally:
+        db.dispose()
+
+
 def test_overflow_churn_never_exceeds_the_limit_on_the_server(env, admin) -> None:  # type: ignore[no-untyped-def]
     """Overflow connections close as they are returned while others open:
     the server must never see more than pool_size + max_overflow sessions,
     not even while a closing one is on its way out."""
-    name = env.database(pool_size=1, max_overflow=1, pool_timeout=30)
+    name = env.database(pool_size=1, max_overflow=1, pool_timeout=30, overflow_idle_timeout=0)
     app = f"dbflow_test_{name}_{os.getpid()}"
     db = env.manager(name)
     stop = threading.Event()
@@ -195,17 +242,23 @@ def test_pre_ping_replaces_a_connection_killed_by_the_server(env, admin) -> None
         db.dispose()
 
 
-def test_without_pre_ping_a_dead_connection_fails_once_then_is_replaced(env, admin) -> None:  # type: ignore[no-untyped-def]
-    name = env.database(pool_size=1, max_overflow=0, pool_pre_ping="false")
+def test_a_connection_that_dies_mid_statement_is_not_retried(env, admin) -> None:  # type: ignore[no-untyped-def]
+    """A statement that reached the server may have run: its failure goes to
+    the caller, never silently to a second connection."""
+    name = env.database(pool_size=1, max_overflow=0)
     db = env.manager(name)
     try:
         pid = db.execute_query("SELECT pg_backend_pid() AS pid")[0]["pid"]
-        admin.execute_query("SELECT pg_terminate_backend(:pid)", {"pid": pid})
-        time.sleep(0.2)
+        killer = threading.Timer(
+            0.5, lambda: admin.execute_query("SELECT pg_terminate_backend(:pid)", {"pid": pid})
+        )
+        killer.start()
         with pytest.raises(DatabaseConnectionError) as info:
-            db.execute_query("SELECT 1")
+            db.execute_query("SELECT pg_sleep(3)")
+        killer.join()
         assert info.value.database == name
         assert db.execute_query("SELECT 1 AS x") == [{"x": 1}]
+        assert db.get_pool_status()["connections_opened"] == 2
     finally:
         db.dispose()
 

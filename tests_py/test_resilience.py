@@ -163,6 +163,19 @@ def test_metrics_count_what_happened(db: dbflow.DatabaseManager) -> None:
     assert m["connections_opened"] == 1
 
 
+def test_every_statement_of_a_transaction_is_counted(db: dbflow.DatabaseManager) -> None:
+    before = db.get_metrics()["queries"]
+    with db.transaction() as tx:
+        tx.execute_query("SELECT 1")
+        tx.execute_many("SELECT CAST(:x AS int)", [{"x": 1}, {"x": 2}])
+        with pytest.raises(QueryError):
+            with tx.savepoint():
+                tx.execute_many("SELECT * FROM nope_not_here WHERE x = :x", [{"x": 1}])
+    m = db.get_metrics()
+    assert m["queries"] - before == 2
+    assert m["errors"]["query"] >= 1
+
+
 def test_execute_query_with_timing(db: dbflow.DatabaseManager) -> None:
     ok = db.execute_query_with_timing("SELECT :x AS x", {"x": 1})
     assert ok["status"] == "success" and ok["results"] == [{"x": 1}] and ok["row_count"] == 1

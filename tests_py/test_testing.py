@@ -116,13 +116,17 @@ def test_transactions_are_recorded() -> None:
     assert mock.calls[-1].method == "rollback"
 
 
-def test_reports_have_realistic_shapes(db: dbflow.DatabaseManager) -> None:
+def test_reports_have_realistic_shapes(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    name = env.database()
+    (tmp_path / "migrations" / name).mkdir(parents=True)
+    db = DatabaseManager(name, config=env.config(), migrations_dir=tmp_path / "migrations")
     mock = MockDatabaseManager("rpa_db")
     mock.migrations.pending = ["V004"]
     for method in ["health_check", "get_pool_status", "get_metrics", "get_migration_status"]:
         assert set(getattr(mock, method)()) >= set(getattr(db, method)()) - {"migrations_dir"}, (
             method
         )
+    db.dispose()
     assert mock.run_migrations() == {"applied": ["V004"], "current_version": "V004"}
     assert mock.execute_query_with_timing("SELECT 1")["status"] == "success"
 
@@ -284,3 +288,53 @@ def test_plugin_creates_a_sql_server_database(
     pytester.makepyfile(test_hub=textwrap.dedent(SQLSERVER_PROJECT_TESTS))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+STRICT_MOCK_TESTS = """
+import pytest
+from dbflow import DatabaseManager
+from dbflow.testing import UnscriptedQueryError
+
+
+def latest_order():
+    with DatabaseManager("shop") as db:
+        return db.execute_query("SELECT id FROM orders ORDER BY id DESC LIMIT 1")[0]["id"]
+
+
+def test_a_forgotten_result_is_named_where_it_happens(dbflow_mock):
+    dbflow_mock.add_result("SELECT count(*) AS n FROM customers", [{"n": 1}])
+    with pytest.raises(UnscriptedQueryError) as info:
+        latest_order()
+    message = str(info.value)
+    assert message.startswith("[shop] execute_query: no result scripted for")
+    assert "SELECT id FROM orders" in message
+    assert "'SELECT count(*) AS n FROM customers'" in message
+    assert dbflow_mock.calls[-1].database == "shop"
+
+
+@pytest.mark.dbflow_mock(strict=False)
+def test_lenient_on_request(dbflow_mock):
+    with DatabaseManager("crm") as db:
+        assert db.execute_query("SELECT 1") == []
+        assert db.database_name == "crm"
+
+
+@pytest.mark.dbflow_mock(database_type="sqlserver")
+def test_the_dialect_on_request(dbflow_mock):
+    dbflow_mock.add_result("SELECT TOP 1 id FROM orders", [{"id": 7}])
+    with DatabaseManager("hub") as db:
+        assert db.database_type == "sqlserver"
+        assert db.execute_query("SELECT TOP 1 id FROM orders") == [{"id": 7}]
+
+
+@pytest.mark.dbflow_mock(strictly=True)
+def test_a_misspelt_marker_option_is_an_error(dbflow_mock):
+    pass
+"""
+
+
+def test_mock_fixture_is_strict_and_names_the_database(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mock=textwrap.dedent(STRICT_MOCK_TESTS))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*dbflow_mock takes strict= and database_type= only*"])

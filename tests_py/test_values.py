@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -287,3 +288,32 @@ def test_many_rows_and_columns(db: dbflow.DatabaseManager) -> None:
     assert len(rows) == 5000
     assert rows[-1]["id"] == 5000 and rows[-1]["name"] == "5000"
     assert rows[1]["score"] == Decimal("3.0")
+
+
+def test_dicts_into_json_are_spaced_as_psycopg2_stores_them(db: dbflow.DatabaseManager) -> None:
+    """A `json` column keeps the text as sent: psycopg2's Json sends
+    json.dumps's spacing, and so does dbflow."""
+    value = {"x": 1, "y": [1, 2.5, None], "z": {"name": "Ada"}}
+    row = db.execute_query("SELECT CAST(:v AS json)::text AS t", {"v": value})[0]
+    assert row["t"] == json.dumps(value)
+    listed = db.execute_query("SELECT CAST(:v AS json)::text AS t", {"v": [{"a": 1}, True]})[0]
+    assert listed["t"] == '[{"a": 1}, true]'
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (dt.timedelta(seconds=-1), "-1 days +23:59:59"),
+        (dt.timedelta(days=-3, seconds=-1), "-4 days +23:59:59"),
+        (dt.timedelta(days=2, microseconds=5), "2 days 00:00:00.000005"),
+    ],
+)
+def test_timedeltas_are_sent_in_pythons_own_fields(
+    db: dbflow.DatabaseManager, delta: dt.timedelta, text: str
+) -> None:
+    """As psycopg2 sends them: days, then non-negative seconds. The fields
+    matter: `-1 days +23:59:59` added across a DST change differs from
+    `-00:00:01`."""
+    row = db.execute_query("SELECT CAST(:d AS interval)::text AS t, :d AS back", {"d": delta})[0]
+    assert row["t"] == text
+    assert row["back"] == delta

@@ -11,9 +11,20 @@
     dbflow config check
 
 Common options: --env ENVIRONMENT, --flow FLOW, --envs-dir DIR,
---migrations-dir ROOT, --json. Exit codes: 0 done, 1 the database or the
-migration set is not in order (validation, a failed migration), 2 bad usage
-or configuration, 3 the database could not be reached.
+--migrations-dir ROOT, --json.
+
+Exit codes, the same for every command:
+
+    0  done; every database checked is healthy
+    1  a database answered but is not in order: a failed or invalid
+       migration, a failing statement, a degraded or unhealthy health check
+    2  bad usage or configuration: an invalid or unknown setting, a database
+       that is not configured, no migrations directory
+    3  a database could not be reached: refused, no answer, DNS, TLS, or a
+       rejected login
+
+When several databases differ, the first of 2, 3, 1 that applies wins: fix
+the configuration, then the connection, then the database.
 """
 
 from __future__ import annotations
@@ -38,6 +49,12 @@ from dbflow import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+_PRECEDENCE = (EXIT_USAGE, EXIT_UNREACHABLE, EXIT_FAILED)
+
+
+def _worst(codes: Sequence[int]) -> int:
+    """The exit code of several outcomes (see the module's table)."""
+    return next((c for c in _PRECEDENCE if c in codes), EXIT_OK)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,7 +171,15 @@ def _health(args: argparse.Namespace) -> int:
             line += f"\n      {h['error']}"
         lines.append(line)
     _print(args, report, "\n".join(lines))
-    return EXIT_OK if report["overall_status"] == "healthy" else EXIT_FAILED
+    return _worst([_health_code(h) for h in report["databases"].values()])
+
+
+def _health_code(health: dict[str, Any]) -> int:
+    if health["status"] == "not_configured":
+        return EXIT_USAGE
+    if not health.get("connection"):
+        return EXIT_UNREACHABLE
+    return EXIT_OK if health["status"] == "healthy" else EXIT_FAILED
 
 
 def _pool(args: argparse.Namespace) -> int:
@@ -191,7 +216,9 @@ def _config_check(args: argparse.Namespace) -> int:
             if (m := pattern.match(key)) is not None
         }
     )
+    unknown = config.unknown_keys()
     results: dict[str, dict[str, Any]] = {}
+    codes: list[int] = [EXIT_USAGE] if unknown or not names else []
     for name in names:
         entry: dict[str, Any] = {"database_name": name}
         try:
@@ -203,25 +230,42 @@ def _config_check(args: argparse.Namespace) -> int:
             )
             with DatabaseManager(name, config=config) as db:
                 health = db.health_check()
-            entry["status"] = "ok" if health["connection"] and health["query_test"] else "failed"
-            if health["error"] and entry["status"] == "failed":
+            if not health["connection"]:
+                entry.update(status="unreachable", code=EXIT_UNREACHABLE)
+            elif not health["query_test"]:
+                entry.update(status="failed", code=EXIT_FAILED)
+            else:
+                entry.update(status="ok", code=EXIT_OK)
+            if health["error"] and entry["status"] != "ok":
                 entry["reason"] = _explain(health["error"])
                 entry["error"] = health["error"]
         except ConfigurationError as e:
             entry.update(
-                status="misconfigured", reason="the configuration is invalid", error=str(e)
+                status="misconfigured",
+                code=EXIT_USAGE,
+                reason="the configuration is invalid",
+                error=str(e),
             )
+        codes.append(entry["code"])
         results[name] = entry
     lines = [f"environment {config.environment}: {len(names)} database(s) configured"]
     if config.env_file is None:
         lines.append("  (no env file found; settings come from the process environment)")
+    if not names:
+        lines.append(
+            f"  no key {env}_GLOBAL_<DATABASE>_CONNECTION_STRING was found in the env file "
+            "or the process environment"
+        )
     for name, entry in results.items():
         target = entry.get("connection_string", "")
         lines.append(f"  {name}: {entry['status']}  {target}")
         if entry["status"] != "ok":
             lines.append(f"      {entry['reason']}: {entry['error']}")
-    _print(args, {"environment": config.environment, "databases": results}, "\n".join(lines))
-    return EXIT_OK if all(e["status"] == "ok" for e in results.values()) else EXIT_FAILED
+    for message in unknown:
+        lines.append(f"  unknown setting: {message}")
+    data = {"environment": config.environment, "databases": results, "unknown_keys": unknown}
+    _print(args, data, "\n".join(lines))
+    return _worst(codes)
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -234,10 +278,21 @@ def _new(args: argparse.Namespace) -> int:
     except ConfigurationError:
         directory = None  # creating a file needs no database settings
     if directory is None:
-        directory = Path(args.migrations_dir or "migrations") / args.database
+        root = Path(args.migrations_dir or "migrations")
+        # The runner matches the database's directory whatever its case.
+        same = sorted(
+            p
+            for p in (root.iterdir() if root.is_dir() else [])
+            if p.is_dir() and p.name.lower() == args.database.lower()
+        )
+        directory = same[0] if same else root / args.database
     directory.mkdir(parents=True, exist_ok=True)
+    # The runner's rule: V or v, any case of .sql; undo files (U) are not versions.
     existing = [
-        m for p in directory.glob("V*__*.sql") if (m := re.match(r"V(\d+)", p.name)) is not None
+        m
+        for p in directory.iterdir()
+        if p.is_file()
+        and (m := re.match(r"[Vv](\d+)(?:[._]\d+)*__.*\.sql$", p.name, re.IGNORECASE))
     ]
     width = max((len(m.group(1)) for m in existing), default=3)
     number = max((int(m.group(1)) for m in existing), default=0) + 1

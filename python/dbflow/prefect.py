@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import get_run_logger, task
-from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+try:
+    from prefect import get_run_logger, task
+    from prefect.blocks.core import Block
+    from pydantic import Field, SecretStr
+except ModuleNotFoundError as missing:  # pragma: no cover - exercised in a subprocess test
+    raise ModuleNotFoundError(
+        f"dbflow.prefect needs Prefect ({missing.name} is not installed): install dbflow with "
+        'its Prefect extra, pip install "dbflow[prefect] @ /path/to/dbflow" (or '
+        '"<the dbflow wheel>[prefect]"), or pip install "prefect>=3.8,<3.9"',
+        name=missing.name,
+    ) from missing
 
 from dbflow import health_check_all
 

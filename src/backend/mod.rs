@@ -3,6 +3,7 @@
 //! written once against [`Connection`]; each backend module supplies the
 //! same operations.
 
+pub mod liveness;
 pub mod mssql;
 pub mod postgres;
 pub mod rows;
@@ -160,6 +161,12 @@ impl Connection {
 
     pub fn dialect(&self) -> Dialect {
         self.sql().dialect
+    }
+
+    /// Whether the server has closed this connection, asked of its socket
+    /// without I/O (see [`liveness`]).
+    pub fn liveness(&self) -> liveness::Liveness {
+        liveness::check(driver_ref!(self, c => c.raw_fd()))
     }
 
     pub fn sql(&self) -> &'static DialectSql {

@@ -59,7 +59,8 @@ fn unquote(value: &str) -> String {
 pub fn interpolate(
     value: &str,
     key: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: &dyn Fn(&str) -> Result<Option<String>>,
+    searched: &str,
 ) -> Result<String> {
     if !value.contains("${") {
         return Ok(value.to_owned());
@@ -79,20 +80,43 @@ pub fn interpolate(
             Some((n, d)) => (n, Some(d)),
             None => (expr, None),
         };
-        match (lookup(name), default) {
+        match (lookup(name)?, default) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
+                let files = if searched.is_empty() {
+                    String::new()
+                } else {
+                    format!(" nor in the env file ({searched})")
+                };
                 return Err(Error::config(format!(
-                    "{key} refers to ${{{name}}}, but the environment variable {name} is not set; \
-                     export {name} or give a default with ${{{name}:-value}}"
-                )))
+                    "{key} refers to ${{{name}}}, but {name} is set neither in the process \
+                     environment{files}; export {name}, define it in the env file, or give a \
+                     default with ${{{name}:-value}}"
+                )));
             }
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The variable names `${NAME}` / `${NAME:-default}` in a value, in order.
+pub fn referenced_names(value: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let expr = &after[..end];
+        let name = expr.split_once(":-").map_or(expr, |(n, _)| n);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+        rest = &after[end + 1..];
+    }
+    names
 }
 
 #[cfg(test)]
@@ -118,10 +142,15 @@ mod tests {
 
     #[test]
     fn interpolation_fills_and_defaults() {
-        let env = |n: &str| (n == "PW").then(|| "pa:ss".to_owned());
-        assert_eq!(interpolate("u:${PW}@h", "K", &env).unwrap(), "u:pa:ss@h");
-        assert_eq!(interpolate("${NOPE:-d}", "K", &env).unwrap(), "d");
-        let err = interpolate("${NOPE}", "X_KEY", &env).unwrap_err();
+        let env = |n: &str| Ok((n == "PW").then(|| "pa:ss".to_owned()));
+        assert_eq!(
+            interpolate("u:${PW}@h", "K", &env, "").unwrap(),
+            "u:pa:ss@h"
+        );
+        assert_eq!(interpolate("${NOPE:-d}", "K", &env, "").unwrap(), "d");
+        let err = interpolate("${NOPE}", "X_KEY", &env, "envs/.env.test").unwrap_err();
         assert!(err.message.contains("NOPE") && err.message.contains("X_KEY"));
+        assert!(err.message.contains("envs/.env.test"), "{}", err.message);
+        assert_eq!(referenced_names("a${X}b${Y:-1}${X}"), ["X", "Y"]);
     }
 }

@@ -6,6 +6,7 @@
 //! file `ENV_GLOBAL_K`, then the documented default.
 
 pub mod envfile;
+pub mod keys;
 pub mod mssql;
 pub mod url;
 
@@ -47,6 +48,16 @@ pub fn key_part(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A path as the user should read it in a message: relative paths are
+/// relative to the working directory, so say which.
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path))
+    }
 }
 
 impl ConfigManager {
@@ -123,10 +134,11 @@ impl ConfigManager {
         self.file.as_deref()
     }
 
+    /// The env files looked for, as absolute paths.
     pub fn searched_files(&self) -> String {
         self.searched
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|p| absolute(p).display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -152,6 +164,29 @@ impl ConfigManager {
         let mut keys: Vec<String> = self.values.keys().cloned().collect();
         keys.sort();
         keys
+    }
+
+    /// Keys of the env file and of `process_keys` (the process environment)
+    /// that look like dbflow settings but are none (see [`keys`]). Of the
+    /// process environment only keys under `<ENV>_GLOBAL_`, this flow's
+    /// prefix, or a near miss of `<ENV>_GLOBAL_` are looked at: it holds
+    /// much that is not ours.
+    pub fn suspect_keys(
+        &self,
+        process_keys: impl IntoIterator<Item = String>,
+    ) -> Vec<keys::Suspect> {
+        let env = key_part(&self.environment);
+        let mut scopes = vec![format!("{env}_GLOBAL_")];
+        if let Some(flow) = &self.flow_name {
+            scopes.push(format!("{env}_{}_", key_part(flow)));
+        }
+        let ours = |k: &str| {
+            scopes.iter().any(|s| k.starts_with(s.as_str()))
+                || k.split('_').nth(1) == Some("GLOBAL")
+        };
+        let mut all: Vec<String> = self.values.keys().cloned().collect();
+        all.extend(process_keys.into_iter().filter(|k| ours(k)));
+        keys::suspects(all.iter().map(String::as_str), &self.environment)
     }
 
     /// The full keys tried for setting `key`, most specific first.
@@ -191,13 +226,56 @@ impl ConfigManager {
     /// the key it came from.
     pub fn get_with_key(&self, key: &str) -> Result<Option<(String, String)>> {
         match self.lookup_raw(key) {
-            Some((raw, full)) => {
-                let env = self.env.clone();
-                let value = envfile::interpolate(&raw, &full, &move |n| env(n))?;
-                Ok(Some((value, full)))
-            }
+            Some((raw, full)) => Ok(Some((self.expand(&raw, &full, 0)?, full))),
             None => Ok(None),
         }
+    }
+
+    /// Fill `${VAR}` from the process environment, else from a variable the
+    /// env file defines (as python-dotenv and docker compose do), itself
+    /// expanded the same way.
+    fn expand(&self, raw: &str, key: &str, depth: usize) -> Result<String> {
+        let lookup = |name: &str| -> Result<Option<String>> {
+            if let Some(v) = (self.env)(name) {
+                return Ok(Some(v));
+            }
+            match self.values.get(name) {
+                Some(_) if depth >= 8 => Err(Error::config(format!(
+                    "{key}: ${{{name}}} refers back to itself through other variables; \
+                     give one of them a plain value"
+                ))),
+                Some(value) => self.expand(value, name, depth + 1).map(Some),
+                None => Ok(None),
+            }
+        };
+        let files = match &self.file {
+            Some(f) => absolute(f).display().to_string(),
+            None => self.searched_files(),
+        };
+        envfile::interpolate(raw, key, &lookup, &files)
+    }
+
+    /// The `${VAR}` names a setting's raw value refers to, each with where
+    /// its value comes from: for messages about a rejected login.
+    pub fn references(&self, key: &str) -> Vec<String> {
+        let Some((raw, _)) = self.lookup_raw(key) else {
+            return Vec::new();
+        };
+        envfile::referenced_names(&raw)
+            .into_iter()
+            .map(|name| {
+                let from = if (self.env)(&name).is_some() {
+                    "the process environment".to_owned()
+                } else if self.values.contains_key(&name) {
+                    self.file
+                        .as_ref()
+                        .map_or_else(|| "the env file".to_owned(), |f| f.display().to_string())
+                } else {
+                    "its default".to_owned()
+                };
+                format!("${{{name}}} from {from}")
+            })
+            .collect()
     }
 
     pub fn get(&self, key: &str) -> Result<Option<String>> {
@@ -340,6 +418,7 @@ impl ConfigManager {
                 .unwrap_or(true),
             recycle: secs("POOL_RECYCLE")?.filter(|d| !d.is_zero()),
             release_grace: secs("POOL_RELEASE_GRACE")?.unwrap_or(Duration::from_secs(5)),
+            overflow_idle_timeout: secs("OVERFLOW_IDLE_TIMEOUT")?.unwrap_or(Duration::from_secs(2)),
         };
         let connect_timeout = match spec.option("connect_timeout") {
             Some(v) => Duration::from_secs(v.parse::<u64>().map_err(|_| {
@@ -399,6 +478,7 @@ impl ConfigManager {
             environment: self.environment.clone(),
             database_type,
             spec,
+            login_refs: self.references(&conn_key),
             source_key: conn_source,
             pool,
             connect_timeout,
@@ -455,6 +535,24 @@ pub struct PoolSettings {
     pub recycle: Option<Duration>,
     /// How long an unused pool keeps its connections after its last user left.
     pub release_grace: Duration,
+    /// How long a connection beyond `size` may sit idle before it is closed
+    /// (zero: closed when returned, QueuePool's rule).
+    pub overflow_idle_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// Where a rejected login's user and password came from, for the message.
+    pub fn login_source(&self) -> String {
+        if self.login_refs.is_empty() {
+            self.source_key.clone()
+        } else {
+            format!(
+                "{} (which takes {})",
+                self.source_key,
+                self.login_refs.join(", ")
+            )
+        }
+    }
 }
 
 impl PoolSettings {
@@ -471,6 +569,8 @@ pub struct DatabaseConfig {
     pub spec: ConnectSpec,
     /// The key the connection string came from (for messages).
     pub source_key: String,
+    /// The `${VAR}`s the connection string takes, and where each came from.
+    pub login_refs: Vec<String>,
     pub pool: PoolSettings,
     pub connect_timeout: Duration,
     /// Default deadline of `execute_query_with_timeout` (`DATABASE_TIMEOUT`).

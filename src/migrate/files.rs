@@ -145,9 +145,10 @@ pub fn checksum(text: &str) -> i32 {
 
 /// Parse `V1_2__Add_phone.sql` → (prefix, version, description).
 fn parse_name(name: &str) -> Option<(char, Version, String)> {
-    let stem = name
-        .strip_suffix(".sql")
-        .or_else(|| name.strip_suffix(".SQL"))?;
+    // Any case of `.sql`, as the directory listing accepts.
+    let cut = name.len().checked_sub(4)?;
+    let stem = (name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".sql"))
+        .then(|| &name[..cut])?;
     let prefix = stem.chars().next()?.to_ascii_uppercase();
     if prefix != 'V' && prefix != 'U' {
         return None;

@@ -21,10 +21,20 @@ use crate::value::Value;
 /// Where a database's migration files live: `<DB>_MIGRATIONS_DIR`, else
 /// `<root>/<database_name>` for the root given to the manager, the
 /// `MIGRATIONS_DIR` setting, or the first of `migrations/` and
-/// `core/migrations/` that has one. `None`: the database has no migrations.
-pub fn resolve_directory(config: &DatabaseConfig, root_override: Option<&Path>) -> Option<PathBuf> {
+/// `core/migrations/` that has one. The database name matches a directory
+/// whatever its case, as it matches configuration keys (`Shop` finds
+/// `migrations/shop/`). `Err` lists every path searched.
+pub fn resolve_directory(
+    config: &DatabaseConfig,
+    root_override: Option<&Path>,
+) -> Result<PathBuf, Vec<PathBuf>> {
     if let Some(dir) = &config.migrations_dir {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(vec![dir])
+        };
     }
     let roots: Vec<PathBuf> = match (root_override, &config.migrations_root) {
         (Some(root), _) => vec![root.to_path_buf()],
@@ -34,10 +44,46 @@ pub fn resolve_directory(config: &DatabaseConfig, root_override: Option<&Path>) 
             PathBuf::from("core/migrations"),
         ],
     };
-    roots
-        .into_iter()
-        .map(|r| r.join(&config.name))
-        .find(|d| d.is_dir())
+    let mut searched = Vec::new();
+    for root in roots {
+        let exact = root.join(&config.name);
+        if exact.is_dir() {
+            return Ok(exact);
+        }
+        let other_case = std::fs::read_dir(&root).ok().and_then(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.eq_ignore_ascii_case(&config.name))
+                .min()
+        });
+        if let Some(found) = other_case {
+            return Ok(root.join(found));
+        }
+        searched.push(exact);
+    }
+    Err(searched)
+}
+
+/// The error of an explicit migration call for a database whose directory
+/// was not found: every path searched, absolute, and how to point at it.
+pub fn missing_directory(config: &DatabaseConfig, searched: &[PathBuf]) -> Error {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let paths: Vec<String> = searched
+        .iter()
+        .map(|p| cwd.join(p).display().to_string())
+        .collect();
+    Error::config(format!(
+        "no migrations directory for database '{}': looked for {} (working directory {}); \
+         create it, or set {}_GLOBAL_{}_MIGRATIONS_DIR (or MIGRATIONS_DIR, the directory holding \
+         one folder per database) to where the files are",
+        config.name,
+        paths.join(", "),
+        cwd.display(),
+        crate::config::key_part(&config.environment),
+        crate::config::key_part(&config.name),
+    ))
 }
 
 /// One history row as reported to users.
@@ -95,9 +141,27 @@ fn label_of(history: &[Applied]) -> Option<String> {
 }
 
 impl<'a> Migrator<'a> {
-    pub fn new(db: &'a Database, root_override: Option<&Path>) -> Result<Self> {
+    /// For an explicit migration call: a database without a migrations
+    /// directory is an error naming where it was looked for.
+    pub fn new(
+        db: &'a Database,
+        root_override: Option<&Path>,
+        operation: &'static str,
+    ) -> Result<Self> {
+        match resolve_directory(db.config(), root_override) {
+            Ok(dir) => Self::with_directory(db, Some(dir)),
+            Err(searched) => Err(db.fail(missing_directory(db.config(), &searched), operation)),
+        }
+    }
+
+    /// For start-up and health: no directory means a database this code
+    /// only reads (no migrations, nothing pending).
+    pub fn if_present(db: &'a Database, root_override: Option<&Path>) -> Result<Self> {
+        Self::with_directory(db, resolve_directory(db.config(), root_override).ok())
+    }
+
+    fn with_directory(db: &'a Database, directory: Option<PathBuf>) -> Result<Self> {
         let config = db.config();
-        let directory = resolve_directory(config, root_override);
         let set = files::load(directory.as_deref()).map_err(|e| db.fail(e, "migrations"))?;
         let table = HistoryTable {
             schema: config.migrations_schema.clone(),
@@ -310,7 +374,16 @@ impl<'a> Migrator<'a> {
             None => None,
         };
         if self.set.versions.is_empty() {
-            return Ok(Report::default());
+            // Nothing to apply, but the database may well be migrated.
+            let mut conn = self.db.checkout("run_migrations").await?;
+            let history = self
+                .history(&mut conn)
+                .await
+                .map_err(|e| self.fail(e, "run_migrations"))?;
+            return Ok(Report {
+                applied: Vec::new(),
+                current_version: label_of(&history),
+            });
         }
         self.locked("run_migrations", async |conn| {
             self.table.create(conn).await?;

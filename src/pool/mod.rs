@@ -1,18 +1,21 @@
-//! Connection pools with SQLAlchemy QueuePool semantics on top of deadpool:
+//! Connection pools with SQLAlchemy QueuePool limits on top of deadpool:
 //! `pool_size` connections are kept, up to `max_overflow` more are opened
-//! under load and closed when returned, a checkout waits `pool_timeout` and
-//! then fails with `PoolTimeout`, and a connection idle for a while is
-//! pinged on checkout (`pool_pre_ping`) and replaced transparently if dead.
+//! under load and closed once idle for `overflow_idle_timeout` (zero: when
+//! returned, QueuePool's rule), a checkout waits `pool_timeout` and then
+//! fails with `PoolTimeout`. Every checkout looks at the socket (no round
+//! trip) and discards a connection the server closed; one idle for a while
+//! is also pinged (`pool_pre_ping`).
 
 pub mod registry;
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
 
+use crate::backend::liveness::Liveness;
 use crate::backend::Connection;
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -80,7 +83,20 @@ impl managed::Manager for ConnectionManager {
                 return Err(RecycleError::message("connection reached pool_recycle age"));
             }
         }
-        if self.config.pool.pre_ping && conn.last_used.elapsed() > PRE_PING_AFTER_IDLE {
+        let ping = match conn.liveness() {
+            Liveness::Closed => {
+                self.counters.invalidated.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(database = %self.config.name, "the server closed an idle connection; replacing it");
+                return Err(RecycleError::message("the server closed the connection"));
+            }
+            // Bytes nobody asked for: a notice, or a farewell not yet
+            // followed by the close. Only the server can say.
+            Liveness::Unsure => true,
+            Liveness::Open => {
+                self.config.pool.pre_ping && conn.last_used.elapsed() > PRE_PING_AFTER_IDLE
+            }
+        };
+        if ping {
             if let Err(e) = conn.ping().await {
                 self.counters.invalidated.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(database = %self.config.name, "pre-ping found a dead connection; replacing it");
@@ -110,6 +126,12 @@ pub struct Pool {
     /// The process that opened this pool's connections. In a forked child
     /// they belong to the parent: the child must never write to them.
     pub pid: u32,
+    /// Held while a returned connection is kept or closed, and while idle
+    /// overflow is reaped: connections returned at once each see the others,
+    /// so the pool never keeps more than it should.
+    returning: Mutex<()>,
+    /// A task is closing overflow connections as they pass their idle time.
+    reaper_running: AtomicBool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +157,9 @@ impl Pool {
         };
         let inner = managed::Pool::builder(manager)
             .max_size(config.pool.max_connections())
+            // The most recently returned connection is reused first, so the
+            // ones a burst opened go idle and can be closed.
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
             .wait_timeout(Some(config.pool.timeout))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
@@ -147,6 +172,8 @@ impl Pool {
             startup: tokio::sync::OnceCell::new(),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             pid: crate::runtime::pid(),
+            returning: Mutex::new(()),
+            reaper_running: AtomicBool::new(false),
         }))
     }
 
@@ -214,9 +241,8 @@ impl Pool {
             return;
         }
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        // `retain` counts each removed connection as closed (`detach`).
         let removed = self.inner.retain(|_, _| false);
-        let n = removed.removed.len() as u64;
-        self.counters.closed.fetch_add(n, Ordering::Relaxed);
         for conn in removed.removed {
             close_in_background(conn);
         }
@@ -265,34 +291,101 @@ impl Drop for PooledConnection {
         let Some(object) = self.object.take() else {
             return;
         };
-        let status = self.pool.inner.status();
-        let disposed = self.pool.epoch.load(Ordering::Acquire) != self.epoch;
-        // QueuePool's rule: a returned connection is closed when the pool
-        // already keeps `pool_size` idle ones; otherwise it stays (a waiting
-        // checkout takes it) instead of being closed and reopened.
-        let overflow = status.size > self.pool.config.pool.size
-            && status.available >= self.pool.config.pool.size;
+        let pool = self.pool.clone();
+        let settings = &pool.config.pool;
+        let disposed = pool.epoch.load(Ordering::Acquire) != self.epoch;
         // A connection dropped mid-operation (a deadline, a cancelled task)
         // may still have a reply on the wire: never hand it out again.
-        let interrupted = object.in_flight;
-        if object.broken || object.in_transaction || interrupted || disposed || overflow {
-            if overflow && !object.broken {
-                self.pool
-                    .counters
+        let unusable = object.broken || object.in_transaction || object.in_flight;
+        let _returning = pool.returning.lock().unwrap_or_else(|e| e.into_inner());
+        let status = pool.inner.status();
+        let beyond_size = status.size > settings.size;
+        // QueuePool's rule when overflow is not kept idle: a returned
+        // connection is closed when the pool already keeps `pool_size` idle
+        // ones (a waiting checkout counts against them and takes this one).
+        let close_now = beyond_size
+            && settings.overflow_idle_timeout.is_zero()
+            && status.available >= settings.size;
+        if unusable || disposed || close_now {
+            if unusable {
+                pool.counters.invalidated.fetch_add(1, Ordering::Relaxed);
+            } else if close_now {
+                pool.counters
                     .overflow_closed
-                    .fetch_add(1, Ordering::Relaxed);
-            } else if object.broken || object.in_transaction || interrupted {
-                self.pool
-                    .counters
-                    .invalidated
                     .fetch_add(1, Ordering::Relaxed);
             }
             let conn = Object::take(object);
-            if self.pool.inherited() {
+            if pool.inherited() {
                 std::mem::forget(conn);
             } else {
                 close_in_background(conn);
             }
+            return;
         }
+        // Back into the pool while the lock is held, so the next returned
+        // connection counts this one as idle.
+        drop(object);
+        if beyond_size && !pool.inherited() {
+            Pool::reap_later(&pool);
+        }
+    }
+}
+
+impl Pool {
+    /// Start the task that closes overflow connections once they have been
+    /// idle for `overflow_idle_timeout`; it ends when none is left.
+    fn reap_later(pool: &Arc<Pool>) {
+        if pool.reaper_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak: Weak<Pool> = Arc::downgrade(pool);
+        let every = (pool.config.pool.overflow_idle_timeout / 4).max(Duration::from_millis(10));
+        let reaper = async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = weak.upgrade() else { return };
+                if !pool.reap_idle_overflow() {
+                    return;
+                }
+            }
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(reaper);
+        } else if let Some(rt) = crate::runtime::get() {
+            rt.spawn(reaper);
+        } else {
+            pool.reaper_running.store(false, Ordering::Release);
+        }
+    }
+
+    /// Close idle connections beyond `pool_size` that have been unused for
+    /// `overflow_idle_timeout`, longest idle first. Whether overflow remains.
+    fn reap_idle_overflow(&self) -> bool {
+        let _returning = self.returning.lock().unwrap_or_else(|e| e.into_inner());
+        let settings = &self.config.pool;
+        let mut excess = self.inner.status().size.saturating_sub(settings.size);
+        if excess > 0 {
+            // Idle connections sit oldest-returned first (LIFO reuse).
+            let removed = self.inner.retain(|conn, _| {
+                let expired =
+                    excess > 0 && conn.last_used.elapsed() >= settings.overflow_idle_timeout;
+                if expired {
+                    excess -= 1;
+                }
+                !expired
+            });
+            let n = removed.removed.len() as u64;
+            self.counters
+                .overflow_closed
+                .fetch_add(n, Ordering::Relaxed);
+            for conn in removed.removed {
+                close_in_background(conn);
+            }
+        }
+        let remaining = self.inner.status().size > settings.size;
+        if !remaining {
+            self.reaper_running.store(false, Ordering::Release);
+        }
+        remaining
     }
 }

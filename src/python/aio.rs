@@ -346,7 +346,7 @@ impl PyAsyncDatabaseManager {
         let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
         let db = self.db.clone();
         awaitable(py, async move {
-            let migrator = Migrator::new(&db, db.migrations_root())?;
+            let migrator = Migrator::new(&db, db.migrations_root(), "run_migrations")?;
             migrator
                 .migrate(target.as_deref(), out_of_order)
                 .await
@@ -366,7 +366,7 @@ impl PyAsyncDatabaseManager {
         }
         let db = self.db.clone();
         awaitable(py, async move {
-            let migrator = Migrator::new(&db, db.migrations_root())?;
+            let migrator = Migrator::new(&db, db.migrations_root(), "get_migration_status")?;
             migrator.status().await.map(PyStatus)
         })
     }

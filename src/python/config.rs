@@ -86,6 +86,16 @@ impl PyConfigManager {
         self.inner.file_keys()
     }
 
+    /// Keys (env file, process environment) that look like dbflow settings
+    /// but are none, each said with the key it probably meant.
+    fn unknown_keys(&self) -> Vec<String> {
+        self.inner
+            .suspect_keys(process_keys())
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     /// The full keys looked up for a setting, most specific first.
     fn candidate_keys(&self, name: &str) -> Vec<String> {
         self.inner.candidate_keys(name)
@@ -109,6 +119,10 @@ impl PyConfigManager {
         d.set_item("pool_pre_ping", c.pool.pre_ping)?;
         d.set_item("pool_recycle", c.pool.recycle.map(|r| r.as_secs_f64()))?;
         d.set_item("pool_release_grace", c.pool.release_grace.as_secs_f64())?;
+        d.set_item(
+            "overflow_idle_timeout",
+            c.pool.overflow_idle_timeout.as_secs_f64(),
+        )?;
         d.set_item("connect_timeout", c.connect_timeout.as_secs_f64())?;
         d.set_item("database_timeout", c.database_timeout.as_secs_f64())?;
         d.set_item("query_timeout", c.query_timeout.map(|t| t.as_secs_f64()))?;
@@ -128,5 +142,23 @@ impl PyConfigManager {
             self.inner.flow_name(),
             self.inner.env_file().map(|p| p.display().to_string())
         )
+    }
+}
+
+/// The process environment's keys (those that are valid Unicode).
+pub(crate) fn process_keys() -> impl Iterator<Item = String> {
+    std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())
+}
+
+/// Say each suspect key once per process, as a warning.
+pub(crate) fn warn_suspect_keys(config: &ConfigManager) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let suspects = config.suspect_keys(process_keys());
+    let Ok(mut said) = SAID.lock() else { return };
+    for suspect in suspects {
+        if !said.contains(&suspect.key) {
+            tracing::warn!("{suspect}");
+            said.push(suspect.key);
+        }
     }
 }

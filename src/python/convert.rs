@@ -158,14 +158,20 @@ pub fn to_value(name: &str, obj: &Bound<'_, PyAny>) -> Result<Value> {
         return Ok(Value::TimeTz(t, secs as i32));
     }
     if obj.is_instance_of::<PyDelta>() {
-        let d: chrono::TimeDelta = obj.extract().map_err(|e| py_err(name, e))?;
-        let days = d.num_days();
-        let rest = d - chrono::TimeDelta::days(days);
+        // Python's own fields (days may be negative, seconds and
+        // microseconds never are), as psycopg2 sends them: -1 s is
+        // `-1 days +23:59:59`, which moves across DST as Python's does.
+        let part = |field: &str| -> Result<i64> {
+            obj.getattr(field)
+                .and_then(|v| v.extract::<i64>())
+                .map_err(|e| py_err(name, e))
+        };
+        let (days, seconds, micros) = (part("days")?, part("seconds")?, part("microseconds")?);
         return Ok(Value::Interval {
             months: 0,
             days: i32::try_from(days)
                 .map_err(|_| Error::parameter(format!("parameter :{name}: timedelta too large")))?,
-            micros: rest.num_microseconds().unwrap_or(0),
+            micros: seconds * 1_000_000 + micros,
         });
     }
     if obj
@@ -209,6 +215,13 @@ fn time_without_tz(obj: &Bound<'_, PyAny>) -> PyResult<chrono::NaiveTime> {
 pub fn params_for(sql: &ParsedSql, params: Option<&Bound<'_, PyAny>>) -> Result<Vec<Value>> {
     let mut values = Vec::with_capacity(sql.names.len());
     if sql.names.is_empty() {
+        let given = params.is_some_and(|p| !p.is_none() && p.len().is_ok_and(|n| n > 0));
+        if let Some(name) = sql.pyformat_name().filter(|_| given) {
+            return Err(Error::parameter(format!(
+                "dbflow writes parameters as :name, not %({name})s (psycopg2's style); \
+                 write :{name} in the statement"
+            )));
+        }
         return Ok(values);
     }
     let Some(params) = params.filter(|p| !p.is_none()) else {

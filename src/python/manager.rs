@@ -374,9 +374,23 @@ pub(crate) fn open_database(
         }
         None => ConfigManager::new(environment, flow_name, None).py_result()?,
     };
+    super::config::warn_suspect_keys(&manager);
     let db_config = manager
         .database_config(database_name)
-        .map_err(|e| e.context(database_name, "DatabaseManager()"))
+        .map_err(|mut e| {
+            // A misspelt key is the likeliest reason a database is missing.
+            let part = format!("_{}_", crate::config::key_part(database_name));
+            let near: Vec<String> = manager
+                .suspect_keys(super::config::process_keys())
+                .iter()
+                .filter(|s| s.key.contains(&part))
+                .map(ToString::to_string)
+                .collect();
+            if !near.is_empty() {
+                e.message = format!("{}. {}", e.message, near.join("; "));
+            }
+            e.context(database_name, "DatabaseManager()")
+        })
         .py_result()?;
     let db = Database::open(db_config, migrations_dir).py_result()?;
     Ok((Arc::new(db), manager))
@@ -705,7 +719,7 @@ impl PyDatabaseManager {
     ) -> PyResult<Bound<'py, PyDict>> {
         let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
         let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let migrator = Migrator::new(db, db.migrations_root(), "run_migrations").py_result()?;
         let report = wait(py, migrator.migrate(target.as_deref(), out_of_order)).py_result()?;
         let d = PyDict::new(py);
         d.set_item("applied", report.applied)?;
@@ -716,7 +730,8 @@ impl PyDatabaseManager {
     /// Current version, pending and applied migrations; creates nothing.
     fn get_migration_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let migrator =
+            Migrator::new(db, db.migrations_root(), "get_migration_status").py_result()?;
         let status = wait(py, migrator.status()).py_result()?;
         migration_status_dict(py, &status)
     }
@@ -725,7 +740,8 @@ impl PyDatabaseManager {
     #[pyo3(signature = (*, out_of_order=false))]
     fn validate_migrations(&self, py: Python<'_>, out_of_order: bool) -> PyResult<()> {
         let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let migrator =
+            Migrator::new(db, db.migrations_root(), "validate_migrations").py_result()?;
         wait(py, migrator.validate(out_of_order)).py_result()
     }
 
@@ -737,14 +753,15 @@ impl PyDatabaseManager {
     ) -> PyResult<Vec<String>> {
         let target = target.str()?.to_string();
         let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let migrator =
+            Migrator::new(db, db.migrations_root(), "rollback_migrations").py_result()?;
         wait(py, migrator.rollback(&target)).py_result()
     }
 
     /// Remove failed history entries and accept the files' checksums.
     fn repair_migrations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root()).py_result()?;
+        let migrator = Migrator::new(db, db.migrations_root(), "repair_migrations").py_result()?;
         let (removed, realigned) = wait(py, migrator.repair()).py_result()?;
         let d = PyDict::new(py);
         d.set_item("removed_failed", removed)?;
@@ -755,7 +772,7 @@ impl PyDatabaseManager {
     /// This database's migrations directory, or None when it has none.
     #[getter]
     fn migrations_dir(&self) -> Option<std::path::PathBuf> {
-        crate::migrate::resolve_directory(self.db.config(), self.db.migrations_root())
+        crate::migrate::resolve_directory(self.db.config(), self.db.migrations_root()).ok()
     }
 
     fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -307,6 +307,22 @@ fn keyword_at(text: &str, at: usize, word: &str) -> bool {
 }
 
 impl ParsedSql {
+    /// The first psycopg2-style `%(name)s` placeholder in the text, if any:
+    /// written by habit, it would reach the server as a syntax error.
+    pub fn pyformat_name(&self) -> Option<String> {
+        self.segments.iter().find_map(|segment| {
+            let Segment::Text(text) = segment else {
+                return None;
+            };
+            text.match_indices("%(").find_map(|(at, _)| {
+                let rest = &text[at + 2..];
+                let close = rest.find(")s")?;
+                let name = &rest[..close];
+                (!name.is_empty() && name.chars().all(is_word_char)).then(|| name.to_owned())
+            })
+        })
+    }
+
     /// The multi-row form of this statement, when it is a single-row INSERT
     /// whose row holds every parameter and nothing outside it depends on
     /// the row (no parameters in the prefix or suffix).
@@ -505,6 +521,20 @@ impl ParsedSql {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pyformat_placeholders_are_found() {
+        let sql = parse(
+            "SELECT * FROM t WHERE id = %(customer_id)s",
+            Dialect::Postgres,
+        );
+        assert_eq!(sql.pyformat_name().as_deref(), Some("customer_id"));
+        assert_eq!(
+            parse("SELECT 100 % 7", Dialect::Postgres).pyformat_name(),
+            None
+        );
+        assert_eq!(parse("SELECT :x", Dialect::Postgres).pyformat_name(), None);
+    }
     use proptest::prelude::*;
 
     fn pg(sql: &str) -> (String, Vec<String>) {

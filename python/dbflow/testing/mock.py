@@ -52,6 +52,8 @@ class Call:
     sql: str | None = None
     params: Any = None
     in_transaction: bool = False
+    #: The database name the code under test asked for.
+    database: str | None = None
 
 
 def _normalize(sql: str) -> str:
@@ -206,7 +208,7 @@ class MockDatabaseManager:
 
     def _answer(self, method: str, sql: str, params: Any, in_transaction: bool) -> Any:
         with self._lock:
-            self.calls.append(Call(method, sql, copy.deepcopy(params), in_transaction))
+            self.calls.append(Call(method, sql, copy.deepcopy(params), in_transaction, self._name))
             number = len([c for c in self.calls if c.sql is not None])
             failure = self._failures.pop(number, None)
             rule = next((r for r in self._rules if r.matches(sql, params)), None)
@@ -216,7 +218,7 @@ class MockDatabaseManager:
             raise failure
         if rule is None:
             if self.strict:
-                raise UnscriptedQueryError(f"{self._name}: no result scripted for {sql!r}")
+                raise UnscriptedQueryError(self._unscripted(method, sql, params))
             return []
         response = rule.response
         if callable(response) and not isinstance(response, BaseException):
@@ -224,6 +226,30 @@ class MockDatabaseManager:
         if isinstance(response, BaseException):
             raise response
         return copy.deepcopy(response)
+
+    def _unscripted(self, method: str, sql: str, params: Any) -> str:
+        scripted = [
+            r.matcher.pattern
+            if isinstance(r.matcher, re.Pattern)
+            else _normalize(r.matcher)
+            if isinstance(r.matcher, str)
+            else getattr(r.matcher, "__name__", repr(r.matcher))
+            for r in self._rules
+            if r.times is None or r.times > 0
+        ]
+        listed = "; ".join(repr(m) for m in scripted) if scripted else "nothing yet"
+        return (
+            f"[{self._name}] {method}: no result scripted for {_normalize(sql)!r} "
+            f"(params {params!r}). Scripted: {listed}. Add "
+            f"add_result({_normalize(sql)!r}, rows), or make the mock lenient "
+            "(MockDatabaseManager(strict=False), @pytest.mark.dbflow_mock(strict=False)) "
+            "to answer [] to anything unscripted"
+        )
+
+    def named(self, database_name: str) -> MockDatabaseManager:
+        """This mock as seen by code that asked for `database_name`: the same
+        scripts, calls and state, with errors and calls naming that database."""
+        return _NamedMock(self, database_name)
 
     def _query(
         self, method: str, sql: str, params: Params | None, in_transaction: bool = False
@@ -450,6 +476,20 @@ class MockDatabaseManager:
 
     def __repr__(self) -> str:
         return f"MockDatabaseManager({self._name!r}, calls={len(self.calls)})"
+
+
+class _NamedMock(MockDatabaseManager):
+    """A view of a mock under another database name (``named``)."""
+
+    def __init__(self, base: MockDatabaseManager, database_name: str) -> None:
+        object.__setattr__(self, "_base", base)
+        object.__setattr__(self, "_name", database_name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(object.__getattribute__(self, "_base"), attribute)
+
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_base"), attribute, value)
 
 
 class MockTransaction:

@@ -3,8 +3,11 @@ installing dbflow is enough).
 
 Fixtures:
 
-- ``dbflow_mock``: a fresh :class:`MockDatabaseManager` that every
-  ``DatabaseManager(name)`` returns during the test.
+- ``dbflow_mock``: a fresh, strict :class:`MockDatabaseManager` that every
+  ``DatabaseManager(name)`` returns during the test, under the name asked
+  for. A statement nobody scripted raises ``UnscriptedQueryError`` listing
+  what is scripted; ``@pytest.mark.dbflow_mock(strict=False)`` answers ``[]``
+  instead, ``database_type="sqlserver"`` validates T-SQL parameters.
 - ``dbflow_database``: a real, empty, migrated, throwaway database. It is
   created on the server named by ``DBFLOW_TEST_POSTGRES_URL`` (or
   ``DBFLOW_TEST_MSSQL_URL`` with ``@pytest.mark.dbflow_backend("sqlserver")``),
@@ -47,13 +50,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "dbflow_backend(kind): 'postgresql' (default) or 'sqlserver' for dbflow_database"
     )
+    config.addinivalue_line(
+        "markers",
+        "dbflow_mock(strict=True, database_type='postgresql'): how the dbflow_mock fixture "
+        "answers unscripted statements and which dialect it validates",
+    )
 
 
 @pytest.fixture
-def dbflow_mock() -> Iterator[MockDatabaseManager]:
-    """A fresh mock returned by every ``DatabaseManager(name)`` in the test."""
-    mock = MockDatabaseManager("mock_db", environment="test")
-    with patch_databases(default=mock):
+def dbflow_mock(request: pytest.FixtureRequest) -> Iterator[MockDatabaseManager]:
+    """A fresh mock returned by every ``DatabaseManager(name)`` in the test,
+    strict unless ``@pytest.mark.dbflow_mock(strict=False)``."""
+    marker = request.node.get_closest_marker("dbflow_mock")
+    options = dict(marker.kwargs) if marker is not None else {}
+    unknown = set(options) - {"strict", "database_type"}
+    if unknown or (marker is not None and marker.args):
+        raise pytest.UsageError(
+            f"@pytest.mark.dbflow_mock takes strict= and database_type= only, not {sorted(unknown)}"
+        )
+    mock = MockDatabaseManager(
+        "mock_db",
+        environment="test",
+        strict=bool(options.get("strict", True)),
+        database_type=str(options.get("database_type", "postgresql")),
+    )
+    with patch_databases(default=mock.named):
         yield mock
 
 

@@ -138,7 +138,7 @@ pub fn cell(column: &MetaDataColumn<'_>, row: usize, value: &Value) -> Result<Co
         }
         (Kind::Text, Value::Text(s)) => ColumnData::String(Some(Cow::Owned(s.clone()))),
         (Kind::Text, Value::Json(_) | Value::Array(_)) => {
-            ColumnData::String(Some(Cow::Owned(value.to_json().to_string())))
+            ColumnData::String(Some(Cow::Owned(value.json_text())))
         }
         (Kind::Text, Value::JsonText(s)) => ColumnData::String(Some(Cow::Owned(s.clone()))),
         (Kind::Xml, Value::Text(s)) => {

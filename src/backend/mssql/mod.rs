@@ -63,11 +63,7 @@ impl From<tiberius::error::Error> for Error {
                 e.maybe_executed = true;
                 e
             }
-            T::Io { message, .. } => {
-                let mut e = Error::connection(format!("I/O error: {message}"));
-                e.maybe_executed = true;
-                e
-            }
+            T::Io { message, kind } => Error::io(format!("I/O error: {message}"), kind),
             T::Tls(message) => Error::connection(format!(
                 "TLS handshake failed: {}; if the server uses a self-signed certificate, \
                  give its CA with ca_file=/path/ca.pem, or set TrustServerCertificate=true to \
@@ -190,14 +186,21 @@ pub fn announce(config: &DatabaseConfig) {
 
 pub struct MsConn {
     client: Client<Stream>,
+    /// The TCP socket's descriptor under any TLS, for liveness checks.
+    raw_fd: Option<i32>,
 }
 
-async fn open(config: &tiberius::Config) -> Result<Client<Stream>> {
+async fn open(config: &tiberius::Config) -> Result<(Client<Stream>, Option<i32>)> {
     // Asks SQL Browser for a named instance's port; connects directly otherwise.
     let tcp = TcpStream::connect_named(config).await?;
     tcp.set_nodelay(true)
         .map_err(|e| Error::connection(e.to_string()))?;
-    Ok(Client::connect(config.clone(), tcp.compat_write()).await?)
+    #[cfg(unix)]
+    let raw_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+    #[cfg(not(unix))]
+    let raw_fd = None;
+    let client = Client::connect(config.clone(), tcp.compat_write()).await?;
+    Ok((client, raw_fd))
 }
 
 impl MsConn {
@@ -222,10 +225,10 @@ impl MsConn {
                 other => other,
             }
         };
-        let client = attempt
+        let (client, raw_fd) = attempt
             .await
             .map_err(|e| explain_connect_error(e, config))?;
-        Ok(MsConn { client })
+        Ok(MsConn { client, raw_fd })
     }
 
     /// One statement (batch); the rows of its first result set go to
@@ -410,6 +413,10 @@ impl MsConn {
         Ok(())
     }
 
+    pub fn raw_fd(&self) -> Option<i32> {
+        self.raw_fd
+    }
+
     pub async fn ping(&mut self) -> Result<()> {
         self.batch("SELECT 1").await
     }
@@ -473,7 +480,7 @@ fn explain_connect_error(mut e: Error, config: &DatabaseConfig) -> Error {
     let advice = match e.error_number {
         Some(18456) => format!(
             "login failed; check the user and password in {}",
-            config.source_key
+            config.login_source()
         ),
         Some(4060) => "the database does not exist or the login cannot open it".to_owned(),
         _ if e.message.contains("refused") => {

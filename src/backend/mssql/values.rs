@@ -155,7 +155,7 @@ pub fn to_param(name: &str, value: &Value) -> Result<Option<Param>> {
         }
         Value::Uuid(u) => Param::Uuid(*u),
         Value::JsonText(t) => Param::Text(t.clone()),
-        Value::Json(_) | Value::Array(_) => Param::Text(value.to_json().to_string()),
+        Value::Json(_) | Value::Array(_) => Param::Text(value.json_text()),
     }))
 }
 

@@ -246,8 +246,7 @@ fn encode_builtin(value: &Value, t: u32, buf: &mut Vec<u8>) -> Result<(), Mismat
             }
             match v {
                 Value::Text(s) | Value::JsonText(s) => buf.extend_from_slice(s.as_bytes()),
-                other => serde_json::to_writer(&mut *buf, &other.to_json())
-                    .map_err(|e| invalid(e.to_string()))?,
+                other => other.write_json(buf),
             }
         }
         (_, Value::Text(s)) if Target::Builtin(t).is_text_like() => {

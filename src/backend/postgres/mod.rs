@@ -786,6 +786,10 @@ impl PgConn {
         Ok(())
     }
 
+    pub fn raw_fd(&self) -> Option<i32> {
+        self.conn.raw_fd()
+    }
+
     pub async fn ping(&mut self) -> Result<()> {
         self.conn.ping().await?;
         Ok(())
@@ -861,7 +865,7 @@ fn explain_connect_error(mut e: Error, config: &DatabaseConfig) -> Error {
         Some("28P01") | Some("28000") => {
             format!(
                 "authentication failed; check the user and password in {}",
-                config.source_key
+                config.login_source()
             )
         }
         Some("3D000") => {
