@@ -272,3 +272,13 @@ def test_process_environment_keys_of_other_programs_are_not_suspects(
         "DEVELOPMENT_GLOBAL_SHOP_POOL_SIZ is not a dbflow setting; "
         "did you mean DEVELOPMENT_GLOBAL_SHOP_POOL_SIZE?"
     ]
+
+
+def test_paths_in_messages_are_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default env dirs are relative to the working directory: say which."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DBFLOW_ENVS_DIR", raising=False)
+    with pytest.raises(ConfigurationError) as info:
+        dbflow.DatabaseManager("nowhere_db", environment="development")
+    assert str(tmp_path / "core" / "envs" / ".env.development") in str(info.value)
+    assert str(tmp_path / "envs" / ".env.development") in str(info.value)

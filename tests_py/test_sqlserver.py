@@ -162,7 +162,8 @@ def test_wrong_password_names_the_login_problem(env, mssql_test_url: str) -> Non
     import urllib.parse
 
     parts = urllib.parse.urlsplit(mssql_test_url)
-    netloc = f"{parts.username}:not-the-Password-1@{parts.hostname}:{parts.port or 1433}"
+    netloc = f"{parts.username}:${{MSBAD_PW}}@{parts.hostname}:{parts.port or 1433}"
+    env.set_raw("MSBAD_PW", "not-the-Password-1")
     env.set("MSBAD_CONNECTION_STRING", urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
     db = env.manager("msbad")
     try:
@@ -170,6 +171,9 @@ def test_wrong_password_names_the_login_problem(env, mssql_test_url: str) -> Non
             db.execute_query("SELECT 1")
         assert "not-the-Password-1" not in str(info.value)
         assert "login failed" in str(info.value).lower()
+        # Where the password came from: the variable and the file defining it.
+        assert "${MSBAD_PW} from " in str(info.value)
+        assert ".env.test" in str(info.value)
     finally:
         db.dispose()
 

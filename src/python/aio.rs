@@ -13,14 +13,14 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3_async_runtimes::generic::{ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
 
+use super::arguments::{
+    bulk_rows, deadline_arg, many_values, open_database, statement, statements,
+};
 use super::config::PyConfigManager;
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::health_dict;
-use super::manager::{
-    bulk_rows, deadline_arg, many_values, migration_status_dict, open_database, pool_status_dict,
-    statement, statements,
-};
+use super::reports::{migration_status_dict, pool_status_dict};
 use crate::config::ConfigManager;
 use crate::engine::{Database, Health, Transaction};
 use crate::error::{Error, ErrorKind, Result};

@@ -1,30 +1,36 @@
-//! `DatabaseManager` and its `Transaction`: convert arguments, release the
-//! GIL, block on the shared runtime, convert results.
+//! `DatabaseManager`: convert arguments (`arguments`), release the GIL,
+//! block on the shared runtime, convert results (`reports`, `rows`); its
+//! transactions are in `transaction`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use super::arguments::{
+    bulk_rows, deadline_arg, many_values, open_database, statement, statements,
+};
 use super::config::PyConfigManager;
-use super::convert::{self, params_for, rows_to_py};
+use super::convert::{self, rows_to_py};
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::{health_dict, metrics_dict};
-use crate::backend::Statement;
+use super::reports::{migration_status_dict, pool_status_dict};
+use super::rows::RowIterator;
+use super::transaction::PyTransaction;
 use crate::config::ConfigManager;
-use crate::engine::{Database, Transaction};
-use crate::error::{Error, ErrorKind, Result};
-use crate::migrate::{Migrator, Status};
+use crate::engine::Database;
+use crate::error::{Error, Result};
+use crate::migrate::Migrator;
 use crate::runtime::runtime;
-use crate::sql::{self, ParsedSql};
-use crate::value::{Rows, Value};
+use crate::sql::{self};
+use crate::value::Rows;
+
+/// Rows per batch converted while the next batch decodes.
+pub(crate) const CONVERT_BATCH_ROWS: usize = 4096;
 
 /// Run a future on the shared runtime with the GIL released.
-/// Rows per batch converted while the next batch decodes.
-const CONVERT_BATCH_ROWS: usize = 4096;
-
-fn wait<T: Send>(
+pub(crate) fn wait<T: Send>(
     py: Python<'_>,
     fut: impl std::future::Future<Output = Result<T>> + Send,
 ) -> Result<T> {
@@ -40,362 +46,6 @@ pub(crate) fn log_done(database: &str, operation: &'static str, started: Instant
         "{operation} finished"
     );
 }
-
-pub(crate) fn statement(
-    db: &Database,
-    sql_text: &str,
-    params: Option<&Bound<'_, PyAny>>,
-    operation: &'static str,
-) -> Result<Statement> {
-    let sql = sql::parse(sql_text, db.dialect());
-    let values = params_for(&sql, params).map_err(|e| {
-        db.metrics().record_error(e.kind);
-        db.fail(e, operation)
-    })?;
-    Ok(Statement { sql, values })
-}
-
-pub(crate) fn many_values(
-    db: &Database,
-    sql: &ParsedSql,
-    seq: &Bound<'_, PyAny>,
-    operation: &'static str,
-) -> Result<Vec<Vec<Value>>> {
-    let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
-    let iter = seq.try_iter().map_err(|_| {
-        db.fail(
-            Error::parameter("seq_of_params must be a sequence of dicts"),
-            operation,
-        )
-    })?;
-    for (index, item) in iter.enumerate() {
-        let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), operation))?;
-        let values = params_for(sql, Some(&item)).map_err(|mut e| {
-            e.message = format!("row {index}: {}", e.message);
-            db.fail(e, operation)
-        })?;
-        out.push(values);
-    }
-    Ok(out)
-}
-
-/// `(sql, params)` tuples or bare SQL strings → statements.
-pub(crate) fn statements(db: &Database, queries: &Bound<'_, PyAny>) -> Result<Vec<Statement>> {
-    let op = "execute_transaction";
-    let mut out = Vec::new();
-    let iter = queries.try_iter().map_err(|_| {
-        db.fail(
-            Error::parameter("queries must be a list of (sql, params) tuples"),
-            op,
-        )
-    })?;
-    for item in iter {
-        let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
-        if let Ok(text) = item.extract::<String>() {
-            out.push(statement(db, &text, None, op)?);
-            continue;
-        }
-        let pair = item
-            .cast::<PyTuple>()
-            .ok()
-            .filter(|t| t.len() == 2 || t.len() == 1)
-            .ok_or_else(|| {
-                db.fail(
-                    Error::parameter("each query must be a (sql, params) tuple or a SQL string"),
-                    op,
-                )
-            })?;
-        let text: String = pair.get_item(0).and_then(|s| s.extract()).map_err(|_| {
-            db.fail(
-                Error::parameter("the first item of each query tuple must be the SQL text"),
-                op,
-            )
-        })?;
-        let params = if pair.len() == 2 {
-            pair.get_item(1).ok()
-        } else {
-            None
-        };
-        out.push(statement(db, &text, params.as_ref(), op)?);
-    }
-    Ok(out)
-}
-
-/// Column names (when known) and the rows' values in that order.
-type BulkRows = (Option<Vec<String>>, Vec<Vec<Value>>);
-
-/// Rows for `bulk_insert`: dicts give (or must match) the column names;
-/// tuples and lists are taken in `columns` order.
-pub(crate) fn bulk_rows(
-    db: &Database,
-    rows: &Bound<'_, PyAny>,
-    columns: Option<Vec<String>>,
-) -> Result<BulkRows> {
-    let op = "bulk_insert";
-    let mut columns = columns;
-    let mut out = Vec::with_capacity(rows.len().unwrap_or(0));
-    let iter = rows.try_iter().map_err(|_| {
-        db.fail(
-            Error::parameter("rows must be a sequence of dicts or tuples"),
-            op,
-        )
-    })?;
-    for (index, row) in iter.enumerate() {
-        let row = row.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
-        if let Ok(dict) = row.cast::<PyDict>() {
-            let names =
-                columns.get_or_insert_with(|| dict.keys().iter().map(|k| k.to_string()).collect());
-            let mut values = Vec::with_capacity(names.len());
-            for name in names.iter() {
-                let item = dict
-                    .get_item(name)
-                    .map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
-                let Some(item) = item else {
-                    return Err(db.fail(
-                        Error::parameter(format!("row {index} has no value for column '{name}'")),
-                        op,
-                    ));
-                };
-                values.push(convert::to_value(name, &item).map_err(|e| db.fail(e, op))?);
-            }
-            out.push(values);
-        } else {
-            let mut values = Vec::new();
-            let items = row.try_iter().map_err(|_| {
-                db.fail(
-                    Error::parameter(format!("row {index} is neither a dict nor a tuple")),
-                    op,
-                )
-            })?;
-            for (i, item) in items.enumerate() {
-                let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
-                let name = columns
-                    .as_ref()
-                    .and_then(|c| c.get(i))
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{i}"));
-                values.push(convert::to_value(&name, &item).map_err(|e| db.fail(e, op))?);
-            }
-            out.push(values);
-        }
-    }
-    Ok((columns, out))
-}
-
-/// The iterator `iter_query` returns: dicts, fetched batch by batch with
-/// the GIL released while waiting.
-#[pyclass(module = "dbflow._native", name = "RowIterator", frozen)]
-pub struct RowIterator {
-    receiver: Mutex<tokio::sync::mpsc::Receiver<Result<Rows>>>,
-    current: Mutex<Option<(Rows, usize)>>,
-}
-
-#[pymethods]
-impl RowIterator {
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some((rows, at)) = current.as_mut() {
-                if *at < rows.row_count() {
-                    let width = rows.columns.len();
-                    let d = PyDict::new(py);
-                    for (name, value) in rows
-                        .columns
-                        .iter()
-                        .zip(&rows.values[*at * width..(*at + 1) * width])
-                    {
-                        d.set_item(name, convert::to_py(py, value)?)?;
-                    }
-                    *at += 1;
-                    return Ok(Some(d));
-                }
-            }
-            let receiver = &self.receiver;
-            let next = py.detach(|| {
-                let mut rx = receiver.lock().unwrap_or_else(|p| p.into_inner());
-                runtime().map(|rt| rt.block_on(rx.recv()))
-            });
-            match next.py_result()? {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(to_pyerr(e)),
-                Some(Ok(rows)) => *current = Some((rows, 0)),
-            }
-        }
-    }
-
-    /// Stop early and release the connection now (also on garbage collection).
-    fn close(&self) {
-        self.receiver
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .close();
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
-
-pub(crate) fn pool_status_dict<'py>(
-    py: Python<'py>,
-    db: &Database,
-) -> PyResult<Bound<'py, PyDict>> {
-    let s = db.pool_status();
-    let d = PyDict::new(py);
-    d.set_item("database_name", db.name())?;
-    d.set_item("database_type", db.config().database_type.as_str())?;
-    d.set_item("pool_size", s.pool_size)?;
-    d.set_item("max_overflow", s.max_overflow)?;
-    d.set_item("checked_in", s.checked_in)?;
-    d.set_item("checked_out", s.checked_out)?;
-    d.set_item("overflow", s.overflow)?;
-    d.set_item("invalid", s.invalid)?;
-    d.set_item("waiting", s.waiting)?;
-    let capacity = (s.pool_size + s.max_overflow).max(1) as f64;
-    d.set_item(
-        "utilization",
-        (s.checked_out as f64 / capacity * 1000.0).round() / 1000.0,
-    )?;
-    d.set_item("connections_opened", s.opened)?;
-    d.set_item("connections_closed", s.closed)?;
-    d.set_item("users", db.shared().users())?;
-    d.set_item(
-        "timestamp",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
-    )?;
-    Ok(d)
-}
-
-fn iso_utc(value: &Value) -> Option<String> {
-    match value {
-        Value::DateTime(dt) => Some(
-            dt.and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
-        ),
-        Value::DateTimeTz(dt) => Some(dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
-        _ => None,
-    }
-}
-
-pub(crate) fn migration_status_dict<'py>(
-    py: Python<'py>,
-    status: &Status,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("current_version", status.current_version.as_deref())?;
-    d.set_item(
-        "pending_migrations",
-        status
-            .pending
-            .iter()
-            .map(|p| p.0.as_str())
-            .collect::<Vec<_>>(),
-    )?;
-    let details = PyList::empty(py);
-    for (version, description, script) in &status.pending {
-        let row = PyDict::new(py);
-        row.set_item("version", version)?;
-        row.set_item("description", description)?;
-        row.set_item("script", script)?;
-        details.append(row)?;
-    }
-    d.set_item("pending_details", details)?;
-    let applied = PyList::empty(py);
-    for a in &status.applied {
-        let row = PyDict::new(py);
-        row.set_item("version", &a.version)?;
-        row.set_item("description", &a.description)?;
-        row.set_item("script", &a.script)?;
-        row.set_item("type", &a.kind)?;
-        row.set_item("checksum", a.checksum)?;
-        row.set_item("installed_by", &a.installed_by)?;
-        row.set_item("installed_on", iso_utc(&a.installed_on))?;
-        row.set_item("execution_time_ms", a.execution_time_ms)?;
-        row.set_item("success", a.success)?;
-        row.set_item("state", if a.success { "success" } else { "failed" })?;
-        applied.append(row)?;
-    }
-    d.set_item("applied_migrations", applied)?;
-    d.set_item("total_migrations", status.total)?;
-    d.set_item(
-        "last_migration",
-        status.last_migration.as_ref().and_then(iso_utc),
-    )?;
-    d.set_item(
-        "migrations_dir",
-        status.directory.as_ref().filter(|p| p.is_dir()),
-    )?;
-    d.set_item("read_only", status.total == 0 && status.applied.is_empty())?;
-    Ok(d)
-}
-
-/// The `timeout=` argument of `execute_query_with_timeout` (both managers).
-pub(crate) fn deadline_arg(
-    db: &Database,
-    timeout: Option<f64>,
-) -> PyResult<Option<std::time::Duration>> {
-    match timeout {
-        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(t))),
-        Some(t) => Err(to_pyerr(db.fail(
-            Error::parameter(format!(
-                "timeout must be a positive number of seconds, not {t}"
-            )),
-            "execute_query_with_timeout",
-        ))),
-        None => Ok(None),
-    }
-}
-
-/// What both managers' constructors do: resolve the configuration (no I/O)
-/// and attach to the shared pool.
-pub(crate) fn open_database(
-    database_name: &str,
-    environment: Option<&str>,
-    flow_name: Option<&str>,
-    config: Option<PyRef<'_, PyConfigManager>>,
-    migrations_dir: Option<std::path::PathBuf>,
-) -> PyResult<(Arc<Database>, ConfigManager)> {
-    let manager = match config {
-        Some(c) => {
-            let inner = &c.inner;
-            let env_conflict =
-                environment.is_some_and(|e| !e.eq_ignore_ascii_case(inner.environment()));
-            let flow_conflict = flow_name.is_some_and(|f| Some(f) != inner.flow_name());
-            if env_conflict || flow_conflict {
-                return Err(to_pyerr(Error::config(format!(
-                        "DatabaseManager('{database_name}'): environment/flow_name contradict the given config \
-                         (environment={:?}, flow_name={:?}); pass one or the other",
-                        inner.environment(),
-                        inner.flow_name()
-                    ))));
-            }
-            inner.clone()
-        }
-        None => ConfigManager::new(environment, flow_name, None).py_result()?,
-    };
-    super::config::warn_suspect_keys(&manager);
-    let db_config = manager
-        .database_config(database_name)
-        .map_err(|mut e| {
-            // A misspelt key is the likeliest reason a database is missing.
-            let part = format!("_{}_", crate::config::key_part(database_name));
-            let near: Vec<String> = manager
-                .suspect_keys(super::config::process_keys())
-                .iter()
-                .filter(|s| s.key.contains(&part))
-                .map(ToString::to_string)
-                .collect();
-            if !near.is_empty() {
-                e.message = format!("{}. {}", e.message, near.join("; "));
-            }
-            e.context(database_name, "DatabaseManager()")
-        })
-        .py_result()?;
-    let db = Database::open(db_config, migrations_dir).py_result()?;
-    Ok((Arc::new(db), manager))
-}
-
 #[pyclass(module = "dbflow._native", name = "DatabaseManager", subclass, frozen)]
 pub struct PyDatabaseManager {
     db: Arc<Database>,
@@ -666,10 +316,7 @@ impl PyDatabaseManager {
         // The producer runs on the runtime; its events belong to this call.
         let _caller = super::logging::caller_span(py).entered();
         let receiver = self.db.stream(stmt, batch_size).py_result()?;
-        Ok(RowIterator {
-            receiver: Mutex::new(receiver),
-            current: Mutex::new(None),
-        })
+        Ok(RowIterator::new(receiver))
     }
 
     /// Load rows (dicts, or tuples in `columns` order) into `table` with the
@@ -696,10 +343,7 @@ impl PyDatabaseManager {
 
     /// `with db.transaction() as tx:` — commit on success, rollback on error.
     fn transaction(&self) -> PyTransaction {
-        PyTransaction {
-            db: self.db.clone(),
-            inner: Mutex::new(None),
-        }
+        PyTransaction::new(self.db.clone())
     }
 
     /// Check out a connection and run one round trip (raises on failure).
@@ -808,198 +452,5 @@ impl PyDatabaseManager {
             self.config.environment(),
             self.db.config().spec.redacted()
         )
-    }
-}
-
-#[pyclass(module = "dbflow._native", name = "Transaction", frozen)]
-pub struct PyTransaction {
-    db: Arc<Database>,
-    inner: Mutex<Option<Transaction>>,
-}
-
-impl PyTransaction {
-    fn with<T: Send>(
-        &self,
-        py: Python<'_>,
-        operation: &'static str,
-        f: impl for<'a> FnOnce(
-                &'a mut Transaction,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>,
-            > + Send,
-    ) -> PyResult<T> {
-        let db = &self.db;
-        let inner = &self.inner;
-        // The lock is held by this (GIL-free) thread for the whole call, so
-        // two Python threads sharing one transaction take turns.
-        py.detach(move || {
-            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => runtime()?.block_on(f(tx)),
-                None => Err(db.fail(
-                    Error::new(
-                        ErrorKind::Transaction,
-                        "the transaction is not open; use it inside `with db.transaction() as tx:`",
-                    ),
-                    operation,
-                )),
-            }
-        })
-        .py_result()
-    }
-}
-
-#[pymethods]
-impl PyTransaction {
-    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
-        {
-            let this = slf.get();
-            let db = &this.db;
-            let tx = wait(py, db.begin("transaction")).py_result()?;
-            let mut guard = this.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.as_ref().is_some_and(|t| t.is_active()) {
-                return Err(to_pyerr(db.fail(
-                    Error::new(
-                        ErrorKind::Transaction,
-                        "this transaction is already open; nest with tx.savepoint()",
-                    ),
-                    "transaction",
-                )));
-            }
-            *guard = Some(tx);
-        }
-        Ok(slf)
-    }
-
-    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let failed = exc_type.is_some_and(|t| !t.is_none());
-        let tx = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // Already committed or rolled back explicitly inside the block.
-        let Some(mut tx) = tx.filter(|t| t.is_active()) else {
-            return Ok(false);
-        };
-        if failed {
-            // The user's exception propagates unchanged; a failed rollback
-            // only means the connection is discarded (the server rolls back).
-            let _ = wait(py, tx.rollback());
-            return Ok(false);
-        }
-        wait(py, tx.commit()).py_result()?;
-        Ok(false)
-    }
-
-    #[pyo3(signature = (sql, params=None))]
-    fn execute_query<'py>(
-        &self,
-        py: Python<'py>,
-        sql: &str,
-        params: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let started = Instant::now();
-        let stmt = statement(&self.db, sql, params, "transaction.execute_query").py_result()?;
-        let rows = self.with(py, "transaction.execute_query", |tx| {
-            Box::pin(async move { tx.query(&stmt).await })
-        })?;
-        log_done(
-            self.db.name(),
-            "transaction.execute_query",
-            started,
-            rows.row_count(),
-        );
-        rows_to_py(py, rows)
-    }
-
-    fn execute_many(
-        &self,
-        py: Python<'_>,
-        sql: &str,
-        seq_of_params: &Bound<'_, PyAny>,
-    ) -> PyResult<u64> {
-        let parsed = sql::parse(sql, self.db.dialect());
-        let rows = many_values(&self.db, &parsed, seq_of_params, "transaction.execute_many")
-            .py_result()?;
-        self.with(py, "transaction.execute_many", |tx| {
-            Box::pin(async move { tx.execute_many(&parsed, &rows).await })
-        })
-    }
-
-    /// Commit now (the `with` block then has nothing left to do).
-    fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, "transaction.commit", |tx| Box::pin(tx.commit()))
-    }
-
-    /// Roll back now.
-    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, "transaction.rollback", |tx| Box::pin(tx.rollback()))
-    }
-
-    /// `with tx.savepoint():` — a nested unit that rolls back alone.
-    fn savepoint(slf: Py<Self>) -> PySavepoint {
-        PySavepoint {
-            tx: slf,
-            name: Mutex::new(None),
-        }
-    }
-
-    #[getter]
-    fn active(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|t| t.is_active())
-    }
-}
-
-#[pyclass(module = "dbflow._native", name = "Savepoint", frozen)]
-pub struct PySavepoint {
-    tx: Py<PyTransaction>,
-    name: Mutex<Option<String>>,
-}
-
-#[pymethods]
-impl PySavepoint {
-    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
-        {
-            let this = slf.get();
-            let name = this
-                .tx
-                .get()
-                .with(py, "transaction.savepoint", |tx| Box::pin(tx.savepoint()))?;
-            *this.name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
-        }
-        Ok(slf)
-    }
-
-    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let Some(name) = self.name.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return Ok(false);
-        };
-        let failed = exc_type.is_some_and(|t| !t.is_none());
-        let tx = self.tx.get();
-        if failed {
-            tx.with(py, "transaction.savepoint", |t| {
-                Box::pin(async move { t.rollback_to_savepoint(&name).await })
-            })?;
-        } else {
-            tx.with(py, "transaction.savepoint", |t| {
-                Box::pin(async move { t.release_savepoint(&name).await })
-            })?;
-        }
-        Ok(false)
     }
 }

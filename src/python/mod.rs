@@ -1,12 +1,16 @@
 //! The `dbflow._native` extension module: registration only.
 
 mod aio;
+mod arguments;
 mod config;
 mod convert;
 mod errors;
 mod health;
 mod logging;
 mod manager;
+mod reports;
+mod rows;
+mod transaction;
 
 use pyo3::prelude::*;
 
@@ -89,9 +93,9 @@ fn check_params(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
     m.add_class::<manager::PyDatabaseManager>()?;
-    m.add_class::<manager::PyTransaction>()?;
-    m.add_class::<manager::PySavepoint>()?;
-    m.add_class::<manager::RowIterator>()?;
+    m.add_class::<transaction::PyTransaction>()?;
+    m.add_class::<transaction::PySavepoint>()?;
+    m.add_class::<rows::RowIterator>()?;
     m.add_class::<aio::PyAsyncDatabaseManager>()?;
     m.add_class::<aio::AsyncTransaction>()?;
     m.add_class::<aio::AsyncRowIterator>()?;

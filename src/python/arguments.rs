@@ -1,0 +1,224 @@
+//! Arguments both managers take, converted once: statements and their
+//! parameters, bulk rows, deadlines, and the constructor's configuration.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::config::PyConfigManager;
+use super::convert::{self, params_for};
+use super::errors::{to_pyerr, IntoPyResult};
+use crate::backend::Statement;
+use crate::config::ConfigManager;
+use crate::engine::Database;
+use crate::error::{Error, Result};
+use crate::sql::{self, ParsedSql};
+use crate::value::Value;
+
+pub(crate) fn statement(
+    db: &Database,
+    sql_text: &str,
+    params: Option<&Bound<'_, PyAny>>,
+    operation: &'static str,
+) -> Result<Statement> {
+    let sql = sql::parse(sql_text, db.dialect());
+    let values = params_for(&sql, params).map_err(|e| {
+        db.metrics().record_error(e.kind);
+        db.fail(e, operation)
+    })?;
+    Ok(Statement { sql, values })
+}
+
+pub(crate) fn many_values(
+    db: &Database,
+    sql: &ParsedSql,
+    seq: &Bound<'_, PyAny>,
+    operation: &'static str,
+) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
+    let iter = seq.try_iter().map_err(|_| {
+        db.fail(
+            Error::parameter("seq_of_params must be a sequence of dicts"),
+            operation,
+        )
+    })?;
+    for (index, item) in iter.enumerate() {
+        let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), operation))?;
+        let values = params_for(sql, Some(&item)).map_err(|mut e| {
+            e.message = format!("row {index}: {}", e.message);
+            db.fail(e, operation)
+        })?;
+        out.push(values);
+    }
+    Ok(out)
+}
+
+/// `(sql, params)` tuples or bare SQL strings → statements.
+pub(crate) fn statements(db: &Database, queries: &Bound<'_, PyAny>) -> Result<Vec<Statement>> {
+    let op = "execute_transaction";
+    let mut out = Vec::new();
+    let iter = queries.try_iter().map_err(|_| {
+        db.fail(
+            Error::parameter("queries must be a list of (sql, params) tuples"),
+            op,
+        )
+    })?;
+    for item in iter {
+        let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+        if let Ok(text) = item.extract::<String>() {
+            out.push(statement(db, &text, None, op)?);
+            continue;
+        }
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2 || t.len() == 1)
+            .ok_or_else(|| {
+                db.fail(
+                    Error::parameter("each query must be a (sql, params) tuple or a SQL string"),
+                    op,
+                )
+            })?;
+        let text: String = pair.get_item(0).and_then(|s| s.extract()).map_err(|_| {
+            db.fail(
+                Error::parameter("the first item of each query tuple must be the SQL text"),
+                op,
+            )
+        })?;
+        let params = if pair.len() == 2 {
+            pair.get_item(1).ok()
+        } else {
+            None
+        };
+        out.push(statement(db, &text, params.as_ref(), op)?);
+    }
+    Ok(out)
+}
+
+/// Column names (when known) and the rows' values in that order.
+type BulkRows = (Option<Vec<String>>, Vec<Vec<Value>>);
+
+/// Rows for `bulk_insert`: dicts give (or must match) the column names;
+/// tuples and lists are taken in `columns` order.
+pub(crate) fn bulk_rows(
+    db: &Database,
+    rows: &Bound<'_, PyAny>,
+    columns: Option<Vec<String>>,
+) -> Result<BulkRows> {
+    let op = "bulk_insert";
+    let mut columns = columns;
+    let mut out = Vec::with_capacity(rows.len().unwrap_or(0));
+    let iter = rows.try_iter().map_err(|_| {
+        db.fail(
+            Error::parameter("rows must be a sequence of dicts or tuples"),
+            op,
+        )
+    })?;
+    for (index, row) in iter.enumerate() {
+        let row = row.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+        if let Ok(dict) = row.cast::<PyDict>() {
+            let names =
+                columns.get_or_insert_with(|| dict.keys().iter().map(|k| k.to_string()).collect());
+            let mut values = Vec::with_capacity(names.len());
+            for name in names.iter() {
+                let item = dict
+                    .get_item(name)
+                    .map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+                let Some(item) = item else {
+                    return Err(db.fail(
+                        Error::parameter(format!("row {index} has no value for column '{name}'")),
+                        op,
+                    ));
+                };
+                values.push(convert::to_value(name, &item).map_err(|e| db.fail(e, op))?);
+            }
+            out.push(values);
+        } else {
+            let mut values = Vec::new();
+            let items = row.try_iter().map_err(|_| {
+                db.fail(
+                    Error::parameter(format!("row {index} is neither a dict nor a tuple")),
+                    op,
+                )
+            })?;
+            for (i, item) in items.enumerate() {
+                let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
+                let name = columns
+                    .as_ref()
+                    .and_then(|c| c.get(i))
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{i}"));
+                values.push(convert::to_value(&name, &item).map_err(|e| db.fail(e, op))?);
+            }
+            out.push(values);
+        }
+    }
+    Ok((columns, out))
+}
+
+/// The `timeout=` argument of `execute_query_with_timeout` (both managers).
+pub(crate) fn deadline_arg(
+    db: &Database,
+    timeout: Option<f64>,
+) -> PyResult<Option<std::time::Duration>> {
+    match timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(t))),
+        Some(t) => Err(to_pyerr(db.fail(
+            Error::parameter(format!(
+                "timeout must be a positive number of seconds, not {t}"
+            )),
+            "execute_query_with_timeout",
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// What both managers' constructors do: resolve the configuration (no I/O)
+/// and attach to the shared pool.
+pub(crate) fn open_database(
+    database_name: &str,
+    environment: Option<&str>,
+    flow_name: Option<&str>,
+    config: Option<PyRef<'_, PyConfigManager>>,
+    migrations_dir: Option<std::path::PathBuf>,
+) -> PyResult<(Arc<Database>, ConfigManager)> {
+    let manager = match config {
+        Some(c) => {
+            let inner = &c.inner;
+            let env_conflict =
+                environment.is_some_and(|e| !e.eq_ignore_ascii_case(inner.environment()));
+            let flow_conflict = flow_name.is_some_and(|f| Some(f) != inner.flow_name());
+            if env_conflict || flow_conflict {
+                return Err(to_pyerr(Error::config(format!(
+                        "DatabaseManager('{database_name}'): environment/flow_name contradict the given config \
+                         (environment={:?}, flow_name={:?}); pass one or the other",
+                        inner.environment(),
+                        inner.flow_name()
+                    ))));
+            }
+            inner.clone()
+        }
+        None => ConfigManager::new(environment, flow_name, None).py_result()?,
+    };
+    super::config::warn_suspect_keys(&manager);
+    let db_config = manager
+        .database_config(database_name)
+        .map_err(|mut e| {
+            // A misspelt key is the likeliest reason a database is missing.
+            let part = format!("_{}_", crate::config::key_part(database_name));
+            let near: Vec<String> = manager
+                .suspect_keys(super::config::process_keys())
+                .iter()
+                .filter(|s| s.key.contains(&part))
+                .map(ToString::to_string)
+                .collect();
+            if !near.is_empty() {
+                e.message = format!("{}. {}", e.message, near.join("; "));
+            }
+            e.context(database_name, "DatabaseManager()")
+        })
+        .py_result()?;
+    let db = Database::open(db_config, migrations_dir).py_result()?;
+    Ok((Arc::new(db), manager))
+}

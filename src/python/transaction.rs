@@ -1,0 +1,217 @@
+//! `Transaction` and `Savepoint` of the sync manager.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use super::arguments::{many_values, statement};
+use super::convert::rows_to_py;
+use super::errors::{to_pyerr, IntoPyResult};
+use super::manager::{log_done, wait};
+use crate::engine::{Database, Transaction};
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::runtime;
+use crate::sql::{self};
+
+#[pyclass(module = "dbflow._native", name = "Transaction", frozen)]
+pub struct PyTransaction {
+    db: Arc<Database>,
+    inner: Mutex<Option<Transaction>>,
+}
+
+impl PyTransaction {
+    /// Not begun yet: `__enter__` begins it.
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        PyTransaction {
+            db,
+            inner: Mutex::new(None),
+        }
+    }
+
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        operation: &'static str,
+        f: impl for<'a> FnOnce(
+                &'a mut Transaction,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>,
+            > + Send,
+    ) -> PyResult<T> {
+        let db = &self.db;
+        let inner = &self.inner;
+        // The lock is held by this (GIL-free) thread for the whole call, so
+        // two Python threads sharing one transaction take turns.
+        py.detach(move || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_mut().filter(|t| t.is_active()) {
+                Some(tx) => runtime()?.block_on(f(tx)),
+                None => Err(db.fail(
+                    Error::new(
+                        ErrorKind::Transaction,
+                        "the transaction is not open; use it inside `with db.transaction() as tx:`",
+                    ),
+                    operation,
+                )),
+            }
+        })
+        .py_result()
+    }
+}
+
+#[pymethods]
+impl PyTransaction {
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        {
+            let this = slf.get();
+            let db = &this.db;
+            let tx = wait(py, db.begin("transaction")).py_result()?;
+            let mut guard = this.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.as_ref().is_some_and(|t| t.is_active()) {
+                return Err(to_pyerr(db.fail(
+                    Error::new(
+                        ErrorKind::Transaction,
+                        "this transaction is already open; nest with tx.savepoint()",
+                    ),
+                    "transaction",
+                )));
+            }
+            *guard = Some(tx);
+        }
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        let tx = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // Already committed or rolled back explicitly inside the block.
+        let Some(mut tx) = tx.filter(|t| t.is_active()) else {
+            return Ok(false);
+        };
+        if failed {
+            // The user's exception propagates unchanged; a failed rollback
+            // only means the connection is discarded (the server rolls back).
+            let _ = wait(py, tx.rollback());
+            return Ok(false);
+        }
+        wait(py, tx.commit()).py_result()?;
+        Ok(false)
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let started = Instant::now();
+        let stmt = statement(&self.db, sql, params, "transaction.execute_query").py_result()?;
+        let rows = self.with(py, "transaction.execute_query", |tx| {
+            Box::pin(async move { tx.query(&stmt).await })
+        })?;
+        log_done(
+            self.db.name(),
+            "transaction.execute_query",
+            started,
+            rows.row_count(),
+        );
+        rows_to_py(py, rows)
+    }
+
+    fn execute_many(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        seq_of_params: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let parsed = sql::parse(sql, self.db.dialect());
+        let rows = many_values(&self.db, &parsed, seq_of_params, "transaction.execute_many")
+            .py_result()?;
+        self.with(py, "transaction.execute_many", |tx| {
+            Box::pin(async move { tx.execute_many(&parsed, &rows).await })
+        })
+    }
+
+    /// Commit now (the `with` block then has nothing left to do).
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, "transaction.commit", |tx| Box::pin(tx.commit()))
+    }
+
+    /// Roll back now.
+    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, "transaction.rollback", |tx| Box::pin(tx.rollback()))
+    }
+
+    /// `with tx.savepoint():` — a nested unit that rolls back alone.
+    fn savepoint(slf: Py<Self>) -> PySavepoint {
+        PySavepoint {
+            tx: slf,
+            name: Mutex::new(None),
+        }
+    }
+
+    #[getter]
+    fn active(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| t.is_active())
+    }
+}
+
+#[pyclass(module = "dbflow._native", name = "Savepoint", frozen)]
+pub struct PySavepoint {
+    tx: Py<PyTransaction>,
+    name: Mutex<Option<String>>,
+}
+
+#[pymethods]
+impl PySavepoint {
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        {
+            let this = slf.get();
+            let name = this
+                .tx
+                .get()
+                .with(py, "transaction.savepoint", |tx| Box::pin(tx.savepoint()))?;
+            *this.name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+        }
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let Some(name) = self.name.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(false);
+        };
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        let tx = self.tx.get();
+        if failed {
+            tx.with(py, "transaction.savepoint", |t| {
+                Box::pin(async move { t.rollback_to_savepoint(&name).await })
+            })?;
+        } else {
+            tx.with(py, "transaction.savepoint", |t| {
+                Box::pin(async move { t.release_savepoint(&name).await })
+            })?;
+        }
+        Ok(false)
+    }
+}
