@@ -161,7 +161,7 @@ def test_dbflow_prefect_without_prefect_says_how_to_install_it() -> None:
     assert "dbflow[prefect]" in done.stdout
 
 
-def test_a_failed_statement_is_raised_not_logged_as_an_error(db: dbflow.DatabaseManager, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_statement_is_raised_not_logged(db: dbflow.DatabaseManager, caplog) -> None:  # type: ignore[no-untyped-def]
     """A flow that catches and handles the exception must not find an ERROR
     line in its run log: the exception is the report."""
     caplog.set_level(logging.DEBUG, logger="dbflow")
