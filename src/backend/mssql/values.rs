@@ -367,7 +367,7 @@ mod tests {
         ));
         assert!(matches!(
             to_param("v", &Value::Array(vec![Value::Int(1), Value::Int(2)])).unwrap(),
-            Some(Param::Text(ref s)) if s == "[1,2]"
+            Some(Param::Text(ref s)) if s == "[1, 2]"
         ));
         let err = to_param(
             "span",
