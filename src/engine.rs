@@ -69,7 +69,7 @@ impl Database {
         }
         match mode {
             AutoMigrate::Apply => {
-                let report = migrator.migrate(None, false).await?;
+                let report = migrator.migrate(None, false, false).await?;
                 if !report.applied.is_empty() {
                     tracing::info!(database = %self.name(), applied = %report.applied.join(", "), "applied migrations at start-up");
                 }

@@ -3,24 +3,15 @@ undo, repair, concurrency. Portable SQL runs on every backend."""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import subprocess
-import sys
-import textwrap
-import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backends import Backend, with_database
+from backends import Backend
+from conftest import Project
 
 import dbflow
 from dbflow import ChecksumMismatchError, MigrationError
-from dbflow.testing import create_test_database, drop_test_database
-
-_n = itertools.count()
 
 BASE = {
     "V001__Create_people.sql": (
@@ -32,58 +23,6 @@ BASE = {
     "U003__Seed.sql": "DELETE FROM people;\n",
     "U002__Add_phone.sql": "ALTER TABLE people DROP COLUMN phone;\n",
 }
-
-
-@pytest.fixture
-def fresh_url(env, backend: Backend) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A new, empty database on the backend's server, dropped afterwards
-    (on PostgreSQL by the superuser over a direct connection, so the forced
-    drop may end any session, PgBouncer's and autovacuum's included)."""
-    if backend.name == "postgresql":
-        admin_db = env.database(url=os.environ["DBFLOW_TEST_POSTGRES_ADMIN_URL"], pool_size=1)
-    else:
-        admin_db = env.database(backend=backend, pool_size=1, max_overflow=0)
-    admin = env.manager(admin_db)
-    name = f"test_mig_{os.getpid()}_{next(_n)}"
-    owner = urllib.parse.urlsplit(backend.url).username
-    if backend.name == "postgresql":
-        admin.execute_query(f"CREATE DATABASE {name} OWNER {owner}")
-    else:
-        create_test_database(admin, name)
-    try:
-        yield with_database(backend.url, name)
-    finally:
-        dbflow.dispose_all()
-        if backend.name == "postgresql":
-            admin.execute_query(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        else:
-            drop_test_database(admin, name)
-        admin.dispose()
-
-
-class Project:
-    """A migrations root with files for database `appdb`, and managers for it."""
-
-    def __init__(self, root: Path, env, url: str, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-        self.root = root
-        self.dir = root / "appdb"
-        self.dir.mkdir(parents=True)
-        self.env = env
-        self.name = env.database(
-            "appdb", url=url, auto_migrate="off", pool_release_grace=0, **backend.settings
-        )
-
-    def write(self, files: dict[str, str]) -> None:
-        for name, text in files.items():
-            (self.dir / name).write_text(text)
-
-    def manager(self) -> dbflow.DatabaseManager:
-        return dbflow.DatabaseManager(self.name, config=self.env.config(), migrations_dir=self.root)
-
-
-@pytest.fixture
-def project(tmp_path: Path, env, fresh_url: str, backend: Backend) -> Project:  # type: ignore[no-untyped-def]
-    return Project(tmp_path / "migrations", env, fresh_url, backend)
 
 
 def history(db: dbflow.DatabaseManager) -> list[dict[str, object]]:
@@ -330,36 +269,7 @@ def test_eight_processes_apply_each_migration_exactly_once(
             "V3__Three.sql": "INSERT INTO runs VALUES ('V3');\n",
         }
     )
-    worker = textwrap.dedent(
-        f"""
-        import dbflow, json, sys
-        cfg = dbflow.ConfigManager("test", envs_dir={str(env.root)!r})
-        db = dbflow.DatabaseManager("appdb", config=cfg, migrations_dir={str(project.root)!r})
-        sys.stdin.readline()  # start together
-        print(json.dumps(db.run_migrations()))
-        """
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", worker],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    import json
-
-    reports = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        reports.append(json.loads(out))
+    reports = project.migrate_in_processes(8)
     assert {r["current_version"] for r in reports} == {"V3"}
     assert sorted(v for r in reports for v in r["applied"]) == ["V1", "V2", "V3"]
     db = project.manager()

@@ -457,3 +457,26 @@ def test_server_restart_mid_workload(env, pg_url: str, admin) -> None:  # type: 
     finally:
         stop.set()
         db.dispose()
+
+
+def test_a_statement_prepared_before_a_schema_change_is_prepared_afresh(
+    db: dbflow.DatabaseManager, table: str
+) -> None:
+    """A migration that alters a table must not break the flows' cached
+    `SELECT *` ("cached plan must not change result type"): outside a
+    transaction the statement is prepared again, once."""
+    db.execute_query(f"CREATE TABLE {table} (a int)")
+    db.execute_query(f"INSERT INTO {table} VALUES (1)")
+    select = f"SELECT * FROM {table}"
+    for _ in range(3):
+        assert db.execute_query(select) == [{"a": 1}]
+    db.execute_query(f"ALTER TABLE {table} ADD b int")
+    assert db.execute_query(select) == [{"a": 1, "b": None}]
+    assert [r for r in db.iter_query(select)] == [{"a": 1, "b": None}]
+    db.execute_query(f"ALTER TABLE {table} ADD c int")
+    # Inside a transaction the server has aborted it: the error is the caller's.
+    with pytest.raises(QueryError) as info:
+        with db.transaction() as tx:
+            tx.execute_query(select)
+    assert info.value.sqlstate == "0A000"
+    assert db.execute_query(select) == [{"a": 1, "b": None, "c": None}]

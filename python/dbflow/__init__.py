@@ -151,9 +151,16 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
         return await super().bulk_insert(table, rows, columns)
 
     async def run_migrations(
-        self, target: str | int | float | None = None, *, out_of_order: bool = False
+        self,
+        target: str | int | float | None = None,
+        *,
+        out_of_order: bool = False,
+        placeholders: Mapping[str, str] | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        return await super().run_migrations(target, out_of_order=out_of_order)
+        return await super().run_migrations(
+            target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
+        )
 
     async def get_migration_status(self) -> dict[str, Any]:
         return await super().get_migration_status()

@@ -1,6 +1,7 @@
 """The ``dbflow`` command: migrations from the shell, for deploy scripts.
 
-    dbflow migrate rpa_db [--target V3]
+    dbflow migrate rpa_db [--target V3] [--dry-run] [--placeholder name=value ...]
+    dbflow baseline rpa_db --version 5
     dbflow info rpa_db
     dbflow validate rpa_db
     dbflow undo rpa_db --target V1
@@ -79,6 +80,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also apply files older than the current version",
     )
+    migrate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the SQL that would run, in order, and change nothing",
+    )
+    migrate.add_argument(
+        "--placeholder",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a ${NAME} placeholder's value (repeatable; beats the settings)",
+    )
+    baseline = sub.add_parser(
+        "baseline", parents=[common], help="put an existing database under migrations"
+    )
+    baseline.add_argument("database")
+    baseline.add_argument("--version", default="1", help="the version to baseline at (default 1)")
+    baseline.add_argument("--description", default="<< Flyway Baseline >>")
     info = sub.add_parser("info", parents=[common], help="applied and pending migrations")
     info.add_argument("database")
     validate = sub.add_parser("validate", parents=[common], help="check files against the history")
@@ -303,6 +322,37 @@ def _new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _placeholders(given: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigurationError(
+                f"--placeholder {item!r}: write NAME=VALUE, e.g. --placeholder table_name=people"
+            )
+        values[name] = value
+    return values
+
+
+def _migrate_text(report: dict[str, Any]) -> str:
+    if report.get("dry_run"):
+        lines = ["dry run: nothing was changed"]
+        if report.get("baselined"):
+            lines.append(f"-- would baseline at {report['baselined']}")
+        for part in report["statements"]:
+            where = f"{part['script']} line {part['line']}"
+            version = f" ({part['version']})" if part["version"] else ""
+            lines.append(f"-- {part['kind']}: {where}{version}")
+            lines.append(part["sql"].rstrip())
+        if not report["statements"]:
+            lines.append("nothing to apply")
+        return "\n".join(lines)
+    applied = ", ".join(report["applied"] + report.get("repeatable", [])) or "nothing to apply"
+    now = report["current_version"] or "no version"
+    baselined = f"baselined at {report['baselined']}; " if report.get("baselined") else ""
+    return f"{baselined}{applied}; now at {now}"
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.json:
@@ -323,10 +373,16 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _config_check(args)
         with _manager(args) as db:
             if args.command == "migrate":
-                report = db.run_migrations(args.target, out_of_order=args.out_of_order)
-                applied = ", ".join(report["applied"]) or "nothing to apply"
-                now = report["current_version"] or "no version"
-                _print(args, report, f"{applied}; now at {now}")
+                report = db.run_migrations(
+                    args.target,
+                    out_of_order=args.out_of_order,
+                    placeholders=_placeholders(args.placeholder),
+                    dry_run=args.dry_run,
+                )
+                _print(args, report, _migrate_text(report))
+            elif args.command == "baseline":
+                done = db.baseline_migrations(args.version, args.description)
+                _print(args, done, f"baselined at {done['baseline_version']}")
             elif args.command == "info":
                 status = db.get_migration_status()
                 _print(args, status, _info_table(status))

@@ -78,7 +78,15 @@ class DatabaseManagerProtocol(Protocol):
         self, sql: str, params: Params | None = None
     ) -> dict[str, Any]: ...
     def run_migrations(
-        self, target: str | int | float | None = None, *, out_of_order: bool = False
+        self,
+        target: str | int | float | None = None,
+        *,
+        out_of_order: bool = False,
+        placeholders: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+    def baseline_migrations(
+        self, version: str | int | float | None = None, description: str = "<< Flyway Baseline >>"
     ) -> dict[str, Any]: ...
     def get_migration_status(self) -> dict[str, Any]: ...
     def validate_migrations(self, *, out_of_order: bool = False) -> None: ...

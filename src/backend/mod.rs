@@ -95,6 +95,9 @@ pub struct DialectSql {
     pub table_exists: &'static str,
     /// The migration history table, created if missing: (qualified, catalog name).
     pub history_ddl: fn(&str, &str) -> String,
+    /// One row, one bool column `e`: does the schema (given, a plain
+    /// identifier, or the session's default) hold any table or view?
+    pub schema_has_tables: fn(Option<&str>) -> String,
     /// Take the session-wide migration lock `:name` (waits); a row whose
     /// first value is a negative int means refused.
     pub lock: &'static str,
@@ -194,7 +197,28 @@ impl Connection {
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
-        on_driver!(self, c => c.query(statement, Destination::Collect).await).map(|r| r.rows)
+        let first = on_driver!(self, c => c.query(statement, Destination::Collect).await);
+        match first {
+            Err(e) if self.stale_plan(&e) => {
+                self.forget_statements().await?;
+                on_driver!(self, c => c.query(statement, Destination::Collect).await)
+            }
+            other => other,
+        }
+        .map(|r| r.rows)
+    }
+
+    /// A statement prepared before a DDL change (a migration altered a view
+    /// or table) that the server refuses to run with its old result shape.
+    /// Outside a transaction nothing ran and nothing is aborted: the caller
+    /// may prepare it afresh, once (asyncpg does the same).
+    fn stale_plan(&self, e: &Error) -> bool {
+        !self.in_transaction && driver_ref!(self, c => c.stale_plan(e))
+    }
+
+    /// Drop the statements prepared on this connection.
+    async fn forget_statements(&mut self) -> Result<()> {
+        on_driver!(self, c => c.forget_statements().await)
     }
 
     /// One statement whose rows are handed to `to` in batches of `every` as
@@ -215,7 +239,16 @@ impl Connection {
             every,
             to: &mut guarded,
         };
-        let result = on_driver!(self, c => c.query(statement, destination).await);
+        let mut result = on_driver!(self, c => c.query(statement, destination).await);
+        if matches!(&result, Err(e) if self.stale_plan(e)) {
+            // Refused before any row was read: nothing was handed over yet.
+            self.forget_statements().await?;
+            let destination = Destination::Flush {
+                every,
+                to: &mut guarded,
+            };
+            result = on_driver!(self, c => c.query(statement, destination).await);
+        }
         if taker_failed {
             // The read stopped mid-result: unread rows are on the wire.
             self.broken = true;

@@ -38,6 +38,9 @@ const SETTINGS: &[(&str, Reach)] = &[
     ("RETRY_MAX_DELAY", Reach::Both),
     ("HEALTH_TIMEOUT", Reach::Both),
     ("HEALTH_SLOW_THRESHOLD", Reach::Both),
+    ("PLACEHOLDER_REPLACEMENT", Reach::Database),
+    ("BASELINE_ON_MIGRATE", Reach::Database),
+    ("BASELINE_VERSION", Reach::Database),
 ];
 
 fn settings(global: bool) -> impl Iterator<Item = &'static str> {
@@ -106,7 +109,12 @@ fn is_known(rest: &str) -> bool {
     let Some((_, after_scope)) = rest.split_once('_') else {
         return false;
     };
-    settings(true).any(|s| s == after_scope)
+    // `<DB>_PLACEHOLDER_<NAME>`: any name is a placeholder's.
+    let placeholder = after_scope
+        .split_once("_PLACEHOLDER_")
+        .is_some_and(|(db, name)| !db.is_empty() && !name.is_empty());
+    placeholder
+        || settings(true).any(|s| s == after_scope)
         || settings(false)
             .any(|s| after_scope.len() > s.len() + 1 && after_scope.ends_with(&format!("_{s}")))
 }
@@ -210,6 +218,8 @@ mod tests {
             "DEVELOPMENT_MY_FLOW_SHOP_POOL_SIZE",
             "DEVELOPMENT_GLOBAL_CONNECTION_POOL_SIZE",
             "DEVELOPMENT_GLOBAL_DATABASE_TIMEOUT",
+            "DEVELOPMENT_GLOBAL_SHOP_PLACEHOLDER_TABLE_NAME",
+            "DEVELOPMENT_GLOBAL_SHOP_BASELINE_ON_MIGRATE",
             "SHOP_DB_PASSWORD",
             "PATH",
             "PRODUCTION_GLOBAL_SHOP_CONNECTION_STRING",

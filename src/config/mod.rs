@@ -206,6 +206,50 @@ impl ConfigManager {
         format!("{}_GLOBAL_{}", key_part(&self.environment), key_part(key))
     }
 
+    /// Every setting whose key starts with `prefix` (e.g. `SHOP_PLACEHOLDER_`)
+    /// in this environment, as (rest of the key, value): global keys, then
+    /// this flow's over them; the process environment over the file.
+    pub fn with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let env = key_part(&self.environment);
+        let prefix = key_part(prefix);
+        let mut scopes = vec![format!("{env}_GLOBAL_{prefix}")];
+        if let Some(flow) = &self.flow_name {
+            scopes.push(format!("{env}_{}_{prefix}", key_part(flow)));
+        }
+        let process: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        let mut found: std::collections::BTreeMap<String, (String, String)> = Default::default();
+        for scope in &scopes {
+            let mut keys: Vec<&String> = self
+                .values
+                .keys()
+                .chain(process.iter())
+                .filter(|k| k.starts_with(scope.as_str()) && k.len() > scope.len())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            for full in keys {
+                let raw = (self.env)(full).or_else(|| self.values.get(full).cloned());
+                if let Some(raw) = raw {
+                    found.insert(full[scope.len()..].to_owned(), (raw, full.clone()));
+                }
+            }
+        }
+        for (key, value) in self.overrides.iter() {
+            if let Some(rest) = key.strip_prefix(&prefix).filter(|r| !r.is_empty()) {
+                found.insert(
+                    rest.to_owned(),
+                    (value.clone(), format!("{key} (given in code)")),
+                );
+            }
+        }
+        found
+            .into_iter()
+            .map(|(rest, (raw, full))| Ok((rest, self.expand(&raw, &full, 0)?)))
+            .collect()
+    }
+
     /// Raw lookup: the value and the full key it came from.
     fn lookup_raw(&self, key: &str) -> Option<(String, String)> {
         if let Some(v) = self.overrides.get(&key_part(key)) {
@@ -467,6 +511,29 @@ impl ConfigManager {
         };
         let health_timeout = secs("HEALTH_TIMEOUT")?.unwrap_or(Duration::from_secs(5));
         let health_slow = secs("HEALTH_SLOW_THRESHOLD")?.unwrap_or(Duration::from_secs(1));
+        let placeholders = self
+            .with_prefix(&format!("{db}_PLACEHOLDER_"))?
+            .into_iter()
+            .filter(|(name, _)| name != "REPLACEMENT")
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .collect();
+        let placeholder_replacement = self
+            .flag(&format!("{db}_PLACEHOLDER_REPLACEMENT"))?
+            .unwrap_or(true);
+        let baseline_on_migrate = self
+            .flag(&format!("{db}_BASELINE_ON_MIGRATE"))?
+            .unwrap_or(false);
+        let baseline_version = match self.get_with_key(&format!("{db}_BASELINE_VERSION"))? {
+            Some((v, full)) => {
+                if crate::migrate::files::Version::parse(&v).is_none() {
+                    return Err(Error::config(format!(
+                        "{full}='{v}' is not a version; write e.g. 1, V3 or 1.1"
+                    )));
+                }
+                v.trim().to_owned()
+            }
+            None => "1".to_owned(),
+        };
         let auto_migrate = match self.get_with_key(&format!("{db}_AUTO_MIGRATE"))? {
             Some((v, full)) => AutoMigrate::parse(&v).ok_or_else(|| {
                 Error::config(format!("{full}='{v}' must be off, check or apply"))
@@ -493,6 +560,10 @@ impl ConfigManager {
             migrations_table,
             migrations_schema,
             auto_migrate,
+            placeholders,
+            placeholder_replacement,
+            baseline_on_migrate,
+            baseline_version,
         })
     }
 }
@@ -572,6 +643,15 @@ pub struct DatabaseConfig {
     /// The `${VAR}`s the connection string takes, and where each came from.
     pub login_refs: Vec<String>,
     pub pool: PoolSettings,
+    /// `${name}` values for migration files (`<DB>_PLACEHOLDER_<NAME>`),
+    /// names lower-cased.
+    pub placeholders: std::collections::BTreeMap<String, String>,
+    /// `<DB>_PLACEHOLDER_REPLACEMENT` (default true).
+    pub placeholder_replacement: bool,
+    /// `<DB>_BASELINE_ON_MIGRATE`: baseline a non-empty schema that has no
+    /// history table at `baseline_version` when migrating.
+    pub baseline_on_migrate: bool,
+    pub baseline_version: String,
     pub connect_timeout: Duration,
     /// Default deadline of `execute_query_with_timeout` (`DATABASE_TIMEOUT`).
     pub database_timeout: Duration,

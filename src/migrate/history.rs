@@ -75,6 +75,14 @@ impl HistoryTable {
         Ok(matches!(rows.values.first(), Some(Value::Bool(true))))
     }
 
+    /// Whether the history's schema holds any table or view (before the
+    /// history table exists: baseline-on-migrate's "non-empty schema").
+    pub async fn schema_has_tables(&self, conn: &mut Connection) -> Result<bool> {
+        let text = (self.sql.schema_has_tables)(self.schema.as_deref());
+        let rows = query(conn, &text, Vec::new()).await?;
+        Ok(matches!(rows.values.first(), Some(Value::Bool(true))))
+    }
+
     pub async fn create(&self, conn: &mut Connection) -> Result<()> {
         if self.exists(conn).await? {
             return Ok(());
@@ -133,7 +141,12 @@ impl HistoryTable {
             ),
             vec![
                 Value::Int(row.installed_rank),
-                Value::Text(row.version.clone()),
+                // Repeatable migrations have no version.
+                if row.version.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Text(row.version.clone())
+                },
                 Value::Text(row.description.clone()),
                 Value::Text(row.kind.clone()),
                 Value::Text(row.script.clone()),

@@ -4,14 +4,19 @@
 //! validates before applying, so many workers starting at once apply each
 //! file exactly once and all end at the same version.
 
+mod apply;
+pub mod baseline;
 pub mod files;
 pub mod history;
+pub mod plan;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use self::files::{migration_error, MigrationFile, MigrationSet, Version};
+use self::baseline::baseline_of;
+use self::files::{migration_error, MigrationFile, MigrationSet, Placeholders, SqlFile, Version};
 use self::history::{Applied, HistoryTable};
+use self::plan::PlannedPart;
 use crate::backend::Connection;
 use crate::config::DatabaseConfig;
 use crate::engine::Database;
@@ -100,9 +105,20 @@ pub struct AppliedInfo {
     pub kind: String,
 }
 
+/// A repeatable file and its state: `pending` (never applied), `applied`
+/// (this checksum is the latest applied), `outdated` (edited since).
+#[derive(Debug, Clone)]
+pub struct RepeatableInfo {
+    pub script: String,
+    pub description: String,
+    pub state: &'static str,
+}
+
 #[derive(Debug, Clone)]
 pub struct Status {
     pub directory: Option<PathBuf>,
+    pub repeatable: Vec<RepeatableInfo>,
+    pub baseline: Option<String>,
     pub current_version: Option<String>,
     pub pending: Vec<(String, String, String)>,
     pub applied: Vec<AppliedInfo>,
@@ -113,13 +129,20 @@ pub struct Status {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub applied: Vec<String>,
+    /// Repeatable files applied (script names), after the versions.
+    pub repeatable: Vec<String>,
     pub current_version: Option<String>,
+    /// The version baselined by `<DB>_BASELINE_ON_MIGRATE` in this run.
+    pub baselined: Option<String>,
+    /// A dry run: what would be sent, in order; nothing was changed.
+    pub dry_run: Option<Vec<PlannedPart>>,
 }
 
 pub struct Migrator<'a> {
     db: &'a Database,
     set: MigrationSet,
     table: HistoryTable,
+    placeholders: Placeholders,
 }
 
 fn successful(history: &[Applied]) -> impl Iterator<Item = &Applied> {
@@ -130,6 +153,10 @@ fn max_applied(history: &[Applied]) -> Option<Version> {
     successful(history)
         .filter_map(|a| Version::parse(&a.version))
         .max()
+}
+
+fn row_label(row: &Applied) -> String {
+    Version::parse(&row.version).map_or_else(|| row.version.clone(), |v| v.label())
 }
 
 fn label_of(history: &[Applied]) -> Option<String> {
@@ -163,23 +190,73 @@ impl<'a> Migrator<'a> {
     fn with_directory(db: &'a Database, directory: Option<PathBuf>) -> Result<Self> {
         let config = db.config();
         let set = files::load(directory.as_deref()).map_err(|e| db.fail(e, "migrations"))?;
+        let sql = crate::backend::sql_of(config.database_type);
         let table = HistoryTable {
             schema: config.migrations_schema.clone(),
             name: config.migrations_table.clone(),
-            sql: crate::backend::sql_of(config.database_type),
+            sql,
         };
-        Ok(Migrator { db, set, table })
+        let mut values = config.placeholders.clone();
+        // Flyway's built-ins (`${flyway:filename}` is added per file).
+        for (name, value) in [
+            (
+                "flyway:database",
+                config.spec.database.clone().unwrap_or_default(),
+            ),
+            ("flyway:user", config.spec.user.clone().unwrap_or_default()),
+            (
+                "flyway:defaultschema",
+                config
+                    .migrations_schema
+                    .clone()
+                    .or(sql.default_schema.map(str::to_owned))
+                    .unwrap_or_else(|| "public".to_owned()),
+            ),
+            ("flyway:table", config.migrations_table.clone()),
+            (
+                "flyway:timestamp",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
+        ] {
+            values.entry(name.to_owned()).or_insert(value);
+        }
+        let placeholders = Placeholders {
+            values,
+            enabled: config.placeholder_replacement,
+            setting_hint: format!(
+                "set {env}_GLOBAL_{db}_PLACEHOLDER_{{NAME}}, pass run_migrations(placeholders=...), \
+                 or set {env}_GLOBAL_{db}_PLACEHOLDER_REPLACEMENT=false to leave ${{...}} text alone",
+                env = crate::config::key_part(&config.environment),
+                db = crate::config::key_part(&config.name),
+            ),
+        };
+        Ok(Migrator {
+            db,
+            set,
+            table,
+            placeholders,
+        })
+    }
+
+    /// Placeholder values given for one run; they beat the settings.
+    pub fn with_placeholders(mut self, given: BTreeMap<String, String>) -> Self {
+        for (name, value) in given {
+            self.placeholders
+                .values
+                .insert(name.to_ascii_lowercase(), value);
+        }
+        self
     }
 
     pub fn has_migrations(&self) -> bool {
-        !self.set.versions.is_empty()
+        !self.set.is_empty()
     }
 
     pub fn directory(&self) -> Option<&Path> {
         self.set.directory.as_deref()
     }
 
-    fn fail(&self, e: Error, operation: &'static str) -> Error {
+    pub(super) fn fail(&self, e: Error, operation: &'static str) -> Error {
         self.db.fail(e, operation)
     }
 
@@ -192,13 +269,43 @@ impl<'a> Migrator<'a> {
     }
 
     fn pending<'s>(&'s self, history: &[Applied]) -> Vec<&'s MigrationFile> {
+        let baseline = baseline_of(history);
         self.set
             .versions
             .iter()
+            .filter(|f| baseline.as_ref().is_none_or(|b| f.version > *b))
             .filter(|f| {
                 !successful(history)
                     .any(|a| Version::parse(&a.version).as_ref() == Some(&f.version))
             })
+            .collect()
+    }
+
+    /// The latest applied checksum of a repeatable file (by description,
+    /// as Flyway identifies them).
+    fn repeatable_checksum(history: &[Applied], file: &SqlFile) -> Option<Option<i32>> {
+        history
+            .iter()
+            .filter(|a| a.success && a.version.is_empty() && a.kind == "SQL")
+            .filter(|a| a.description == file.description)
+            .max_by_key(|a| a.installed_rank)
+            .map(|a| a.checksum)
+    }
+
+    fn repeatable_state(history: &[Applied], file: &SqlFile) -> &'static str {
+        match Self::repeatable_checksum(history, file) {
+            None => "pending",
+            Some(c) if c == Some(file.checksum) => "applied",
+            Some(_) => "outdated",
+        }
+    }
+
+    /// Repeatable files to apply: never applied, or edited since (Flyway's rule).
+    fn repeatables_due<'s>(&'s self, history: &[Applied]) -> Vec<&'s SqlFile> {
+        self.set
+            .repeatable
+            .iter()
+            .filter(|f| Self::repeatable_state(history, f) != "applied")
             .collect()
     }
 
@@ -212,6 +319,17 @@ impl<'a> Migrator<'a> {
             .map_err(|e| self.fail(e, op))?;
         Ok(Status {
             directory: self.set.directory.clone(),
+            repeatable: self
+                .set
+                .repeatable
+                .iter()
+                .map(|f| RepeatableInfo {
+                    script: f.script.clone(),
+                    description: f.description.clone(),
+                    state: Self::repeatable_state(&history, f),
+                })
+                .collect(),
+            baseline: baseline_of(&history).map(|v| v.label()),
             current_version: label_of(&history),
             pending: self
                 .pending(&history)
@@ -252,7 +370,8 @@ impl<'a> Migrator<'a> {
                 failed.script, failed.version
             )));
         }
-        for applied in successful(history) {
+        for applied in successful(history).filter(|a| a.kind != "BASELINE") {
+            // Repeatable rows have no version; an edited one is simply due again.
             let Some(version) = Version::parse(&applied.version) else {
                 continue;
             };
@@ -309,7 +428,7 @@ impl<'a> Migrator<'a> {
 
     /// Run `work` holding the migration lock on a dedicated connection; the
     /// lock is released whatever happens.
-    async fn locked<T>(
+    pub(super) async fn locked<T>(
         &self,
         op: &'static str,
         work: impl for<'c> AsyncFnOnce(&'c mut Connection) -> Result<T>,
@@ -362,64 +481,98 @@ impl<'a> Migrator<'a> {
         }
     }
 
-    /// Apply pending migrations in order, up to `target` when given.
-    pub async fn migrate(&self, target: Option<&str>, out_of_order: bool) -> Result<Report> {
+    /// Apply pending migrations in order, up to `target` when given, then
+    /// the repeatable files that are due, with the SQL callbacks around
+    /// them. Everything is prepared (placeholders replaced) before anything
+    /// runs. `dry_run`: the same checks and plan, nothing sent but reads.
+    pub async fn migrate(
+        &self,
+        target: Option<&str>,
+        out_of_order: bool,
+        dry_run: bool,
+    ) -> Result<Report> {
+        let op = "run_migrations";
         let target = match target {
             Some(t) => Some(Version::parse(t).ok_or_else(|| {
                 self.fail(
                     migration_error(format!("target '{t}' is not a version (e.g. V3, 3 or 1.1)")),
-                    "run_migrations",
+                    op,
                 )
             })?),
             None => None,
         };
-        if self.set.versions.is_empty() {
+        if self.set.is_empty() {
             // Nothing to apply, but the database may well be migrated.
-            let mut conn = self.db.checkout("run_migrations").await?;
+            let mut conn = self.db.checkout(op).await?;
             let history = self
                 .history(&mut conn)
                 .await
-                .map_err(|e| self.fail(e, "run_migrations"))?;
+                .map_err(|e| self.fail(e, op))?;
             return Ok(Report {
-                applied: Vec::new(),
                 current_version: label_of(&history),
+                ..Report::default()
             });
         }
-        self.locked("run_migrations", async |conn| {
-            self.table.create(conn).await?;
-            let mut history = self.table.read(conn).await?;
-            self.check(&history, out_of_order)?;
-            if let (Some(t), Some(current)) = (&target, max_applied(&history)) {
-                if *t < current {
-                    return Err(migration_error(format!(
-                        "target {} is below the current version {}; use rollback_migrations to go back",
-                        t.label(),
-                        current.label()
-                    )));
-                }
-            }
-            let mut report = Report::default();
-            let pending: Vec<MigrationFile> = self
-                .pending(&history)
-                .into_iter()
-                .filter(|f| target.as_ref().is_none_or(|t| f.version <= *t))
-                .cloned()
+        if dry_run {
+            // The same checks and plan as a run, with reads only: no lock,
+            // no history table, no baseline row.
+            let mut conn = self.db.checkout(op).await?;
+            let planned = self
+                .plan_run(&mut conn, target.as_ref(), out_of_order)
+                .await;
+            let (mut report, _, hooks, versioned, repeatable) =
+                planned.map_err(|e| self.fail(e, op))?;
+            report.applied = versioned
+                .iter()
+                .filter_map(|p| p.version.map(|v| v.label()))
                 .collect();
+            report.repeatable = repeatable.iter().map(|p| p.file.script.clone()).collect();
+            report.dry_run = Some(plan::dry_run_parts(&hooks, &versioned, &repeatable));
+            return Ok(report);
+        }
+        self.locked(op, async |conn| {
+            let (mut report, mut history, hooks, versioned, repeatable) =
+                self.plan_run(conn, target.as_ref(), out_of_order).await?;
+            // Only now, with every file prepared, is anything written.
+            self.table.create(conn).await?;
+            if let Some(label) = &report.baselined {
+                history.retain(|a| a.installed_rank != 0);
+                let version = Version::parse(label)
+                    .ok_or_else(|| migration_error(format!("baseline version {label} does not parse")))?;
+                let row = self
+                    .insert_baseline(conn, &version, baseline::DEFAULT_DESCRIPTION, &history)
+                    .await?;
+                history.push(row);
+            }
             if conn.transaction_pooling() {
-                if let Some(file) = pending.iter().find(|f| !f.transactional) {
+                if let Some(p) = versioned.iter().chain(&repeatable).find(|p| !p.file.transactional) {
                     return Err(migration_error(format!(
                         "{} is marked -- dbflow:no-transaction, which cannot run through \
                          PgBouncer's transaction pooling (PREPARED_STATEMENTS=false); apply the \
                          migrations over a direct connection; nothing was changed",
-                        file.script
+                        p.file.script
                     )));
                 }
             }
-            for file in pending {
-                tracing::info!(database = %self.db.name(), script = %file.script, "applying migration");
-                let row = self.apply(conn, &file, &history).await?;
-                report.applied.push(file.version.label());
-                history.push(row);
+            let run = async {
+                self.run_hooks(conn, &hooks.before).await?;
+                for item in &versioned {
+                    tracing::info!(database = %self.db.name(), script = %item.file.script, "applying migration");
+                    let row = self.apply(conn, &hooks, item, &history).await?;
+                    report.applied.push(row_label(&row));
+                    history.push(row);
+                }
+                for item in &repeatable {
+                    tracing::info!(database = %self.db.name(), script = %item.file.script, "applying repeatable migration");
+                    let row = self.apply(conn, &hooks, item, &history).await?;
+                    report.repeatable.push(row.script.clone());
+                    history.push(row);
+                }
+                self.run_hooks(conn, &hooks.after).await
+            }
+            .await;
+            if let Err(e) = run {
+                return Err(self.after_error(conn, &hooks, e).await);
             }
             report.current_version = label_of(&history);
             Ok(report)
@@ -427,7 +580,95 @@ impl<'a> Migrator<'a> {
         .await
     }
 
-    fn installed_by(&self) -> String {
+    /// Everything a run decides before it writes: the history as it is (or
+    /// would be after baseline-on-migrate, whose row is provisional with
+    /// rank 0), validation, and every file prepared.
+    #[allow(clippy::type_complexity)]
+    async fn plan_run(
+        &self,
+        conn: &mut Connection,
+        target: Option<&Version>,
+        out_of_order: bool,
+    ) -> Result<(
+        Report,
+        Vec<Applied>,
+        plan::Hooks<'_>,
+        Vec<plan::Prepared<'_>>,
+        Vec<plan::Prepared<'_>>,
+    )> {
+        let mut report = Report::default();
+        let baseline = self.baseline_due(conn).await?;
+        let mut history = self.history(conn).await?;
+        if let Some(version) = &baseline {
+            history.push(self.baseline_row(version));
+            report.baselined = Some(version.label());
+        }
+        report.current_version = label_of(&history);
+        self.check(&history, out_of_order)?;
+        self.target_check(&history, target)?;
+        let (hooks, versioned, repeatable) = self.prepare_run(&history, target)?;
+        Ok((report, history, hooks, versioned, repeatable))
+    }
+
+    /// A target below the current version is an error (use rollback).
+    fn target_check(&self, history: &[Applied], target: Option<&Version>) -> Result<()> {
+        if let (Some(t), Some(current)) = (target, max_applied(history)) {
+            if *t < current {
+                return Err(migration_error(format!(
+                    "target {} is below the current version {}; use rollback_migrations to go back",
+                    t.label(),
+                    current.label()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Callbacks, pending versions (up to `target`) and due repeatable files,
+    /// each split into chunks with placeholders replaced.
+    #[allow(clippy::type_complexity)]
+    fn prepare_run<'s>(
+        &'s self,
+        history: &[Applied],
+        target: Option<&Version>,
+    ) -> Result<(
+        plan::Hooks<'s>,
+        Vec<plan::Prepared<'s>>,
+        Vec<plan::Prepared<'s>>,
+    )> {
+        let dialect = self.table.sql.dialect;
+        let hooks = plan::hooks(&self.set, plan::MIGRATE, dialect, &self.placeholders)?;
+        let versioned = self
+            .pending(history)
+            .into_iter()
+            .filter(|f| target.is_none_or(|t| f.version <= *t))
+            .map(|f| plan::versioned(f, dialect, &self.placeholders))
+            .collect::<Result<Vec<_>>>()?;
+        let repeatable = self
+            .repeatables_due(history)
+            .into_iter()
+            .map(|f| plan::prepare(f, None, dialect, &self.placeholders))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((hooks, versioned, repeatable))
+    }
+
+    /// The row a baseline would write (for a dry run's view of the history).
+    fn baseline_row(&self, version: &Version) -> Applied {
+        Applied {
+            installed_rank: 0,
+            version: version.written.clone(),
+            description: baseline::DEFAULT_DESCRIPTION.to_owned(),
+            kind: "BASELINE".to_owned(),
+            script: baseline::DEFAULT_DESCRIPTION.to_owned(),
+            checksum: None,
+            installed_by: self.installed_by(),
+            installed_on: Value::Null,
+            execution_time_ms: 0,
+            success: true,
+        }
+    }
+
+    pub(super) fn installed_by(&self) -> String {
         self.db
             .config()
             .spec
@@ -436,62 +677,8 @@ impl<'a> Migrator<'a> {
             .unwrap_or_else(|| "dbflow".to_owned())
     }
 
-    fn next_rank(history: &[Applied]) -> i64 {
+    pub(super) fn next_rank(history: &[Applied]) -> i64 {
         history.iter().map(|a| a.installed_rank).max().unwrap_or(0) + 1
-    }
-
-    async fn run_file(&self, conn: &mut Connection, file: &MigrationFile) -> Result<()> {
-        for chunk in file.chunks(conn.dialect()) {
-            if let Err(e) = conn.script(&chunk.sql).await {
-                let line = chunk.line + e.server_line.map_or(0, |l| (l as usize).saturating_sub(1));
-                let mut failure =
-                    migration_error(format!("{} line {line}: {}", file.script, e.message));
-                failure.sqlstate = e.sqlstate.clone();
-                failure.error_number = e.error_number;
-                failure.server_line = Some(line as u32);
-                if e.kind == ErrorKind::Connection {
-                    conn.broken = true;
-                }
-                return Err(failure);
-            }
-        }
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut Connection,
-        file: &MigrationFile,
-        history: &[Applied],
-    ) -> Result<Applied> {
-        let started = Instant::now();
-        let mut row = Applied {
-            installed_rank: Self::next_rank(history),
-            version: file.version.written.clone(),
-            description: file.description.clone(),
-            kind: "SQL".to_owned(),
-            script: file.script.clone(),
-            checksum: Some(file.checksum),
-            installed_by: self.installed_by(),
-            installed_on: Value::DateTime(chrono::Utc::now().naive_utc()),
-            execution_time_ms: 0,
-            success: true,
-        };
-        if file.transactional {
-            in_unit(conn, async |conn| {
-                self.run_file(conn, file).await?;
-                row.execution_time_ms = started.elapsed().as_millis() as i64;
-                self.table.insert(conn, &row).await
-            })
-            .await?;
-        } else {
-            let outcome = self.run_file(conn, file).await;
-            row.execution_time_ms = started.elapsed().as_millis() as i64;
-            row.success = outcome.is_ok();
-            self.table.insert(conn, &row).await?;
-            outcome?;
-        }
-        Ok(row)
     }
 
     /// Undo applied versions newer than `target`, newest first, each with its
@@ -512,6 +699,7 @@ impl<'a> Migrator<'a> {
             }
             let history = self.table.read(conn).await?;
             let mut newer: Vec<(&Applied, Version)> = successful(&history)
+                .filter(|a| a.kind != "BASELINE")
                 .filter_map(|a| Version::parse(&a.version).map(|v| (a, v)))
                 .filter(|(_, v)| *v > target)
                 .collect();
@@ -528,18 +716,36 @@ impl<'a> Migrator<'a> {
                     missing.join(", ")
                 )));
             }
-            let mut undone = Vec::new();
-            for (applied, version) in newer {
-                let undo = self.set.undo_for(&version).expect("checked above");
-                tracing::info!(database = %self.db.name(), script = %undo.script, "undoing migration");
-                in_unit(conn, async |conn| {
-                    self.run_file(conn, undo).await?;
-                    self.table.delete(conn, applied.installed_rank).await
-                })
-                .await?;
-                undone.push(version.label());
+            let dialect = self.table.sql.dialect;
+            let hooks = plan::hooks(&self.set, plan::UNDO, dialect, &self.placeholders)?;
+            let mut prepared = Vec::new();
+            for (applied, version) in &newer {
+                let Some(undo) = self.set.undo_for(version) else {
+                    continue; // every one was checked above
+                };
+                prepared.push((*applied, version.label(), plan::versioned(undo, dialect, &self.placeholders)?));
             }
-            Ok(undone)
+            let mut undone = Vec::new();
+            let run = async {
+                self.run_hooks(conn, &hooks.before).await?;
+                for (applied, label, undo) in &prepared {
+                    tracing::info!(database = %self.db.name(), script = %undo.file.script, "undoing migration");
+                    apply::in_unit(conn, async |conn| {
+                        self.each(conn, &hooks.before_each).await?;
+                        self.run_prepared(conn, undo).await?;
+                        self.each(conn, &hooks.after_each).await?;
+                        self.table.delete(conn, applied.installed_rank).await
+                    })
+                    .await?;
+                    undone.push(label.clone());
+                }
+                self.run_hooks(conn, &hooks.after).await
+            }
+            .await;
+            match run {
+                Ok(()) => Ok(undone),
+                Err(e) => Err(self.after_error(conn, &hooks, e).await),
+            }
         })
         .await
     }
@@ -547,68 +753,46 @@ impl<'a> Migrator<'a> {
     /// Flyway's repair: drop failed entries and accept the files' current
     /// checksums and descriptions. Returns (removed, realigned).
     pub async fn repair(&self) -> Result<(usize, usize)> {
+        let dialect = self.table.sql.dialect;
+        let hooks = plan::hooks(&self.set, plan::REPAIR, dialect, &self.placeholders)
+            .map_err(|e| self.fail(e, "repair_migrations"))?;
         self.locked("repair_migrations", async |conn| {
             if !self.table.exists(conn).await? {
                 return Ok((0, 0));
             }
             let history = self.table.read(conn).await?;
-            let mut removed = 0;
-            let mut realigned = 0;
-            for row in &history {
-                if !row.success {
-                    self.table.delete(conn, row.installed_rank).await?;
-                    removed += 1;
-                    continue;
+            let run = async {
+                self.run_hooks(conn, &hooks.before).await?;
+                let mut removed = 0;
+                let mut realigned = 0;
+                for row in &history {
+                    if !row.success {
+                        self.table.delete(conn, row.installed_rank).await?;
+                        removed += 1;
+                        continue;
+                    }
+                    let Some(file) = Version::parse(&row.version)
+                        .filter(|_| row.kind != "BASELINE")
+                        .and_then(|v| self.set.find(&v))
+                    else {
+                        continue;
+                    };
+                    if row.checksum != Some(file.checksum) || row.description != file.description {
+                        self.table
+                            .realign(conn, row.installed_rank, file.checksum, &file.description)
+                            .await?;
+                        realigned += 1;
+                    }
                 }
-                let Some(file) = Version::parse(&row.version).and_then(|v| self.set.find(&v))
-                else {
-                    continue;
-                };
-                if row.checksum != Some(file.checksum) || row.description != file.description {
-                    self.table
-                        .realign(conn, row.installed_rank, file.checksum, &file.description)
-                        .await?;
-                    realigned += 1;
-                }
+                self.run_hooks(conn, &hooks.after).await?;
+                Ok((removed, realigned))
             }
-            Ok((removed, realigned))
+            .await;
+            match run {
+                Ok(done) => Ok(done),
+                Err(e) => Err(self.after_error(conn, &hooks, e).await),
+            }
         })
         .await
-    }
-}
-
-/// One migration's own transaction, or a savepoint when the run already
-/// holds a transaction (transaction pooling): all of `work` or none of it.
-async fn in_unit<T>(
-    conn: &mut Connection,
-    work: impl for<'c> AsyncFnOnce(&'c mut Connection) -> Result<T>,
-) -> Result<T> {
-    const SAVEPOINT: &str = "dbflow_migration";
-    let nested = conn.in_transaction;
-    if nested {
-        conn.savepoint(SAVEPOINT).await?;
-    } else {
-        conn.begin().await?;
-    }
-    match work(conn).await {
-        Ok(value) => {
-            if nested {
-                conn.release_savepoint(SAVEPOINT).await?;
-            } else {
-                conn.commit().await?;
-            }
-            Ok(value)
-        }
-        Err(e) => {
-            let undone = if nested {
-                conn.rollback_to_savepoint(SAVEPOINT).await
-            } else {
-                conn.rollback().await
-            };
-            if undone.is_err() {
-                conn.broken = true;
-            }
-            Err(e)
-        }
     }
 }

@@ -20,7 +20,7 @@ use super::config::PyConfigManager;
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::health_dict;
-use super::reports::{migration_status_dict, pool_status_dict};
+use super::reports::{migration_status_dict, pool_status_dict, report_dict};
 use crate::config::ConfigManager;
 use crate::engine::{Database, Health, Transaction};
 use crate::error::{Error, ErrorKind, Result};
@@ -147,10 +147,7 @@ impl<'py> IntoPyObject<'py> for PyReport {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        let d = PyDict::new(py);
-        d.set_item("applied", self.0.applied)?;
-        d.set_item("current_version", self.0.current_version)?;
-        Ok(d)
+        report_dict(py, &self.0)
     }
 }
 
@@ -336,19 +333,22 @@ impl PyAsyncDatabaseManager {
         }
     }
 
-    #[pyo3(signature = (target=None, *, out_of_order=false))]
+    #[pyo3(signature = (target=None, *, out_of_order=false, placeholders=None, dry_run=false))]
     fn run_migrations<'py>(
         &self,
         py: Python<'py>,
         target: Option<&Bound<'py, PyAny>>,
         out_of_order: bool,
+        placeholders: Option<std::collections::BTreeMap<String, String>>,
+        dry_run: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
         let db = self.db.clone();
         awaitable(py, async move {
-            let migrator = Migrator::new(&db, db.migrations_root(), "run_migrations")?;
+            let migrator = Migrator::new(&db, db.migrations_root(), "run_migrations")?
+                .with_placeholders(placeholders.unwrap_or_default());
             migrator
-                .migrate(target.as_deref(), out_of_order)
+                .migrate(target.as_deref(), out_of_order, dry_run)
                 .await
                 .map(PyReport)
         })

@@ -15,7 +15,7 @@ use super::config::PyConfigManager;
 use super::convert::{self, rows_to_py};
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::{health_dict, metrics_dict};
-use super::reports::{migration_status_dict, pool_status_dict};
+use super::reports::{migration_status_dict, pool_status_dict, report_dict};
 use super::rows::RowIterator;
 use super::transaction::PyTransaction;
 use crate::config::ConfigManager;
@@ -352,22 +352,51 @@ impl PyDatabaseManager {
         wait(py, db.ping()).py_result()
     }
 
-    /// Apply pending migrations in order (up to `target`), under a
-    /// database-wide lock; returns the versions applied and the current one.
-    #[pyo3(signature = (target=None, *, out_of_order=false))]
+    /// Apply pending migrations in order (up to `target`), then due
+    /// repeatable files, under a database-wide lock; `placeholders` beat
+    /// the settings; `dry_run` returns what would run and changes nothing.
+    #[pyo3(signature = (target=None, *, out_of_order=false, placeholders=None, dry_run=false))]
     fn run_migrations<'py>(
         &self,
         py: Python<'py>,
         target: Option<&Bound<'py, PyAny>>,
         out_of_order: bool,
+        placeholders: Option<std::collections::BTreeMap<String, String>>,
+        dry_run: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
         let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root(), "run_migrations").py_result()?;
-        let report = wait(py, migrator.migrate(target.as_deref(), out_of_order)).py_result()?;
+        let migrator = Migrator::new(db, db.migrations_root(), "run_migrations")
+            .py_result()?
+            .with_placeholders(placeholders.unwrap_or_default());
+        let report = wait(
+            py,
+            migrator.migrate(target.as_deref(), out_of_order, dry_run),
+        )
+        .py_result()?;
+        report_dict(py, &report)
+    }
+
+    /// Flyway's baseline: record `version` as applied in an empty history,
+    /// so versions up to it never run. Refused when the history has rows.
+    #[pyo3(signature = (version=None, description=crate::migrate::baseline::DEFAULT_DESCRIPTION))]
+    fn baseline_migrations<'py>(
+        &self,
+        py: Python<'py>,
+        version: Option<&Bound<'py, PyAny>>,
+        description: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let version = match version {
+            Some(v) => v.str()?.to_string(),
+            None => "1".to_owned(),
+        };
+        let db = &self.db;
+        let migrator =
+            Migrator::new(db, db.migrations_root(), "baseline_migrations").py_result()?;
+        let row = wait(py, migrator.baseline(&version, description)).py_result()?;
         let d = PyDict::new(py);
-        d.set_item("applied", report.applied)?;
-        d.set_item("current_version", report.current_version)?;
+        d.set_item("baseline_version", format!("V{}", row.version))?;
+        d.set_item("description", row.description)?;
         Ok(d)
     }
 

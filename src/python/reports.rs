@@ -96,6 +96,53 @@ pub(crate) fn migration_status_dict<'py>(
         "migrations_dir",
         status.directory.as_ref().filter(|p| p.is_dir()),
     )?;
-    d.set_item("read_only", status.total == 0 && status.applied.is_empty())?;
+    let repeatable = PyList::empty(py);
+    for r in &status.repeatable {
+        let row = PyDict::new(py);
+        row.set_item("script", &r.script)?;
+        row.set_item("description", &r.description)?;
+        row.set_item("state", r.state)?;
+        repeatable.append(row)?;
+    }
+    d.set_item("repeatable_migrations", repeatable)?;
+    d.set_item("baseline_version", status.baseline.as_deref())?;
+    d.set_item(
+        "read_only",
+        status.total == 0 && status.repeatable.is_empty() && status.applied.is_empty(),
+    )?;
+    Ok(d)
+}
+
+/// What `run_migrations` returns: `applied` and `current_version` (the
+/// original design's shape), plus `repeatable` / `baselined` when a run
+/// applied repeatable files or baselined, and for a dry run `dry_run: True`
+/// with `statements`, each `{kind, script, version, line, sql}`.
+pub(crate) fn report_dict<'py>(
+    py: Python<'py>,
+    report: &crate::migrate::Report,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("applied", &report.applied)?;
+    d.set_item("current_version", &report.current_version)?;
+    if !report.repeatable.is_empty() || report.dry_run.is_some() {
+        d.set_item("repeatable", &report.repeatable)?;
+    }
+    if report.baselined.is_some() || report.dry_run.is_some() {
+        d.set_item("baselined", &report.baselined)?;
+    }
+    if let Some(parts) = &report.dry_run {
+        d.set_item("dry_run", true)?;
+        let statements = PyList::empty(py);
+        for part in parts {
+            let item = PyDict::new(py);
+            item.set_item("kind", part.kind)?;
+            item.set_item("script", &part.script)?;
+            item.set_item("version", &part.version)?;
+            item.set_item("line", part.line)?;
+            item.set_item("sql", &part.sql)?;
+            statements.append(item)?;
+        }
+        d.set_item("statements", statements)?;
+    }
     Ok(d)
 }

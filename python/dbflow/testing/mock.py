@@ -364,9 +364,29 @@ class MockDatabaseManager:
         }
 
     def run_migrations(
-        self, target: str | int | float | None = None, *, out_of_order: bool = False
+        self,
+        target: str | int | float | None = None,
+        *,
+        out_of_order: bool = False,
+        placeholders: Mapping[str, str] | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        self.calls.append(Call("run_migrations", params={"target": target}))
+        self.calls.append(
+            Call(
+                "run_migrations",
+                params={"target": target, "placeholders": placeholders, "dry_run": dry_run},
+                database=self._name,
+            )
+        )
+        if dry_run:
+            return {
+                "applied": list(self.migrations.pending),
+                "current_version": self.migrations.current_version,
+                "repeatable": [],
+                "baselined": None,
+                "dry_run": True,
+                "statements": [],
+            }
         applied, self.migrations.pending = list(self.migrations.pending), []
         if applied:
             self.migrations.current_version = applied[-1]
@@ -382,8 +402,20 @@ class MockDatabaseManager:
             "total_migrations": len(m.pending) + (1 if m.current_version else 0),
             "last_migration": None,
             "migrations_dir": None,
+            "repeatable_migrations": [],
+            "baseline_version": None,
             "read_only": m.read_only,
         }
+
+    def baseline_migrations(
+        self, version: str | int | float | None = None, description: str = "<< Flyway Baseline >>"
+    ) -> dict[str, Any]:
+        self.calls.append(
+            Call("baseline_migrations", params={"version": version}, database=self._name)
+        )
+        label = f"V{str(version if version is not None else 1).lstrip('Vv')}"
+        self.migrations.current_version = label
+        return {"baseline_version": label, "description": description}
 
     def validate_migrations(self, *, out_of_order: bool = False) -> None:
         self.calls.append(Call("validate_migrations"))
@@ -596,8 +628,17 @@ class AsyncMockDatabaseManager:
     def transaction(self) -> _AsyncMockTransaction:
         return _AsyncMockTransaction(self.sync.transaction())
 
-    async def run_migrations(self, target: Any = None, *, out_of_order: bool = False) -> Any:
-        return self.sync.run_migrations(target, out_of_order=out_of_order)
+    async def run_migrations(
+        self,
+        target: Any = None,
+        *,
+        out_of_order: bool = False,
+        placeholders: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> Any:
+        return self.sync.run_migrations(
+            target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
+        )
 
     async def get_migration_status(self) -> dict[str, Any]:
         return dict(self.sync.get_migration_status())

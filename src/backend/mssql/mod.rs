@@ -417,6 +417,15 @@ impl MsConn {
         self.raw_fd
     }
 
+    /// SQL Server recompiles a stale plan itself.
+    pub fn stale_plan(&self, _e: &Error) -> bool {
+        false
+    }
+
+    pub async fn forget_statements(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     pub async fn ping(&mut self) -> Result<()> {
         self.batch("SELECT 1").await
     }
@@ -461,6 +470,13 @@ pub static SQL: DialectSql = DialectSql {
                 installed_on datetime2 NOT NULL DEFAULT SYSUTCDATETIME(),
                 execution_time int NOT NULL,
                 success bit NOT NULL)"
+        )
+    },
+    schema_has_tables: |schema| {
+        let schema = schema.map_or_else(|| "SCHEMA_NAME()".to_owned(), |s| format!("N'{s}'"));
+        format!(
+            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM INFORMATION_SCHEMA.TABLES \
+             WHERE TABLE_SCHEMA = {schema}) THEN 1 ELSE 0 END AS bit) AS e"
         )
     },
     lock: "DECLARE @r int; EXEC @r = sp_getapplock @Resource = :name, @LockMode = 'Exclusive', \

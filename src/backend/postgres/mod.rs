@@ -790,6 +790,17 @@ impl PgConn {
         self.conn.raw_fd()
     }
 
+    /// "cached plan must not change result type": a statement prepared
+    /// before a DDL change, refused before it ran.
+    pub fn stale_plan(&self, e: &Error) -> bool {
+        e.sqlstate.as_deref() == Some("0A000") && e.message.contains("cached plan")
+    }
+
+    pub async fn forget_statements(&mut self) -> Result<()> {
+        self.conn.clear_cached_statements().await?;
+        Ok(())
+    }
+
     pub async fn ping(&mut self) -> Result<()> {
         self.conn.ping().await?;
         Ok(())
@@ -826,6 +837,13 @@ pub static SQL: DialectSql = DialectSql {
                 installed_on timestamp NOT NULL DEFAULT now(),
                 execution_time integer NOT NULL,
                 success boolean NOT NULL)"
+        )
+    },
+    schema_has_tables: |schema| {
+        let schema = schema.map_or_else(|| "current_schema()".to_owned(), |s| format!("'{s}'"));
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = {schema}) AS e"
         )
     },
     lock: "SELECT pg_advisory_lock(hashtextextended(:name, 0))",
