@@ -387,3 +387,53 @@ def test_a_flyway_projects_folder_applies_unchanged(
         assert again == {"applied": [], "current_version": "V3"}
         # afterMigrate runs on every migrate, as in Flyway.
         assert len(db.execute_query("SELECT event FROM cb_log")) == 2
+
+
+def test_undo_and_repair_callbacks(project: Project, backend: Backend) -> None:
+    project.write(
+        {
+            "beforeMigrate.sql": callback_log(backend),
+            "V1__One.sql": "CREATE TABLE one_t (id int);\n",
+            "V2__Two.sql": "INSERT INTO one_t VALUES (2);\n",
+            "U2__Two.sql": "DELETE FROM one_t;\n",
+            "beforeUndo.sql": log_event("beforeUndo"),
+            "beforeEachUndo.sql": log_event("beforeEachUndo"),
+            "afterEachUndo.sql": log_event("afterEachUndo"),
+            "afterUndo.sql": log_event("afterUndo"),
+            "beforeRepair.sql": log_event("beforeRepair"),
+            "afterRepair.sql": log_event("afterRepair"),
+        }
+    )
+    with project.manager() as db:
+        db.run_migrations()
+        assert db.rollback_migrations("V1") == ["V2"]
+        db.repair_migrations()
+        events = [r["event"] for r in db.execute_query("SELECT event FROM cb_log ORDER BY n")]
+        assert events == [
+            "beforeUndo",
+            "beforeEachUndo",
+            "afterEachUndo",
+            "afterUndo",
+            "beforeRepair",
+            "afterRepair",
+        ]
+
+
+def test_async_manager_dry_run_and_baseline(project: Project, backend: Backend) -> None:
+    import asyncio
+
+    project.write({"V1__One.sql": "CREATE TABLE one_t (id int);\n", "V2__Two.sql": "SELECT 1;\n"})
+
+    async def main() -> tuple[dict[str, object], dict[str, object]]:
+        async with dbflow.AsyncDatabaseManager(
+            project.name, config=project.env.config(), migrations_dir=project.root
+        ) as db:
+            planned = await db.run_migrations(dry_run=True)
+            based = await db.baseline_migrations(1)
+            return planned, based
+
+    planned, based = asyncio.run(main())
+    assert planned["applied"] == ["V1", "V2"] and planned["dry_run"] is True
+    assert based["baseline_version"] == "V1"
+    with project.manager() as db:
+        assert db.run_migrations() == {"applied": ["V2"], "current_version": "V2"}

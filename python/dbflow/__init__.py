@@ -162,6 +162,11 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
             target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
         )
 
+    async def baseline_migrations(
+        self, version: str | int | float | None = None, description: str = "<< Flyway Baseline >>"
+    ) -> dict[str, Any]:
+        return await super().baseline_migrations(version, description)
+
     async def get_migration_status(self) -> dict[str, Any]:
         return await super().get_migration_status()
 

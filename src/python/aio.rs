@@ -20,7 +20,7 @@ use super::config::PyConfigManager;
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::health_dict;
-use super::reports::{migration_status_dict, pool_status_dict, report_dict};
+use super::reports::{baseline_dict, migration_status_dict, pool_status_dict, report_dict};
 use crate::config::ConfigManager;
 use crate::engine::{Database, Health, Transaction};
 use crate::error::{Error, ErrorKind, Result};
@@ -351,6 +351,34 @@ impl PyAsyncDatabaseManager {
                 .migrate(target.as_deref(), out_of_order, dry_run)
                 .await
                 .map(PyReport)
+        })
+    }
+
+    #[pyo3(signature = (version=None, description=crate::migrate::baseline::DEFAULT_DESCRIPTION))]
+    fn baseline_migrations<'py>(
+        &self,
+        py: Python<'py>,
+        version: Option<&Bound<'py, PyAny>>,
+        description: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        struct PyBaseline(crate::migrate::history::Applied);
+        impl<'py> IntoPyObject<'py> for PyBaseline {
+            type Target = PyDict;
+            type Output = Bound<'py, PyDict>;
+            type Error = PyErr;
+            fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+                baseline_dict(py, &self.0)
+            }
+        }
+        let version = match version {
+            Some(v) => v.str()?.to_string(),
+            None => "1".to_owned(),
+        };
+        let description = description.to_owned();
+        let db = self.db.clone();
+        awaitable(py, async move {
+            let migrator = Migrator::new(&db, db.migrations_root(), "baseline_migrations")?;
+            migrator.baseline(&version, &description).await.map(PyBaseline)
         })
     }
 

@@ -15,7 +15,7 @@ use super::config::PyConfigManager;
 use super::convert::{self, rows_to_py};
 use super::errors::{to_pyerr, IntoPyResult};
 use super::health::{health_dict, metrics_dict};
-use super::reports::{migration_status_dict, pool_status_dict, report_dict};
+use super::reports::{baseline_dict, migration_status_dict, pool_status_dict, report_dict};
 use super::rows::RowIterator;
 use super::transaction::PyTransaction;
 use crate::config::ConfigManager;
@@ -394,10 +394,7 @@ impl PyDatabaseManager {
         let migrator =
             Migrator::new(db, db.migrations_root(), "baseline_migrations").py_result()?;
         let row = wait(py, migrator.baseline(&version, description)).py_result()?;
-        let d = PyDict::new(py);
-        d.set_item("baseline_version", format!("V{}", row.version))?;
-        d.set_item("description", row.description)?;
-        Ok(d)
+        baseline_dict(py, &row)
     }
 
     /// Current version, pending and applied migrations; creates nothing.

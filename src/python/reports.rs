@@ -146,3 +146,14 @@ pub(crate) fn report_dict<'py>(
     }
     Ok(d)
 }
+
+/// What `baseline_migrations` returns.
+pub(crate) fn baseline_dict<'py>(
+    py: Python<'py>,
+    row: &crate::migrate::history::Applied,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("baseline_version", format!("V{}", row.version))?;
+    d.set_item("description", &row.description)?;
+    Ok(d)
+}
