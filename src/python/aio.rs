@@ -378,7 +378,10 @@ impl PyAsyncDatabaseManager {
         let db = self.db.clone();
         awaitable(py, async move {
             let migrator = Migrator::new(&db, db.migrations_root(), "baseline_migrations")?;
-            migrator.baseline(&version, &description).await.map(PyBaseline)
+            migrator
+                .baseline(&version, &description)
+                .await
+                .map(PyBaseline)
         })
     }
 
