@@ -4,6 +4,7 @@ async tasks, the health tasks and the DatabaseCredentials block."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -277,3 +278,199 @@ def test_database_credentials_block(pg_url: str, env) -> None:  # type: ignore[n
         assert secret not in repr(db)
     finally:
         db.dispose()
+
+
+def read_artifacts(flow_run_id: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return list(
+                await client.read_artifacts(
+                    artifact_filter=ArtifactFilter(
+                        flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                    )
+                )
+            )
+
+    return asyncio.run(read())
+
+
+def test_health_and_migrations_publish_artifacts(env, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The health task reads the configuration as flows do: from the environment.
+    monkeypatch.setenv("DBFLOW_ENVIRONMENT", "test")
+    monkeypatch.setenv("DBFLOW_ENVS_DIR", str(env.root))
+    name = env.database(auto_migrate="off")
+    root = tmp_path / "m"
+    (root / name).mkdir(parents=True)
+    table = f"art_{uuid.uuid4().hex[:10]}"
+    env.set(f"{name.upper()}_MIGRATIONS_TABLE", f"sv_{table}")
+    (root / name / "V1__Art.sql").write_text(f"CREATE TABLE {table} (id int);\n")
+    (root / name / "V2__Art_row.sql").write_text(f"INSERT INTO {table} VALUES (1);\n")
+    config = env.config()
+
+    @flow
+    def with_artifacts() -> Any:
+        with dbflow.DatabaseManager(name, config=config, migrations_dir=root) as db:
+            db.run_migrations()
+        database_health_check([name], "artifact-flow")
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    try:
+        run_id = with_artifacts()
+        artifacts = {a.key: a for a in read_artifacts(run_id)}
+        migrations = artifacts[f"dbflow-migrations-{name}"]
+        assert migrations.type == "markdown"
+        assert (
+            "| V1 | V1__Art.sql |" in migrations.data
+            and "| V2 | V2__Art_row.sql |" in migrations.data
+        )
+        assert "Now at **V2**" in migrations.data
+        health = artifacts["dbflow-health-artifact-flow"]
+        assert health.type == "table"
+        rows = json.loads(health.data) if isinstance(health.data, str) else health.data
+        assert rows[0]["database"] == name and rows[0]["status"] == "healthy"
+        assert rows[0]["type"] == "postgresql"
+        assert rows[0]["pending_migrations"] == "none"
+    finally:
+        with dbflow.DatabaseManager(name, config=config) as db:
+            db.execute_query(f"DROP TABLE IF EXISTS {table}")
+            db.execute_query(f"DROP TABLE IF EXISTS sv_{table}")
+
+
+def test_migration_artifact_can_be_turned_off(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(auto_migrate="off", migration_artifact="false")
+    root = tmp_path / "m"
+    (root / name).mkdir(parents=True)
+    table = f"art_{uuid.uuid4().hex[:10]}"
+    env.set(f"{name.upper()}_MIGRATIONS_TABLE", f"sv_{table}")
+    (root / name / "V1__Art.sql").write_text(f"CREATE TABLE {table} (id int);\n")
+    config = env.config()
+
+    @flow
+    def quiet() -> Any:
+        with dbflow.DatabaseManager(name, config=config, migrations_dir=root) as db:
+            assert db.run_migrations()["applied"] == ["V1"]
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    try:
+        assert read_artifacts(quiet()) == []
+    finally:
+        with dbflow.DatabaseManager(name, config=config) as db:
+            db.execute_query(f"DROP TABLE IF EXISTS {table}")
+            db.execute_query(f"DROP TABLE IF EXISTS sv_{table}")
+
+
+# ---- DatabaseCredentials as Prefect's DatabaseBlock ---------------------------
+
+
+@pytest.fixture
+def block(pg_url: str) -> Iterator[DatabaseCredentials]:
+    credentials = DatabaseCredentials(connection_string=pg_url, database_name="dbblock")
+    yield credentials
+    credentials.close()
+
+
+def test_a_flow_written_for_sqlalchemy_connector_runs_on_the_block(pg_url: str) -> None:
+    """prefect-recipes' SqlAlchemyConnector flow, with the block swapped."""
+    DatabaseCredentials(connection_string=pg_url, database_name="dbblock").save(
+        "dbflow-dbblock", overwrite=True
+    )
+    table = f"customers_{uuid.uuid4().hex[:8]}"
+
+    @task
+    def setup_table(block_name: str) -> None:
+        with DatabaseCredentials.load(block_name) as connector:
+            connector.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (name varchar, address varchar);"
+            )
+            connector.execute(
+                f"INSERT INTO {table} (name, address) VALUES (:name, :address);",
+                parameters={"name": "Marvin", "address": "Highway 42"},
+            )
+            connector.execute_many(
+                f"INSERT INTO {table} (name, address) VALUES (:name, :address);",
+                seq_of_parameters=[
+                    {"name": "Ford", "address": "Highway 42"},
+                    {"name": "Unknown", "address": "Highway 42"},
+                ],
+            )
+
+    @task
+    def fetch_data(block_name: str) -> list[Any]:
+        all_rows = []
+        with DatabaseCredentials.load(block_name) as connector:
+            while True:
+                new_rows = connector.fetch_many(f"SELECT * FROM {table}", size=2)
+                if len(new_rows) == 0:
+                    break
+                all_rows.append(new_rows)
+        return all_rows
+
+    @flow
+    def sqlalchemy_flow(block_name: str) -> list[Any]:
+        setup_table(block_name)
+        return fetch_data(block_name)
+
+    try:
+        pages = sqlalchemy_flow("dbflow-dbblock")
+        assert [len(p) for p in pages] == [2, 1]
+        assert sorted(r[0] for p in pages for r in p) == ["Ford", "Marvin", "Unknown"]
+    finally:
+        with DatabaseCredentials.load("dbflow-dbblock") as connector:
+            connector.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_block_paging_continues_then_never_serves_a_stale_result(block, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    table = f"paging_{uuid.uuid4().hex[:8]}"
+    block.execute(f"CREATE TABLE {table} (n int)")
+    try:
+        block.execute_many(f"INSERT INTO {table} VALUES (:n)", [{"n": i} for i in range(1, 5)])
+        query = f"SELECT n FROM {table} ORDER BY n"
+        assert block.fetch_one(query) == (1,)
+        assert block.fetch_many(query, size=2) == [(2,), (3,)]
+        # The data changes while the result is open: it continues as it was read.
+        block.execute(f"INSERT INTO {table} VALUES (5)")
+        assert block.fetch_many(query, size=10) == [(4,)]
+        assert block.fetch_many(query, size=10) == []  # exhausted: closed
+        # The next call runs the statement again and sees the change.
+        assert block.fetch_many(query, size=10) == [(1,), (2,), (3,), (4,), (5,)]
+        assert block.fetch_one(query) is None
+        assert block.fetch_one(query) == (1,)
+        block.reset_cursors()
+        assert block.fetch_one(query) == (1,)
+        # Different parameters are a different result.
+        ranged = f"SELECT n FROM {table} WHERE n > :above ORDER BY n"
+        assert block.fetch_one(ranged, {"above": 3}) == (4,)
+        assert block.fetch_one(ranged, {"above": 1}) == (2,)
+        assert block.fetch_all(query) == [(1,), (2,), (3,), (4,), (5,)]
+    finally:
+        block.reset_cursors()
+        block.execute(f"DROP TABLE {table}")
+
+
+def test_block_async_twins(block) -> None:  # type: ignore[no-untyped-def]
+    table = f"asyncblock_{uuid.uuid4().hex[:8]}"
+
+    async def main() -> tuple[Any, Any, Any, Any]:
+        async with block as connector:
+            await connector.aexecute(f"CREATE TABLE {table} (n int)")
+            await connector.aexecute_many(
+                f"INSERT INTO {table} VALUES (:n)", [{"n": 1}, {"n": 2}, {"n": 3}]
+            )
+            query = f"SELECT n FROM {table} ORDER BY n"
+            first = await connector.afetch_one(query)
+            rest = await connector.afetch_many(query, size=5)
+            done = await connector.afetch_many(query, size=5)
+            everything = await connector.afetch_all(query)
+            await connector.aexecute(f"DROP TABLE {table}")
+            return first, rest, done, everything
+
+    first, rest, done, everything = asyncio.run(main())
+    assert (first, rest, done) == ((1,), [(2,), (3,)], [])
+    assert everything == [(1,), (2,), (3,)]

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast, overload
 
 from typing_extensions import Self
 
-from dbflow import _logbridge, _patching
+from dbflow import _artifacts, _logbridge, _patching, _travel
 from dbflow._native import AsyncDatabaseManager as _NativeAsyncDatabaseManager
 from dbflow._native import (
     AsyncRowIterator,
@@ -52,7 +52,10 @@ class _Constructor:
     """The constructor both managers share: ``dbflow.testing.patch_databases``
     may hand out a test double instead, and ``credentials=`` (a
     ``dbflow.prefect.DatabaseCredentials`` block, or anything with
-    ``.settings()``) beats the environment and env files."""
+    ``.settings()``) beats the environment and env files. Managers pickle as
+    what they are (``dbflow._travel``)."""
+
+    _ticket: _travel.Ticket
 
     def __new__(
         cls,
@@ -69,12 +72,13 @@ class _Constructor:
             # A double standing in for this database (it satisfies
             # DatabaseManagerProtocol, which flow code relies on).
             return cast(Self, cls._as_double(patched))
+        base = config
         if credentials is not None:
             base = config or ConfigManager(environment, flow_name)
             config = base.with_settings(database_name, credentials.settings())
             environment = flow_name = None
         # The next class in the MRO is the native manager.
-        return super().__new__(  # type: ignore[call-arg]
+        manager = super().__new__(  # type: ignore[call-arg]
             cls,
             database_name,
             environment=environment,
@@ -82,6 +86,13 @@ class _Constructor:
             config=config,
             migrations_dir=migrations_dir,
         )
+        manager._ticket = _travel.Ticket.of(manager, base, migrations_dir, credentials)
+        return manager
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What the manager is, never a connection or a secret: the receiving
+        # process attaches to its own pool (see dbflow._travel).
+        return (_travel.arrive, (type(self), self._ticket))
 
     @staticmethod
     def _as_double(patched: Any) -> Any:
@@ -92,8 +103,24 @@ class DatabaseManager(_Constructor, _NativeDatabaseManager):
     """Pooled access to one configured database (see the README).
 
     All work happens in the native core; this subclass only adds the
-    constructor's test-double and credentials hooks.
+    constructor's test-double and credentials hooks, pickling, and the
+    Prefect artifact of a migration run.
     """
+
+    def run_migrations(
+        self,
+        target: str | int | float | None = None,
+        *,
+        out_of_order: bool = False,
+        placeholders: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        report = super().run_migrations(
+            target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
+        )
+        if _artifacts.wants_migration_report(self, report):
+            _artifacts.publish_migrations(self, report, self.get_migration_status())
+        return report
 
 
 class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
@@ -158,9 +185,13 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
         placeholders: Mapping[str, str] | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        return await super().run_migrations(
+        report = await super().run_migrations(
             target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
         )
+        if _artifacts.wants_migration_report(self, report):
+            status = await super().get_migration_status()
+            await _artifacts.apublish_migrations(self, report, status)
+        return report
 
     async def baseline_migrations(
         self, version: str | int | float | None = None, description: str = "<< Flyway Baseline >>"

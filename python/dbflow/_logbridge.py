@@ -5,11 +5,12 @@ calling thread (the GIL is released and the thread blocks on the shared
 runtime), so its events are emitted on the run's thread, where Prefect's run
 context is current. Work on runtime threads for a Python call (awaitables,
 the ``iter_query`` producer) carries that call's ``contextvars`` context, and
-its events are emitted inside it. Either way this handler finds the run with
-``get_run_logger()`` and forwards the event. Outside a run
+its events are emitted inside it. Either way a filter on the ``dbflow``
+logger finds the run with ``get_run_logger()``, forwards the event there and
+stops it, so it reaches the console once (and the Prefect UI). Outside a run
 (``MissingContextError``), or for background work no call is waiting on
 (closing an idle pool), the record simply continues to the ``dbflow``
-logger's other handlers. Prefect is never imported here unless the
+logger's handlers. Prefect is never imported here unless the
 application already imported it.
 """
 
@@ -19,33 +20,38 @@ import logging
 import sys
 
 
-class PrefectRunLogHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
+class PrefectRunLogBridge(logging.Filter):
+    """On the ``dbflow`` logger: inside a flow or task run, an event goes to
+    the run logger (console and Prefect UI) and stops there, so it is printed
+    once; outside a run it continues to the ``dbflow`` logger's handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
         if "prefect" not in sys.modules:
-            return
+            return True
         try:
             from prefect.exceptions import MissingContextError
             from prefect.logging import get_run_logger
         except ImportError:  # pragma: no cover - a broken Prefect install
-            return
+            return True
         try:
             run_logger = get_run_logger()
         except MissingContextError:
-            return
+            return True
         except Exception:  # pragma: no cover - never let logging break a query
-            return
+            return True
         try:
             run_logger.log(
                 record.levelno, record.getMessage(), extra={"dbflow": getattr(record, "dbflow", {})}
             )
-        except Exception:  # pragma: no cover
-            self.handleError(record)
+        except Exception:  # pragma: no cover - the record still reaches dbflow's handlers
+            return True
+        return False
 
 
 def install() -> None:
     logger = logging.getLogger("dbflow")
-    if not any(isinstance(h, PrefectRunLogHandler) for h in logger.handlers):
-        logger.addHandler(PrefectRunLogHandler())
+    if not any(isinstance(f, PrefectRunLogBridge) for f in logger.filters):
+        logger.addFilter(PrefectRunLogBridge())
     if logger.level == logging.NOTSET:
         # INFO events (migrations applied, retries, pool closed) are worth
         # seeing in run logs; set the dbflow logger's level to change it.

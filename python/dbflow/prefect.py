@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 try:
     from prefect import get_run_logger, task
-    from prefect.blocks.core import Block
+    from prefect.blocks.abstract import DatabaseBlock
     from pydantic import Field, SecretStr
 except ModuleNotFoundError as missing:  # pragma: no cover - exercised in a subprocess test
     raise ModuleNotFoundError(
@@ -24,13 +24,18 @@ except ModuleNotFoundError as missing:  # pragma: no cover - exercised in a subp
     ) from missing
 
 from dbflow import health_check_all
+from dbflow._artifacts import publish_health
+from dbflow._dbblock import DatabaseBlockMixin
 
 __all__ = ["DatabaseCredentials", "database_health_check", "validate_database_prerequisites"]
 
 
-class DatabaseCredentials(Block):
+class DatabaseCredentials(DatabaseBlockMixin, DatabaseBlock):  # type: ignore[misc]
     """A database's connection settings, stored by Prefect (the connection
-    string as a secret)."""
+    string as a secret). Also Prefect's ``DatabaseBlock``: ``fetch_one``,
+    ``fetch_many``, ``fetch_all``, ``execute``, ``execute_many`` (and
+    ``afetch_one`` ... for asyncio), as prefect-sqlalchemy's
+    ``SqlAlchemyConnector`` offers them (see ``dbflow._dbblock``)."""
 
     _block_type_name = "dbflow Database Credentials"
     _block_type_slug = "dbflow-database-credentials"
@@ -40,6 +45,10 @@ class DatabaseCredentials(Block):
     )
     database_type: Literal["postgresql", "sqlserver"] | None = Field(
         default=None, description="detected from the connection string when empty"
+    )
+    database_name: str | None = Field(
+        default=None,
+        description="the name dbflow knows this database by (default: the block's name)",
     )
     pool_size: int | None = None
     max_overflow: int | None = None
@@ -72,6 +81,7 @@ def _health_report(database_names: list[str], flow_name: str) -> dict[str, Any]:
         if status.get("error"):
             logger.warning("%s error: %s", name, status["error"])
     logger.info("Database health check completed: %s", report["overall_status"])
+    publish_health(report, flow_name)
     return report
 
 

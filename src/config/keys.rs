@@ -41,6 +41,7 @@ const SETTINGS: &[(&str, Reach)] = &[
     ("PLACEHOLDER_REPLACEMENT", Reach::Database),
     ("BASELINE_ON_MIGRATE", Reach::Database),
     ("BASELINE_VERSION", Reach::Database),
+    ("MIGRATION_ARTIFACT", Reach::Database),
 ];
 
 fn settings(global: bool) -> impl Iterator<Item = &'static str> {

@@ -534,6 +534,9 @@ impl ConfigManager {
             }
             None => "1".to_owned(),
         };
+        let migration_artifact = self
+            .flag(&format!("{db}_MIGRATION_ARTIFACT"))?
+            .unwrap_or(true);
         let auto_migrate = match self.get_with_key(&format!("{db}_AUTO_MIGRATE"))? {
             Some((v, full)) => AutoMigrate::parse(&v).ok_or_else(|| {
                 Error::config(format!("{full}='{v}' must be off, check or apply"))
@@ -564,6 +567,7 @@ impl ConfigManager {
             placeholder_replacement,
             baseline_on_migrate,
             baseline_version,
+            migration_artifact,
         })
     }
 }
@@ -652,6 +656,9 @@ pub struct DatabaseConfig {
     /// history table at `baseline_version` when migrating.
     pub baseline_on_migrate: bool,
     pub baseline_version: String,
+    /// `<DB>_MIGRATION_ARTIFACT` (default true): a markdown artifact of the
+    /// migrations applied inside a Prefect flow run.
+    pub migration_artifact: bool,
     pub connect_timeout: Duration,
     /// Default deadline of `execute_query_with_timeout` (`DATABASE_TIMEOUT`).
     pub database_timeout: Duration,

@@ -210,9 +210,21 @@ impl PyAsyncDatabaseManager {
         self.db.name()
     }
 
+    /// `<DB>_MIGRATION_ARTIFACT` (default true): inside a Prefect flow run,
+    /// `run_migrations()` publishes a markdown artifact of what it applied.
+    #[getter]
+    fn migration_artifact(&self) -> bool {
+        self.db.config().migration_artifact
+    }
+
     #[getter]
     fn database_type(&self) -> &'static str {
         self.db.config().database_type.as_str()
+    }
+
+    #[getter]
+    fn flow_name(&self) -> Option<&str> {
+        self.config.flow_name()
     }
 
     #[getter]
