@@ -52,6 +52,25 @@ def seed_survey_hub(db: object) -> int:
     return len(rows)
 
 
+def print_artifacts() -> None:
+    """The results dbflow published in Prefect (health tables, migration
+    reports): in the UI's Artifacts page, or `prefect artifact ls`."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> list[tuple[str, str]]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts()
+        return sorted(
+            {(a.key or "", a.type or "") for a in artifacts if (a.key or "").startswith("dbflow-")}
+        )
+
+    print("\n== Prefect artifacts (see them with `prefect artifact ls` or in the UI) ==")
+    for key, kind in asyncio.run(read()):
+        print(f"  {key} ({kind})")
+
+
 def main() -> int:
     from dbflow import ConfigManager, DatabaseManager
     from dbflow.embedded import EmbeddedPostgres
@@ -108,6 +127,7 @@ def main() -> int:
             f"rpa_db pool after rpa1: size={pool['pool_size']} opened={pool['connections_opened']} "
             f"checked_out={pool['checked_out']} overflow={pool['overflow']}"
         )
+        print_artifacts()
         import dbflow
 
         dbflow.dispose_all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from backends import Backend
-from conftest import Project
+from projects import Project
 from test_cli import dbflow_cli
 
 import dbflow

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from backends import Backend
-from conftest import Project
+from projects import Project
 
 import dbflow
 from dbflow import ChecksumMismatchError, MigrationError
