@@ -612,11 +612,32 @@ def main() -> int:
     parser.add_argument("--url", default=os.environ.get("DBFLOW_TEST_POSTGRES_URL"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
+        "--mssql-url",
+        default=os.environ.get("DBFLOW_TEST_MSSQL_URL"),
+        help="also run the SQL Server table against this server (mssql://...)",
+    )
+    parser.add_argument(
+        "--mssql-only", action="store_true", help="only the SQL Server table (no results/ file)"
+    )
+    parser.add_argument(
         "--workloads",
         help=f"comma-separated subset of {','.join(WORKLOADS)} for a quick look; "
         "prints the table without writing results/",
     )
     args = parser.parse_args()
+    if args.mssql_only:
+        if not args.mssql_url:
+            parser.error("--mssql-only needs --mssql-url or DBFLOW_TEST_MSSQL_URL")
+        import mssql
+
+        text = mssql.table(args.mssql_url, args.rounds)
+        (HERE / "results" / "mssql-latest.md").write_text(
+            f"# dbflow benchmarks, SQL Server only — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+            f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            "every sample checked (rows read, rows written, to the millisecond).\n" + text
+        )
+        print(text)
+        return 0
     if not args.url:
         parser.error("give --url or set DBFLOW_TEST_POSTGRES_URL")
     setup_schema(args.url)
@@ -643,6 +664,10 @@ def main() -> int:
         )
     }
     text = report(results, memory, trips, args.rounds, extras, tuple_memory)
+    if args.mssql_url:
+        import mssql
+
+        text += mssql.table(args.mssql_url, args.rounds)
     out = HERE / "results" / f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}.md"
     out.write_text(text)
     (HERE / "results" / "latest.md").write_text(text)
