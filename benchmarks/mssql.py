@@ -389,6 +389,14 @@ class Worker:
         self.proc.wait(30)
 
 
+def vm_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def serve(name: str, url: str) -> None:
     """The worker's side: run each workload asked for, timed and checked."""
     import json
@@ -407,22 +415,31 @@ def serve(name: str, url: str) -> None:
                 data = rows(SIZES[workload], offset=1_000_000)
                 elapsed, _ = timed(lambda fn=fn, t=table, d=data: fn(t, d))
             elif workload == "fetch":
+                Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM)
+                base = vm_kib("VmRSS")
                 elapsed, out = timed(fn)
+                grown = vm_kib("VmHWM") - base
                 check_fetch(out)
+                del out
             else:
                 elapsed, _ = timed(lambda fn=fn, w=workload: fn(SIZES[w]))
             answer = {"elapsed": elapsed, "opened": player.opens() - before}
+            if workload == "fetch":
+                answer["memory_kib"] = grown
         except Exception as e:  # reported to the parent, which stops the run
             answer = {"error": f"{type(e).__name__}: {e}"}
         print(json.dumps(answer), flush=True)
 
 
-def measure(url: str, rounds: int) -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
+def measure(
+    url: str, rounds: int
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, int], dict[str, list[int]]]:
     admin = Dbflow(url)
     setup(admin.db)
     workers = [Worker(c.name, url) for c in CONTESTANTS]
     results: dict[str, dict[str, list[float]]] = {w: {} for w in WORKLOADS}
     opens: dict[str, int] = {}
+    memory: dict[str, list[int]] = {}
     seq = 0
     try:
         for r in range(rounds):
@@ -441,12 +458,14 @@ def measure(url: str, rounds: int) -> tuple[dict[str, dict[str, list[float]]], d
                         admin.db.execute_query(f"DROP TABLE {table}")
                     if workload == "threads":
                         opens[w.name] = opens.get(w.name, 0) + answer["opened"]
+                    if "memory_kib" in answer:
+                        memory.setdefault(w.name, []).append(answer["memory_kib"])
                     results[workload].setdefault(w.name, []).append(answer["elapsed"])
     finally:
         for w in workers:
             w.close()
         admin.db.execute_query("DROP TABLE IF EXISTS bench_items")
-    return results, opens
+    return results, opens, memory
 
 
 def product(url: str) -> str:
@@ -456,7 +475,7 @@ def product(url: str) -> str:
 
 def table(url: str, rounds: int) -> str:
     name = product(url)
-    results, opens = measure(url, rounds)
+    results, opens, memory = measure(url, rounds)
     base = Replaced.name
     lines = [
         "",
@@ -473,6 +492,11 @@ def table(url: str, rounds: int) -> str:
             med = statistics.median(results[workload][c.name])
             cells.append(f"{med * 1000:.1f} ms (**{ref / med:.2f}x**)")
         lines.append(f"| {LABELS[workload]} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| peak RSS growth, 100k-row fetch (median) | "
+        + " | ".join(f"{statistics.median(memory[c.name]) / 1024:.0f} MB" for c in CONTESTANTS)
+        + " |"
+    )
     lines.append(
         "| connections opened by the 8-thread line, all rounds | "
         + " | ".join(str(opens.get(c.name, 0)) for c in CONTESTANTS)

@@ -122,3 +122,31 @@ def test_million_rows_stream_in_bounded_memory(env) -> None:  # type: ignore[no-
     n, _before_kb, peak_kb = map(int, done.stdout.split())
     assert n == 1_000_000
     assert peak_kb < 150 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
+
+
+def test_million_rows_stream_in_bounded_memory_on_sql_server(env, mssql_test_url: str) -> None:  # type: ignore[no-untyped-def]
+    name = env.database(url=mssql_test_url)
+    script = textwrap.dedent(
+        f"""
+        import resource, dbflow
+        cfg = dbflow.ConfigManager("test", envs_dir={str(env.root)!r})
+        db = dbflow.DatabaseManager({name!r}, config=cfg)
+        n = 0
+        for row in db.iter_query(
+            "SELECT TOP 1000000 ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS id, "
+            "CONCAT('name ', a.object_id, '-', b.object_id) AS name, CAST(1.5 AS float) AS score "
+            "FROM sys.all_objects a CROSS JOIN sys.all_objects b CROSS JOIN sys.all_objects c",
+            batch_size=2000,
+        ):
+            n += 1
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(n, peak)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    n, peak_kb = map(int, done.stdout.split())
+    assert n == 1_000_000
+    assert peak_kb < 150 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
