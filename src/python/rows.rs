@@ -55,7 +55,7 @@ impl RowIterator {
             let receiver = &self.receiver;
             let next = py.detach(|| {
                 let mut rx = receiver.lock().unwrap_or_else(|p| p.into_inner());
-                runtime().map(|rt| rt.block_on(rx.recv()))
+                runtime().map(|rt| crate::runtime::block_on(&rt, rx.recv()))
             });
             match next.py_result()? {
                 None => return Ok(None),
