@@ -62,6 +62,10 @@ impl PgStream {
             }
             None => {
                 let stream = tokio::net::TcpStream::connect((options.host.as_str(), options.port)).await?;
+                // dbflow: as libpq does. A request written in several parts
+                // (COPY data, then CopyDone) must not wait for the server's
+                // delayed ACK behind Nagle's algorithm.
+                stream.set_nodelay(true)?;
                 let fd = stream.as_raw_fd();
                 (MaybeUpgradeTls(options).with_socket(stream).await, fd)
             }
