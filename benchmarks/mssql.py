@@ -12,6 +12,7 @@ checked to the millisecond for every contestant.
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import statistics
 import tempfile
@@ -121,15 +122,16 @@ class Dbflow:
             list(pool.map(lambda i: q(sql, {"id": i % 1000}), range(n)))
 
 
-class DbapiPool:
+class DbapiPool(abc.ABC):
     """A DB-API driver behind SQLAlchemy's QueuePool (5 + 10, no pre-ping:
     the fastest way to pool it); `qmark` is the driver's placeholder."""
 
     name = ""
     qmark = "%s"
 
+    @abc.abstractmethod
     def connect(self) -> Any:
-        raise NotImplementedError
+        """A new connection of this driver."""
 
     def __init__(self, url: str) -> None:
         from sqlalchemy.dialects import mssql
@@ -208,7 +210,7 @@ class DbapiPool:
             list(pool.map(lambda i: self.query(sql, (i % 1000,)), range(n)))
 
 
-class Replaced(DbapiPool):
+class Replaced:
     """The design dbflow replaces: a SQLAlchemy engine (QueuePool 5 + 10,
     pre-ping) over pyodbc on the FreeTDS ODBC driver, `text()` statements."""
 
@@ -234,6 +236,9 @@ class Replaced(DbapiPool):
         @event.listens_for(self.engine, "connect")
         def counted(*_: Any) -> None:
             self.opened += 1
+
+    def opens(self) -> int:
+        return self.opened
 
     def _q(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

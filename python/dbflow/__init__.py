@@ -55,7 +55,8 @@ class _Constructor:
     ``.settings()``) beats the environment and env files. Managers pickle as
     what they are (``dbflow._travel``)."""
 
-    _ticket: _travel.Ticket
+    # What the manager was made from; turned into a ticket only when pickled.
+    _made_from: tuple[Any, Any, Any]
 
     def __new__(
         cls,
@@ -86,13 +87,13 @@ class _Constructor:
             config=config,
             migrations_dir=migrations_dir,
         )
-        manager._ticket = _travel.Ticket.of(manager, base, migrations_dir, credentials)
+        manager._made_from = (base, migrations_dir, credentials)
         return manager
 
     def __reduce__(self) -> tuple[Any, ...]:
         # What the manager is, never a connection or a secret: the receiving
         # process attaches to its own pool (see dbflow._travel).
-        return (_travel.arrive, (type(self), self._ticket))
+        return (_travel.arrive, (type(self), _travel.Ticket.of(self, *self._made_from)))
 
     @staticmethod
     def _as_double(patched: Any) -> Any:

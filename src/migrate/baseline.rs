@@ -77,10 +77,10 @@ impl Migrator<'_> {
     }
 
     /// `<DB>_BASELINE_ON_MIGRATE`: a schema that holds tables but no history
-    /// table is baselined at `<DB>_BASELINE_VERSION` before migrating.
+    /// table (the caller checked) is baselined at `<DB>_BASELINE_VERSION`.
     pub(super) async fn baseline_due(&self, conn: &mut Connection) -> Result<Option<Version>> {
         let config = self.db.config();
-        if !config.baseline_on_migrate || self.table.exists(conn).await? {
+        if !config.baseline_on_migrate {
             return Ok(None);
         }
         if !self.table.schema_has_tables(conn).await? {

@@ -138,6 +138,19 @@ pub struct Report {
     pub dry_run: Option<Vec<PlannedPart>>,
 }
 
+/// What `plan_run` decided, before anything was written.
+struct Planned<'s> {
+    report: Report,
+    history: Vec<Applied>,
+    hooks: plan::Hooks<'s>,
+    versioned: Vec<plan::Prepared<'s>>,
+    repeatable: Vec<plan::Prepared<'s>>,
+    /// The history table existed (so it need not be created).
+    had_table: bool,
+    /// Baseline-on-migrate's version, when due.
+    baseline: Option<Version>,
+}
+
 pub struct Migrator<'a> {
     db: &'a Database,
     set: MigrationSet,
@@ -519,26 +532,42 @@ impl<'a> Migrator<'a> {
             let mut conn = self.db.checkout(op).await?;
             let planned = self
                 .plan_run(&mut conn, target.as_ref(), out_of_order)
-                .await;
-            let (mut report, _, hooks, versioned, repeatable) =
-                planned.map_err(|e| self.fail(e, op))?;
-            report.applied = versioned
+                .await
+                .map_err(|e| self.fail(e, op))?;
+            let mut report = planned.report;
+            report.applied = planned
+                .versioned
                 .iter()
                 .filter_map(|p| p.version.map(|v| v.label()))
                 .collect();
-            report.repeatable = repeatable.iter().map(|p| p.file.script.clone()).collect();
-            report.dry_run = Some(plan::dry_run_parts(&hooks, &versioned, &repeatable));
+            report.repeatable = planned
+                .repeatable
+                .iter()
+                .map(|p| p.file.script.clone())
+                .collect();
+            report.dry_run = Some(plan::dry_run_parts(
+                &planned.hooks,
+                &planned.versioned,
+                &planned.repeatable,
+            ));
             return Ok(report);
         }
         self.locked(op, async |conn| {
-            let (mut report, mut history, hooks, versioned, repeatable) =
-                self.plan_run(conn, target.as_ref(), out_of_order).await?;
+            let Planned {
+                mut report,
+                mut history,
+                hooks,
+                versioned,
+                repeatable,
+                had_table,
+                baseline,
+            } = self.plan_run(conn, target.as_ref(), out_of_order).await?;
             // Only now, with every file prepared, is anything written.
-            self.table.create(conn).await?;
-            if let Some(label) = &report.baselined {
-                history.retain(|a| a.installed_rank != 0);
-                let version = Version::parse(label)
-                    .ok_or_else(|| migration_error(format!("baseline version {label} does not parse")))?;
+            if !had_table {
+                self.table.create(conn).await?;
+            }
+            if let Some(version) = baseline {
+                history.retain(|a| a.installed_rank != 0); // the provisional row
                 let row = self
                     .insert_baseline(conn, &version, baseline::DEFAULT_DESCRIPTION, &history)
                     .await?;
@@ -583,22 +612,24 @@ impl<'a> Migrator<'a> {
     /// Everything a run decides before it writes: the history as it is (or
     /// would be after baseline-on-migrate, whose row is provisional with
     /// rank 0), validation, and every file prepared.
-    #[allow(clippy::type_complexity)]
     async fn plan_run(
         &self,
         conn: &mut Connection,
         target: Option<&Version>,
         out_of_order: bool,
-    ) -> Result<(
-        Report,
-        Vec<Applied>,
-        plan::Hooks<'_>,
-        Vec<plan::Prepared<'_>>,
-        Vec<plan::Prepared<'_>>,
-    )> {
+    ) -> Result<Planned<'_>> {
         let mut report = Report::default();
-        let baseline = self.baseline_due(conn).await?;
-        let mut history = self.history(conn).await?;
+        let had_table = self.table.exists(conn).await?;
+        let baseline = if had_table {
+            None
+        } else {
+            self.baseline_due(conn).await?
+        };
+        let mut history = if had_table {
+            self.table.read(conn).await?
+        } else {
+            Vec::new()
+        };
         if let Some(version) = &baseline {
             history.push(self.baseline_row(version));
             report.baselined = Some(version.label());
@@ -607,7 +638,15 @@ impl<'a> Migrator<'a> {
         self.check(&history, out_of_order)?;
         self.target_check(&history, target)?;
         let (hooks, versioned, repeatable) = self.prepare_run(&history, target)?;
-        Ok((report, history, hooks, versioned, repeatable))
+        Ok(Planned {
+            report,
+            history,
+            hooks,
+            versioned,
+            repeatable,
+            had_table,
+            baseline,
+        })
     }
 
     /// A target below the current version is an error (use rollback).
