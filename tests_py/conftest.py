@@ -251,6 +251,31 @@ def bsessions(env: Env, backend: Backend) -> Iterator[Callable[[str], int]]:
 
 
 @pytest.fixture
+def pg_database(env: Env, pg_url: str) -> Iterator[Callable[[], str]]:
+    """Make fresh PostgreSQL databases owned by the test user: each call
+    returns a new database's name. They are created and dropped by the
+    superuser, so the forced drop may end any session in them — autovacuum's
+    included, which the test user may not end (SQLSTATE 42501)."""
+    superuser = env.manager(
+        env.database(url=os.environ["DBFLOW_TEST_POSTGRES_ADMIN_URL"], pool_size=1)
+    )
+    owner = urllib.parse.urlsplit(pg_url).username
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"test_db_{os.getpid()}_{next(_counter)}"
+        superuser.execute_query(f"CREATE DATABASE {name} OWNER {owner}")
+        made.append(name)
+        return name
+
+    yield make
+    dbflow.dispose_all()
+    for name in made:
+        superuser.execute_query(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    superuser.dispose()
+
+
+@pytest.fixture
 def fresh_url(env, backend: Backend) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A new, empty database on the backend's server, dropped afterwards
     (on PostgreSQL by the superuser over a direct connection, so the forced

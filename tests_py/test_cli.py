@@ -25,21 +25,12 @@ def dbflow_cli(
 
 
 @pytest.fixture
-def setup(env, tmp_path: Path, pg_url: str):  # type: ignore[no-untyped-def]
-    import dbflow
-
-    admin = env.manager(env.database(pool_size=1, max_overflow=0))
-    name = f"dbflow_cli_{os.getpid()}"
-    admin.execute_query(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.execute_query(f"CREATE DATABASE {name}")
+def setup(env, tmp_path: Path, pg_url: str, pg_database):  # type: ignore[no-untyped-def]
     from backends import with_database
 
-    env.database("clidb", url=with_database(pg_url, name), auto_migrate="off")
+    env.database("clidb", url=with_database(pg_url, pg_database()), auto_migrate="off")
     root = tmp_path / "migrations"
     yield env.root, root
-    dbflow.dispose_all()
-    admin.execute_query(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
 
 
 def test_new_migrate_info_validate_undo_repair(setup) -> None:  # type: ignore[no-untyped-def]

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,16 +28,9 @@ def bouncer() -> Backend:
 
 
 @pytest.fixture
-def events_db(admin: dbflow.DatabaseManager, bouncer: Backend) -> Iterator[str]:
-    """A fresh database with an `events` table; its PgBouncer URL."""
-    database = f"test_bouncer_{uuid.uuid4().hex[:8]}"
-    admin.execute_query(f"CREATE DATABASE {database}")
-    try:
-        url = with_database(bouncer.url, database)
-        yield url
-    finally:
-        dbflow.dispose_all()
-        admin.execute_query(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+def events_db(pg_database, bouncer: Backend) -> str:  # type: ignore[no-untyped-def]
+    """A fresh database; its PgBouncer URL."""
+    return with_database(bouncer.url, pg_database())
 
 
 # Each client thread runs statements of several shapes (so names collide if

@@ -99,11 +99,11 @@ def test_many_workers_write_exactly_once_within_their_pools(
     tmp_path: Path,
     pg_url: str,
     admin,  # type: ignore[no-untyped-def]
+    pg_database,
 ) -> None:
     from backends import with_database
 
-    database = f"test_workers_{uuid.uuid4().hex[:8]}"
-    admin.execute_query(f"CREATE DATABASE {database}")
+    database = pg_database()
     app = f"dbflow_workers_{uuid.uuid4().hex[:8]}"
     envs = tmp_path / "envs"
     envs.mkdir()
@@ -164,4 +164,3 @@ def test_many_workers_write_exactly_once_within_their_pools(
             if p.poll() is None:
                 p.kill()
         dbflow.dispose_all()
-        admin.execute_query(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
