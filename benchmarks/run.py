@@ -34,10 +34,20 @@ HERE = Path(__file__).resolve().parent
 # One event loop for the asyncio contestants, current for the whole run.
 LOOP = asyncio.new_event_loop()
 asyncio.set_event_loop(LOOP)
-SIZES = {"select1": 2000, "pk": 2000, "per_row": 1000, "many": 10_000, "threads": 8 * 400}
+SIZES = {
+    "select1": 2000,
+    "pk": 2000,
+    "per_row": 1000,
+    "many": 10_000,
+    "bulk_dicts": 10_000,
+    "bulk_tuples": 10_000,
+    "threads": 8 * 400,
+}
+SELECT1 = "SELECT 1 AS one"
 FETCH = "SELECT id, amount, label, created_at, active, payload, ref FROM bench_items ORDER BY id"
 PK = "SELECT id, amount, label, created_at, active, payload, ref FROM bench_items WHERE id = {}"
-INSERT_COLS = "(id, amount, label, created_at, active, payload, ref)"
+COLUMN_NAMES = ["id", "amount", "label", "created_at", "active", "payload", "ref"]
+INSERT_COLS = f"({', '.join(COLUMN_NAMES)})"
 DBFLOW_ROW = "(:id, :amount, :label, :created_at, :active, :payload::jsonb, :ref)"
 SQLALCHEMY_ROW = "(:id, :amount, :label, :created_at, :active, CAST(:payload AS jsonb), :ref)"
 PSYCOPG_ROW = (
@@ -62,6 +72,15 @@ def rows(n: int, offset: int = 0) -> list[dict[str, Any]]:
 
 
 # ---- contestants -------------------------------------------------------------
+#
+# Every workload returns what it read (the number of `SELECT 1`s answered,
+# the sum of the ids the lookups found, the rows fetched), so that `measure`
+# can check each sample outside the timed region; writes are checked
+# against the table.
+
+
+def one_tuple(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["id"], r["amount"], r["label"], r["created_at"], r["active"], r["payload"], r["ref"])
 
 
 class Dbflow:
@@ -77,15 +96,13 @@ class Dbflow:
         )
         self.db = dbflow.DatabaseManager("bench", config=dbflow.ConfigManager("bench", envs_dir=d))
 
-    def select1(self, n: int) -> None:
+    def select1(self, n: int) -> int:
         q = self.db.execute_query
-        for _ in range(n):
-            q("SELECT 1")
+        return sum(q(SELECT1)[0]["one"] for _ in range(n))
 
-    def pk(self, n: int) -> None:
+    def pk(self, n: int) -> int:
         q = self.db.execute_query
-        for i in range(n):
-            q(PK.format(":id"), {"id": i % 1000})
+        return sum(q(PK.format(":id"), {"id": i % 1000})[0]["id"] for i in range(n))
 
     def fetch(self) -> Any:
         return self.db.execute_query(FETCH)
@@ -102,17 +119,22 @@ class Dbflow:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {DBFLOW_ROW}"
         self.db.execute_many(sql, data)
 
-    def bulk(self, table: str, data: list[dict[str, Any]]) -> None:
+    def bulk_dicts(self, table: str, data: list[dict[str, Any]]) -> None:
         self.db.bulk_insert(table, data)
 
-    def threads(self, n: int) -> None:
+    def bulk_tuples(self, table: str, data: list[tuple[Any, ...]]) -> None:
+        self.db.bulk_insert(table, data, columns=COLUMN_NAMES)
+
+    def threads(self, n: int) -> int:
         q = self.db.execute_query
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: q(PK.format(":id"), {"id": i % 1000}), range(n)))
+            return sum(pool.map(lambda i: q(PK.format(":id"), {"id": i % 1000})[0]["id"], range(n)))
 
 
 class Replaced:
-    """The design dbflow replaces: SQLAlchemy 2, QueuePool 5+10, pre-ping, psycopg2."""
+    """The design dbflow replaces: SQLAlchemy 2, QueuePool 5+10, pre-ping,
+    psycopg2; for bulk loads what its users write: psycopg2's `copy_expert`
+    of CSV text on the engine's raw connection."""
 
     name = "sqlalchemy+psycopg2"
 
@@ -135,22 +157,20 @@ class Replaced:
             conn.commit()
             return [dict(row._mapping) for row in result.fetchall()] if result.returns_rows else []
 
-    def select1(self, n: int) -> None:
-        for _ in range(n):
-            self._q("SELECT 1")
+    def select1(self, n: int) -> int:
+        return sum(self._q(SELECT1)[0]["one"] for _ in range(n))
 
-    def pk(self, n: int) -> None:
-        for i in range(n):
-            self._q(PK.format(":id"), {"id": i % 1000})
+    def pk(self, n: int) -> int:
+        return sum(self._q(PK.format(":id"), {"id": i % 1000})[0]["id"] for i in range(n))
 
-    def fetch(self) -> int:
-        return len(self._q(FETCH))
+    def fetch(self) -> list[dict[str, Any]]:
+        return self._q(FETCH)
 
-    def fetch_tuples(self) -> int:
+    def fetch_tuples(self) -> Any:
         with self.engine.connect() as conn:
             rows = conn.execute(self.text(FETCH)).fetchall()  # Row objects are tuples
             conn.commit()
-            return len(rows)
+            return rows
 
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {SQLALCHEMY_ROW}"
@@ -162,9 +182,32 @@ class Replaced:
         with self.engine.begin() as conn:
             conn.execute(self.text(sql), data)
 
-    def threads(self, n: int) -> None:
+    def _copy_csv(self, table: str, rows: Any) -> None:
+        import csv
+        import io
+
+        text = io.StringIO()
+        csv.writer(text).writerows(rows)
+        text.seek(0)
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.copy_expert(f"COPY {table} {INSERT_COLS} FROM STDIN (FORMAT csv)", text)
+            raw.commit()
+        finally:
+            raw.close()
+
+    def bulk_dicts(self, table: str, data: list[dict[str, Any]]) -> None:
+        self._copy_csv(table, (one_tuple(r) for r in data))
+
+    def bulk_tuples(self, table: str, data: list[tuple[Any, ...]]) -> None:
+        self._copy_csv(table, data)
+
+    def threads(self, n: int) -> int:
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: self._q(PK.format(":id"), {"id": i % 1000}), range(n)))
+            return sum(
+                pool.map(lambda i: self._q(PK.format(":id"), {"id": i % 1000})[0]["id"], range(n))
+            )
 
 
 class Psycopg3:
@@ -188,22 +231,20 @@ class Psycopg3:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
-    def select1(self, n: int) -> None:
-        for _ in range(n):
-            self._q("SELECT 1")
+    def select1(self, n: int) -> int:
+        return sum(self._q(SELECT1)[0]["one"] for _ in range(n))
 
-    def pk(self, n: int) -> None:
-        for i in range(n):
-            self._q(PK.format("%s"), (i % 1000,))
+    def pk(self, n: int) -> int:
+        return sum(self._q(PK.format("%s"), (i % 1000,))[0]["id"] for i in range(n))
 
-    def fetch(self) -> int:
-        return len(self._q(FETCH))
+    def fetch(self) -> list[dict[str, Any]]:
+        return self._q(FETCH)
 
-    def fetch_tuples(self) -> int:
+    def fetch_tuples(self) -> Any:
         from psycopg.rows import tuple_row
 
         with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            return len(cur.execute(FETCH).fetchall())
+            return cur.execute(FETCH).fetchall()
 
     def per_row(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {PSYCOPG_ROW}"
@@ -215,25 +256,21 @@ class Psycopg3:
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(sql, data)
 
-    def copy(self, table: str, data: list[dict[str, Any]]) -> None:
+    def _copy(self, table: str, rows: Any) -> None:
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             with cur.copy(f"COPY {table} {INSERT_COLS} FROM STDIN") as copy:
-                for r in data:
-                    copy.write_row(
-                        (
-                            r["id"],
-                            r["amount"],
-                            r["label"],
-                            r["created_at"],
-                            r["active"],
-                            r["payload"],
-                            r["ref"],
-                        )
-                    )
+                for r in rows:
+                    copy.write_row(r)
 
-    def threads(self, n: int) -> None:
+    def bulk_dicts(self, table: str, data: list[dict[str, Any]]) -> None:
+        self._copy(table, (one_tuple(r) for r in data))
+
+    def bulk_tuples(self, table: str, data: list[tuple[Any, ...]]) -> None:
+        self._copy(table, data)
+
+    def threads(self, n: int) -> int:
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: self._q(PK.format("%s"), (i % 1000,)), range(n)))
+            return sum(pool.map(lambda i: self._q(PK.format("%s"), (i % 1000,))[0]["id"], range(n)))
 
 
 class Asyncpg:
@@ -244,12 +281,15 @@ class Asyncpg:
 
         async def parse_json(conn: Any) -> None:
             # asyncpg alone returns jsonb as str; every other contestant
-            # returns parsed JSON, so give it the codec its docs recommend.
+            # returns parsed JSON, so give it the codec its docs describe,
+            # in the binary form (version byte 1, then the text) that its
+            # binary COPY (copy_records_to_table) needs.
             await conn.set_type_codec(
                 "jsonb",
                 schema="pg_catalog",
-                decoder=json.loads,
-                encoder=lambda v: v if isinstance(v, str) else json.dumps(v),
+                format="binary",
+                decoder=lambda b: json.loads(b[1:]),
+                encoder=lambda v: b"\x01" + (v if isinstance(v, str) else json.dumps(v)).encode(),
             )
 
         self.loop = LOOP
@@ -260,35 +300,42 @@ class Asyncpg:
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
-    def select1(self, n: int) -> None:
-        async def go() -> None:
+    def select1(self, n: int) -> int:
+        async def go() -> int:
+            seen = 0
             for _ in range(n):
                 async with self.pool.acquire() as c:
-                    [dict(r) for r in await c.fetch("SELECT 1")]
+                    found = [dict(r) for r in await c.fetch(SELECT1)]
+                    seen += found[0]["one"]
+            return seen
 
-        self.run(go())
+        return int(self.run(go()))
 
-    def pk(self, n: int) -> None:
-        async def go() -> None:
+    def pk(self, n: int) -> int:
+        async def go() -> int:
+            total = 0
             for i in range(n):
                 async with self.pool.acquire() as c:
-                    [dict(r) for r in await c.fetch(PK.format("$1"), i % 1000)]
-
-        self.run(go())
-
-    def fetch(self) -> int:
-        async def go() -> int:
-            async with self.pool.acquire() as c:
-                return len([dict(r) for r in await c.fetch(FETCH)])
+                    found = [dict(r) for r in await c.fetch(PK.format("$1"), i % 1000)]
+                    total += found[0]["id"]
+            return total
 
         return int(self.run(go()))
 
-    def fetch_tuples(self) -> int:
-        async def go() -> int:
+    def fetch(self) -> list[dict[str, Any]]:
+        async def go() -> list[dict[str, Any]]:
             async with self.pool.acquire() as c:
-                return len(await c.fetch(FETCH))  # Records are tuple-like
+                return [dict(r) for r in await c.fetch(FETCH)]
 
-        return int(self.run(go()))
+        result: list[dict[str, Any]] = self.run(go())
+        return result
+
+    def fetch_tuples(self) -> Any:
+        async def go() -> Any:
+            async with self.pool.acquire() as c:
+                return await c.fetch(FETCH)  # Records are tuple-like
+
+        return self.run(go())
 
     def many(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)"
@@ -300,21 +347,35 @@ class Asyncpg:
 
         self.run(go())
 
-    def threads(self, n: int) -> None:
-        async def one(i: int) -> None:
-            async with self.pool.acquire() as c:
-                [dict(r) for r in await c.fetch(PK.format("$1"), i % 1000)]
-
+    def _copy(self, table: str, records: Any) -> None:
         async def go() -> None:
-            sem = asyncio.Semaphore(8)
-
-            async def bounded(i: int) -> None:
-                async with sem:
-                    await one(i)
-
-            await asyncio.gather(*(bounded(i) for i in range(n)))
+            async with self.pool.acquire() as c:
+                await c.copy_records_to_table(table, records=records, columns=COLUMN_NAMES)
 
         self.run(go())
+
+    def bulk_dicts(self, table: str, data: list[dict[str, Any]]) -> None:
+        self._copy(table, [one_tuple(r) for r in data])
+
+    def bulk_tuples(self, table: str, data: list[tuple[Any, ...]]) -> None:
+        self._copy(table, data)
+
+    def threads(self, n: int) -> int:
+        async def one(i: int) -> int:
+            async with self.pool.acquire() as c:
+                found = [dict(r) for r in await c.fetch(PK.format("$1"), i % 1000)]
+                return int(found[0]["id"])
+
+        async def go() -> int:
+            sem = asyncio.Semaphore(8)
+
+            async def bounded(i: int) -> int:
+                async with sem:
+                    return await one(i)
+
+            return sum(await asyncio.gather(*(bounded(i) for i in range(n))))
+
+        return int(self.run(go()))
 
 
 class Psqlpy:
@@ -329,35 +390,39 @@ class Psqlpy:
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
-    def select1(self, n: int) -> None:
-        async def go() -> None:
+    def select1(self, n: int) -> int:
+        async def go() -> int:
+            seen = 0
             for _ in range(n):
                 async with self.pool.acquire() as conn:
-                    (await conn.execute("SELECT 1")).result()
+                    seen += (await conn.execute(SELECT1)).result()[0]["one"]
+            return seen
 
-        self.run(go())
+        return int(self.run(go()))
 
-    def pk(self, n: int) -> None:
-        async def go() -> None:
+    def pk(self, n: int) -> int:
+        async def go() -> int:
+            total = 0
             for i in range(n):
                 async with self.pool.acquire() as conn:
-                    (await conn.execute(PK.format("$1"), [i % 1000])).result()
-
-        self.run(go())
-
-    def fetch(self) -> int:
-        async def go() -> int:
-            async with self.pool.acquire() as conn:
-                return len((await conn.execute(FETCH)).result())
+                    total += (await conn.execute(PK.format("$1"), [i % 1000])).result()[0]["id"]
+            return total
 
         return int(self.run(go()))
 
-    def fetch_tuples(self) -> int:
-        async def go() -> int:
+    def fetch(self) -> Any:
+        async def go() -> Any:
             async with self.pool.acquire() as conn:
-                return len((await conn.execute(FETCH)).result(as_tuple=True))
+                return (await conn.execute(FETCH)).result()
 
-        return int(self.run(go()))
+        return self.run(go())
+
+    def fetch_tuples(self) -> Any:
+        async def go() -> Any:
+            async with self.pool.acquire() as conn:
+                return (await conn.execute(FETCH)).result(as_tuple=True)
+
+        return self.run(go())
 
 
 CONTESTANTS: list[Callable[[str], Any]] = [Replaced, Dbflow, Psycopg3, Asyncpg, Psqlpy]
@@ -397,13 +462,24 @@ def drop(url: str, table: str) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def timed(fn: Callable[[], Any]) -> float:
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+    out = fn()
+    return time.perf_counter() - started, out
 
 
-WORKLOADS = ["select1", "pk", "fetch", "fetch_tuples", "per_row", "many", "bulk", "copy", "threads"]
+WORKLOADS = [
+    "select1",
+    "pk",
+    "fetch",
+    "fetch_tuples",
+    "per_row",
+    "many",
+    "bulk_dicts",
+    "bulk_tuples",
+    "threads",
+]
+WRITES = ("per_row", "many", "bulk_dicts", "bulk_tuples")
 LABELS = {
     "select1": f"SELECT 1 round trip ({SIZES['select1']} calls)",
     "pk": f"primary-key lookup ({SIZES['pk']} calls)",
@@ -411,36 +487,94 @@ LABELS = {
     "fetch_tuples": "the same rows as tuples (records, rows)",
     "per_row": f"insert one call per row ({SIZES['per_row']} rows)",
     "many": f"execute_many ({SIZES['many']} rows)",
-    "bulk": f"bulk_insert ({SIZES['many']} rows)",
-    "copy": f"raw COPY ({SIZES['many']} rows)",
+    "bulk_dicts": f"bulk load, rows as dicts ({SIZES['many']} rows; dbflow `bulk_insert`, "
+    "the peers' COPY)",
+    "bulk_tuples": f"bulk load, rows as tuples ({SIZES['many']} rows)",
     "threads": f"8 threads × PK lookups ({SIZES['threads']} total)",
 }
 
+# ---- every sample checked ---------------------------------------------------------
+
+WRITE_OFFSET = 1_000_000
+# Every value of every written row, recomputed by the server from its id.
+WRITTEN = """
+SELECT count(*) AS n,
+       count(*) FILTER (WHERE amount = (id - {o}) / 100.0
+           AND label = 'label ' || (id - {o})
+           AND created_at = TIMESTAMPTZ '2026-01-01 00:00:00+00' + (id - {o}) * INTERVAL '1 second'
+           AND active = ((id - {o}) % 2 = 0)
+           AND payload = jsonb_build_object('i', id - {o}, 'tags', jsonb_build_array('a', 'b'))
+           AND ref = lpad(to_hex(id), 32, '0')::uuid) AS exact,
+       min(id) AS lo, max(id) AS hi
+FROM {table}
+"""
+
+
+def check_written(admin: Any, table: str, n: int) -> None:
+    got = admin.execute(WRITTEN.format(o=WRITE_OFFSET, table=table)).fetchone()
+    want = (n, n, WRITE_OFFSET, WRITE_OFFSET + n - 1)
+    assert tuple(got) == want, f"{table}: (rows, exact, min id, max id) {tuple(got)} != {want}"
+
+
+def expected_row(i: int) -> tuple[Any, ...]:
+    """Row `i` of bench_items as every contestant must return it."""
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=i)
+    payload = {"i": i, "tags": ["a", "b"]}
+    return (i, Decimal(i) / 100, f"label {i}", at, i % 2 == 0, payload, uuid.UUID(int=i))
+
+
+def check_read(workload: str, name: str, got: Any) -> None:
+    """What a read workload returned must be what the server holds."""
+    if workload == "select1":
+        assert got == SIZES[workload], f"{name}: {got} answers to {SIZES[workload]} SELECT 1s"
+    elif workload in ("pk", "threads"):
+        want = sum(i % 1000 for i in range(SIZES[workload]))
+        assert got == want, f"{name} {workload}: ids summed to {got}, not {want}"
+    elif workload in ("fetch", "fetch_tuples"):
+        assert len(got) == 100_000, f"{name}: fetched {len(got)} rows"
+        for i in (0, 1, 4_999, 50_000, 99_999):
+            row = got[i]
+            values = tuple(row.values()) if isinstance(row, dict) else tuple(row)
+            if workload == "fetch":
+                assert isinstance(row, dict), f"{name}: fetch gave {type(row).__name__}, not dicts"
+            if isinstance(values[6], str):  # psqlpy alone returns uuid as text (less work)
+                values = (*values[:6], uuid.UUID(values[6]))
+            assert values == expected_row(i), f"{name} {workload} row {i}: {values}"
+
 
 def measure(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
+    import psycopg
+
     players = [make(url) for make in CONTESTANTS]
     for p in players:  # warm up: connections open, statements prepared
         p.select1(20)
         p.pk(20)
     results: dict[str, dict[str, list[float]]] = {w: {} for w in WORKLOADS}
-    for r in range(rounds):
-        print(f"round {r + 1}/{rounds}", file=sys.stderr)
-        for workload in WORKLOADS:
-            for p in players:  # interleaved: every contestant once per round
-                fn = getattr(p, "copy" if workload == "copy" else workload, None)
-                if fn is None or (workload == "bulk" and not isinstance(p, Dbflow)):
-                    continue
-                if workload in ("per_row", "many", "bulk", "copy"):
-                    size = SIZES["per_row"] if workload == "per_row" else SIZES["many"]
-                    table = fresh_table(url)
-                    data = rows(size, offset=1_000_000)
-                    elapsed = timed(lambda fn=fn, table=table, data=data: fn(table, data))
-                    drop(url, table)
-                elif workload in ("fetch", "fetch_tuples"):
-                    elapsed = timed(fn)
-                else:
-                    elapsed = timed(lambda fn=fn, workload=workload: fn(SIZES[workload]))
-                results[workload].setdefault(p.name, []).append(elapsed)
+    with psycopg.connect(url, autocommit=True) as admin:
+        for r in range(rounds):
+            print(f"round {r + 1}/{rounds}", file=sys.stderr)
+            for workload in WORKLOADS:
+                for p in players:  # interleaved: every contestant once per round
+                    fn = getattr(p, workload, None)
+                    if fn is None:
+                        continue
+                    if workload in WRITES:
+                        size = SIZES[workload]
+                        table = fresh_table(url)
+                        data: Any = rows(size, offset=WRITE_OFFSET)
+                        if workload == "bulk_tuples":
+                            data = [one_tuple(r) for r in data]
+                        elapsed, _ = timed(lambda fn=fn, table=table, data=data: fn(table, data))
+                        check_written(admin, table, size)
+                        drop(url, table)
+                    elif workload in ("fetch", "fetch_tuples"):
+                        elapsed, got = timed(fn)
+                        check_read(workload, p.name, got)
+                        del got
+                    else:
+                        elapsed, got = timed(lambda fn=fn, w=workload: fn(SIZES[w]))
+                        check_read(workload, p.name, got)
+                    results[workload].setdefault(p.name, []).append(elapsed)
     return results
 
 
@@ -543,8 +677,11 @@ def migrations_time(url: str, rounds: int) -> list[float]:
         db = dbflow.DatabaseManager(
             "mig", config=dbflow.ConfigManager("bench", envs_dir=root), migrations_dir=root
         )
-        times.append(timed(db.run_migrations))
+        times.append(timed(db.run_migrations)[0])
         db.dispose()
+        with psycopg.connect(target) as conn:
+            bumped = conn.execute("SELECT n FROM counter").fetchone()
+        assert bumped == (199,), f"200 migrations left the counter at {bumped}, not 199"
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {database} WITH (FORCE)")
     return times

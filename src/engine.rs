@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Statement;
 use crate::config::{AutoMigrate, DatabaseConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::feed::RowFeed;
 use crate::migrate::Migrator;
 use crate::pool::registry::{self, SharedPool};
 use crate::pool::{PoolStatus, PooledConnection};
@@ -395,13 +396,14 @@ impl Database {
         Ok(rx)
     }
 
-    /// Load `rows` into `table` with the server's bulk path; all or nothing.
-    /// `columns`: the rows' column order (`None`: all of the table's columns).
+    /// Load the feed's rows into `table` with the server's bulk path; all or
+    /// nothing. `columns`: the rows' column order (`None`: all of the
+    /// table's columns).
     pub async fn bulk_insert(
         &self,
         table: &str,
         columns: Option<Vec<String>>,
-        rows: &[Vec<Value>],
+        mut feed: RowFeed,
     ) -> Result<u64> {
         let started = Instant::now();
         let result = async {
@@ -410,7 +412,7 @@ impl Database {
                 Some(c) => c,
                 None => conn.table_columns(table).await?,
             };
-            conn.bulk_insert(table, &columns, rows).await
+            conn.bulk_insert(table, &columns, &mut feed).await
         }
         .await
         .map_err(|e| self.fail(e, "bulk_insert"));
@@ -418,18 +420,18 @@ impl Database {
     }
 
     /// Many parameter sets for one statement, all in one transaction.
-    pub async fn execute_many(&self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+    pub async fn execute_many(&self, sql: &ParsedSql, feed: RowFeed) -> Result<u64> {
         let started = Instant::now();
-        let result = self.execute_many_inner(sql, rows).await;
+        let result = self.execute_many_inner(sql, feed).await;
         self.observe(started, result, |_| 0)
     }
 
-    async fn execute_many_inner(&self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+    async fn execute_many_inner(&self, sql: &ParsedSql, mut feed: RowFeed) -> Result<u64> {
         let mut conn = self.connection("execute_many").await?;
         conn.begin()
             .await
             .map_err(|e| self.fail(e, "execute_many"))?;
-        match conn.execute_many(sql, rows).await {
+        match conn.execute_many(sql, &mut feed).await {
             Ok(n) => {
                 conn.commit()
                     .await
@@ -590,10 +592,10 @@ impl Transaction {
         r.map_err(|e| self.fail(e, "transaction.execute_query"))
     }
 
-    pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+    pub async fn execute_many(&mut self, sql: &ParsedSql, mut feed: RowFeed) -> Result<u64> {
         let started = Instant::now();
         let conn = self.conn("transaction.execute_many")?;
-        let r = conn.execute_many(sql, rows).await;
+        let r = conn.execute_many(sql, &mut feed).await;
         let r = observe(conn.metrics(), started, r, |_| 0);
         r.map_err(|e| self.fail(e, "transaction.execute_many"))
     }

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod metrics;
 pub mod migrate;
 pub mod pool;

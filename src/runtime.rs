@@ -142,6 +142,14 @@ pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
     }
 }
 
+/// Poll `fut` once inside `rt`'s context without waiting: lets it send what
+/// it can between two pieces of the caller's own work. A later
+/// [`block_on`] polls it again with a waker that waits.
+pub fn poll_once<F: Future + Unpin>(rt: &Runtime, fut: &mut F) -> Poll<F::Output> {
+    let _context = rt.enter();
+    std::pin::Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()))
+}
+
 fn wait_for(signal: &Signal) {
     if SPINNING.fetch_add(1, Ordering::AcqRel) < spinners_allowed() {
         let started = Instant::now();

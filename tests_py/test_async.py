@@ -73,6 +73,51 @@ def test_the_operations(env, tmp_path: Path) -> None:  # type: ignore[no-untyped
     asyncio.run(main())
 
 
+def test_long_loads_from_generators_all_or_nothing(env) -> None:  # type: ignore[no-untyped-def]
+    """The async manager hands rows to the running load as it converts them:
+    everything arrives; a bad row or the rows' own exception late in the
+    load writes nothing, and the exception is the caller's, unchanged."""
+    n = 5000
+    table = f"aio_long_{env.database()}"
+
+    class RanDry(Exception):
+        pass
+
+    def rows(bad_at: int | None = None, raise_at: int | None = None):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            if i == raise_at:
+                raise RanDry("no more rows")
+            yield {"id": i, "v": object() if i == bad_at else f"v{i}"}
+
+    async def main() -> None:
+        async with manager(env) as db:
+            await db.execute_query(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
+            insert = f"INSERT INTO {table} (id, v) VALUES (:id, :v)"
+            try:
+                for load in (
+                    lambda r: db.bulk_insert(table, r),
+                    lambda r: db.execute_many(insert, r),
+                ):
+                    with pytest.raises(dbflow.ParameterError, match=f"row {n - 3}"):
+                        await load(rows(bad_at=n - 3))
+                    with pytest.raises(RanDry, match="no more rows"):
+                        await load(rows(raise_at=n - 3))
+                    assert await db.execute_query(f"SELECT COUNT(*) AS n FROM {table}") == [
+                        {"n": 0}
+                    ]
+                    assert await load(rows()) == n
+                    got = await db.execute_query(
+                        f"SELECT COUNT(*) AS n, SUM(id) AS s, MAX(v) AS top FROM {table}"
+                    )
+                    assert got == [{"n": n, "s": n * (n - 1) // 2, "top": "v999"}]
+                    await db.execute_query(f"DELETE FROM {table}")
+                assert db.get_pool_status()["checked_out"] == 0
+            finally:
+                await db.execute_query(f"DROP TABLE {table}")
+
+    asyncio.run(main())
+
+
 def test_hundred_coroutines_without_blocking_the_loop(env) -> None:  # type: ignore[no-untyped-def]
     db = manager(env, pool_size=5, max_overflow=10)
 

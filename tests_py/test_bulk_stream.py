@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -57,6 +58,123 @@ def test_bulk_insert_is_all_or_nothing(
     with pytest.raises(dbflow.ParameterError):
         bdb.bulk_insert("bad; DROP TABLE x", [{"id": 1}])
     assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable}") == [{"n": 0}]
+
+
+LONG = 5000  # rows: several chunks are sent before the last is converted
+
+
+def long_rows(bad_at: int | None = None) -> Iterator[dict[str, object]]:
+    """Rows made one at a time (a generator); `bad_at` gets a value no
+    column takes."""
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    for i in range(LONG):
+        score: object = object() if i == bad_at else Decimal(i) / 4
+        yield {"id": i, "name": f"n{i}", "score": score, "at": at + dt.timedelta(seconds=i)}
+
+
+def long_table(bdb: dbflow.DatabaseManager, backend: Backend, table: str) -> str:
+    bdb.execute_query(
+        backend.ddl(
+            f"CREATE TABLE {table} (id {{int}} PRIMARY KEY, name {{text}}, score {{numeric}}, "
+            f"at {{timestamptz}})"
+        )
+    )
+    return f"INSERT INTO {table} (id, name, score, at) VALUES (:id, :name, :score, :at)"
+
+
+def assert_all_rows(bdb: dbflow.DatabaseManager, table: str) -> None:
+    got = bdb.execute_query(
+        f"SELECT COUNT(*) AS n, SUM(id) AS ids, SUM(score) AS scores FROM {table}"
+    )[0]
+    assert got["n"] == LONG
+    assert got["ids"] == LONG * (LONG - 1) // 2
+    assert Decimal(got["scores"]) == sum(Decimal(i) / 4 for i in range(LONG))
+    last = bdb.execute_query(f"SELECT name, at FROM {table} WHERE id = :id", {"id": LONG - 1})
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=LONG - 1)
+    assert last == [{"name": f"n{LONG - 1}", "at": at}]
+
+
+@pytest.mark.parametrize("operation", ["bulk_insert", "execute_many"])
+def test_a_generator_of_many_rows_is_loaded_whole(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str, operation: str
+) -> None:
+    insert = long_table(bdb, backend, btable)
+    if operation == "bulk_insert":
+        assert bdb.bulk_insert(btable, long_rows()) == LONG
+    else:
+        assert bdb.execute_many(insert, long_rows()) == LONG
+    assert_all_rows(bdb, btable)
+    # Tuples in `columns` order stream the same way.
+    bdb.execute_query(f"DELETE FROM {btable}")
+    tuples = (tuple(r.values()) for r in long_rows())
+    assert bdb.bulk_insert(btable, tuples, columns=["id", "name", "score", "at"]) == LONG
+    assert_all_rows(bdb, btable)
+
+
+@pytest.mark.parametrize("operation", ["bulk_insert", "execute_many"])
+def test_a_bad_row_late_in_a_long_load_writes_nothing(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str, operation: str
+) -> None:
+    """Rows are sent while later ones are still converted: a bad row near
+    the end must still undo everything sent before it."""
+    insert = long_table(bdb, backend, btable)
+    bad = LONG - 7
+    with pytest.raises(dbflow.ParameterError, match=f"row {bad}") as raised:
+        if operation == "bulk_insert":
+            bdb.bulk_insert(btable, long_rows(bad_at=bad))
+        else:
+            bdb.execute_many(insert, long_rows(bad_at=bad))
+    assert raised.value.database == bdb.database_name
+    assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable}") == [{"n": 0}]
+    # The connection that carried the load is fine (or was replaced).
+    assert bdb.execute_query("SELECT 1 AS ok") == [{"ok": 1}]
+    assert bdb.get_pool_status()["checked_out"] == 0
+    assert bdb.bulk_insert(btable, long_rows()) == LONG
+    assert_all_rows(bdb, btable)
+
+
+class Exhausted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("operation", ["bulk_insert", "execute_many"])
+def test_the_rows_own_exception_is_raised_unchanged_and_nothing_is_written(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str, operation: str
+) -> None:
+    insert = long_table(bdb, backend, btable)
+
+    def failing() -> Iterator[dict[str, object]]:
+        for i, row in enumerate(long_rows()):
+            if i == LONG - 100:
+                raise Exhausted("the source ran dry")
+            yield row
+
+    with pytest.raises(Exhausted, match="the source ran dry"):
+        if operation == "bulk_insert":
+            bdb.bulk_insert(btable, failing())
+        else:
+            bdb.execute_many(insert, failing())
+    assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable}") == [{"n": 0}]
+    assert bdb.get_pool_status()["checked_out"] == 0
+
+
+def test_a_load_the_server_refuses_at_once_stops_reading_the_rows(
+    bdb: dbflow.DatabaseManager, backend: Backend
+) -> None:
+    """A missing table fails on the first chunk: the rest of the rows are
+    not converted (a generator is not drained)."""
+    taken = 0
+
+    def counted() -> Iterator[tuple[int]]:
+        nonlocal taken
+        for i in range(100_000):
+            taken += 1
+            yield (i,)
+
+    with pytest.raises(dbflow.DatabaseError):
+        bdb.bulk_insert("no_such_table_here", counted(), columns=["id"])
+    assert 0 < taken < 100_000
+    assert bdb.get_pool_status()["checked_out"] == 0
 
 
 def test_iter_query_streams_every_row(

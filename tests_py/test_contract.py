@@ -15,6 +15,7 @@ import urllib.parse
 import uuid
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from backends import Backend
@@ -147,6 +148,28 @@ def test_values_round_trip_through_typed_columns(
     got = bdb.execute_query(f"SELECT {names} FROM {btable}")[0]
     assert got == row
     assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in row.items()}
+
+
+def test_datetimes_of_any_tzinfo_keep_their_instant(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    """zoneinfo (and dateutil, pendulum) zones are not fixed offsets: the
+    offset is the one the datetime itself reports, summer and winter."""
+    berlin = ZoneInfo("Europe/Berlin")
+    values = [
+        dt.datetime(2026, 7, 1, 12, 0, 0, 250000, tzinfo=berlin),  # +02:00
+        dt.datetime(2026, 1, 1, 12, 0, tzinfo=berlin),  # +01:00
+        dt.datetime(2026, 3, 29, 1, 30, tzinfo=ZoneInfo("America/St_Johns")),  # -03:30
+        dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45))),
+    ]
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}}, at {{timestamptz}})"))
+    insert = f"INSERT INTO {btable} (id, at) VALUES (:id, :at)"
+    bdb.execute_query(insert, {"id": 0, "at": values[0]})
+    bdb.execute_many(insert, [{"id": i, "at": v} for i, v in enumerate(values) if i in (1, 2)])
+    bdb.bulk_insert(btable, [{"id": 3, "at": values[3]}])
+    got = bdb.execute_query(f"SELECT id, at FROM {btable} ORDER BY id")
+    assert [r["at"] for r in got] == values  # aware datetimes compare as instants
+    assert [r["at"] - v for r, v in zip(got, values, strict=True)] == [dt.timedelta(0)] * 4
 
 
 def test_execute_many_is_one_transaction(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{DatabaseConfig, DatabaseType};
 use crate::error::{Error, ErrorKind, Result};
+use crate::feed::RowFeed;
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 use rows::{BatchFn, Destination};
@@ -294,9 +295,9 @@ impl Connection {
         &mut self,
         table: &str,
         columns: &[String],
-        rows: &[Vec<Value>],
+        feed: &mut RowFeed,
     ) -> Result<u64> {
-        on_driver!(self, c => c.bulk_insert(table, columns, rows).await)
+        on_driver!(self, c => c.bulk_insert(table, columns, feed).await)
     }
 
     /// The columns of a table, in order (for `bulk_insert` of tuples).
@@ -310,8 +311,8 @@ impl Connection {
     }
 
     /// The same statement for many parameter sets; returns rows affected.
-    pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
-        on_driver!(self, c => c.execute_many(sql, rows).await)
+    pub async fn execute_many(&mut self, sql: &ParsedSql, feed: &mut RowFeed) -> Result<u64> {
+        on_driver!(self, c => c.execute_many(sql, feed).await)
     }
 
     /// Run parameterless SQL text as written (a migration statement or a

@@ -13,17 +13,17 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3_async_runtimes::generic::{ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
 
-use super::arguments::{
-    bulk_rows, deadline_arg, many_values, open_database, statement, statements,
-};
+use super::arguments::{deadline_arg, open_database, statement, statements};
 use super::config::PyConfigManager;
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
+use super::feed::{reraise, start_fed, RowSource};
 use super::health::health_dict;
 use super::reports::{baseline_dict, migration_status_dict, pool_status_dict, report_dict};
 use crate::config::ConfigManager;
 use crate::engine::{Database, Health, Transaction};
 use crate::error::{Error, ErrorKind, Result};
+use crate::feed::RowFeed;
 use crate::migrate::Migrator;
 use crate::value::Rows;
 
@@ -87,12 +87,26 @@ where
     F: Future<Output = Result<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
+    awaitable_raising(py, fut, to_pyerr)
+}
+
+/// [`awaitable`] with the error made Python's by `raise` (the caller's own
+/// exception from its rows, for `execute_many` and `bulk_insert`).
+fn awaitable_raising<'py, F, T>(
+    py: Python<'py>,
+    fut: F,
+    raise: impl FnOnce(Error) -> PyErr + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
     crate::runtime::runtime().py_result()?;
     // Events of this work are logged in the awaiting coroutine's context
     // (its Prefect run), though they happen on runtime threads.
     let fut = tracing::Instrument::instrument(fut, super::logging::caller_span(py));
     pyo3_async_runtimes::generic::future_into_py::<DbflowRuntime, _, T>(py, async move {
-        fut.await.map_err(to_pyerr)
+        fut.await.map_err(raise)
     })
 }
 
@@ -272,15 +286,14 @@ impl PyAsyncDatabaseManager {
         seq_of_params: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let parsed = crate::sql::parse(sql, self.db.dialect());
-        let rows = many_values(&self.db, &parsed, seq_of_params, "execute_many").py_result()?;
-        let db = self.db.clone();
-        awaitable(py, async move {
-            if rows.is_empty() {
-                Ok(0)
-            } else {
-                db.execute_many(&parsed, &rows).await
-            }
-        })
+        let source =
+            RowSource::params(&self.db, &parsed, seq_of_params, "execute_many").py_result()?;
+        let started = start_fed(source, |feed, _, raised| {
+            let (db, parsed) = (self.db.clone(), parsed.clone());
+            let fut = async move { db.execute_many(&parsed, feed).await };
+            awaitable_raising(py, fut, move |e| reraise(&raised, e))
+        })?;
+        started.map_or_else(|| awaitable(py, async { Ok(0u64) }), Ok)
     }
 
     fn execute_transaction<'py>(
@@ -303,15 +316,13 @@ impl PyAsyncDatabaseManager {
         rows: &Bound<'py, PyAny>,
         columns: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (columns, values) = bulk_rows(&self.db, rows, columns).py_result()?;
-        let db = self.db.clone();
-        awaitable(py, async move {
-            if values.is_empty() {
-                Ok(0)
-            } else {
-                db.bulk_insert(&table, columns, &values).await
-            }
-        })
+        let source = RowSource::bulk(&self.db, rows, columns).py_result()?;
+        let started = start_fed(source, |feed, columns, raised| {
+            let db = self.db.clone();
+            let fut = async move { db.bulk_insert(&table, columns, feed).await };
+            awaitable_raising(py, fut, move |e| reraise(&raised, e))
+        })?;
+        started.map_or_else(|| awaitable(py, async { Ok(0u64) }), Ok)
     }
 
     /// An async iterator of dicts, streamed in batches with bounded memory.
@@ -540,13 +551,14 @@ impl AsyncTransaction {
         seq_of_params: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let parsed = crate::sql::parse(sql, self.db.dialect());
-        let rows = many_values(&self.db, &parsed, seq_of_params, "transaction.execute_many")
-            .py_result()?;
+        let rows = RowSource::params(&self.db, &parsed, seq_of_params, "transaction.execute_many")
+            .py_result()?
+            .collect()?;
         let (db, inner) = (self.db.clone(), self.inner.clone());
         awaitable(py, async move {
             let mut guard = inner.lock().await;
             match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => tx.execute_many(&parsed, &rows).await,
+                Some(tx) => tx.execute_many(&parsed, RowFeed::from_rows(rows)).await,
                 None => Err(not_open(&db, "transaction.execute_many")),
             }
         })

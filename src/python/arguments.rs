@@ -1,20 +1,20 @@
 //! Arguments both managers take, converted once: statements and their
-//! parameters, bulk rows, deadlines, and the constructor's configuration.
+//! parameters, deadlines, and the constructor's configuration (rows for
+//! `execute_many` and `bulk_insert`: `feed`).
 
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyTuple;
 
 use super::config::PyConfigManager;
-use super::convert::{self, params_for};
+use super::convert::params_for;
 use super::errors::{to_pyerr, IntoPyResult};
 use crate::backend::Statement;
 use crate::config::ConfigManager;
 use crate::engine::Database;
 use crate::error::{Error, Result};
-use crate::sql::{self, ParsedSql};
-use crate::value::Value;
+use crate::sql;
 
 pub(crate) fn statement(
     db: &Database,
@@ -28,30 +28,6 @@ pub(crate) fn statement(
         db.fail(e, operation)
     })?;
     Ok(Statement { sql, values })
-}
-
-pub(crate) fn many_values(
-    db: &Database,
-    sql: &ParsedSql,
-    seq: &Bound<'_, PyAny>,
-    operation: &'static str,
-) -> Result<Vec<Vec<Value>>> {
-    let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
-    let iter = seq.try_iter().map_err(|_| {
-        db.fail(
-            Error::parameter("seq_of_params must be a sequence of dicts"),
-            operation,
-        )
-    })?;
-    for (index, item) in iter.enumerate() {
-        let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), operation))?;
-        let values = params_for(sql, Some(&item)).map_err(|mut e| {
-            e.message = format!("row {index}: {}", e.message);
-            db.fail(e, operation)
-        })?;
-        out.push(values);
-    }
-    Ok(out)
 }
 
 /// `(sql, params)` tuples or bare SQL strings → statements.
@@ -94,67 +70,6 @@ pub(crate) fn statements(db: &Database, queries: &Bound<'_, PyAny>) -> Result<Ve
         out.push(statement(db, &text, params.as_ref(), op)?);
     }
     Ok(out)
-}
-
-/// Column names (when known) and the rows' values in that order.
-type BulkRows = (Option<Vec<String>>, Vec<Vec<Value>>);
-
-/// Rows for `bulk_insert`: dicts give (or must match) the column names;
-/// tuples and lists are taken in `columns` order.
-pub(crate) fn bulk_rows(
-    db: &Database,
-    rows: &Bound<'_, PyAny>,
-    columns: Option<Vec<String>>,
-) -> Result<BulkRows> {
-    let op = "bulk_insert";
-    let mut columns = columns;
-    let mut out = Vec::with_capacity(rows.len().unwrap_or(0));
-    let iter = rows.try_iter().map_err(|_| {
-        db.fail(
-            Error::parameter("rows must be a sequence of dicts or tuples"),
-            op,
-        )
-    })?;
-    for (index, row) in iter.enumerate() {
-        let row = row.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
-        if let Ok(dict) = row.cast::<PyDict>() {
-            let names =
-                columns.get_or_insert_with(|| dict.keys().iter().map(|k| k.to_string()).collect());
-            let mut values = Vec::with_capacity(names.len());
-            for name in names.iter() {
-                let item = dict
-                    .get_item(name)
-                    .map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
-                let Some(item) = item else {
-                    return Err(db.fail(
-                        Error::parameter(format!("row {index} has no value for column '{name}'")),
-                        op,
-                    ));
-                };
-                values.push(convert::to_value(name, &item).map_err(|e| db.fail(e, op))?);
-            }
-            out.push(values);
-        } else {
-            let mut values = Vec::new();
-            let items = row.try_iter().map_err(|_| {
-                db.fail(
-                    Error::parameter(format!("row {index} is neither a dict nor a tuple")),
-                    op,
-                )
-            })?;
-            for (i, item) in items.enumerate() {
-                let item = item.map_err(|e| db.fail(Error::parameter(e.to_string()), op))?;
-                let name = columns
-                    .as_ref()
-                    .and_then(|c| c.get(i))
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{i}"));
-                values.push(convert::to_value(&name, &item).map_err(|e| db.fail(e, op))?);
-            }
-            out.push(values);
-        }
-    }
-    Ok((columns, out))
 }
 
 /// The `timeout=` argument of `execute_query_with_timeout` (both managers).

@@ -74,6 +74,17 @@ pub fn to_value(name: &str, obj: &Bound<'_, PyAny>) -> Result<Value> {
     if obj.is_none() {
         return Ok(Value::Null);
     }
+    // The two library classes rows are full of, by exact type before the
+    // chain of checks below (subclasses are found at its end).
+    let ty = obj.get_type();
+    if ty.is(decimal_type(py).map_err(|e| py_err(name, e))?) {
+        return Ok(Value::Decimal(
+            obj.str().map_err(|e| py_err(name, e))?.to_string(),
+        ));
+    }
+    if ty.is(uuid_type(py).map_err(|e| py_err(name, e))?) {
+        return uuid_value(name, obj);
+    }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Value::Text(
             s.to_str().map_err(|e| py_err(name, e))?.to_owned(),
@@ -123,20 +134,8 @@ pub fn to_value(name: &str, obj: &Bound<'_, PyAny>) -> Result<Value> {
         return Ok(Value::Array(items));
     }
     // datetime is a subclass of date: test it first.
-    if obj.is_instance_of::<PyDateTime>() {
-        let has_tz = !obj
-            .getattr("tzinfo")
-            .map_err(|e| py_err(name, e))?
-            .is_none();
-        if has_tz {
-            let dt: chrono::DateTime<chrono::FixedOffset> =
-                obj.extract().map_err(|e| py_err(name, e))?;
-            return Ok(Value::DateTimeTz(dt));
-        }
-        return Ok(Value::DateTime(
-            obj.extract::<NaiveDateTime>()
-                .map_err(|e| py_err(name, e))?,
-        ));
+    if let Ok(dt) = obj.cast::<PyDateTime>() {
+        return datetime_value(name, dt);
     }
     if obj.is_instance_of::<PyDate>() {
         return Ok(Value::Date(obj.extract().map_err(|e| py_err(name, e))?));
@@ -186,18 +185,60 @@ pub fn to_value(name: &str, obj: &Bound<'_, PyAny>) -> Result<Value> {
         .is_instance(uuid_type(py).map_err(|e| py_err(name, e))?)
         .map_err(|e| py_err(name, e))?
     {
-        let bytes = obj.getattr("bytes").map_err(|e| py_err(name, e))?;
-        let bytes = bytes
-            .cast::<PyBytes>()
-            .map_err(|e| py_err(name, e.into()))?;
-        let raw: [u8; 16] = bytes
-            .as_bytes()
-            .try_into()
-            .map_err(|_| unsupported(name, obj))?;
-        return Ok(Value::Uuid(uuid::Uuid::from_bytes(raw)));
+        return uuid_value(name, obj);
     }
     // Enum members and other wrappers: psycopg2 would fail too; say so clearly.
     Err(unsupported(name, obj))
+}
+
+/// A `uuid.UUID` by its `int` slot (its `bytes` is a Python property).
+fn uuid_value(name: &str, obj: &Bound<'_, PyAny>) -> Result<Value> {
+    let int: u128 = obj
+        .getattr(intern!(obj.py(), "int"))
+        .and_then(|i| i.extract())
+        .map_err(|e| py_err(name, e))?;
+    Ok(Value::Uuid(uuid::Uuid::from_u128(int)))
+}
+
+/// A `datetime` from its fields; an aware one with the offset its own
+/// `utcoffset()` gives, so any tzinfo works (`zoneinfo`, `dateutil`,
+/// pendulum's), not only fixed offsets. A tzinfo that gives no offset makes
+/// a naive value, as Python's own arithmetic treats it.
+fn datetime_value(name: &str, dt: &Bound<'_, PyDateTime>) -> Result<Value> {
+    use pyo3::types::{PyDateAccess, PyDeltaAccess, PyTimeAccess, PyTzInfoAccess};
+    let invalid = || Error::parameter(format!("parameter :{name}: an invalid datetime"));
+    let naive =
+        chrono::NaiveDate::from_ymd_opt(dt.get_year(), dt.get_month().into(), dt.get_day().into())
+            .and_then(|d| {
+                d.and_hms_micro_opt(
+                    dt.get_hour().into(),
+                    dt.get_minute().into(),
+                    dt.get_second().into(),
+                    dt.get_microsecond(),
+                )
+            })
+            .ok_or_else(invalid)?;
+    if dt.get_tzinfo().is_none() {
+        return Ok(Value::DateTime(naive));
+    }
+    let offset = dt
+        .call_method0(intern!(dt.py(), "utcoffset"))
+        .map_err(|e| py_err(name, e))?;
+    if offset.is_none() {
+        return Ok(Value::DateTime(naive));
+    }
+    let delta = offset
+        .cast::<PyDelta>()
+        .map_err(|e| py_err(name, e.into()))?;
+    // Whole seconds: chrono's offsets (and PostgreSQL's, and SQL Server's
+    // minutes) carry no fraction; Python allows one but no zone has it.
+    let seconds = delta.get_days() * 86_400 + delta.get_seconds();
+    let zone = chrono::FixedOffset::east_opt(seconds).ok_or_else(invalid)?;
+    let aware = naive
+        .and_local_timezone(zone)
+        .single()
+        .ok_or_else(invalid)?;
+    Ok(Value::DateTimeTz(aware))
 }
 
 fn time_without_tz(obj: &Bound<'_, PyAny>) -> PyResult<chrono::NaiveTime> {
@@ -213,6 +254,21 @@ fn time_without_tz(obj: &Bound<'_, PyAny>) -> PyResult<chrono::NaiveTime> {
 /// names the statement uses are converted; a missing one is a
 /// `ParameterError` before anything is sent.
 pub fn params_for(sql: &ParsedSql, params: Option<&Bound<'_, PyAny>>) -> Result<Vec<Value>> {
+    params_keyed(sql, None, params)
+}
+
+/// The statement's parameter names as Python strings, made once for many
+/// parameter sets (their hashes are then computed once, not per lookup).
+pub fn param_keys<'py>(py: Python<'py>, sql: &ParsedSql) -> Vec<Bound<'py, PyString>> {
+    sql.names.iter().map(|n| PyString::new(py, n)).collect()
+}
+
+/// [`params_for`] with the names already made ([`param_keys`]).
+pub fn params_keyed<'py>(
+    sql: &ParsedSql,
+    keys: Option<&[Bound<'py, PyString>]>,
+    params: Option<&Bound<'py, PyAny>>,
+) -> Result<Vec<Value>> {
     let mut values = Vec::with_capacity(sql.names.len());
     if sql.names.is_empty() {
         let given = params.is_some_and(|p| !p.is_none() && p.len().is_ok_and(|n| n > 0));
@@ -230,11 +286,19 @@ pub fn params_for(sql: &ParsedSql, params: Option<&Bound<'_, PyAny>>) -> Result<
             sql.names[0], sql.names[0]
         )));
     };
+    let made;
+    let keys = match keys {
+        Some(keys) => keys,
+        None => {
+            made = param_keys(params.py(), sql);
+            &made[..]
+        }
+    };
     let dict = params.cast::<PyDict>();
-    for name in &sql.names {
+    for (name, key) in sql.names.iter().zip(keys) {
         let item = match dict {
-            Ok(d) => d.get_item(name).map_err(|e| py_err(name, e))?,
-            Err(_) => match params.get_item(name) {
+            Ok(d) => d.get_item(key).map_err(|e| py_err(name, e))?,
+            Err(_) => match params.get_item(key) {
                 Ok(v) => Some(v),
                 Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(params.py()) => None,
                 Err(_) => {

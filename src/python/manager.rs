@@ -8,12 +8,11 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::arguments::{
-    bulk_rows, deadline_arg, many_values, open_database, statement, statements,
-};
+use super::arguments::{deadline_arg, open_database, statement, statements};
 use super::config::PyConfigManager;
 use super::convert::{self, rows_to_py};
 use super::errors::{to_pyerr, IntoPyResult};
+use super::feed::{run_fed, RowSource};
 use super::health::{health_dict, metrics_dict};
 use super::reports::{baseline_dict, migration_status_dict, pool_status_dict, report_dict};
 use super::rows::RowIterator;
@@ -275,13 +274,11 @@ impl PyDatabaseManager {
         seq_of_params: &Bound<'_, PyAny>,
     ) -> PyResult<u64> {
         let started = Instant::now();
-        let parsed = sql::parse(sql, self.db.dialect());
-        let rows = many_values(&self.db, &parsed, seq_of_params, "execute_many").py_result()?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
         let db = &self.db;
-        let n = wait(py, db.execute_many(&parsed, &rows)).py_result()?;
+        let parsed = sql::parse(sql, db.dialect());
+        let source = RowSource::params(db, &parsed, seq_of_params, "execute_many").py_result()?;
+        let done = run_fed(py, source, |feed, _| db.execute_many(&parsed, feed))?;
+        let n = done.unwrap_or(0);
         log_done(db.name(), "execute_many", started, n as usize);
         Ok(n)
     }
@@ -338,12 +335,12 @@ impl PyDatabaseManager {
         columns: Option<Vec<String>>,
     ) -> PyResult<u64> {
         let started = Instant::now();
-        let (columns, values) = bulk_rows(&self.db, rows, columns).py_result()?;
-        if values.is_empty() {
-            return Ok(0);
-        }
         let db = &self.db;
-        let n = wait(py, db.bulk_insert(table, columns, &values)).py_result()?;
+        let source = RowSource::bulk(db, rows, columns).py_result()?;
+        let done = run_fed(py, source, |feed, columns| {
+            db.bulk_insert(table, columns, feed)
+        })?;
+        let n = done.unwrap_or(0);
         log_done(db.name(), "bulk_insert", started, n as usize);
         Ok(n)
     }

@@ -5,6 +5,7 @@ mod arguments;
 mod config;
 mod convert;
 mod errors;
+mod feed;
 mod health;
 mod logging;
 mod manager;

@@ -6,12 +6,14 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use super::arguments::{many_values, statement};
+use super::arguments::statement;
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
+use super::feed::RowSource;
 use super::manager::{log_done, wait};
 use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
+use crate::feed::RowFeed;
 use crate::runtime::runtime;
 use crate::sql::{self};
 
@@ -135,10 +137,13 @@ impl PyTransaction {
         seq_of_params: &Bound<'_, PyAny>,
     ) -> PyResult<u64> {
         let parsed = sql::parse(sql, self.db.dialect());
-        let rows = many_values(&self.db, &parsed, seq_of_params, "transaction.execute_many")
-            .py_result()?;
+        // All rows converted before any is sent: a bad row leaves the open
+        // transaction as it was.
+        let rows = RowSource::params(&self.db, &parsed, seq_of_params, "transaction.execute_many")
+            .py_result()?
+            .collect()?;
         self.with(py, "transaction.execute_many", |tx| {
-            Box::pin(async move { tx.execute_many(&parsed, &rows).await })
+            Box::pin(async move { tx.execute_many(&parsed, RowFeed::from_rows(rows)).await })
         })
     }
 

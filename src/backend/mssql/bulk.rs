@@ -87,6 +87,27 @@ fn type_name(column: &MetaDataColumn<'_>) -> String {
     text.strip_prefix(&name).map(str::to_owned).unwrap_or(text)
 }
 
+/// One bulk row for `targets` (the table's columns the load writes); `row`
+/// is its index, for messages.
+pub fn row(
+    targets: &[MetaDataColumn<'_>],
+    row: usize,
+    values: &[Value],
+) -> Result<tiberius::TokenRow<'static>> {
+    if values.len() != targets.len() {
+        return Err(Error::parameter(format!(
+            "bulk_insert: row {row} has {} values for {} columns",
+            values.len(),
+            targets.len()
+        )));
+    }
+    let mut token = tiberius::TokenRow::with_capacity(values.len());
+    for (value, column) in values.iter().zip(targets) {
+        token.push(cell(column, row, value)?);
+    }
+    Ok(token)
+}
+
 /// One cell of a bulk row for `column`. `row` and the column name are for
 /// messages.
 pub fn cell(column: &MetaDataColumn<'_>, row: usize, value: &Value) -> Result<ColumnData<'static>> {

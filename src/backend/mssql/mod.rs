@@ -19,6 +19,7 @@ use super::{with_backstop, Control, DialectSql, Statement};
 use crate::config::mssql::{tls_of, Encrypt, Verify};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::feed::RowFeed;
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 
@@ -281,7 +282,7 @@ impl MsConn {
         &mut self,
         table: &str,
         columns: &[String],
-        rows: &[Vec<Value>],
+        feed: &mut RowFeed,
     ) -> Result<u64> {
         for name in std::iter::once(table).chain(columns.iter().map(String::as_str)) {
             plain_name(name)?;
@@ -300,14 +301,36 @@ impl MsConn {
                     columns.len()
                 )));
             }
-            for (index, row) in rows.iter().enumerate() {
-                let mut token = tiberius::TokenRow::with_capacity(row.len());
-                for (value, column) in row.iter().zip(&targets) {
-                    token.push(bulk::cell(column, index, value)?);
+            // A row that cannot be made ends the load properly (finalize),
+            // not midway: the wire stays in step, and the transaction
+            // around it is rolled back.
+            let mut failed = None;
+            let mut index = 0;
+            'feed: loop {
+                let chunk = match feed.next_chunk().await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                for row in &chunk {
+                    match bulk::row(&targets, index, row) {
+                        Ok(token) => request.send(token).await?,
+                        Err(e) => {
+                            failed = Some(e);
+                            break 'feed;
+                        }
+                    }
+                    index += 1;
                 }
-                request.send(token).await?;
             }
-            Ok::<u64, Error>(request.finalize().await?.total())
+            let loaded = request.finalize().await;
+            match failed {
+                Some(e) => Err(e),
+                None => Ok::<u64, Error>(loaded?.total()),
+            }
         }
         .await;
         match outcome {
@@ -325,23 +348,25 @@ impl MsConn {
     /// Many parameter sets: a single-row INSERT goes as multi-row VALUES
     /// chunks (at most 1000 rows and 2100 parameters per statement, T-SQL's
     /// limits); anything else row by row.
-    pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+    pub async fn execute_many(&mut self, sql: &ParsedSql, feed: &mut RowFeed) -> Result<u64> {
         let per_row = sql.names.len();
+        let mut total = 0;
         if let (Some(template), true) = (sql.values_template(), per_row > 0) {
             let chunk = (2_099 / per_row).clamp(1, 1000);
-            let mut total = 0;
-            for part in rows.chunks(chunk) {
+            let mut part = Vec::with_capacity(chunk);
+            let mut flat: Vec<Value> = Vec::with_capacity(chunk * per_row);
+            while feed.fill(&mut part, chunk).await? {
                 let expanded = template.expand(part.len(), &sql.names);
-                let flat: Vec<Value> = part.iter().flat_map(|r| r.iter().cloned()).collect();
+                flat.clear();
+                flat.extend(part.drain(..).flatten());
                 let (text, params) = values::bind(&expanded, &flat)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
                 total += self.client.execute(text, &refs).await?.total();
             }
             return Ok(total);
         }
-        let mut total = 0;
-        for row in rows {
-            let (text, params) = values::bind(sql, row)?;
+        while let Some(row) = feed.next_row().await? {
+            let (text, params) = values::bind(sql, &row)?;
             let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
             total += self.client.execute(text, &refs).await?.total();
         }

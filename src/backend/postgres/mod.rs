@@ -19,6 +19,7 @@ use super::rows::{Destination, Read, RowBuffer};
 use super::{with_backstop, Control, DialectSql, Statement};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
+use crate::feed::RowFeed;
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 
@@ -604,17 +605,18 @@ impl PgConn {
     }
 
     /// `COPY table (columns) FROM STDIN` in PostgreSQL's binary format: one
-    /// statement, so all rows or none.
+    /// statement, so all rows or none. Each chunk of the feed is encoded and
+    /// sent as it arrives, so the server parses it while the next is made.
     pub async fn bulk_insert(
         &mut self,
         table: &str,
         columns: &[String],
-        rows: &[Vec<Value>],
+        feed: &mut RowFeed,
     ) -> Result<u64> {
         self.pinned(
             None,
             |_| true,
-            async |c| c.bulk_insert_here(table, columns, rows).await,
+            async |c| c.bulk_insert_here(table, columns, feed).await,
         )
         .await
     }
@@ -623,7 +625,7 @@ impl PgConn {
         &mut self,
         table: &str,
         columns: &[String],
-        rows: &[Vec<Value>],
+        feed: &mut RowFeed,
     ) -> Result<u64> {
         let target = quote_qualified(table)?;
         let cols: Vec<String> = columns
@@ -647,47 +649,29 @@ impl PgConn {
                 cols.join(", ")
             ))
             .await?;
-        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0i32.to_be_bytes());
         buf.extend_from_slice(&0i32.to_be_bytes());
-        for (index, row) in rows.iter().enumerate() {
-            if row.len() != targets.len() {
-                let _ = copy.abort("bad row").await;
-                return Err(Error::parameter(format!(
-                    "bulk_insert: row {index} has {} values for {} columns",
-                    row.len(),
-                    targets.len()
-                )));
-            }
-            buf.extend_from_slice(&(targets.len() as i16).to_be_bytes());
-            for ((value, (target, type_name)), column) in row.iter().zip(&targets).zip(columns) {
-                if matches!(value, Value::Null) {
-                    buf.extend_from_slice(&(-1i32).to_be_bytes());
-                    continue;
+        let mut index = 0;
+        loop {
+            let chunk = match feed.next_chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = copy.abort("the rows could not be converted").await;
+                    return Err(e);
                 }
-                let at = buf.len();
-                buf.extend_from_slice(&[0; 4]);
-                if let Err(m) = encode::encode(value, target, &mut buf) {
+            };
+            for row in &chunk {
+                if let Err(e) = encode_copy_row(&mut buf, row, &targets, columns, index) {
                     let _ = copy.abort("bad value").await;
-                    let why = match m {
-                        Mismatch::Invalid(msg) => msg,
-                        Mismatch::Retype => format!(
-                            "a Python {} cannot be written to a {type_name} column",
-                            value.kind_name()
-                        ),
-                    };
-                    return Err(Error::parameter(format!(
-                        "bulk_insert: row {index}, column {column}: {why}"
-                    )));
+                    return Err(e);
                 }
-                let len = (buf.len() - at - 4) as i32;
-                buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                index += 1;
             }
-            if buf.len() >= 1 << 20 {
-                copy.send(std::mem::take(&mut buf)).await?;
-                buf.reserve(1 << 20);
-            }
+            copy.send(std::mem::take(&mut buf)).await?;
+            buf.reserve(1 << 17);
         }
         buf.extend_from_slice(&(-1i16).to_be_bytes());
         copy.send(buf).await?;
@@ -697,31 +681,30 @@ impl PgConn {
     /// Many parameter sets: a single-row INSERT goes as multi-row VALUES
     /// chunks (one round trip per chunk, values still bound); anything else
     /// row by row.
-    pub async fn execute_many(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+    pub async fn execute_many(&mut self, sql: &ParsedSql, feed: &mut RowFeed) -> Result<u64> {
         self.pinned(
             None,
             |_| true,
-            async |c| c.execute_many_here(sql, rows).await,
+            async |c| c.execute_many_here(sql, feed).await,
         )
         .await
     }
 
-    async fn execute_many_here(&mut self, sql: &ParsedSql, rows: &[Vec<Value>]) -> Result<u64> {
+    async fn execute_many_here(&mut self, sql: &ParsedSql, feed: &mut RowFeed) -> Result<u64> {
         let per_row = sql.names.len();
+        let mut total = 0;
         if let (Some(template), true) = (sql.values_template(), per_row > 0) {
             // About 2000 bound values per statement: wider statements cost the
             // server more to plan than the round trips they save (10k rows of
             // 7 columns: 60 ms in chunks of 1000 rows, 54 ms in chunks of 250;
             // 2 columns: equal). PostgreSQL's own limit is 65535 parameters.
             let chunk = (2048 / per_row).clamp(1, 1000);
-            let mut total = 0;
+            let mut part = Vec::with_capacity(chunk);
             let mut values: Vec<Value> = Vec::with_capacity(chunk * per_row);
-            for part in rows.chunks(chunk) {
+            while feed.fill(&mut part, chunk).await? {
                 let expanded = template.expand(part.len(), &sql.names);
                 values.clear();
-                for row in part {
-                    values.extend(row.iter().cloned());
-                }
+                values.extend(part.drain(..).flatten());
                 let (stmt, args) = self.bind(&expanded, &values).await?;
                 total += stmt
                     .query_with(args)
@@ -731,9 +714,8 @@ impl PgConn {
             }
             return Ok(total);
         }
-        let mut total = 0;
-        for values in rows {
-            let (stmt, args) = self.bind(sql, values).await?;
+        while let Some(values) = feed.next_row().await? {
+            let (stmt, args) = self.bind(sql, &values).await?;
             let done = stmt.query_with(args).execute(&mut self.conn).await?;
             total += done.rows_affected();
         }
@@ -916,4 +898,46 @@ fn explain_connect_error(mut e: Error, config: &DatabaseConfig) -> Error {
         format!("cannot connect to {target}: {advice} ({})", e.message)
     };
     e.redact(config.spec.password.as_deref())
+}
+
+/// One row of binary COPY data: the field count, then each value's length
+/// and bytes (-1 for NULL) in its column's binary form.
+fn encode_copy_row(
+    buf: &mut Vec<u8>,
+    row: &[Value],
+    targets: &[(Target, String)],
+    columns: &[String],
+    index: usize,
+) -> Result<()> {
+    if row.len() != targets.len() {
+        return Err(Error::parameter(format!(
+            "bulk_insert: row {index} has {} values for {} columns",
+            row.len(),
+            targets.len()
+        )));
+    }
+    buf.extend_from_slice(&(targets.len() as i16).to_be_bytes());
+    for ((value, (target, type_name)), column) in row.iter().zip(targets).zip(columns) {
+        if matches!(value, Value::Null) {
+            buf.extend_from_slice(&(-1i32).to_be_bytes());
+            continue;
+        }
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        if let Err(m) = encode::encode(value, target, buf) {
+            let why = match m {
+                Mismatch::Invalid(msg) => msg,
+                Mismatch::Retype => format!(
+                    "a Python {} cannot be written to a {type_name} column",
+                    value.kind_name()
+                ),
+            };
+            return Err(Error::parameter(format!(
+                "bulk_insert: row {index}, column {column}: {why}"
+            )));
+        }
+        let len = (buf.len() - at - 4) as i32;
+        buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    Ok(())
 }

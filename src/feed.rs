@@ -1,0 +1,154 @@
+//! Rows handed to a bulk operation (`execute_many`, `bulk_insert`) in chunks
+//! while the caller is still making them: the server works on the rows
+//! already sent while the next ones are converted from Python.
+//!
+//! A chunk is `Err` when the caller could not make it (a value of the wrong
+//! type): the operation then stops, undoes what it sent, and reports that
+//! error. The end of the feed is the sender being dropped.
+
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::value::Value;
+
+/// One batch of rows, or why the caller could not make it.
+pub type Chunk = Result<Vec<Vec<Value>>>;
+
+/// The receiving end, owned by the operation.
+pub struct RowFeed {
+    rx: mpsc::Receiver<Chunk>,
+    /// Rows of the last chunk not yet taken by [`RowFeed::fill`].
+    pending: std::vec::IntoIter<Vec<Value>>,
+}
+
+/// The caller's end.
+pub type FeedSender = mpsc::Sender<Chunk>;
+
+impl RowFeed {
+    /// A feed holding at most `capacity` chunks not yet taken.
+    pub fn channel(capacity: usize) -> (FeedSender, RowFeed) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            tx,
+            RowFeed {
+                rx,
+                pending: Vec::new().into_iter(),
+            },
+        )
+    }
+
+    /// A feed of rows already made (no caller converting alongside).
+    pub fn from_rows(rows: Vec<Vec<Value>>) -> RowFeed {
+        let (tx, feed) = RowFeed::channel(1);
+        if !rows.is_empty() {
+            // Capacity 1 and nothing sent yet: cannot be full or closed.
+            let _ = tx.try_send(Ok(rows));
+        }
+        feed
+    }
+
+    /// Move rows into `rows` until it holds `want` or the feed ends; false
+    /// when it ended with nothing to add. A failed chunk is returned as the
+    /// error (rows already taken stay where they are).
+    pub async fn fill(&mut self, rows: &mut Vec<Vec<Value>>, want: usize) -> Result<bool> {
+        let before = rows.len();
+        while rows.len() < want {
+            if let Some(row) = self.pending.next() {
+                rows.push(row);
+                continue;
+            }
+            match self.rx.recv().await {
+                Some(chunk) => self.pending = chunk?.into_iter(),
+                None => break,
+            }
+        }
+        Ok(rows.len() > before)
+    }
+
+    /// Whatever rows are ready, as soon as any are: the rest of a chunk
+    /// `fill` started, or the next chunk whole; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<Vec<Value>>>> {
+        let rest: Vec<Vec<Value>> = self.pending.by_ref().collect();
+        if !rest.is_empty() {
+            return Ok(Some(rest));
+        }
+        self.rx.recv().await.transpose()
+    }
+
+    /// The next row, `None` at the end.
+    pub async fn next_row(&mut self) -> Result<Option<Vec<Value>>> {
+        let mut one = Vec::with_capacity(1);
+        Ok(self.fill(&mut one, 1).await?.then(|| one.remove(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn rows(from: i64, n: i64) -> Vec<Vec<Value>> {
+        (from..from + n).map(|i| vec![Value::Int(i)]).collect()
+    }
+
+    fn ids(rows: &[Vec<Value>]) -> Vec<i64> {
+        rows.iter()
+            .map(|r| match r[0] {
+                Value::Int(i) => i,
+                _ => unreachable!("test rows are ints"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn fill_regroups_chunks_into_the_size_asked_for() {
+        let (tx, mut feed) = RowFeed::channel(4);
+        tx.send(Ok(rows(0, 3))).await.unwrap();
+        tx.send(Ok(rows(3, 4))).await.unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        while feed.fill(&mut got, 5).await.unwrap() {
+            sizes.push(got.len());
+            assert_eq!(
+                ids(&got)[0] as usize,
+                sizes[..sizes.len() - 1].iter().sum::<usize>()
+            );
+            got.clear();
+        }
+        assert_eq!(sizes, vec![5, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_chunk_is_the_error_and_rows_before_it_stay() {
+        let (tx, mut feed) = RowFeed::channel(4);
+        tx.send(Ok(rows(0, 2))).await.unwrap();
+        tx.send(Err(Error::parameter("row 2: bad"))).await.unwrap();
+        let mut got = Vec::new();
+        let err = feed.fill(&mut got, 10).await.unwrap_err();
+        assert_eq!(err.message, "row 2: bad");
+        assert_eq!(ids(&got), vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn next_chunk_hands_over_what_is_ready() {
+        let (tx, mut feed) = RowFeed::channel(4);
+        tx.send(Ok(rows(0, 3))).await.unwrap();
+        tx.send(Ok(rows(3, 2))).await.unwrap();
+        drop(tx);
+        assert_eq!(ids(&[feed.next_row().await.unwrap().unwrap()]), vec![0]);
+        assert_eq!(ids(&feed.next_chunk().await.unwrap().unwrap()), vec![1, 2]);
+        assert_eq!(ids(&feed.next_chunk().await.unwrap().unwrap()), vec![3, 4]);
+        assert!(feed.next_chunk().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn from_rows_and_next_row_end_cleanly() {
+        let mut feed = RowFeed::from_rows(rows(7, 2));
+        assert_eq!(ids(&[feed.next_row().await.unwrap().unwrap()]), vec![7]);
+        assert_eq!(ids(&[feed.next_row().await.unwrap().unwrap()]), vec![8]);
+        assert!(feed.next_row().await.unwrap().is_none());
+        let mut empty = RowFeed::from_rows(Vec::new());
+        assert!(!empty.fill(&mut Vec::new(), 3).await.unwrap());
+    }
+}
