@@ -93,15 +93,12 @@ class Dbflow:
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return self.db.execute_query(sql, params)
 
-    def select1(self, n: int) -> None:
-        for _ in range(n):
-            self.db.execute_query("SELECT 1 AS one")
+    def select1(self, n: int) -> int:
+        return sum(self.db.execute_query("SELECT 1 AS one")[0]["one"] for _ in range(n))
 
-    def pk(self, n: int) -> None:
-        for i in range(n):
-            self.db.execute_query(
-                f"SELECT {COLUMNS} FROM bench_items WHERE id = :id", {"id": i % 1000}
-            )
+    def pk(self, n: int) -> int:
+        sql = f"SELECT {COLUMNS} FROM bench_items WHERE id = :id"
+        return sum(self.db.execute_query(sql, {"id": i % 1000})[0]["id"] for i in range(n))
 
     def fetch(self) -> list[dict[str, Any]]:
         return self.db.execute_query(FETCH)
@@ -115,11 +112,11 @@ class Dbflow:
         sql = f"INSERT INTO {table} ({COLUMNS}) VALUES (:id, :amount, :label, :created_at, :active, :payload, :ref)"
         self.db.execute_many(sql, data)
 
-    def threads(self, n: int) -> None:
+    def threads(self, n: int) -> int:
         q = self.db.execute_query
         sql = f"SELECT {COLUMNS} FROM bench_items WHERE id = :id"
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: q(sql, {"id": i % 1000}), range(n)))
+            return sum(pool.map(lambda i: q(sql, {"id": i % 1000})[0]["id"], range(n)))
 
 
 class DbapiPool(abc.ABC):
@@ -163,14 +160,12 @@ class DbapiPool(abc.ABC):
         finally:
             conn.close()
 
-    def select1(self, n: int) -> None:
-        for _ in range(n):
-            self.query("SELECT 1 AS one")
+    def select1(self, n: int) -> int:
+        return sum(self.query("SELECT 1 AS one")[0]["one"] for _ in range(n))
 
-    def pk(self, n: int) -> None:
+    def pk(self, n: int) -> int:
         sql = f"SELECT {COLUMNS} FROM bench_items WHERE id = {self.qmark}"
-        for i in range(n):
-            self.query(sql, (i % 1000,))
+        return sum(self.query(sql, (i % 1000,))[0]["id"] for i in range(n))
 
     def fetch(self) -> list[dict[str, Any]]:
         return self.query(FETCH)
@@ -204,10 +199,10 @@ class DbapiPool(abc.ABC):
         finally:
             conn.close()
 
-    def threads(self, n: int) -> None:
+    def threads(self, n: int) -> int:
         sql = f"SELECT {COLUMNS} FROM bench_items WHERE id = {self.qmark}"
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: self.query(sql, (i % 1000,)), range(n)))
+            return sum(pool.map(lambda i: self.query(sql, (i % 1000,))[0]["id"], range(n)))
 
 
 class Replaced:
@@ -247,14 +242,12 @@ class Replaced:
             conn.commit()
             return out
 
-    def select1(self, n: int) -> None:
-        for _ in range(n):
-            self._q("SELECT 1 AS one")
+    def select1(self, n: int) -> int:
+        return sum(self._q("SELECT 1 AS one")[0]["one"] for _ in range(n))
 
-    def pk(self, n: int) -> None:
+    def pk(self, n: int) -> int:
         sql = f"SELECT {COLUMNS} FROM bench_items WHERE id = :id"
-        for i in range(n):
-            self._q(sql, {"id": i % 1000})
+        return sum(self._q(sql, {"id": i % 1000})[0]["id"] for i in range(n))
 
     def fetch(self) -> list[dict[str, Any]]:
         return self._q(FETCH)
@@ -274,10 +267,10 @@ class Replaced:
         with self.engine.begin() as conn:
             conn.execute(self.text(self._named(table)), data)
 
-    def threads(self, n: int) -> None:
+    def threads(self, n: int) -> int:
         sql = f"SELECT {COLUMNS} FROM bench_items WHERE id = :id"
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: self._q(sql, {"id": i % 1000}), range(n)))
+            return sum(pool.map(lambda i: self._q(sql, {"id": i % 1000})[0]["id"], range(n)))
 
 
 class Pymssql(DbapiPool):
@@ -327,6 +320,13 @@ def check_fetch(result: list[dict[str, Any]]) -> None:
         assert Decimal(str(row["amount"])) == want["amount"], (row, want)
         assert bool(row["active"]) == want["active"]
         assert str(row["ref"]).lower() == str(want["ref"]), (row, want)
+
+
+def check_answers(workload: str, got: int) -> None:
+    """`SELECT 1`s answered, or the ids the lookups found, summed."""
+    n = SIZES[workload]
+    want = n if workload == "select1" else sum(i % 1000 for i in range(n))
+    assert got == want, f"{workload}: {got}, not {want}"
 
 
 def check_written(admin: Any, table: str, data: list[dict[str, Any]]) -> None:
@@ -427,7 +427,8 @@ def serve(name: str, url: str) -> None:
                 check_fetch(out)
                 del out
             else:
-                elapsed, _ = timed(lambda fn=fn, w=workload: fn(SIZES[w]))
+                elapsed, got = timed(lambda fn=fn, w=workload: fn(SIZES[w]))
+                check_answers(workload, got)
             answer = {"elapsed": elapsed, "opened": player.opens() - before}
             if workload == "fetch":
                 answer["memory_kib"] = grown
