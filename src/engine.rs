@@ -378,10 +378,12 @@ impl Database {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let db = self.clone();
         let producer = async move {
-            let outcome = async {
+            // A panic would end the task and close the channel, which the
+            // reader would take for the end of the rows: it is an error.
+            let outcome = crate::runtime::catch_panic_async(async {
                 let mut conn = db.connection("iter_query").await?;
                 conn.stream(&statement, batch_size.max(1), &tx).await
-            }
+            })
             .await;
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_query"))).await;

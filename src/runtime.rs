@@ -86,6 +86,38 @@ pub fn shutdown(grace: Duration) {
     }
 }
 
+/// Run `f`, turning a panic inside it into an error: a bug in dbflow or a
+/// driver must reach Python as a `DatabaseConnectionError` that says so,
+/// never as a panic. The connection the work used is discarded (its
+/// request is still marked in flight), and the operation counts as
+/// possibly executed, so nothing retries it.
+pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panicked(p)))
+}
+
+/// [`catch_panic`] for a future (the async bindings).
+pub async fn catch_panic_async<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(panicked(p)))
+}
+
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> Error {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    let mut e = Error::connection(format!(
+        "dbflow failed internally ({what}); the connection was discarded and the \
+         operation may or may not have run. This is a bug: please report it with this message"
+    ));
+    e.maybe_executed = true;
+    e
+}
+
 /// How long a waiting caller keeps its core before parking: a loopback
 /// round trip answers within tens of microseconds, and waking a parked
 /// thread costs about as much again.
@@ -172,6 +204,27 @@ fn wait_for(signal: &Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_that_is_never_retried() {
+        let caught = catch_panic::<()>(|| panic!("the driver broke")).unwrap_err();
+        assert_eq!(caught.kind, crate::error::ErrorKind::Connection);
+        assert!(
+            caught.message.contains("the driver broke"),
+            "{}",
+            caught.message
+        );
+        assert!(caught.maybe_executed);
+        let rt = runtime().expect("a runtime");
+        let code = 7;
+        let caught = block_on(
+            &rt,
+            catch_panic_async::<()>(async move { panic!("async {code}") }),
+        )
+        .unwrap_err();
+        assert!(caught.message.contains("async 7"), "{}", caught.message);
+        assert_eq!(catch_panic(|| Ok(3)).unwrap(), 3);
+    }
 
     #[test]
     fn block_on_drives_io_timers_and_wakes_from_other_threads() {

@@ -104,7 +104,10 @@ where
     crate::runtime::runtime().py_result()?;
     // Events of this work are logged in the awaiting coroutine's context
     // (its Prefect run), though they happen on runtime threads.
-    let fut = tracing::Instrument::instrument(fut, super::logging::caller_span(py));
+    let fut = tracing::Instrument::instrument(
+        crate::runtime::catch_panic_async(fut),
+        super::logging::caller_span(py),
+    );
     pyo3_async_runtimes::generic::future_into_py::<DbflowRuntime, _, T>(py, async move {
         fut.await.map_err(raise)
     })

@@ -282,7 +282,7 @@ where
     // An empty channel has room for one chunk.
     let _ = tx.try_send(Ok(first));
     let operation = start(feed, source.columns());
-    feed_while_running(py, &mut source, tx, operation)
+    crate::runtime::catch_panic(|| feed_while_running(py, &mut source, tx, operation))
         .map(Some)
         .map_err(|e| reraise(&raised, e))
 }

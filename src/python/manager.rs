@@ -33,7 +33,7 @@ pub(crate) fn wait<T: Send>(
     py: Python<'_>,
     fut: impl std::future::Future<Output = Result<T>> + Send,
 ) -> Result<T> {
-    py.detach(|| crate::runtime::block_on(&*runtime()?, fut))
+    py.detach(|| crate::runtime::catch_panic(|| crate::runtime::block_on(&*runtime()?, fut)))
 }
 
 pub(crate) fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {

@@ -49,7 +49,9 @@ impl PyTransaction {
         py.detach(move || {
             let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => crate::runtime::block_on(&*runtime()?, f(tx)),
+                Some(tx) => {
+                    crate::runtime::catch_panic(|| crate::runtime::block_on(&*runtime()?, f(tx)))
+                }
                 None => Err(db.fail(
                     Error::new(
                         ErrorKind::Transaction,
