@@ -184,6 +184,45 @@ def test_execute_many_is_one_transaction(
     assert count(bdb, btable) == 50
 
 
+def test_execute_many_values_may_change_type_between_chunks(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    """Thousands of rows go in several statements, the later ones bound to
+    the first one's parameter types: a value those types refuse (a bigger
+    int, a UUID as text, an int where a Decimal was) must still go in."""
+    bdb.execute_query(
+        backend.ddl(
+            f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY, big {{bigint}}, ref {{uuid}}, "
+            f"score {{numeric}})"
+        )
+    )
+    n = 3000
+
+    def row(i: int) -> dict[str, Any]:
+        late = i >= n // 2
+        ref = uuid.UUID(int=i)
+        return {
+            "id": i,
+            "big": 2**40 + i if late else i,
+            "ref": str(ref) if late else ref,
+            "score": None if i % 7 == 0 else (i if late else Decimal(i) / 4),
+        }
+
+    insert = f"INSERT INTO {btable} (id, big, ref, score) VALUES (:id, :big, :ref, :score)"
+    assert bdb.execute_many(insert, (row(i) for i in range(n))) == n
+    got = bdb.execute_query(f"SELECT id, big, ref, score FROM {btable} ORDER BY id")
+    want = [
+        {
+            **r,
+            "ref": uuid.UUID(str(r["ref"])),
+            "score": None if r["score"] is None else Decimal(r["score"]),
+        }
+        for r in map(row, range(n))
+    ]
+    assert len(got) == n
+    assert got == want
+
+
 def test_execute_transaction_all_or_nothing(
     bdb: dbflow.DatabaseManager, backend: Backend, btable: str
 ) -> None:

@@ -355,8 +355,15 @@ impl MsConn {
             let chunk = (2_099 / per_row).clamp(1, 1000);
             let mut part = Vec::with_capacity(chunk);
             let mut flat: Vec<Value> = Vec::with_capacity(chunk * per_row);
+            let mut full: Option<ParsedSql> = None; // a full chunk's statement, made once
             while feed.fill(&mut part, chunk).await? {
-                let expanded = template.expand(part.len(), &sql.names);
+                let last;
+                let expanded = if part.len() == chunk {
+                    full.get_or_insert_with(|| template.expand(chunk, &sql.names))
+                } else {
+                    last = template.expand(part.len(), &sql.names);
+                    &last
+                };
                 flat.clear();
                 flat.extend(part.drain(..).flatten());
                 let (text, params) = values::bind(&expanded, &flat)?;

@@ -279,6 +279,44 @@ struct Bound<'a> {
     target: Target,
 }
 
+/// A prepared statement with its parameters' server types, to bind more
+/// values of the same shape without preparing or describing again.
+struct Typed {
+    stmt: sqlx::postgres::PgStatement,
+    params: Vec<(PgTypeInfo, Target)>,
+}
+
+impl Typed {
+    fn of(stmt: &sqlx::postgres::PgStatement) -> Option<Typed> {
+        let Some(Either::Left(params)) = stmt.parameters() else {
+            return None;
+        };
+        Some(Typed {
+            stmt: stmt.clone(),
+            params: params.iter().map(|p| (p.clone(), target_of(p))).collect(),
+        })
+    }
+
+    /// The values bound to these types; `None` if any value does not fit
+    /// (the caller then binds afresh).
+    fn encode(&self, values: &[Value]) -> Option<(sqlx::postgres::PgStatement, PgArguments)> {
+        if values.len() != self.params.len() {
+            return None;
+        }
+        let mut args = PgArguments::default();
+        args.reserve(values.len(), values.len() * 8);
+        for (value, (info, target)) in values.iter().zip(&self.params) {
+            let bound = Bound {
+                value,
+                info: info.clone(),
+                target: target.clone(),
+            };
+            args.add(bound).ok()?;
+        }
+        Some((self.stmt.clone(), args))
+    }
+}
+
 #[derive(Debug)]
 struct MismatchError(Mismatch);
 impl std::fmt::Display for MismatchError {
@@ -435,6 +473,9 @@ impl PgConn {
             let mut args = PgArguments::default();
             args.reserve(values.len(), values.len() * 8);
             let mut retry = false;
+            // Whether this attempt is already a variant: several values may
+            // ask for one in the same attempt (a later chunk of many rows).
+            let in_variant = plan.variant;
             for (i, (value, info)) in values.iter().zip(described.iter()).enumerate() {
                 let target = target_of(info);
                 let bound = Bound {
@@ -446,10 +487,10 @@ impl PgConn {
                 let mismatch = err.downcast_ref::<MismatchError>().map(|m| m.0.clone());
                 let name = &parsed.names[i];
                 match mismatch {
-                    Some(Mismatch::Invalid(msg)) if plan.variant => {
+                    Some(Mismatch::Invalid(msg)) if in_variant => {
                         return Err(Error::parameter(format!("parameter :{name}: {msg}")))
                     }
-                    Some(Mismatch::Retype | Mismatch::Invalid(_)) if !plan.variant => {
+                    Some(Mismatch::Retype | Mismatch::Invalid(_)) if !in_variant => {
                         // The type may come from a statement cached for other
                         // value types: prepare a variant of our own, so the
                         // server infers afresh for these values.
@@ -701,11 +742,29 @@ impl PgConn {
             let chunk = (2048 / per_row).clamp(1, 1000);
             let mut part = Vec::with_capacity(chunk);
             let mut values: Vec<Value> = Vec::with_capacity(chunk * per_row);
+            // A full chunk's statement is expanded, prepared and typed once;
+            // the chunks after it only encode their values (a value its
+            // types refuse goes through `bind`, which settles them again).
+            let mut full: Option<(ParsedSql, Option<Typed>)> = None;
             while feed.fill(&mut part, chunk).await? {
-                let expanded = template.expand(part.len(), &sql.names);
+                let rows = part.len();
                 values.clear();
                 values.extend(part.drain(..).flatten());
-                let (stmt, args) = self.bind(&expanded, &values).await?;
+                let (stmt, args) = if rows == chunk {
+                    let (expanded, typed) =
+                        full.get_or_insert_with(|| (template.expand(chunk, &sql.names), None));
+                    match typed.as_ref().and_then(|t| t.encode(&values)) {
+                        Some(ready) => ready,
+                        None => {
+                            let (stmt, args) = self.bind(expanded, &values).await?;
+                            *typed = Typed::of(&stmt);
+                            (stmt, args)
+                        }
+                    }
+                } else {
+                    self.bind(&template.expand(rows, &sql.names), &values)
+                        .await?
+                };
                 total += stmt
                     .query_with(args)
                     .execute(&mut self.conn)
