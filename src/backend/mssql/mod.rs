@@ -366,7 +366,7 @@ impl MsConn {
                 };
                 flat.clear();
                 flat.extend(part.drain(..).flatten());
-                let (text, params) = values::bind(&expanded, &flat)?;
+                let (text, params) = values::bind(expanded, &flat)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
                 total += self.client.execute(text, &refs).await?.total();
             }
