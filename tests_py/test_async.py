@@ -111,6 +111,10 @@ def test_long_loads_from_generators_all_or_nothing(env) -> None:  # type: ignore
                     )
                     assert got == [{"n": n, "s": n * (n - 1) // 2, "top": "v999"}]
                     await db.execute_query(f"DELETE FROM {table}")
+                await db.bulk_insert(table, rows())
+                sql = f"SELECT id, v, id AS again FROM {table} WHERE id < :n ORDER BY id"
+                streamed = [r async for r in db.iter_query(sql, {"n": 600}, 128, as_tuples=True)]
+                assert streamed == [(i, f"v{i}", i) for i in range(600)]
                 assert db.get_pool_status()["checked_out"] == 0
             finally:
                 await db.execute_query(f"DROP TABLE {table}")

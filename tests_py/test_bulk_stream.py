@@ -192,6 +192,21 @@ def test_iter_query_streams_every_row(
     assert bdb.get_pool_status()["checked_out"] == 0
 
 
+def test_iter_query_as_tuples_keeps_every_column(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    """Tuples keep columns a dict would merge (two columns of one name)."""
+    bdb.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY, v {{text}})"))
+    bdb.bulk_insert(btable, [(i, f"v{i}") for i in range(1200)], columns=["id", "v"])
+    sql = f"SELECT id, v, id AS twice, v AS v FROM {btable} WHERE id >= :lo ORDER BY id"
+    rows = list(bdb.iter_query(sql, {"lo": 100}, batch_size=250, as_tuples=True))
+    assert rows == [(i, f"v{i}", i, f"v{i}") for i in range(100, 1200)]
+    assert all(type(r) is tuple for r in rows)
+    dicts = list(bdb.iter_query(sql, {"lo": 1190}, batch_size=4))
+    assert dicts == [{"id": i, "v": f"v{i}", "twice": i} for i in range(1190, 1200)]
+    assert bdb.get_pool_status()["checked_out"] == 0
+
+
 def test_iter_query_early_exit_releases_the_connection(
     bdb: dbflow.DatabaseManager, backend: Backend, btable: str
 ) -> None:

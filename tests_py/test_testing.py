@@ -174,6 +174,7 @@ def test_async_managers_are_patched_with_the_same_doubles() -> None:
         rows, streamed, written = asyncio.run(flow_code())
     assert rows == streamed == [{"id": 1}, {"id": 2}]
     assert mock.execute_query("SELECT id FROM t", as_tuples=True) == [(1,), (2,)]
+    assert list(mock.iter_query("SELECT id FROM t", as_tuples=True)) == [(1,), (2,)]
     assert written == []  # an INSERT returns no rows, as on a real server
     call = mock.assert_called_with_sql("INSERT INTO t VALUES (:id)", {"id": 3})
     assert call.in_transaction

@@ -38,7 +38,7 @@ class _Result:
         out: list[tuple[Any, ...]] = []
         while len(out) < size and not self.done:
             try:
-                out.append(tuple(next(self.rows).values()))
+                out.append(next(self.rows))
             except StopIteration:
                 self.done = True
         return out
@@ -56,7 +56,7 @@ class _AsyncResult(_Result):
         out: list[tuple[Any, ...]] = []
         while len(out) < size and not self.done:
             try:
-                out.append(tuple((await self.rows.__anext__()).values()))
+                out.append(await self.rows.__anext__())
             except StopAsyncIteration:
                 self.done = True
         return out
@@ -109,7 +109,9 @@ class DatabaseBlockMixin:
         key = _key(operation, parameters)
         result = results.get(key)
         if result is None:
-            rows = self._manager().iter_query(operation, parameters, batch_size=max(size, _PAGE))
+            rows = self._manager().iter_query(
+                operation, parameters, batch_size=max(size, _PAGE), as_tuples=True
+            )
             result = results[key] = _Result(rows)
         page = result.take(size)
         if not page:
@@ -215,7 +217,9 @@ class DatabaseBlockMixin:
         key = "async\x00" + _key(operation, parameters)
         result = results.get(key)
         if result is None:
-            rows = self._amanager().iter_query(operation, parameters, batch_size=max(size, _PAGE))
+            rows = self._amanager().iter_query(
+                operation, parameters, batch_size=max(size, _PAGE), as_tuples=True
+            )
             result = results[key] = _AsyncResult(rows)
         page = await result.atake(size)
         if not page:

@@ -1,6 +1,6 @@
 """Type stubs for dbflow's native core (checked against it by mypy stubtest)."""
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
 from typing import Any, Literal, final, overload
@@ -88,9 +88,24 @@ class DatabaseManager:
         self, queries: Sequence[tuple[str, _Params | None] | tuple[str] | str]
     ) -> list[list[_Row]]: ...
     def transaction(self) -> Transaction: ...
+    @overload
     def iter_query(
-        self, sql: str, params: _Params | None = None, batch_size: int = 1000
+        self,
+        sql: str,
+        params: _Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[False] = False,
     ) -> RowIterator: ...
+    @overload
+    def iter_query(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[True],
+    ) -> Iterator[tuple[Any, ...]]: ...
     def bulk_insert(
         self,
         table: str,
@@ -184,9 +199,24 @@ class AsyncDatabaseManager:
         rows: Iterable[Mapping[str, Any] | Sequence[Any]],
         columns: Sequence[str] | None = None,
     ) -> Awaitable[int]: ...
+    @overload
     def iter_query(
-        self, sql: str, params: _Params | None = None, batch_size: int = 1000
+        self,
+        sql: str,
+        params: _Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[False] = False,
     ) -> AsyncRowIterator: ...
+    @overload
+    def iter_query(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[True],
+    ) -> AsyncIterator[tuple[Any, ...]]: ...
     def transaction(self) -> AsyncTransaction: ...
     def run_migrations(
         self,

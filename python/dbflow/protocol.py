@@ -49,9 +49,24 @@ class DatabaseManagerProtocol(Protocol):
         self, queries: Sequence[tuple[str, Params | None] | tuple[str] | str]
     ) -> list[list[Row]]: ...
     def transaction(self) -> TransactionProtocol: ...
+    @overload
     def iter_query(
-        self, sql: str, params: Params | None = None, batch_size: int = 1000
+        self,
+        sql: str,
+        params: Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[False] = False,
     ) -> Iterator[Row]: ...
+    @overload
+    def iter_query(
+        self,
+        sql: str,
+        params: Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[True],
+    ) -> Iterator[tuple[Any, ...]]: ...
     def bulk_insert(
         self,
         table: str,

@@ -15,7 +15,7 @@ use pyo3_async_runtimes::TaskLocals;
 
 use super::arguments::{deadline_arg, open_database, statement, statements};
 use super::config::PyConfigManager;
-use super::convert::rows_to_py;
+use super::convert::{rows_in_shape, rows_to_py};
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::{reraise, start_fed, RowSource};
 use super::health::health_dict;
@@ -329,13 +329,14 @@ impl PyAsyncDatabaseManager {
     }
 
     /// An async iterator of dicts, streamed in batches with bounded memory.
-    #[pyo3(signature = (sql, params=None, batch_size=1000))]
+    #[pyo3(signature = (sql, params=None, batch_size=1000, *, as_tuples=false))]
     fn iter_query(
         &self,
         py: Python<'_>,
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
         batch_size: usize,
+        as_tuples: bool,
     ) -> PyResult<AsyncRowIterator> {
         let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
         let _caller = super::logging::caller_span(py).entered();
@@ -348,6 +349,7 @@ impl PyAsyncDatabaseManager {
         Ok(AsyncRowIterator {
             receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             buffer,
+            as_tuples,
         })
     }
 
@@ -574,11 +576,12 @@ impl AsyncTransaction {
 pub struct AsyncRowIterator {
     receiver: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<Rows>>>>,
     buffer: Py<PyAny>,
+    as_tuples: bool,
 }
 
-/// The next batch: its first row is the awaited value, the rest go to the
-/// buffer. An exhausted stream ends the iteration.
-struct NextBatch(Option<Rows>, Py<PyAny>);
+/// The next batch (as tuples?): its first row is the awaited value, the
+/// rest go to the buffer. An exhausted stream ends the iteration.
+struct NextBatch(Option<Rows>, Py<PyAny>, bool);
 
 impl<'py> IntoPyObject<'py> for NextBatch {
     type Target = PyAny;
@@ -589,7 +592,7 @@ impl<'py> IntoPyObject<'py> for NextBatch {
         let Some(rows) = self.0 else {
             return Err(pyo3::exceptions::PyStopAsyncIteration::new_err(()));
         };
-        let list = rows_to_py(py, rows)?;
+        let list = rows_in_shape(py, rows, self.2)?;
         let buffer = self.1.bind(py);
         buffer.call_method1("extend", (list,))?;
         match buffer.call_method0("popleft") {
@@ -612,14 +615,15 @@ impl AsyncRowIterator {
         }
         let receiver = self.receiver.clone();
         let buffer = self.buffer.clone_ref(py);
+        let as_tuples = self.as_tuples;
         awaitable(py, async move {
             // Skip empty batches (a statement without rows sends one).
             loop {
                 match receiver.lock().await.recv().await {
-                    None => return Ok(NextBatch(None, buffer)),
+                    None => return Ok(NextBatch(None, buffer, as_tuples)),
                     Some(Err(e)) => return Err(e),
                     Some(Ok(rows)) if rows.row_count() == 0 => continue,
-                    Some(Ok(rows)) => return Ok(NextBatch(Some(rows), buffer)),
+                    Some(Ok(rows)) => return Ok(NextBatch(Some(rows), buffer, as_tuples)),
                 }
             }
         })

@@ -308,19 +308,20 @@ impl PyDatabaseManager {
     /// Rows one by one from a result of any size, with bounded memory:
     /// batches of `batch_size` stream from the server while you iterate.
     /// Leaving the loop early discards the connection it used.
-    #[pyo3(signature = (sql, params=None, batch_size=1000))]
+    #[pyo3(signature = (sql, params=None, batch_size=1000, *, as_tuples=false))]
     fn iter_query(
         &self,
         py: Python<'_>,
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
         batch_size: usize,
+        as_tuples: bool,
     ) -> PyResult<RowIterator> {
         let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
         // The producer runs on the runtime; its events belong to this call.
         let _caller = super::logging::caller_span(py).entered();
         let receiver = self.db.stream(stmt, batch_size).py_result()?;
-        Ok(RowIterator::new(receiver))
+        Ok(RowIterator::new(receiver, as_tuples))
     }
 
     /// Load rows (dicts, or tuples in `columns` order) into `table` with the

@@ -3,27 +3,33 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::PyList;
 
-use super::convert::{self};
+use super::convert::rows_in_shape;
 use super::errors::{to_pyerr, IntoPyResult};
 use crate::error::Result;
 use crate::runtime::runtime;
 use crate::value::Rows;
 
-/// The iterator `iter_query` returns: dicts, fetched batch by batch with
-/// the GIL released while waiting.
+/// The iterator `iter_query` returns: dicts (or tuples), fetched batch by
+/// batch with the GIL released while waiting; each batch becomes Python
+/// objects at once, the way `execute_query` builds its result.
 #[pyclass(module = "dbflow._native", name = "RowIterator", frozen)]
 pub struct RowIterator {
     receiver: Mutex<tokio::sync::mpsc::Receiver<Result<Rows>>>,
-    current: Mutex<Option<(Rows, usize)>>,
+    current: Mutex<Option<(Py<PyList>, usize)>>,
+    as_tuples: bool,
 }
 
 impl RowIterator {
-    pub(crate) fn new(receiver: tokio::sync::mpsc::Receiver<Result<Rows>>) -> Self {
+    pub(crate) fn new(
+        receiver: tokio::sync::mpsc::Receiver<Result<Rows>>,
+        as_tuples: bool,
+    ) -> Self {
         RowIterator {
             receiver: Mutex::new(receiver),
             current: Mutex::new(None),
+            as_tuples,
         }
     }
 }
@@ -34,22 +40,15 @@ impl RowIterator {
         slf
     }
 
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some((rows, at)) = current.as_mut() {
-                if *at < rows.row_count() {
-                    let width = rows.columns.len();
-                    let d = PyDict::new(py);
-                    for (name, value) in rows
-                        .columns
-                        .iter()
-                        .zip(&rows.values[*at * width..(*at + 1) * width])
-                    {
-                        d.set_item(name, convert::to_py(py, value)?)?;
-                    }
+            if let Some((batch, at)) = current.as_mut() {
+                let batch = batch.bind(py);
+                if *at < batch.len() {
+                    let row = batch.get_item(*at)?;
                     *at += 1;
-                    return Ok(Some(d));
+                    return Ok(Some(row));
                 }
             }
             let receiver = &self.receiver;
@@ -60,7 +59,10 @@ impl RowIterator {
             match next.py_result()? {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(to_pyerr(e)),
-                Some(Ok(rows)) => *current = Some((rows, 0)),
+                Some(Ok(rows)) => {
+                    let batch = rows_in_shape(py, rows, self.as_tuples)?;
+                    *current = Some((batch.unbind(), 0));
+                }
             }
         }
     }

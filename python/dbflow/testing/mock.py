@@ -304,10 +304,36 @@ class MockDatabaseManager:
         self.calls.append(Call("commit"))
         return results
 
+    @overload
     def iter_query(
-        self, sql: str, params: Params | None = None, batch_size: int = 1000
-    ) -> Iterator[Row]:
-        return iter(self._query("iter_query", sql, params))
+        self,
+        sql: str,
+        params: Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[False] = False,
+    ) -> Iterator[Row]: ...
+    @overload
+    def iter_query(
+        self,
+        sql: str,
+        params: Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: Literal[True],
+    ) -> Iterator[tuple[Any, ...]]: ...
+    def iter_query(
+        self,
+        sql: str,
+        params: Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: bool = False,
+    ) -> Iterator[Row] | Iterator[tuple[Any, ...]]:
+        rows = self._query("iter_query", sql, params)
+        if as_tuples:
+            return iter([tuple(row.values()) for row in rows])
+        return iter(rows)
 
     def bulk_insert(
         self,
@@ -620,9 +646,14 @@ class AsyncMockDatabaseManager:
         return int(self.sync.bulk_insert(table, rows, columns))
 
     async def iter_query(
-        self, sql: str, params: Params | None = None, batch_size: int = 1000
-    ) -> AsyncIterator[Row]:
-        for row in self.sync.iter_query(sql, params, batch_size):
+        self,
+        sql: str,
+        params: Params | None = None,
+        batch_size: int = 1000,
+        *,
+        as_tuples: bool = False,
+    ) -> AsyncIterator[Any]:
+        for row in self.sync.iter_query(sql, params, batch_size, as_tuples=as_tuples):
             yield row
 
     def transaction(self) -> _AsyncMockTransaction:
