@@ -2,9 +2,8 @@
 //! and without a server.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use dbflow::config::{ConfigManager, DatabaseType};
+use dbflow::config::{ConfigManager, DatabaseType, ProcessEnv};
 use dbflow::error::ErrorKind;
 use dbflow::sql::{self, Dialect};
 
@@ -17,7 +16,7 @@ fn config_from(pairs: &[(&str, &str)]) -> ConfigManager {
         Some("production"),
         Some("rpa2"),
         Some(std::path::Path::new("/nonexistent-dbflow-envs")),
-        Arc::new(move |k: &str| env.get(k).cloned()),
+        ProcessEnv::from_pairs(env),
     )
     .expect("no env file is not an error")
 }

@@ -21,7 +21,47 @@ use crate::error::{Error, Result};
 pub const DEFAULT_ENVIRONMENT: &str = "development";
 const DEFAULT_ENVS_DIRS: [&str; 2] = ["core/envs", "envs"];
 
-type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// The process environment as configuration reads it: one key's value,
+/// and every key (prefixed settings such as placeholders, and the scan for
+/// misspelt keys). [`ProcessEnv::real`] in use; a fixed map in tests.
+#[derive(Clone)]
+pub struct ProcessEnv {
+    values: Option<Arc<HashMap<String, String>>>,
+}
+
+impl ProcessEnv {
+    /// This process's environment, read when asked (never copied).
+    pub fn real() -> Self {
+        ProcessEnv { values: None }
+    }
+
+    /// A fixed environment of these pairs.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let map = pairs.into_iter().map(|(k, v)| (k.into(), v.into()));
+        ProcessEnv {
+            values: Some(Arc::new(map.collect())),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        match &self.values {
+            Some(map) => map.get(key).cloned(),
+            None => std::env::var(key).ok(),
+        }
+    }
+
+    /// Every key (those that are valid UTF-8).
+    pub fn keys(&self) -> Vec<String> {
+        match &self.values {
+            Some(map) => map.keys().cloned().collect(),
+            None => std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .collect(),
+        }
+    }
+}
 
 /// Reads one environment's settings. Cheap to clone.
 #[derive(Clone)]
@@ -33,7 +73,7 @@ pub struct ConfigManager {
     values: Arc<HashMap<String, String>>,
     /// Settings given in code (a Prefect Block): they beat everything else.
     overrides: Arc<HashMap<String, String>>,
-    env: EnvLookup,
+    env: ProcessEnv,
 }
 
 /// Upper-case a name for use in a key: `SurveyHub` -> `SURVEYHUB`,
@@ -69,12 +109,7 @@ impl ConfigManager {
         flow_name: Option<&str>,
         envs_dir: Option<&Path>,
     ) -> Result<Self> {
-        Self::with_env(
-            environment,
-            flow_name,
-            envs_dir,
-            Arc::new(|k: &str| std::env::var(k).ok()),
-        )
+        Self::with_env(environment, flow_name, envs_dir, ProcessEnv::real())
     }
 
     /// As [`ConfigManager::new`] with an injected process environment (tests).
@@ -82,12 +117,12 @@ impl ConfigManager {
         environment: Option<&str>,
         flow_name: Option<&str>,
         envs_dir: Option<&Path>,
-        env: EnvLookup,
+        env: ProcessEnv,
     ) -> Result<Self> {
         let environment = environment
             .map(str::to_owned)
-            .or_else(|| env("DBFLOW_ENVIRONMENT"))
-            .or_else(|| env("PREFECT_ENVIRONMENT"))
+            .or_else(|| env.get("DBFLOW_ENVIRONMENT"))
+            .or_else(|| env.get("PREFECT_ENVIRONMENT"))
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned())
             .trim()
@@ -95,7 +130,7 @@ impl ConfigManager {
         let file_name = format!(".env.{environment}");
         let dirs: Vec<PathBuf> = match envs_dir
             .map(Path::to_path_buf)
-            .or_else(|| env("DBFLOW_ENVS_DIR").map(PathBuf::from))
+            .or_else(|| env.get("DBFLOW_ENVS_DIR").map(PathBuf::from))
         {
             Some(dir) => vec![dir],
             None => DEFAULT_ENVS_DIRS.iter().map(PathBuf::from).collect(),
@@ -166,15 +201,12 @@ impl ConfigManager {
         keys
     }
 
-    /// Keys of the env file and of `process_keys` (the process environment)
+    /// Keys of the env file and of the process environment
     /// that look like dbflow settings but are none (see [`keys`]). Of the
     /// process environment only keys under `<ENV>_GLOBAL_`, this flow's
     /// prefix, or a near miss of `<ENV>_GLOBAL_` are looked at: it holds
     /// much that is not ours.
-    pub fn suspect_keys(
-        &self,
-        process_keys: impl IntoIterator<Item = String>,
-    ) -> Vec<keys::Suspect> {
+    pub fn suspect_keys(&self) -> Vec<keys::Suspect> {
         let env = key_part(&self.environment);
         let mut scopes = vec![format!("{env}_GLOBAL_")];
         if let Some(flow) = &self.flow_name {
@@ -185,7 +217,7 @@ impl ConfigManager {
                 || k.split('_').nth(1) == Some("GLOBAL")
         };
         let mut all: Vec<String> = self.values.keys().cloned().collect();
-        all.extend(process_keys.into_iter().filter(|k| ours(k)));
+        all.extend(self.env.keys().into_iter().filter(|k| ours(k)));
         keys::suspects(all.iter().map(String::as_str), &self.environment)
     }
 
@@ -216,9 +248,7 @@ impl ConfigManager {
         if let Some(flow) = &self.flow_name {
             scopes.push(format!("{env}_{}_{prefix}", key_part(flow)));
         }
-        let process: Vec<String> = std::env::vars_os()
-            .filter_map(|(k, _)| k.into_string().ok())
-            .collect();
+        let process = self.env.keys();
         let mut found: std::collections::BTreeMap<String, (String, String)> = Default::default();
         for scope in &scopes {
             let mut keys: Vec<&String> = self
@@ -230,7 +260,10 @@ impl ConfigManager {
             keys.sort();
             keys.dedup();
             for full in keys {
-                let raw = (self.env)(full).or_else(|| self.values.get(full).cloned());
+                let raw = self
+                    .env
+                    .get(full)
+                    .or_else(|| self.values.get(full).cloned());
                 if let Some(raw) = raw {
                     found.insert(full[scope.len()..].to_owned(), (raw, full.clone()));
                 }
@@ -256,7 +289,7 @@ impl ConfigManager {
             return Some((v.clone(), format!("{} (given in code)", key_part(key))));
         }
         for full in self.candidate_keys(key) {
-            if let Some(v) = (self.env)(&full) {
+            if let Some(v) = self.env.get(&full) {
                 return Some((v, full));
             }
             if let Some(v) = self.values.get(&full) {
@@ -280,7 +313,7 @@ impl ConfigManager {
     /// expanded the same way.
     fn expand(&self, raw: &str, key: &str, depth: usize) -> Result<String> {
         let lookup = |name: &str| -> Result<Option<String>> {
-            if let Some(v) = (self.env)(name) {
+            if let Some(v) = self.env.get(name) {
                 return Ok(Some(v));
             }
             match self.values.get(name) {
@@ -308,7 +341,7 @@ impl ConfigManager {
         envfile::referenced_names(&raw)
             .into_iter()
             .map(|name| {
-                let from = if (self.env)(&name).is_some() {
+                let from = if self.env.get(&name).is_some() {
                     "the process environment".to_owned()
                 } else if self.values.contains_key(&name) {
                     self.file
@@ -721,13 +754,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let m = ConfigManager::with_env(
-            None,
-            flow,
-            Some(dir.path()),
-            Arc::new(move |k: &str| env.get(k).cloned()),
-        )
-        .unwrap();
+        let m = ConfigManager::with_env(None, flow, Some(dir.path()), ProcessEnv::from_pairs(env))
+            .unwrap();
         (m, dir)
     }
 
@@ -847,7 +875,7 @@ mod tests {
             None,
             None,
             Some(Path::new("/nonexistent")),
-            Arc::new(move |k: &str| env.get(k).cloned()),
+            ProcessEnv::from_pairs(env),
         )
         .unwrap();
         assert_eq!(m.environment(), "staging");
@@ -862,7 +890,7 @@ mod tests {
             None,
             None,
             Some(Path::new("/nonexistent")),
-            Arc::new(move |k: &str| env2.get(k).cloned()),
+            ProcessEnv::from_pairs(env2),
         )
         .unwrap();
         assert_eq!(m.environment(), "test");
@@ -884,6 +912,34 @@ mod tests {
         assert_eq!(
             c.pool.max_overflow, 2,
             "other settings still come from the file"
+        );
+    }
+
+    #[test]
+    fn prefixed_settings_and_the_typo_scan_read_the_given_environment() {
+        let (m, _d) = manager(
+            "DEVELOPMENT_GLOBAL_SHOP_PLACEHOLDER_SCHEMA=from_file\n\
+             DEVELOPMENT_GLOBAL_SHOP_PLACEHOLDER_OWNER=file_owner\n",
+            &[
+                ("DEVELOPMENT_GLOBAL_SHOP_PLACEHOLDER_SCHEMA", "from_env"),
+                ("DEVELOPMENT_RPA1_SHOP_PLACEHOLDER_REGION", "eu"),
+                ("DEVELOPMENT_GLOBAL_SHOP_POOL_SIZ", "4"),
+            ],
+            Some("rpa1"),
+        );
+        let found = m.with_prefix("SHOP_PLACEHOLDER_").unwrap();
+        assert_eq!(
+            found,
+            vec![
+                ("OWNER".to_owned(), "file_owner".to_owned()),
+                ("REGION".to_owned(), "eu".to_owned()),
+                ("SCHEMA".to_owned(), "from_env".to_owned()),
+            ]
+        );
+        let suspects: Vec<String> = m.suspect_keys().into_iter().map(|s| s.key).collect();
+        assert_eq!(
+            suspects,
+            vec!["DEVELOPMENT_GLOBAL_SHOP_POOL_SIZ".to_owned()]
         );
     }
 

@@ -123,7 +123,7 @@ pub(crate) fn open_database(
             // A misspelt key is the likeliest reason a database is missing.
             let part = format!("_{}_", crate::config::key_part(database_name));
             let near: Vec<String> = manager
-                .suspect_keys(super::config::process_keys())
+                .suspect_keys()
                 .iter()
                 .filter(|s| s.key.contains(&part))
                 .map(ToString::to_string)

@@ -90,7 +90,7 @@ impl PyConfigManager {
     /// but are none, each said with the key it probably meant.
     fn unknown_keys(&self) -> Vec<String> {
         self.inner
-            .suspect_keys(process_keys())
+            .suspect_keys()
             .iter()
             .map(ToString::to_string)
             .collect()
@@ -146,14 +146,10 @@ impl PyConfigManager {
 }
 
 /// The process environment's keys (those that are valid Unicode).
-pub(crate) fn process_keys() -> impl Iterator<Item = String> {
-    std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())
-}
-
 /// Say each suspect key once per process, as a warning.
 pub(crate) fn warn_suspect_keys(config: &ConfigManager) {
     static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let suspects = config.suspect_keys(process_keys());
+    let suspects = config.suspect_keys();
     let Ok(mut said) = SAID.lock() else { return };
     for suspect in suspects {
         if !said.contains(&suspect.key) {
