@@ -77,14 +77,10 @@ class Dbflow:
     def __init__(self, url: str) -> None:
         import dbflow
 
-        d = tempfile.mkdtemp()
-        Path(d, ".env.bench").write_text(
-            f"BENCH_GLOBAL_MSBENCH_CONNECTION_STRING={url}\n"
-            "BENCH_GLOBAL_MSBENCH_POOL_SIZE=5\nBENCH_GLOBAL_MSBENCH_MAX_OVERFLOW=10\n"
-            "BENCH_GLOBAL_MSBENCH_AUTO_MIGRATE=off\n"
-        )
+        settings = {"connection_string": url, "pool_size": 5, "max_overflow": 10}
+        config = dbflow.ConfigManager("bench", envs_dir=tempfile.mkdtemp())
         self.db = dbflow.DatabaseManager(
-            "msbench", config=dbflow.ConfigManager("bench", envs_dir=d)
+            "msbench", config=config.with_settings("msbench", {**settings, "auto_migrate": "off"})
         )
 
     def opens(self) -> int:

@@ -89,12 +89,11 @@ class Dbflow:
     def __init__(self, url: str) -> None:
         import dbflow
 
-        d = tempfile.mkdtemp()
-        Path(d, ".env.bench").write_text(
-            f"BENCH_GLOBAL_BENCH_CONNECTION_STRING={url}\nBENCH_GLOBAL_BENCH_POOL_SIZE=8\n"
-            "BENCH_GLOBAL_BENCH_MAX_OVERFLOW=7\nBENCH_GLOBAL_BENCH_AUTO_MIGRATE=off\n"
+        settings = {"connection_string": url, "pool_size": 8, "max_overflow": 7}
+        config = dbflow.ConfigManager("bench", envs_dir=tempfile.mkdtemp())
+        self.db = dbflow.DatabaseManager(
+            "bench", config=config.with_settings("bench", {**settings, "auto_migrate": "off"})
         )
-        self.db = dbflow.DatabaseManager("bench", config=dbflow.ConfigManager("bench", envs_dir=d))
 
     def select1(self, n: int) -> int:
         q = self.db.execute_query
