@@ -10,7 +10,6 @@ run reuses it; the server is stopped at the end.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import sys
@@ -92,6 +91,14 @@ def main() -> int:
         )
         os.environ["DBFLOW_ENVS_DIR"] = str(envs)
         os.environ["DBFLOW_ENVIRONMENT"] = "development"
+        if not os.environ.get("PREFECT_API_URL"):
+            # Prefect then runs a temporary server in a subprocess and stops
+            # it at exit, sometimes while its task-run recorder is still
+            # writing the last events: it logs "Error flushing 1 events"
+            # with tracebacks, about a server and database that are thrown
+            # away. That server logs only what is critical; the flows' own
+            # logs are the client's and unaffected.
+            os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
         with DatabaseManager("SurveyHub", config=ConfigManager()) as hub:
             print(f"SurveyHub holds {seed_survey_hub(hub)} survey responses")
 
@@ -132,11 +139,6 @@ def main() -> int:
 
         dbflow.dispose_all()
     print("Embedded PostgreSQL stopped. Run again to reuse .demo/.")
-    # Prefect's temporary server is stopped at exit while its task-run
-    # recorder may still be writing the client's last events; it then logs
-    # "Error flushing 1 events" with tracebacks, about a server and database
-    # that are thrown away. The flows' own logs are complete by now.
-    logging.getLogger("prefect.server.services.task_run_recorder").setLevel(logging.CRITICAL)
     return 0
 
 
