@@ -142,6 +142,38 @@ def test_an_unsaved_credentials_block_stays_in_its_process(pg_url: str, tmp_path
         db.dispose()
 
 
+def test_settings_given_in_code_stay_in_their_process(env, pg_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A manager configured in code must not arrive elsewhere and quietly
+    use that process's env file for the same name."""
+    name = env.database()  # the env file configures it too...
+    pg_password = pg_url.split(":")[2].split("@")[0]
+    config = env.config().with_settings(name, {"connection_string": pg_url, "pool_size": 3})
+    db = dbflow.DatabaseManager(name, config=config)  # ...but code says otherwise
+    try:
+        data = pickle.dumps(db)
+        assert pg_password.encode() not in data
+        again = pickle.loads(data)  # this process: the same settings
+        assert again.get_pool_status()["pool_size"] == 3
+        assert again.execute_query("SELECT 1 AS x") == [{"x": 1}]
+        (tmp_path / "manager.pickle").write_bytes(data)
+        done = run_script(
+            tmp_path,
+            """
+            import pickle, dbflow
+            try:
+                pickle.loads(open("manager.pickle", "rb").read())
+            except dbflow.ConfigurationError as e:
+                print("ConfigurationError:", e)
+            """,
+        )
+        assert "settings given in code" in done.stdout, done.stdout + done.stderr
+        assert f"{name.upper()}_CONNECTION_STRING" in done.stdout
+        assert f"{name.upper()}_POOL_SIZE" in done.stdout
+        assert pg_password not in done.stdout + done.stderr
+    finally:
+        db.dispose()
+
+
 def test_a_manager_passed_to_mapped_tasks_logs_no_hash_errors(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     name = env.database(pool_size=2, max_overflow=1)
     done = run_script(

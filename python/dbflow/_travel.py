@@ -10,7 +10,10 @@ ticket is also what is hashed: the same manager gives the same key, and no
 password is part of it. A credentials block travels by its saved name
 (``DatabaseCredentials.load(name)`` where it lands); an unsaved block stays in
 the process that made it, and a manager carrying one that arrives elsewhere
-raises ``ConfigurationError`` saying to save the block.
+raises ``ConfigurationError`` saying to save the block. Settings given in
+code (``ConfigManager.with_settings``) stay behind the same way: in another
+process the manager would otherwise quietly use whatever that process's env
+files say.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any
 
 from dbflow.exceptions import ConfigurationError
 
-# Unsaved credentials blocks of this process, by ticket (never pickled).
+# Unsaved credentials blocks and configs with settings given in code, of this
+# process, by ticket (never pickled).
 _LOCAL_BLOCKS: dict[str, Any] = {}
 _LOCAL_IDS: dict[int, str] = {}
 _LOCK = threading.Lock()
@@ -41,10 +45,14 @@ class Ticket:
     migrations_dir: str | None
     #: ("saved", module, class, name) or ("local", pid, key) or None.
     credentials: tuple[Any, ...] | None
+    #: A ConfigManager with settings given in code: ("local", pid, key, the
+    #: settings' names) — it stays in this process, like an unsaved block.
+    config: tuple[Any, ...] | None = None
 
     @staticmethod
     def of(manager: Any, config: Any, migrations_dir: Any, credentials: Any) -> Ticket:
         env_file = getattr(config, "env_file", None) if config is not None else None
+        in_code = config.settings_in_code() if config is not None else []
         return Ticket(
             database_name=manager.database_name,
             environment=manager.environment,
@@ -52,6 +60,7 @@ class Ticket:
             envs_dir=str(Path(env_file).resolve().parent) if env_file else None,
             migrations_dir=str(Path(migrations_dir).resolve()) if migrations_dir else None,
             credentials=_reference(credentials),
+            config=(*_local(config), tuple(in_code)) if in_code else None,
         )
 
 
@@ -62,12 +71,17 @@ def _reference(block: Any) -> tuple[Any, ...] | None:
     if name and not getattr(block, "_is_anonymous", False):
         kind = type(block)
         return ("saved", kind.__module__, kind.__qualname__, name)
+    return _local(block)
+
+
+def _local(thing: Any) -> tuple[Any, ...]:
+    """A reference to `thing` valid in this process only."""
     with _LOCK:
-        key = _LOCAL_IDS.get(id(block))
+        key = _LOCAL_IDS.get(id(thing))
         if key is None:
-            key = f"block-{next(_COUNTER)}"
-            _LOCAL_IDS[id(block)] = key
-            _LOCAL_BLOCKS[key] = block
+            key = f"local-{next(_COUNTER)}"
+            _LOCAL_IDS[id(thing)] = key
+            _LOCAL_BLOCKS[key] = thing
     return ("local", os.getpid(), key)
 
 
@@ -93,12 +107,30 @@ def _credentials(ticket: Ticket) -> Any:
     return block
 
 
+def _config_in_code(ticket: Ticket, ref: tuple[Any, ...]) -> Any:
+    _, pid, key, names = ref
+    config = _LOCAL_BLOCKS.get(key) if pid == os.getpid() else None
+    if config is None:
+        raise ConfigurationError(
+            f"[{ticket.database_name}] DatabaseManager() failed: this manager was made in "
+            "another process from settings given in code (ConfigManager.with_settings: "
+            f"{', '.join(names)}), which do not travel (they may hold a password); put them "
+            "in the env file or environment of the process that runs this, or use a saved "
+            "DatabaseCredentials block",
+            database=ticket.database_name,
+            operation="DatabaseManager()",
+        )
+    return config
+
+
 def arrive(kind: type, ticket: Ticket) -> Any:
     """Rebuild a pickled manager in this process (attached to its pool)."""
     from dbflow import ConfigManager
 
     config = None
-    if ticket.envs_dir is not None and Path(ticket.envs_dir).is_dir():
+    if ticket.config is not None:
+        config = _config_in_code(ticket, ticket.config)
+    elif ticket.envs_dir is not None and Path(ticket.envs_dir).is_dir():
         config = ConfigManager(ticket.environment, ticket.flow_name, ticket.envs_dir)
     return kind(
         ticket.database_name,

@@ -195,6 +195,14 @@ impl ConfigManager {
     }
 
     /// The keys the env file defines, sorted.
+    /// The settings given in code ([`ConfigManager::with_overrides`]), as
+    /// `<DATABASE>_<SETTING>` names (values may be secrets).
+    pub fn override_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.overrides.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     pub fn file_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.values.keys().cloned().collect();
         keys.sort();

@@ -81,6 +81,12 @@ impl PyConfigManager {
         })
     }
 
+    /// The settings given in code (`with_settings`), as
+    /// `<DATABASE>_<SETTING>` names (values may be secrets).
+    fn settings_in_code(&self) -> Vec<String> {
+        self.inner.override_keys()
+    }
+
     /// Every key the env file defines (names only; values may be secrets).
     fn file_keys(&self) -> Vec<String> {
         self.inner.file_keys()
