@@ -158,6 +158,27 @@ def test_the_rows_own_exception_is_raised_unchanged_and_nothing_is_written(
     assert bdb.get_pool_status()["checked_out"] == 0
 
 
+def test_the_server_refusing_an_earlier_row_wins_over_a_later_exception(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    """execute_many runs its statements in order: a duplicate key in the
+    first (a few hundred rows on either backend) is the error, not an
+    exception the rows raise after it, which the conversion, running ahead,
+    may already have met. (Within one statement's rows, whichever problem
+    is found first is raised.)"""
+    insert = long_table(bdb, backend, btable)
+
+    def rows() -> Iterator[dict[str, object]]:
+        for i, row in enumerate(long_rows()):
+            if i == 1500:
+                raise Exhausted("not reached in order")
+            yield {**row, "id": 5} if i == 6 else row
+
+    with pytest.raises(dbflow.IntegrityError):
+        bdb.execute_many(insert, rows())
+    assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable}") == [{"n": 0}]
+
+
 def test_a_load_the_server_refuses_at_once_stops_reading_the_rows(
     bdb: dbflow.DatabaseManager, backend: Backend
 ) -> None:

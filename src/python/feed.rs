@@ -60,16 +60,19 @@ pub(crate) struct RowSource<'a, 'py> {
     raised: Raised,
 }
 
-/// Where the caller's exception waits for the operation to end.
-pub(crate) type Raised = Arc<Mutex<Option<PyErr>>>;
+/// Where the caller's exception waits for the operation to end, with the
+/// message of the error that stood in for it in the feed.
+pub(crate) type Raised = Arc<Mutex<Option<(PyErr, String)>>>;
 
-/// The caller's exception if its iterable raised one, else `e` for Python.
+/// `e` for Python: the caller's own exception when `e` is the error that
+/// stood in for it (the operation ended because the rows raised), else
+/// dbflow's error (the server refused an earlier row first, say).
 pub(crate) fn reraise(raised: &Raised, e: Error) -> PyErr {
-    raised
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .unwrap_or_else(|| to_pyerr(e))
+    let mut slot = raised.lock().unwrap_or_else(|p| p.into_inner());
+    match slot.take() {
+        Some((exception, stand_in)) if stand_in == e.message => exception,
+        _ => to_pyerr(e),
+    }
 }
 
 impl<'a, 'py> RowSource<'a, 'py> {
@@ -168,8 +171,8 @@ impl<'a, 'py> RowSource<'a, 'py> {
                 Ok(row) => row,
                 Err(e) => {
                     self.ended = true;
-                    *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     let why = format!("the rows raised an exception at row {}", self.index);
+                    *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = Some((e, why.clone()));
                     return Some(Err(self.db.fail(Error::parameter(why), self.operation)));
                 }
             };
