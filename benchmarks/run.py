@@ -39,6 +39,7 @@ SIZES = {
     "pk": 2000,
     "per_row": 1000,
     "many": 10_000,
+    "update_many": 10_000,
     "bulk_dicts": 10_000,
     "bulk_tuples": 10_000,
     "threads": 8 * 400,
@@ -118,6 +119,9 @@ class Dbflow:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {DBFLOW_ROW}"
         self.db.execute_many(sql, data)
 
+    def update_many(self, table: str, data: list[dict[str, Any]]) -> None:
+        self.db.execute_many(f"UPDATE {table} SET label = :label WHERE id = :id", data)
+
     def bulk_dicts(self, table: str, data: list[dict[str, Any]]) -> None:
         self.db.bulk_insert(table, data)
 
@@ -180,6 +184,10 @@ class Replaced:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {SQLALCHEMY_ROW}"
         with self.engine.begin() as conn:
             conn.execute(self.text(sql), data)
+
+    def update_many(self, table: str, data: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.text(f"UPDATE {table} SET label = :label WHERE id = :id"), data)
 
     def _copy_csv(self, table: str, rows: Any) -> None:
         import csv
@@ -252,6 +260,11 @@ class Psycopg3:
 
     def many(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES {PSYCOPG_ROW}"
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(sql, data)
+
+    def update_many(self, table: str, data: list[dict[str, Any]]) -> None:
+        sql = f"UPDATE {table} SET label = %(label)s WHERE id = %(id)s"
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(sql, data)
 
@@ -339,6 +352,16 @@ class Asyncpg:
     def many(self, table: str, data: list[dict[str, Any]]) -> None:
         sql = f"INSERT INTO {table} {INSERT_COLS} VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)"
         args = [tuple(r.values()) for r in data]
+
+        async def go() -> None:
+            async with self.pool.acquire() as c, c.transaction():
+                await c.executemany(sql, args)
+
+        self.run(go())
+
+    def update_many(self, table: str, data: list[dict[str, Any]]) -> None:
+        sql = f"UPDATE {table} SET label = $1 WHERE id = $2"
+        args = [(r["label"], r["id"]) for r in data]
 
         async def go() -> None:
             async with self.pool.acquire() as c, c.transaction():
@@ -474,11 +497,12 @@ WORKLOADS = [
     "fetch_tuples",
     "per_row",
     "many",
+    "update_many",
     "bulk_dicts",
     "bulk_tuples",
     "threads",
 ]
-WRITES = ("per_row", "many", "bulk_dicts", "bulk_tuples")
+WRITES = ("per_row", "many", "update_many", "bulk_dicts", "bulk_tuples")
 LABELS = {
     "select1": f"SELECT 1 round trip ({SIZES['select1']} calls)",
     "pk": f"primary-key lookup ({SIZES['pk']} calls)",
@@ -486,6 +510,7 @@ LABELS = {
     "fetch_tuples": "the same rows as tuples (records, rows)",
     "per_row": f"insert one call per row ({SIZES['per_row']} rows)",
     "many": f"execute_many ({SIZES['many']} rows)",
+    "update_many": f"execute_many of an UPDATE by primary key ({SIZES['update_many']} rows)",
     "bulk_dicts": f"bulk load, rows as dicts ({SIZES['many']} rows; dbflow `bulk_insert`, "
     "the peers' COPY)",
     "bulk_tuples": f"bulk load, rows as tuples ({SIZES['many']} rows)",
@@ -499,7 +524,7 @@ WRITE_OFFSET = 1_000_000
 WRITTEN = """
 SELECT count(*) AS n,
        count(*) FILTER (WHERE amount = (id - {o}) / 100.0
-           AND label = 'label ' || (id - {o})
+           AND label = {label}
            AND created_at = TIMESTAMPTZ '2026-01-01 00:00:00+00' + (id - {o}) * INTERVAL '1 second'
            AND active = ((id - {o}) % 2 = 0)
            AND payload = jsonb_build_object('i', id - {o}, 'tags', jsonb_build_array('a', 'b'))
@@ -509,8 +534,18 @@ FROM {table}
 """
 
 
-def check_written(admin: Any, table: str, n: int) -> None:
-    got = admin.execute(WRITTEN.format(o=WRITE_OFFSET, table=table)).fetchone()
+def seed(admin: Any, table: str, data: list[dict[str, Any]]) -> None:
+    """The rows an UPDATE workload changes, loaded before its timing."""
+    with admin.cursor() as cur, cur.copy(f"COPY {table} {INSERT_COLS} FROM STDIN") as copy:
+        for r in data:
+            copy.write_row(one_tuple(r))
+
+
+def check_written(admin: Any, table: str, n: int, relabelled: bool = False) -> None:
+    """Every value of every row as written; `relabelled`: with the label
+    the UPDATE workload sets ('new <id>') instead."""
+    label = "'new ' || id" if relabelled else f"'label ' || (id - {WRITE_OFFSET})"
+    got = admin.execute(WRITTEN.format(o=WRITE_OFFSET, table=table, label=label)).fetchone()
     want = (n, n, WRITE_OFFSET, WRITE_OFFSET + n - 1)
     assert tuple(got) == want, f"{table}: (rows, exact, min id, max id) {tuple(got)} != {want}"
 
@@ -563,8 +598,11 @@ def measure(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
                         data: Any = rows(size, offset=WRITE_OFFSET)
                         if workload == "bulk_tuples":
                             data = [one_tuple(r) for r in data]
+                        if workload == "update_many":
+                            seed(admin, table, data)
+                            data = [{"id": r["id"], "label": f"new {r['id']}"} for r in data]
                         elapsed, _ = timed(lambda fn=fn, table=table, data=data: fn(table, data))
-                        check_written(admin, table, size)
+                        check_written(admin, table, size, relabelled=workload == "update_many")
                         drop(url, table)
                     elif workload in ("fetch", "fetch_tuples"):
                         elapsed, got = timed(fn)

@@ -223,6 +223,56 @@ def test_execute_many_values_may_change_type_between_chunks(
     assert got == want
 
 
+def test_execute_many_updates_and_deletes_in_bulk(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    """Statements other than a plain INSERT (here UPDATE and DELETE, more
+    sets than one round trip carries on PostgreSQL) apply every set, with
+    values whose types change along the way, and count the rows."""
+    bdb.execute_query(
+        backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY, big {{bigint}}, v {{text}})")
+    )
+    n = 2500
+    bdb.bulk_insert(btable, [(i, 0, "") for i in range(n)], columns=["id", "big", "v"])
+    sets = [
+        {"id": i, "big": 2**40 + i if i > 1200 else i, "v": None if i % 9 == 0 else f"v{i}"}
+        for i in range(n)
+    ]
+    update = f"UPDATE {btable} SET big = :big, v = :v WHERE id = :id"
+    assert bdb.execute_many(update, sets) == n
+    got = bdb.execute_query(f"SELECT id, big, v FROM {btable} ORDER BY id")
+    assert got == sets
+    delete = f"DELETE FROM {btable} WHERE id = :id"
+    assert bdb.execute_many(delete, [{"id": i} for i in range(0, n, 2)]) == n // 2
+    assert count(bdb, btable) == n // 2
+
+
+def test_execute_many_stops_at_the_failing_set_and_applies_none(
+    bdb: dbflow.DatabaseManager, backend: Backend, btable: str
+) -> None:
+    bdb.execute_query(
+        backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY, v {{text}} NOT NULL)")
+    )
+    bdb.bulk_insert(btable, [(i, "kept") for i in range(2000)], columns=["id", "v"])
+    sets = [{"id": i, "v": None if i == 1500 else "changed"} for i in range(2000)]
+    with pytest.raises(IntegrityError):
+        bdb.execute_many(f"UPDATE {btable} SET v = :v WHERE id = :id", sets)
+    assert bdb.execute_query(f"SELECT DISTINCT v FROM {btable}") == [{"v": "kept"}]
+    assert bdb.execute_query("SELECT 1 AS ok") == [{"ok": 1}]  # the connection is sound
+    assert bdb.get_pool_status()["checked_out"] == 0
+
+
+@pytest.mark.backends("postgresql", "pgbouncer")
+def test_execute_many_of_a_statement_returning_rows_runs_every_set(
+    bdb: dbflow.DatabaseManager, btable: str
+) -> None:
+    bdb.execute_query(f"CREATE TABLE {btable} (id int PRIMARY KEY, v text)")
+    bdb.bulk_insert(btable, [(i, "a") for i in range(1200)], columns=["id", "v"])
+    sql = f"UPDATE {btable} SET v = :v WHERE id = :id RETURNING id"
+    assert bdb.execute_many(sql, [{"id": i, "v": "b"} for i in range(1200)]) == 1200
+    assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable} WHERE v = 'b'") == [{"n": 1200}]
+
+
 def test_execute_transaction_all_or_nothing(
     bdb: dbflow.DatabaseManager, backend: Backend, btable: str
 ) -> None:

@@ -279,6 +279,11 @@ struct Bound<'a> {
     target: Target,
 }
 
+/// Parameter sets per pipelined round trip: the server's answer to each is
+/// a few fixed bytes, so a thousand stay far below any socket buffer while
+/// the next requests are still being written.
+const PIPELINE_SETS: usize = 1000;
+
 /// A prepared statement with its parameters' server types, to bind more
 /// values of the same shape without preparing or describing again.
 struct Typed {
@@ -773,10 +778,42 @@ impl PgConn {
             }
             return Ok(total);
         }
+        // Any other statement (UPDATE, DELETE, an upsert): prepared and typed
+        // once, its parameter sets pipelined, up to PIPELINE_SETS per round
+        // trip. A set its types refuse is bound afresh (the sets before it
+        // go first); a statement that returns rows runs set by set.
+        let mut typed: Option<Typed> = None;
+        let mut sets: Vec<PgArguments> = Vec::new();
         while let Some(values) = feed.next_row().await? {
-            let (stmt, args) = self.bind(sql, &values).await?;
-            let done = stmt.query_with(args).execute(&mut self.conn).await?;
-            total += done.rows_affected();
+            if let Some((_, args)) = typed.as_ref().and_then(|t| t.encode(&values)) {
+                sets.push(args);
+            } else {
+                if let Some(t) = &typed {
+                    let ready = std::mem::take(&mut sets);
+                    total += self.conn.execute_pipelined(&t.stmt, ready).await?;
+                }
+                let (stmt, args) = self.bind(sql, &values).await?;
+                typed = stmt
+                    .columns()
+                    .is_empty()
+                    .then(|| Typed::of(&stmt))
+                    .flatten();
+                if typed.is_some() {
+                    sets.push(args);
+                } else {
+                    let done = stmt.query_with(args).execute(&mut self.conn).await?;
+                    total += done.rows_affected();
+                }
+            }
+            if sets.len() >= PIPELINE_SETS {
+                if let Some(t) = &typed {
+                    let ready = std::mem::take(&mut sets);
+                    total += self.conn.execute_pipelined(&t.stmt, ready).await?;
+                }
+            }
+        }
+        if let Some(t) = &typed {
+            total += self.conn.execute_pipelined(&t.stmt, sets).await?;
         }
         Ok(total)
     }

@@ -376,6 +376,99 @@ impl PgConnection {
     }
 }
 
+impl PgConnection {
+    /// dbflow: one prepared statement that returns no rows, run once per
+    /// argument set in a single round trip: a `Bind` and an `Execute` per
+    /// set, then one `Sync` (the pipelining libpq and asyncpg use for
+    /// `executemany`). Returns the rows affected in all. The server stops at
+    /// the first failing set, skips the rest until the `Sync`, and that
+    /// error is returned. The responses are small and fixed per set, so a
+    /// caller that keeps each call to a thousand sets or so never fills the
+    /// socket buffers both ways at once.
+    pub async fn execute_pipelined(
+        &mut self,
+        statement: &crate::PgStatement,
+        mut sets: Vec<PgArguments>,
+    ) -> Result<u64, Error> {
+        let Some(first) = sets.first() else {
+            return Ok(0);
+        };
+        if !statement.metadata.columns.is_empty() {
+            return Err(err_protocol!(
+                "execute_pipelined(): the statement returns rows; run it set by set"
+            ));
+        }
+        self.wait_until_ready().await?;
+        let types = first.types.clone();
+        let (id, metadata) = self
+            .get_or_prepare(
+                statement.sql.as_str(),
+                &types,
+                true,
+                Some(Arc::clone(&statement.metadata)),
+                false,
+            )
+            .await?;
+        for arguments in &mut sets {
+            arguments.apply_patches(self, &metadata.parameters).await?;
+        }
+        self.wait_until_ready().await?;
+        for arguments in &sets {
+            let num_params = u16::try_from(arguments.len()).map_err(|_| {
+                err_protocol!(
+                    "execute_pipelined(): too many arguments for query: {}",
+                    arguments.len()
+                )
+            })?;
+            self.inner.stream.write_msg(Bind {
+                portal: PortalId::UNNAMED,
+                statement: id,
+                formats: &[PgValueFormat::Binary],
+                num_params,
+                params: &arguments.buffer,
+                result_formats: &[PgValueFormat::Binary],
+            })?;
+            self.inner.stream.write_msg(message::Execute {
+                portal: PortalId::UNNAMED,
+                limit: 0,
+            })?;
+        }
+        self.inner
+            .stream
+            .write_msg(Close::Portal(PortalId::UNNAMED))?;
+        self.write_sync();
+        self.inner.stream.flush().await?;
+        let mut affected = 0;
+        loop {
+            // An ErrorResponse is returned as the error by recv(); the
+            // pending ReadyForQuery is then consumed by the next request's
+            // wait_until_ready().
+            let message = self.inner.stream.recv().await?;
+            match message.format {
+                BackendMessageFormat::BindComplete
+                | BackendMessageFormat::ParseComplete
+                | BackendMessageFormat::NoData
+                | BackendMessageFormat::CloseComplete
+                | BackendMessageFormat::EmptyQueryResponse => {}
+                BackendMessageFormat::CommandComplete => {
+                    let done: CommandComplete = message.decode()?;
+                    affected += done.rows_affected();
+                }
+                BackendMessageFormat::ReadyForQuery => {
+                    self.handle_ready_for_query(message)?;
+                    return Ok(affected);
+                }
+                other => {
+                    return Err(err_protocol!(
+                        "execute_pipelined(): unexpected message: {:?}",
+                        other
+                    ));
+                }
+            }
+        }
+    }
+}
+
 impl<'c> Executor<'c> for &'c mut PgConnection {
     type Database = Postgres;
 
