@@ -273,6 +273,22 @@ def test_execute_many_of_a_statement_returning_rows_runs_every_set(
     assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable} WHERE v = 'b'") == [{"n": 1200}]
 
 
+@pytest.mark.backends("postgresql", "pgbouncer")
+def test_execute_many_upserts_the_same_key_many_times(
+    bdb: dbflow.DatabaseManager, btable: str
+) -> None:
+    """An upsert runs set by set (pipelined), so one batch may touch a key
+    again and again, which one multi-row statement could not."""
+    bdb.execute_query(f"CREATE TABLE {btable} (id int PRIMARY KEY, hits int NOT NULL)")
+    upsert = (
+        f"INSERT INTO {btable} (id, hits) VALUES (:id, 1) "
+        f"ON CONFLICT (id) DO UPDATE SET hits = {btable}.hits + 1"
+    )
+    assert bdb.execute_many(upsert, [{"id": i % 10} for i in range(3000)]) == 3000
+    got = bdb.execute_query(f"SELECT id, hits FROM {btable} ORDER BY id")
+    assert got == [{"id": i, "hits": 300} for i in range(10)]
+
+
 def test_execute_transaction_all_or_nothing(
     bdb: dbflow.DatabaseManager, backend: Backend, btable: str
 ) -> None:
