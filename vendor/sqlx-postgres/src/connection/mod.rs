@@ -174,6 +174,13 @@ impl Connection for PgConnection {
         self.inner.stream.send(Terminate).await?;
         self.inner.stream.shutdown().await?;
 
+        // dbflow: wait for the server to hang up. PostgreSQL removes the
+        // session from pg_stat_activity before it closes the socket, so once
+        // the end of the stream is read the session is gone, and a pool may
+        // open its replacement without the server ever seeing one more
+        // session than the pool's limit. (The caller bounds the wait.)
+        while self.inner.stream.recv_unchecked().await.is_ok() {}
+
         Ok(())
     }
 
