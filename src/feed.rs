@@ -9,6 +9,7 @@
 use tokio::sync::mpsc;
 
 use crate::error::Result;
+use crate::sql::{ParsedSql, ValuesTemplate};
 use crate::value::Value;
 
 /// One batch of rows, or why the caller could not make it.
@@ -82,6 +83,71 @@ impl RowFeed {
     }
 }
 
+/// A single-row INSERT's rows as multi-row `VALUES` statements of at most
+/// `max_values` bound values (and 1000 rows) each, values still bound — for
+/// every backend. The full statement is expanded once; only the last,
+/// shorter one is made on its own.
+pub struct ValuesBatches<'a> {
+    template: ValuesTemplate,
+    names: &'a [String],
+    rows_per_statement: usize,
+    full: Option<ParsedSql>,
+    last: Option<ParsedSql>,
+    part: Vec<Vec<Value>>,
+    values: Vec<Value>,
+}
+
+/// One statement's worth: its SQL, its values in order, and whether it is
+/// the full-size statement (the same SQL every time, for caching).
+pub struct Batch<'b> {
+    pub sql: &'b ParsedSql,
+    pub values: &'b [Value],
+    pub full: bool,
+}
+
+impl<'a> ValuesBatches<'a> {
+    /// `None` when `sql` is not a single-row INSERT with parameters.
+    pub fn new(sql: &'a ParsedSql, max_values: usize) -> Option<Self> {
+        let per_row = sql.names.len();
+        if per_row == 0 {
+            return None;
+        }
+        let rows_per_statement = (max_values / per_row).clamp(1, 1000);
+        Some(ValuesBatches {
+            template: sql.values_template()?,
+            names: &sql.names,
+            rows_per_statement,
+            full: None,
+            last: None,
+            part: Vec::with_capacity(rows_per_statement),
+            values: Vec::with_capacity(rows_per_statement * per_row),
+        })
+    }
+
+    /// The next statement's rows from `feed`, `None` at its end.
+    pub async fn next(&mut self, feed: &mut RowFeed) -> Result<Option<Batch<'_>>> {
+        if !feed.fill(&mut self.part, self.rows_per_statement).await? {
+            return Ok(None);
+        }
+        let rows = self.part.len();
+        self.values.clear();
+        self.values.extend(self.part.drain(..).flatten());
+        let (template, names) = (&self.template, self.names);
+        let full = rows == self.rows_per_statement;
+        let sql = if full {
+            self.full
+                .get_or_insert_with(|| template.expand(rows, names))
+        } else {
+            self.last.insert(template.expand(rows, names))
+        };
+        Ok(Some(Batch {
+            sql,
+            values: &self.values,
+            full,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +206,32 @@ mod tests {
         assert_eq!(ids(&feed.next_chunk().await.unwrap().unwrap()), vec![1, 2]);
         assert_eq!(ids(&feed.next_chunk().await.unwrap().unwrap()), vec![3, 4]);
         assert!(feed.next_chunk().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn values_batches_make_the_full_statement_once_and_the_last_alone() {
+        let sql = crate::sql::parse(
+            "INSERT INTO t (a, b) VALUES (:a, :b)",
+            crate::sql::Dialect::Postgres,
+        );
+        let rows: Vec<Vec<Value>> = (0..5)
+            .map(|i| vec![Value::Int(i), Value::Int(-i)])
+            .collect();
+        let mut feed = RowFeed::from_rows(rows);
+        let mut batches = ValuesBatches::new(&sql, 4).expect("a single-row INSERT");
+        let mut seen = Vec::new();
+        while let Some(batch) = batches.next(&mut feed).await.unwrap() {
+            let text = batch.sql.render(crate::sql::Dialect::Postgres);
+            seen.push((
+                batch.full,
+                batch.values.len(),
+                text.matches("), (").count() + 1,
+            ));
+        }
+        // Two rows (4 values) per statement: full, full, then one row alone.
+        assert_eq!(seen, vec![(true, 4, 2), (true, 4, 2), (false, 2, 1)]);
+        let select = crate::sql::parse("SELECT :a", crate::sql::Dialect::Postgres);
+        assert!(ValuesBatches::new(&select, 4).is_none());
     }
 
     #[tokio::test]

@@ -97,10 +97,8 @@ def test_a_pickled_manager_is_what_it_is_and_no_secret(env, pg_password: str) ->
         db.dispose()
 
 
-def test_a_manager_arriving_without_its_configuration_names_the_key(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    name = env.database()
-    data = pickle.dumps(env.manager(name))
-    (env.root / ".env.test").unlink()
+def unpickled_elsewhere(tmp_path: Path, data: bytes) -> subprocess.CompletedProcess[str]:
+    """Unpickle a manager in a fresh process; a ConfigurationError is printed."""
     (tmp_path / "manager.pickle").write_bytes(data)
     done = run_script(
         tmp_path,
@@ -113,6 +111,14 @@ def test_a_manager_arriving_without_its_configuration_names_the_key(env, tmp_pat
         """,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_manager_arriving_without_its_configuration_names_the_key(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name = env.database()
+    data = pickle.dumps(env.manager(name))
+    (env.root / ".env.test").unlink()
+    done = unpickled_elsewhere(tmp_path, data)
     assert f"TEST_GLOBAL_{name.upper()}_CONNECTION_STRING" in done.stdout, done.stdout
 
 
@@ -125,17 +131,7 @@ def test_an_unsaved_credentials_block_stays_in_its_process(pg_url: str, tmp_path
         data = pickle.dumps(db)
         assert pg_url.split(":")[2].split("@")[0].encode() not in data
         assert pickle.loads(data).execute_query("SELECT 1 AS x") == [{"x": 1}]
-        (tmp_path / "manager.pickle").write_bytes(data)
-        done = run_script(
-            tmp_path,
-            """
-            import pickle, dbflow
-            try:
-                pickle.loads(open("manager.pickle", "rb").read())
-            except dbflow.ConfigurationError as e:
-                print("ConfigurationError:", e)
-            """,
-        )
+        done = unpickled_elsewhere(tmp_path, data)
         assert "unsaved credentials block" in done.stdout, done.stdout + done.stderr
         assert "save the block" in done.stdout
     finally:
@@ -155,17 +151,7 @@ def test_settings_given_in_code_stay_in_their_process(env, pg_url: str, tmp_path
         again = pickle.loads(data)  # this process: the same settings
         assert again.get_pool_status()["pool_size"] == 3
         assert again.execute_query("SELECT 1 AS x") == [{"x": 1}]
-        (tmp_path / "manager.pickle").write_bytes(data)
-        done = run_script(
-            tmp_path,
-            """
-            import pickle, dbflow
-            try:
-                pickle.loads(open("manager.pickle", "rb").read())
-            except dbflow.ConfigurationError as e:
-                print("ConfigurationError:", e)
-            """,
-        )
+        done = unpickled_elsewhere(tmp_path, data)
         assert "settings given in code" in done.stdout, done.stdout + done.stderr
         assert f"{name.upper()}_CONNECTION_STRING" in done.stdout
         assert f"{name.upper()}_POOL_SIZE" in done.stdout

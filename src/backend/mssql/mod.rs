@@ -19,9 +19,9 @@ use super::{with_backstop, Control, DialectSql, Statement};
 use crate::config::mssql::{tls_of, Encrypt, Verify};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::feed::RowFeed;
+use crate::feed::{RowFeed, ValuesBatches};
 use crate::sql::{Dialect, ParsedSql};
-use crate::value::{Rows, Value};
+use crate::value::Rows;
 
 type Stream = Compat<TcpStream>;
 
@@ -349,24 +349,10 @@ impl MsConn {
     /// chunks (at most 1000 rows and 2100 parameters per statement, T-SQL's
     /// limits); anything else row by row.
     pub async fn execute_many(&mut self, sql: &ParsedSql, feed: &mut RowFeed) -> Result<u64> {
-        let per_row = sql.names.len();
         let mut total = 0;
-        if let (Some(template), true) = (sql.values_template(), per_row > 0) {
-            let chunk = (2_099 / per_row).clamp(1, 1000);
-            let mut part = Vec::with_capacity(chunk);
-            let mut flat: Vec<Value> = Vec::with_capacity(chunk * per_row);
-            let mut full: Option<ParsedSql> = None; // a full chunk's statement, made once
-            while feed.fill(&mut part, chunk).await? {
-                let last;
-                let expanded = if part.len() == chunk {
-                    full.get_or_insert_with(|| template.expand(chunk, &sql.names))
-                } else {
-                    last = template.expand(part.len(), &sql.names);
-                    &last
-                };
-                flat.clear();
-                flat.extend(part.drain(..).flatten());
-                let (text, params) = values::bind(expanded, &flat)?;
+        if let Some(mut batches) = ValuesBatches::new(sql, 2_099) {
+            while let Some(batch) = batches.next(feed).await? {
+                let (text, params) = values::bind(batch.sql, batch.values)?;
                 let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
                 total += self.client.execute(text, &refs).await?.total();
             }

@@ -19,7 +19,7 @@ use super::rows::{Destination, Read, RowBuffer};
 use super::{with_backstop, Control, DialectSql, Statement};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
-use crate::feed::RowFeed;
+use crate::feed::{RowFeed, ValuesBatches};
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 
@@ -304,7 +304,7 @@ impl Typed {
 
     /// The values bound to these types; `None` if any value does not fit
     /// (the caller then binds afresh).
-    fn encode(&self, values: &[Value]) -> Option<(sqlx::postgres::PgStatement, PgArguments)> {
+    fn encode(&self, values: &[Value]) -> Option<PgArguments> {
         if values.len() != self.params.len() {
             return None;
         }
@@ -318,7 +318,7 @@ impl Typed {
             };
             args.add(bound).ok()?;
         }
-        Some((self.stmt.clone(), args))
+        Some(args)
     }
 }
 
@@ -725,8 +725,8 @@ impl PgConn {
     }
 
     /// Many parameter sets: a single-row INSERT goes as multi-row VALUES
-    /// chunks (one round trip per chunk, values still bound); anything else
-    /// row by row.
+    /// statements (one round trip each, values still bound); anything else
+    /// is pipelined, a statement returning rows set by set.
     pub async fn execute_many(&mut self, sql: &ParsedSql, feed: &mut RowFeed) -> Result<u64> {
         self.pinned(
             None,
@@ -737,38 +737,30 @@ impl PgConn {
     }
 
     async fn execute_many_here(&mut self, sql: &ParsedSql, feed: &mut RowFeed) -> Result<u64> {
-        let per_row = sql.names.len();
         let mut total = 0;
-        if let (Some(template), true) = (sql.values_template(), per_row > 0) {
-            // About 2000 bound values per statement: wider statements cost the
-            // server more to plan than the round trips they save (10k rows of
-            // 7 columns: 60 ms in chunks of 1000 rows, 54 ms in chunks of 250;
-            // 2 columns: equal). PostgreSQL's own limit is 65535 parameters.
-            let chunk = (2048 / per_row).clamp(1, 1000);
-            let mut part = Vec::with_capacity(chunk);
-            let mut values: Vec<Value> = Vec::with_capacity(chunk * per_row);
-            // A full chunk's statement is expanded, prepared and typed once;
-            // the chunks after it only encode their values (a value its
-            // types refuse goes through `bind`, which settles them again).
-            let mut full: Option<(ParsedSql, Option<Typed>)> = None;
-            while feed.fill(&mut part, chunk).await? {
-                let rows = part.len();
-                values.clear();
-                values.extend(part.drain(..).flatten());
-                let (stmt, args) = if rows == chunk {
-                    let (expanded, typed) =
-                        full.get_or_insert_with(|| (template.expand(chunk, &sql.names), None));
-                    match typed.as_ref().and_then(|t| t.encode(&values)) {
-                        Some(ready) => ready,
-                        None => {
-                            let (stmt, args) = self.bind(expanded, &values).await?;
-                            *typed = Typed::of(&stmt);
-                            (stmt, args)
+        // About 2000 bound values per statement: wider statements cost the
+        // server more to plan than the round trips they save (10k rows of 7
+        // columns: 60 ms in chunks of 1000 rows, 54 ms in chunks of 250; 2
+        // columns: equal). PostgreSQL's own limit is 65535 parameters.
+        if let Some(mut batches) = ValuesBatches::new(sql, 2048) {
+            // The full statement is prepared and typed once; later full
+            // statements only encode their values (a value its types
+            // refuse goes through `bind`, which settles them again).
+            let mut typed: Option<Typed> = None;
+            while let Some(batch) = batches.next(feed).await? {
+                let cached = typed
+                    .as_ref()
+                    .filter(|_| batch.full)
+                    .and_then(|t| Some((t.stmt.clone(), t.encode(batch.values)?)));
+                let (stmt, args) = match cached {
+                    Some(ready) => ready,
+                    None => {
+                        let (stmt, args) = self.bind(batch.sql, batch.values).await?;
+                        if batch.full {
+                            typed = Typed::of(&stmt);
                         }
+                        (stmt, args)
                     }
-                } else {
-                    self.bind(&template.expand(rows, &sql.names), &values)
-                        .await?
                 };
                 total += stmt
                     .query_with(args)
@@ -785,7 +777,7 @@ impl PgConn {
         let mut typed: Option<Typed> = None;
         let mut sets: Vec<PgArguments> = Vec::new();
         while let Some(values) = feed.next_row().await? {
-            if let Some((_, args)) = typed.as_ref().and_then(|t| t.encode(&values)) {
+            if let Some(args) = typed.as_ref().and_then(|t| t.encode(&values)) {
                 sets.push(args);
             } else {
                 if let Some(t) = &typed {
