@@ -541,12 +541,13 @@ fn observe<T>(
     result
 }
 
+/// The server refused the COMMIT: nothing was saved. A connection lost at
+/// COMMIT says itself whether COMMIT had left (`backend::sent`).
 fn commit_failed(mut e: Error) -> Error {
-    e.kind = match e.kind {
-        ErrorKind::Connection => ErrorKind::Connection,
-        _ => ErrorKind::Transaction,
-    };
-    e.message = format!("COMMIT failed, nothing was saved: {}", e.message);
+    if e.kind != ErrorKind::Connection {
+        e.kind = ErrorKind::Transaction;
+        e.message = format!("COMMIT failed, nothing was saved: {}", e.message);
+    }
     e
 }
 

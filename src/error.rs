@@ -34,8 +34,8 @@ pub struct Error {
     /// True when the server may have executed the statement (the request was
     /// sent before the failure): such a call must never be retried blindly.
     pub maybe_executed: bool,
-    /// The connection was found closed while sending the request, before
-    /// the server could have read a whole one: the statement did not run
+    /// The connection failed before any byte of the request was written
+    /// (decided at the seam, `backend::sent`): the statement did not run
     /// and may run once more on another connection.
     pub not_sent: bool,
 }
@@ -57,14 +57,13 @@ impl Error {
         }
     }
 
-    /// An I/O failure of the connection. Writing to a socket the server
-    /// already reset fails with a broken pipe: the request never reached it
-    /// whole, and neither PostgreSQL nor SQL Server acts on a partial
-    /// message. Any other I/O failure may have come after the server ran it.
-    pub fn io(message: impl Into<String>, kind: std::io::ErrorKind) -> Self {
+    /// An I/O failure of the connection: the request may have reached the
+    /// server, until the seam proves that none of it left this process
+    /// (`backend::sent::settle`). The error's name says nothing either way:
+    /// tiberius reports a failed read as a broken pipe.
+    pub fn io(message: impl Into<String>, _kind: std::io::ErrorKind) -> Self {
         let mut e = Self::connection(message);
-        e.not_sent = kind == std::io::ErrorKind::BrokenPipe;
-        e.maybe_executed = !e.not_sent;
+        e.maybe_executed = true;
         e
     }
 
@@ -195,11 +194,9 @@ mod tests {
     }
 
     #[test]
-    fn only_a_refused_write_counts_as_not_sent() {
+    fn an_io_error_alone_never_counts_as_not_sent() {
         use std::io::{Error as IoError, ErrorKind as Io};
-        let refused: Error = sqlx::Error::Io(IoError::new(Io::BrokenPipe, "x")).into();
-        assert!(refused.not_sent && !refused.maybe_executed);
-        for kind in [Io::ConnectionReset, Io::UnexpectedEof, Io::TimedOut] {
+        for kind in [Io::BrokenPipe, Io::ConnectionReset, Io::UnexpectedEof] {
             let e: Error = sqlx::Error::Io(IoError::new(kind, "x")).into();
             assert!(!e.not_sent && e.maybe_executed, "{kind:?}");
             assert_eq!(e.kind, ErrorKind::Connection);
@@ -209,7 +206,7 @@ mod tests {
             message: "Broken pipe".into(),
         }
         .into();
-        assert!(tds.not_sent);
+        assert!(!tds.not_sent && tds.maybe_executed);
     }
 
     #[test]

@@ -1,92 +1,227 @@
-"""A TCP proxy on 127.0.0.1 that injects network faults between dbflow and
-the test server: pass traffic, stall it (a black hole), or cut every
-connection."""
+"""A TCP proxy on 127.0.0.1 that injects real network faults between dbflow
+and a test server (as psycopg's tests/fix_proxy.py and asyncpg's fuzzer do).
+
+An asyncio forwarder on a thread of its own, driven from the test:
+
+- ``reset_after(n, "down")``: the next link to carry ``n`` more bytes from
+  the server resets (RST, both ends) right after forwarding them; ``"up"``
+  counts the client's bytes. ``n=0`` upwards is "reset before forwarding
+  the request"; ``close_after`` ends the link with a FIN instead.
+- ``reset_all()`` / ``cut()``: every open link reset / closed now.
+- ``stall()`` / ``resume()``: a black hole (accepts, forwards nothing,
+  closes nothing) and back; ``delay(s)``: latency added to every chunk.
+
+``fired`` counts the armed faults that went off, so a test can assert that
+its fault really happened; ``up``/``down`` count the bytes forwarded.
+"""
 
 from __future__ import annotations
 
-import select
+import asyncio
+import itertools
 import socket
+import struct
 import threading
+from dataclasses import dataclass, field
+
+UP, DOWN = "up", "down"
+
+
+@dataclass
+class _Link:
+    id: int
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+    sent: dict[str, int] = field(default_factory=lambda: {UP: 0, DOWN: 0})
+
+
+@dataclass
+class _Armed:
+    direction: str
+    after: int
+    action: str  # "reset" | "close"
+    #: Bytes each open link had carried in `direction` when armed.
+    marks: dict[int, int]
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with an RST (SO_LINGER 0), as a dropped route or a crashed
+    middlebox does, not with an orderly FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
 
 
 class FaultProxy:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(64)
-        self.port = int(self.server.getsockname()[1])
         self.mode = "pass"  # pass | stall
-        self._stop = threading.Event()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.latency = 0.0
+        self.fired = 0
+        self.up = 0
+        self.down = 0
+        self._armed: _Armed | None = None
+        self._links: dict[int, _Link] = {}
+        self._ids = itertools.count()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        self._server = self._call(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = int(self._server.sockets[0].getsockname()[1])
 
-    def _accept(self) -> None:
-        self.server.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                continue
-            if self.mode == "stall":
-                # Accept and never answer: keep the socket open, read nothing.
-                with self._lock:
-                    self._pairs.append((client, client))
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._pairs.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+    def _call(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        sockets = [a, b]
-        try:
-            while not self._stop.is_set():
-                readable, _, _ = select.select(sockets, [], [], 0.1)
-                if self.mode == "stall":
-                    continue  # hold everything: the server never hears, the client never hears back
-                for s in readable:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    (b if s is a else a).sendall(data)
-        except (OSError, ValueError):
-            # cut() closed the sockets under select(): the link is gone.
-            return
-        finally:
-            for s in sockets:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+    # ---- what a test asks for ------------------------------------------------
+
+    def reset_after(self, nbytes: int, direction: str = DOWN) -> None:
+        self._arm(nbytes, direction, "reset")
+
+    def close_after(self, nbytes: int, direction: str = DOWN) -> None:
+        self._arm(nbytes, direction, "close")
+
+    def _arm(self, nbytes: int, direction: str, action: str) -> None:
+        assert direction in (UP, DOWN), direction
+        with self._lock:
+            marks = {link.id: link.sent[direction] for link in self._links.values()}
+            self._armed = _Armed(direction, nbytes, action, marks)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = None
+
+    def reset_all(self) -> None:
+        """Reset every open link now (a middlebox dropping its state)."""
+        self._call(self._end_all(_reset))
+
+    def cut(self) -> None:
+        """Close every open link now (a network cut / server crash)."""
+        self._call(self._end_all(lambda w: w.close()))
 
     def stall(self) -> None:
         self.mode = "stall"
+        self._flowing.clear()
 
     def resume(self) -> None:
         self.mode = "pass"
+        self._flowing.set()
 
-    def cut(self) -> None:
-        """Close every open connection now (a network cut / server crash)."""
+    def delay(self, seconds: float) -> None:
+        self.latency = seconds
+
+    def links(self) -> int:
         with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for a, b in pairs:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            return len(self._links)
 
     def close(self) -> None:
-        self._stop.set()
-        self.cut()
-        self.server.close()
-        self._thread.join(2)
+        self.resume()
+        self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    # ---- the forwarder -------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        await self._end_all(lambda w: w.close())
+
+    async def _end_all(self, end) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            links, self._links = list(self._links.values()), {}
+        for link in links:
+            end(link.client)
+            end(link.upstream)
+        await asyncio.sleep(0)
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self.mode == "stall":
+            # A black hole: the connection is accepted and never answered.
+            await self._wait_flowing()
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_w.close()
+            return
+        link = _Link(next(self._ids), client_w, up_w)
+        with self._lock:
+            self._links[link.id] = link
+        await asyncio.gather(
+            self._pump(link, client_r, up_w, UP),
+            self._pump(link, up_r, client_w, DOWN),
+            return_exceptions=True,
+        )
+        with self._lock:
+            self._links.pop(link.id, None)
+
+    async def _wait_flowing(self) -> None:
+        while not self._flowing.is_set():
+            await asyncio.sleep(0.01)
+
+    async def _pump(
+        self,
+        link: _Link,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        direction: str,
+    ) -> None:
+        try:
+            while True:
+                await self._wait_flowing()
+                data = await source.read(65536)
+                if not data:
+                    break
+                await self._wait_flowing()
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                forward, action = self._apply(link, direction, data)
+                if forward:
+                    sink.write(forward)
+                    await sink.drain()
+                if action is not None:
+                    end = _reset if action == "reset" else (lambda w: w.close())
+                    end(link.client)
+                    end(link.upstream)
+                    return
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            # One side ended: end the other, as a real path would.
+            for writer in (link.client, link.upstream):
+                if not writer.is_closing():
+                    writer.close()
+
+    def _apply(self, link: _Link, direction: str, data: bytes) -> tuple[bytes, str | None]:
+        """How much of `data` to forward, and the fault to fire after it."""
+        with self._lock:
+            armed = self._armed
+            before = link.sent[direction]
+            if armed is None or armed.direction != direction:
+                link.sent[direction] += len(data)
+                self._count(direction, len(data))
+                return data, None
+            carried = before - armed.marks.get(link.id, 0)
+            room = armed.after - carried
+            if room > len(data):
+                link.sent[direction] += len(data)
+                self._count(direction, len(data))
+                return data, None
+            forward = data[: max(room, 0)]
+            link.sent[direction] += len(forward)
+            self._count(direction, len(forward))
+            self._armed = None
+            self.fired += 1
+            return forward, armed.action
+
+    def _count(self, direction: str, n: int) -> None:
+        if direction == UP:
+            self.up += n
+        else:
+            self.down += n

@@ -4,6 +4,7 @@ the event loop, with cancellation that never leaves a bad connection."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -123,36 +124,39 @@ def test_long_loads_from_generators_all_or_nothing(env) -> None:  # type: ignore
 
 
 def test_hundred_coroutines_without_blocking_the_loop(env) -> None:  # type: ignore[no-untyped-def]
-    db = manager(env, pool_size=5, max_overflow=10)
+    """Deterministic, not timed: every query waits on the server for a lock
+    that only the event loop itself can release, after it has seen the
+    whole pool (5 + 10) waiting. A call that blocked the loop would never
+    let it get there; the server's statement timeout ends such a run with
+    an error instead of a hang."""
+    db = manager(env, pool_size=5, max_overflow=10, query_timeout=60)
+    holder = manager(env, pool_size=1, max_overflow=0)
+    key = 7_700_000 + os.getpid()
 
-    async def main() -> tuple[list[int], float]:
-        lag = 0.0
-        busiest = 0
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal lag, busiest
-            while not done.is_set():
-                started = time.monotonic()
-                await asyncio.sleep(0.01)
-                lag = max(lag, time.monotonic() - started - 0.01)
-                busiest = max(busiest, db.get_pool_status()["checked_out"])
-
-        tick = asyncio.create_task(ticker())
-        rows = await asyncio.gather(
-            *(db.execute_query("SELECT :i AS i, pg_sleep(0.05)", {"i": i}) for i in range(100))
+    async def main() -> list[int]:
+        await holder.execute_query("SELECT pg_advisory_lock(:k)", {"k": key})
+        queries = asyncio.gather(
+            *(
+                db.execute_query(
+                    "SELECT :i AS i FROM (SELECT pg_advisory_xact_lock_shared(:k)) AS l",
+                    {"i": i, "k": key},
+                )
+                for i in range(100)
+            )
         )
-        done.set()
-        await tick
-        assert 5 <= busiest <= 15, busiest
-        return [r[0]["i"] for r in rows], lag
+        while db.get_pool_status()["checked_out"] < 15:
+            await asyncio.sleep(0.005)
+        assert not queries.done()
+        assert db.get_pool_status()["checked_out"] == 15
+        await holder.execute_query("SELECT pg_advisory_unlock(:k)", {"k": key})
+        rows = await queries
+        return [r[0]["i"] for r in rows]
 
     try:
-        values, lag = asyncio.run(main())
-        assert values == list(range(100))
-        assert lag < 0.1, f"the event loop stalled for {lag * 1000:.0f} ms"
+        assert asyncio.run(main()) == list(range(100))
     finally:
         db.dispose()
+        holder.dispose()
 
 
 def test_cancellation_discards_the_connection(env, admin) -> None:  # type: ignore[no-untyped-def]

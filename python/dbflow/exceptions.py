@@ -2,8 +2,11 @@
 
 Every error carries the database and the operation that failed, and never a
 password. Query errors carry PostgreSQL's SQLSTATE (``sqlstate``) or SQL
-Server's error number (``error_number``). All exceptions pickle, so they cross
-process boundaries (Prefect task results, multiprocessing) intact.
+Server's error number (``error_number``). ``may_have_run`` is true when the
+request had reached the server before the failure (a connection lost
+mid-answer): the statement may have taken effect, and dbflow never sends it
+again by itself. All exceptions pickle, so they cross process boundaries
+(Prefect task results, multiprocessing) intact.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class DatabaseError(Exception):
         operation: str | None = None,
         sqlstate: str | None = None,
         error_number: int | None = None,
+        may_have_run: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -43,6 +47,7 @@ class DatabaseError(Exception):
         self.operation = operation
         self.sqlstate = sqlstate
         self.error_number = error_number
+        self.may_have_run = may_have_run
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -55,6 +60,7 @@ class DatabaseError(Exception):
                     "operation": self.operation,
                     "sqlstate": self.sqlstate,
                     "error_number": self.error_number,
+                    "may_have_run": self.may_have_run,
                 },
             ),
         )

@@ -7,6 +7,7 @@ pub mod liveness;
 pub mod mssql;
 pub mod postgres;
 pub mod rows;
+pub mod sent;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -43,6 +44,8 @@ pub struct Connection {
     /// Set while an operation is on the wire; still set when its future was
     /// dropped before finishing, so the pool discards the connection.
     pub in_flight: bool,
+    /// Set while the COMMIT that ends a transaction is on the wire.
+    committing: bool,
     /// The pool's permit for one server session, held until the connection
     /// is gone (closed, or dropped), so a replacement never overlaps it.
     pub session: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -65,12 +68,13 @@ pub enum Control<'a> {
 macro_rules! on_driver {
     ($self:expr, $c:ident => $call:expr) => {{
         $self.in_flight = true;
+        let written = $self.bytes_written();
         let result = match &mut $self.driver {
             Driver::Postgres($c) => $call,
             Driver::SqlServer($c) => $call,
         };
         $self.poisoned_check();
-        $self.note(result)
+        $self.note(result, written)
     }};
 }
 
@@ -142,6 +146,7 @@ impl Connection {
             broken: false,
             in_transaction: false,
             in_flight: false,
+            committing: false,
             session: None,
         })
     }
@@ -184,13 +189,30 @@ impl Connection {
         }
     }
 
+    /// Bytes the kernel has accepted for sending on this connection's
+    /// socket (`None`: not counted).
+    fn bytes_written(&self) -> Option<u64> {
+        driver_ref!(self, c => c.bytes_written())
+    }
+
     /// A connection-level failure, or a client-side deadline that fired with
-    /// the request on the wire, leaves the connection unusable.
-    fn note<T>(&mut self, result: Result<T>) -> Result<T> {
+    /// the request on the wire, leaves the connection unusable. Whether a
+    /// failed request may have reached the server is decided here, once for
+    /// every backend, from the bytes written since `written_before`
+    /// ([`sent::settle`]).
+    fn note<T>(&mut self, mut result: Result<T>, written_before: Option<u64>) -> Result<T> {
         self.in_flight = false;
-        match &result {
+        match &mut result {
             Ok(_) => self.last_used = Instant::now(),
-            Err(e) if e.kind == ErrorKind::Connection => self.broken = true,
+            Err(e) if e.kind == ErrorKind::Connection => {
+                let phase = match (self.committing, self.in_transaction) {
+                    (true, _) => sent::Phase::Commit,
+                    (false, true) => sent::Phase::InTransaction,
+                    (false, false) => sent::Phase::Autocommit,
+                };
+                sent::settle(e, written_before, self.bytes_written(), phase);
+                self.broken = true;
+            }
             Err(e) if e.kind == ErrorKind::Timeout && e.maybe_executed => self.broken = true,
             Err(_) => {}
         }
@@ -337,7 +359,9 @@ impl Connection {
     }
 
     pub async fn commit(&mut self) -> Result<()> {
+        self.committing = true;
         let r = self.end_transaction(Control::Commit).await;
+        self.committing = false;
         self.set_in_transaction(false);
         r
     }

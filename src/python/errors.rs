@@ -34,6 +34,7 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     kwargs.set_item("operation", e.operation)?;
     kwargs.set_item("sqlstate", e.sqlstate.as_deref())?;
     kwargs.set_item("error_number", e.error_number)?;
+    kwargs.set_item("may_have_run", e.maybe_executed)?;
     let instance = class.call((e.to_string(),), Some(&kwargs))?;
     Ok(PyErr::from_value(instance))
 }

@@ -863,6 +863,10 @@ impl PgConn {
         self.conn.raw_fd()
     }
 
+    pub fn bytes_written(&self) -> Option<u64> {
+        self.conn.bytes_written()
+    }
+
     /// "cached plan must not change result type": a statement prepared
     /// before a DDL change, refused before it ran.
     pub fn stale_plan(&self, e: &Error) -> bool {
