@@ -14,6 +14,7 @@ import itertools
 import os
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from backends import Backend
@@ -324,3 +325,42 @@ def test_async_a_reset_mid_result_is_an_error_and_no_second_run(scene: Scene) ->
     finally:
         adb.dispose()
         db.dispose()
+
+
+def test_a_reset_mid_migration_applies_nothing_and_the_next_run_applies_it_once(
+    env: Env, backend: Backend, fresh_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "migrations"
+    (root / "appdb").mkdir(parents=True)
+    # Padding makes the file's text large, so a reset 100 KB into the
+    # client's bytes falls inside it, after the lock and history queries.
+    padding = "\n".join(f"-- {'x' * 96}" for _ in range(2_000))
+    (root / "appdb" / "V1__marks.sql").write_text(
+        backend.ddl("CREATE TABLE mig_marks (v {int});\n")
+        + "INSERT INTO mig_marks (v) VALUES (1);\n"
+        + padding
+        + "\nINSERT INTO mig_marks (v) VALUES (2);\n"
+    )
+    proxy = FaultProxy(urllib.parse.urlsplit(fresh_url).port or 0)
+    settings = {**backend.settings, "auto_migrate": "off", "pool_release_grace": 0}
+    proxied = env.database("appdb", url=through(proxy, fresh_url), **settings)
+    direct = env.manager(env.database("appdb_direct", url=fresh_url, **backend.settings))
+    db = dbflow.DatabaseManager(proxied, config=env.config(), migrations_dir=root)
+    try:
+        db.execute_query("SELECT 1 AS one")
+        proxy.reset_after(100_000, UP)
+        with pytest.raises(dbflow.DatabaseError) as info:
+            db.run_migrations()
+        assert proxy.fired == 1
+        assert "may have run" in str(info.value) or "transaction is lost" in str(info.value)
+        exists = direct.execute_query(
+            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name = 'mig_marks'"
+        )
+        assert int(exists[0]["n"]) == 0
+        report = db.run_migrations()
+        assert report == {"applied": ["V1"], "current_version": "V1"}
+        assert direct.execute_query("SELECT v FROM mig_marks ORDER BY v") == [{"v": 1}, {"v": 2}]
+    finally:
+        db.dispose()
+        direct.dispose()
+        proxy.close()

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::rows::{Destination, Read, RowBuffer};
+use super::sent::{Counted, WriteCount};
 use super::{with_backstop, Control, DialectSql, Statement};
 use crate::config::mssql::{tls_of, Encrypt, Verify};
 use crate::config::DatabaseConfig;
@@ -23,7 +24,7 @@ use crate::feed::{RowFeed, ValuesBatches};
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::Rows;
 
-type Stream = Compat<TcpStream>;
+type Stream = Compat<Counted<TcpStream>>;
 
 /// SQL Server error numbers that mean "the data broke a constraint":
 /// duplicate key (2627, 2601), foreign key / check (547), NULL into a
@@ -86,7 +87,9 @@ impl From<tiberius::error::Error> for Error {
 }
 
 /// A rejected certificate in plain words (the TLS library names its causes
-/// in its own identifiers).
+/// in its own identifiers, and tiberius appends remedies in its own API's
+/// names, `Config::trust_cert_ca` and others, which the caller replaces
+/// with dbflow's options).
 fn certificate_problem(message: &str) -> String {
     const CAUSES: &[(&str, &str)] = &[
         (
@@ -110,7 +113,21 @@ fn certificate_problem(message: &str) -> String {
     ];
     match CAUSES.iter().find(|(id, _)| message.contains(id)) {
         Some((_, words)) => format!("the server's certificate was not accepted: {words}"),
-        None => message.to_owned(),
+        None => {
+            // tiberius: "the server's certificate was rejected during the TLS
+            // handshake: {cause}.{hint} To connect anyway you can: (1) ..."
+            let problem = message
+                .split_once(" To connect anyway")
+                .map_or(message, |(problem, _)| problem)
+                .trim_end()
+                .trim_end_matches('.');
+            match problem
+                .strip_prefix("the server's certificate was rejected during the TLS handshake: ")
+            {
+                Some(cause) => format!("the server's certificate was not accepted: {cause}"),
+                None => problem.to_owned(),
+            }
+        }
     }
 }
 
@@ -189,9 +206,11 @@ pub struct MsConn {
     client: Client<Stream>,
     /// The TCP socket's descriptor under any TLS, for liveness checks.
     raw_fd: Option<i32>,
+    /// Bytes written on that socket, to tell a request that never left.
+    written: WriteCount,
 }
 
-async fn open(config: &tiberius::Config) -> Result<(Client<Stream>, Option<i32>)> {
+async fn open(config: &tiberius::Config) -> Result<MsConn> {
     // Asks SQL Browser for a named instance's port; connects directly otherwise.
     let tcp = TcpStream::connect_named(config).await?;
     tcp.set_nodelay(true)
@@ -200,8 +219,14 @@ async fn open(config: &tiberius::Config) -> Result<(Client<Stream>, Option<i32>)
     let raw_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     #[cfg(not(unix))]
     let raw_fd = None;
+    let tcp = Counted::new(tcp);
+    let written = tcp.counter();
     let client = Client::connect(config.clone(), tcp.compat_write()).await?;
-    Ok((client, raw_fd))
+    Ok(MsConn {
+        client,
+        raw_fd,
+        written,
+    })
 }
 
 impl MsConn {
@@ -226,10 +251,7 @@ impl MsConn {
                 other => other,
             }
         };
-        let (client, raw_fd) = attempt
-            .await
-            .map_err(|e| explain_connect_error(e, config))?;
-        Ok(MsConn { client, raw_fd })
+        attempt.await.map_err(|e| explain_connect_error(e, config))
     }
 
     /// One statement (batch); the rows of its first result set go to
@@ -435,6 +457,10 @@ impl MsConn {
         self.raw_fd
     }
 
+    pub fn bytes_written(&self) -> Option<u64> {
+        Some(self.written.get())
+    }
+
     /// SQL Server recompiles a stale plan itself.
     pub fn stale_plan(&self, _e: &Error) -> bool {
         false
@@ -534,4 +560,55 @@ fn explain_connect_error(mut e: Error, config: &DatabaseConfig) -> Error {
         format!("cannot connect to {target}: {advice} ({})", e.message)
     };
     e.redact(config.spec.password.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tiberius's message for a certificate rustls rejected (as 0.13.0 words it).
+    fn tiberius_message(cause: &str) -> String {
+        format!(
+            "the server's certificate was rejected during the TLS handshake: {cause}. \
+             To connect anyway you can: (1) trust a specific CA certificate with \
+             `Config::trust_cert_ca(path)`, or an in-memory CA bundle with \
+             `Config::trust_cert_ca_bundle(bytes)`; (2) if the OS trust store is unusable, \
+             base trust on the bundled Mozilla roots with `Config::trust_webpki_roots()` \
+             (requires the `rustls-webpki-roots` feature); (3) skip certificate validation \
+             entirely with `Config::trust_cert()` (accepts any certificate and also disables \
+             hostname verification — only safe on a trusted network); or (4) build tiberius \
+             with the `native-tls` backend, which is more lenient toward legacy certificates. \
+             Note: SQL Server always performs a TLS handshake during login even when \
+             `Encrypt=false`, so this can occur regardless of the encryption setting."
+        )
+    }
+
+    fn tls_error(cause: &str) -> String {
+        Error::from(tiberius::error::Error::Tls(tiberius_message(cause))).message
+    }
+
+    #[test]
+    fn a_rejected_certificate_is_described_in_dbflows_words_only() {
+        let known = tls_error("UnknownIssuer");
+        let unknown = tls_error(
+            "certificate expired: verification time 1796526965 (UNIX), \
+             but certificate is not valid after 1796500000 (26965 seconds ago)",
+        );
+        assert!(
+            known.contains("it is not signed by a CA this machine trusts"),
+            "{known}"
+        );
+        assert!(
+            unknown.contains("not accepted: certificate expired: "),
+            "{unknown}"
+        );
+        for message in [known, unknown] {
+            for driver_words in ["Config::", "trust_cert", "native-tls", "To connect anyway"] {
+                assert!(!message.contains(driver_words), "{message}");
+            }
+            assert!(
+                message.contains("ca_file=") && message.contains("TrustServerCertificate=true")
+            );
+        }
+    }
 }

@@ -96,6 +96,17 @@ impl PgConnection {
         self.inner.stream.raw_fd
     }
 
+    /// dbflow: how many bytes the kernel has accepted for sending on this
+    /// connection's socket (under any TLS); `None` where it is not counted.
+    /// Unchanged across a failed request means none of it left the process.
+    pub fn bytes_written(&self) -> Option<u64> {
+        self.inner
+            .stream
+            .bytes_written
+            .as_ref()
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     // will return when the connection is ready for another query
     pub(crate) async fn wait_until_ready(&mut self) -> Result<(), Error> {
         if !self.inner.stream.write_buffer_mut().is_empty() {

@@ -44,6 +44,57 @@ pub struct PgStream {
     // dbflow: the descriptor of the TCP or Unix socket under any TLS, so
     // the pool can check without I/O whether the server closed it.
     pub(crate) raw_fd: Option<i32>,
+
+    // dbflow: how many bytes the kernel has accepted for sending on the
+    // socket under any TLS, so a caller can tell a request none of which
+    // left this process from one that may have reached the server.
+    pub(crate) bytes_written: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// dbflow: a socket that counts the bytes it hands to the kernel.
+#[cfg(unix)]
+struct CountingSocket<S> {
+    inner: S,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[cfg(unix)]
+impl<S: Socket> Socket for CountingSocket<S> {
+    fn try_read(&mut self, buf: &mut dyn sqlx_core::io::ReadBuf) -> std::io::Result<usize> {
+        self.inner.try_read(buf)
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.try_write(buf)?;
+        self.written
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.poll_read_ready(cx)
+    }
+
+    fn poll_write_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.poll_write_ready(cx)
+    }
+
+    fn poll_flush(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.poll_shutdown(cx)
+    }
 }
 
 impl PgStream {
@@ -54,11 +105,12 @@ impl PgStream {
         use crate::net::WithSocket;
         use std::os::fd::AsRawFd;
 
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (socket_result, raw_fd) = match options.fetch_socket() {
             Some(ref path) => {
                 let stream = tokio::net::UnixStream::connect(path).await?;
                 let fd = stream.as_raw_fd();
-                (MaybeUpgradeTls(options).with_socket(stream).await, fd)
+                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone() }).await, fd)
             }
             None => {
                 let stream = tokio::net::TcpStream::connect((options.host.as_str(), options.port)).await?;
@@ -67,7 +119,7 @@ impl PgStream {
                 // delayed ACK behind Nagle's algorithm.
                 stream.set_nodelay(true)?;
                 let fd = stream.as_raw_fd();
-                (MaybeUpgradeTls(options).with_socket(stream).await, fd)
+                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone() }).await, fd)
             }
         };
 
@@ -79,6 +131,7 @@ impl PgStream {
             parameter_statuses: BTreeMap::default(),
             server_version_num: None,
             raw_fd: Some(raw_fd),
+            bytes_written: Some(written),
         })
     }
 
@@ -97,6 +150,7 @@ impl PgStream {
             parameter_statuses: BTreeMap::default(),
             server_version_num: None,
             raw_fd: None,
+            bytes_written: None,
         })
     }
 

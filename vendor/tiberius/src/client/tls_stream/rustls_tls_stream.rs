@@ -137,16 +137,27 @@ fn map_handshake_error(err: io::Error, trust: &TrustConfig) -> crate::Error {
             // detect it from the rendered message. The same remedies apply to
             // any validation rejection of a legacy/self-signed server cert.
             let rendered = cert_err.to_string();
-            // dbflow: the message names the certificate problem only; dbflow
-            // adds the remedies in its own settings' words.
             let hint = if rendered.contains("UnsupportedCertVersion") {
-                " (an outdated X.509 version, as in the self-signed certificate SQL Server \
-                 generates for itself)"
+                " The SQL Server presented a certificate rustls considers too \
+                 old (an outdated X.509 version), which frequently happens with \
+                 the self-signed certificate SQL Server auto-generates."
             } else {
                 ""
             };
 
-            return Error::Tls(format!("the server's certificate was not accepted: {cert_err}{hint}"));
+            return Error::Tls(format!(
+                "the server's certificate was rejected during the TLS handshake: {cert_err}.{hint} \
+                 To connect anyway you can: (1) trust a specific CA certificate with \
+                 `Config::trust_cert_ca(path)`, or an in-memory CA bundle with \
+                 `Config::trust_cert_ca_bundle(bytes)`; (2) if the OS trust store is unusable, \
+                 base trust on the bundled Mozilla roots with `Config::trust_webpki_roots()` \
+                 (requires the `rustls-webpki-roots` feature); (3) skip certificate validation \
+                 entirely with `Config::trust_cert()` (accepts any certificate and also disables \
+                 hostname verification — only safe on a trusted network); or (4) build tiberius \
+                 with the `native-tls` backend, which is more lenient toward legacy certificates. \
+                 Note: SQL Server always performs a TLS handshake during login even when \
+                 `Encrypt=false`, so this can occur regardless of the encryption setting."
+            ));
         }
     }
 
@@ -803,12 +814,27 @@ mod tests {
             &default_trust(),
         );
         let msg = format!("{err}");
-        // dbflow: a TLS error naming no driver API (dbflow adds the remedies).
+        // Must be a TLS error (not the opaque Io variant) and name each remedy.
         assert!(
             matches!(err, Error::Tls(_)),
             "expected Error::Tls, got: {msg}"
         );
-        assert!(!msg.contains("Config::"), "no driver API names: {msg}");
+        assert!(
+            msg.contains("trust_cert_ca"),
+            "should mention trust_cert_ca: {msg}"
+        );
+        assert!(
+            msg.contains("trust_cert()"),
+            "should mention trust_cert: {msg}"
+        );
+        assert!(
+            msg.contains("native-tls"),
+            "should mention native-tls backend: {msg}"
+        );
+        assert!(
+            msg.contains("Encrypt=false"),
+            "should explain the handshake still happens: {msg}"
+        );
         // Version-specific hint present for this variant.
         assert!(
             msg.contains("outdated X.509 version"),
@@ -827,7 +853,10 @@ mod tests {
             matches!(err, Error::Tls(_)),
             "expected Error::Tls, got: {msg}"
         );
-        assert!(msg.contains("not accepted"), "names the problem: {msg}");
+        assert!(
+            msg.contains("trust_cert_ca"),
+            "should mention remedies: {msg}"
+        );
         // The version-specific hint is only for UnsupportedCertVersion.
         assert!(
             !msg.contains("outdated X.509 version"),
