@@ -15,10 +15,10 @@ import os
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from backends import Backend
-from conftest import Env
 from faults import DOWN, UP, FaultProxy
 
 import dbflow
@@ -38,7 +38,7 @@ class Scene:
     """The tables a test writes and reads, a manager through the proxy, and
     counts taken on the server over a direct connection."""
 
-    def __init__(self, env: Env, backend: Backend, direct: dbflow.DatabaseManager) -> None:
+    def __init__(self, env: Any, backend: Backend, direct: dbflow.DatabaseManager) -> None:
         self.backend = backend
         self.direct = direct
         self.suffix = f"{os.getpid()}_{next(_names)}"
@@ -94,7 +94,7 @@ class Scene:
 
 
 @pytest.fixture
-def scene(env: Env, backend: Backend, bdb: dbflow.DatabaseManager) -> Iterator[Scene]:
+def scene(env: Any, backend: Backend, bdb: dbflow.DatabaseManager) -> Iterator[Scene]:
     s = Scene(env, backend, bdb)
     yield s
     s.close()
@@ -328,7 +328,7 @@ def test_async_a_reset_mid_result_is_an_error_and_no_second_run(scene: Scene) ->
 
 
 def test_a_reset_mid_migration_applies_nothing_and_the_next_run_applies_it_once(
-    env: Env, backend: Backend, fresh_url: str, tmp_path: Path
+    env: Any, backend: Backend, fresh_url: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "migrations"
     (root / "appdb").mkdir(parents=True)
