@@ -123,7 +123,7 @@ impl Database {
     }
 
     pub fn dialect(&self) -> Dialect {
-        crate::backend::sql_of(self.config().database_type).dialect
+        self.config().database_type.dialect()
     }
 
     /// Contextualize and scrub an error on its way out.

@@ -34,6 +34,10 @@ pub struct Error {
     /// True when the server may have executed the statement (the request was
     /// sent before the failure): such a call must never be retried blindly.
     pub maybe_executed: bool,
+    /// The server refused or undid the statement for a reason that passes
+    /// (a deadlock, a serialization failure, a failover, a full server), as
+    /// its backend reads the error code: running it again is safe.
+    pub transient: bool,
     /// The connection failed before any byte of the request was written
     /// (decided at the seam, `backend::sent`): the statement did not run
     /// and may run once more on another connection.
@@ -53,6 +57,7 @@ impl Error {
             error_number: None,
             server_line: None,
             maybe_executed: false,
+            transient: false,
             not_sent: false,
         }
     }
@@ -95,6 +100,19 @@ impl Error {
         self
     }
 
+    /// A connection attempt that failed (so nothing ran), said with what
+    /// to do about it (`advice`, when there is any) and the secret removed.
+    pub fn connect_failed(mut self, target: &str, advice: &str, secret: Option<&str>) -> Self {
+        self.kind = ErrorKind::Connection;
+        self.maybe_executed = false;
+        self.message = if advice.is_empty() {
+            format!("cannot connect to {target}: {}", self.message)
+        } else {
+            format!("cannot connect to {target}: {advice} ({})", self.message)
+        };
+        self.redact(secret)
+    }
+
     /// Remove a secret from the message (a last line of defence: messages are
     /// built from redacted parts, but driver text is not under our control).
     pub fn redact(mut self, secret: Option<&str>) -> Self {
@@ -127,57 +145,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// SQLSTATE classes that mean "the data broke a constraint".
-fn is_integrity_sqlstate(code: &str) -> bool {
-    code.starts_with("23")
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::Database(db) => {
-                let code = db.code().map(|c| c.into_owned());
-                let kind = match code.as_deref() {
-                    Some(c) if is_integrity_sqlstate(c) => ErrorKind::Integrity,
-                    Some("57014") => ErrorKind::Timeout,
-                    Some("28P01") | Some("28000") | Some("3D000") | Some("57P01")
-                    | Some("57P02") | Some("57P03") | Some("53300") => ErrorKind::Connection,
-                    _ => ErrorKind::Query,
-                };
-                let mut message = db.message().to_owned();
-                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                    if let Some(detail) = pg.detail() {
-                        message.push_str(". ");
-                        message.push_str(detail);
-                    }
-                    if let Some(hint) = pg.hint() {
-                        message.push_str(". Hint: ");
-                        message.push_str(hint);
-                    }
-                }
-                let mut e = Error::new(kind, message);
-                e.sqlstate = code;
-                e
-            }
-            sqlx::Error::PoolTimedOut => Error::new(ErrorKind::PoolTimeout, err.to_string()),
-            sqlx::Error::Configuration(_) => Error::config(err.to_string()),
-            sqlx::Error::Io(io) => Error::io(
-                format!("error communicating with database: {io}"),
-                io.kind(),
-            ),
-            sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
-                let mut e = Error::connection(err.to_string());
-                e.maybe_executed = true;
-                e
-            }
-            sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => {
-                Error::parameter(err.to_string())
-            }
-            other => Error::query(other.to_string()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,22 +158,6 @@ mod tests {
             e.to_string(),
             "[rpa_db] execute_query failed: relation \"x\" does not exist (SQLSTATE 42P01)"
         );
-    }
-
-    #[test]
-    fn an_io_error_alone_never_counts_as_not_sent() {
-        use std::io::{Error as IoError, ErrorKind as Io};
-        for kind in [Io::BrokenPipe, Io::ConnectionReset, Io::UnexpectedEof] {
-            let e: Error = sqlx::Error::Io(IoError::new(kind, "x")).into();
-            assert!(!e.not_sent && e.maybe_executed, "{kind:?}");
-            assert_eq!(e.kind, ErrorKind::Connection);
-        }
-        let tds: Error = tiberius::error::Error::Io {
-            kind: Io::BrokenPipe,
-            message: "Broken pipe".into(),
-        }
-        .into();
-        assert!(!tds.not_sent && tds.maybe_executed);
     }
 
     #[test]

@@ -210,10 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn values_batches_make_the_full_statement_once_and_the_last_alone() {
-        let sql = crate::sql::parse(
-            "INSERT INTO t (a, b) VALUES (:a, :b)",
-            crate::sql::Dialect::Postgres,
-        );
+        let sql = crate::sql::parse("INSERT INTO t (a, b) VALUES (:a, :b)", &crate::sql::DOLLARS);
         let rows: Vec<Vec<Value>> = (0..5)
             .map(|i| vec![Value::Int(i), Value::Int(-i)])
             .collect();
@@ -221,7 +218,7 @@ mod tests {
         let mut batches = ValuesBatches::new(&sql, 4).expect("a single-row INSERT");
         let mut seen = Vec::new();
         while let Some(batch) = batches.next(&mut feed).await.unwrap() {
-            let text = batch.sql.render(crate::sql::Dialect::Postgres);
+            let text = batch.sql.render(&crate::sql::DOLLARS);
             seen.push((
                 batch.full,
                 batch.values.len(),
@@ -230,7 +227,7 @@ mod tests {
         }
         // Two rows (4 values) per statement: full, full, then one row alone.
         assert_eq!(seen, vec![(true, 4, 2), (true, 4, 2), (false, 2, 1)]);
-        let select = crate::sql::parse("SELECT :a", crate::sql::Dialect::Postgres);
+        let select = crate::sql::parse("SELECT :a", &crate::sql::DOLLARS);
         assert!(ValuesBatches::new(&select, 4).is_none());
     }
 

@@ -24,35 +24,10 @@ impl Default for RetryPolicy {
     }
 }
 
-/// PostgreSQL SQLSTATEs after which the server has rolled the statement
-/// back, so running it again is safe.
-const PG_TRANSIENT: &[&str] = &[
-    "40001", // serialization_failure
-    "40P01", // deadlock_detected
-    "57P01", // admin_shutdown
-    "57P02", // crash_shutdown
-    "57P03", // cannot_connect_now
-    "53300", // too_many_connections
-    "08000", "08003", "08006", "08001", "08004",
-];
-
-/// SQL Server error numbers of the same kind: deadlock victim and Azure
-/// SQL's transient failures.
-const MSSQL_TRANSIENT: &[i32] = &[
-    1205, 4060, 40197, 40501, 40613, 49918, 49919, 49920, 4221, 10928, 10929, 10053, 10054, 10060,
-    233, 64,
-];
-
 /// Whether `e` may be retried. `idempotent`: the caller accepts a re-run
 /// of a statement that may already have been executed.
 pub fn is_transient(e: &Error, idempotent: bool) -> bool {
-    if e.sqlstate
-        .as_deref()
-        .is_some_and(|s| PG_TRANSIENT.contains(&s))
-    {
-        return true;
-    }
-    if e.error_number.is_some_and(|n| MSSQL_TRANSIENT.contains(&n)) {
+    if e.transient {
         return true;
     }
     match e.kind {
@@ -88,17 +63,16 @@ pub fn jitter() -> f64 {
 mod tests {
     use super::*;
 
-    fn with_state(state: &str) -> Error {
+    fn transient(transient: bool) -> Error {
         let mut e = Error::query("x");
-        e.sqlstate = Some(state.into());
+        e.transient = transient;
         e
     }
 
     #[test]
     fn classification() {
-        assert!(is_transient(&with_state("40001"), false));
-        assert!(is_transient(&with_state("40P01"), false));
-        assert!(!is_transient(&with_state("23505"), true));
+        assert!(is_transient(&transient(true), false));
+        assert!(!is_transient(&transient(false), true));
         let mut sent = Error::connection("lost");
         sent.maybe_executed = true;
         assert!(
@@ -114,9 +88,6 @@ mod tests {
             &Error::new(ErrorKind::PoolTimeout, "full"),
             false
         ));
-        let mut deadlock = Error::query("victim");
-        deadlock.error_number = Some(1205);
-        assert!(is_transient(&deadlock, false));
         assert!(!is_transient(&Error::new(ErrorKind::Timeout, "slow"), true));
     }
 

@@ -1,8 +1,11 @@
 //! The seam between dbflow and a database driver. Everything above it —
 //! pools, transactions, retries, health, metrics, migrations, bindings — is
-//! written once against [`Connection`]; each backend module supplies the
-//! same operations.
+//! written once against [`Connection`]. A backend is one module that
+//! implements [`Backend`] and describes itself in a [`KindInfo`], and one
+//! line in [`backends!`]'s list below.
 
+pub mod contract;
+pub mod kind;
 pub mod liveness;
 pub mod mssql;
 pub mod postgres;
@@ -12,7 +15,10 @@ pub mod sent;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::config::{DatabaseConfig, DatabaseType};
+pub use contract::Backend;
+pub use kind::{Kind, KindInfo};
+
+use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
 use crate::sql::{Dialect, ParsedSql};
@@ -26,15 +32,74 @@ pub struct Statement {
     pub values: Vec<Value>,
 }
 
-enum Driver {
-    Postgres(postgres::PgConn),
-    // Boxed: a tiberius client is large, and connections live in pool slots.
-    SqlServer(Box<mssql::MsConn>),
+/// The registered backends: for each, the driver enum's variant and its
+/// module's connection type (which implements [`Backend`]) and `KIND`.
+/// From this one list come the enum the seam dispatches on, [`KINDS`], and
+/// the dispatch itself (`$d` is a literal `$` for the inner macros).
+macro_rules! backends {
+    ($d:tt $($variant:ident: $module:ident::$conn:ident),+ $(,)?) => {
+        enum Driver {
+            // Boxed: drivers are large, and connections live in pool slots.
+            $($variant(Box<$module::$conn>)),+
+        }
+
+        /// Every backend configuration can name, in registration order.
+        pub static KINDS: &[&KindInfo] = &[$(&$module::KIND),+];
+
+        /// Call the same operation on whichever backend a driver holds.
+        macro_rules! dispatch {
+            ($d driver:expr, $d c:ident => $d call:expr) => {
+                match $d driver {
+                    $(Driver::$variant($d c) => $d call,)+
+                }
+            };
+        }
+
+        /// Call an associated function of `kind`'s backend (`$b` names its
+        /// connection type); an unregistered kind is an error.
+        macro_rules! for_kind {
+            ($d kind:expr, $d b:ident => $d call:expr) => {{
+                let kind: Kind = $d kind;
+                let mut done = None;
+                $(
+                    if done.is_none() && kind == Kind(&$module::KIND) {
+                        type $d b = $module::$conn;
+                        done = Some($d call);
+                    }
+                )+
+                done.ok_or_else(|| {
+                    Error::config(format!(
+                        "no backend is registered for the database type {kind:?}"
+                    ))
+                })
+            }};
+        }
+
+        async fn open(config: &DatabaseConfig) -> Result<Driver> {
+            $(
+                if config.database_type == Kind(&$module::KIND) {
+                    let conn = <$module::$conn as Backend>::connect(config).await?;
+                    return Ok(Driver::$variant(Box::new(conn)));
+                }
+            )+
+            Err(Error::config(format!(
+                "no backend is registered for the database type {:?}",
+                config.database_type
+            )))
+        }
+    };
+}
+
+backends! {
+    $
+    Postgres: postgres::PgConn,
+    SqlServer: mssql::MsConn,
 }
 
 /// A live connection of any backend plus what the pool needs to know.
 pub struct Connection {
     driver: Driver,
+    kind: Kind,
     /// When this connection last finished a round trip successfully.
     pub last_used: Instant,
     /// Set when an error left the connection in an unknown state; the pool
@@ -62,36 +127,35 @@ pub enum Control<'a> {
     Release(&'a str),
 }
 
-/// Call the same operation on whichever driver this connection holds,
-/// keeping the bookkeeping honest. One line per backend: the only place
-/// (with `connect`/`validate`/`sql_of`) that lists them.
+/// Call an operation of this connection's backend, keeping the
+/// bookkeeping honest: `in_flight` while it runs, and every failure judged
+/// by [`Connection::note`].
 macro_rules! on_driver {
     ($self:expr, $c:ident => $call:expr) => {{
         $self.in_flight = true;
         let written = $self.bytes_written();
-        let result = match &mut $self.driver {
-            Driver::Postgres($c) => $call,
-            Driver::SqlServer($c) => $call,
-        };
+        let result = dispatch!(&mut $self.driver, $c => $call);
         $self.poisoned_check();
         $self.note(result, written)
     }};
 }
 
-/// Read-only access to the driver (no round trip, no bookkeeping).
+/// Read-only access to the backend (no round trip, no bookkeeping).
 macro_rules! driver_ref {
-    ($self:expr, $c:ident => $call:expr) => {{
-        match &$self.driver {
-            Driver::Postgres($c) => $call,
-            Driver::SqlServer($c) => $call,
-        }
-    }};
+    ($self:expr, $c:ident => $call:expr) => {
+        dispatch!(&$self.driver, $c => $call)
+    };
 }
 
 /// The SQL a backend speaks for the parts written above the seam
-/// (migration history and locks, scripts), as a table of its own.
+/// (statements' placeholders, migration history and locks, scripts), as a
+/// table of its own.
 pub struct DialectSql {
+    /// How its SQL is lexed and its placeholders are written.
     pub dialect: Dialect,
+    /// A migration script split into what is sent, each part with the
+    /// 1-based line it starts on.
+    pub split_script: fn(&str) -> Vec<(usize, String)>,
     /// Quote one identifier.
     pub quote: fn(&str) -> String,
     /// The schema a table without one lives in, as catalog names spell it.
@@ -111,27 +175,9 @@ pub struct DialectSql {
     pub unlock: &'static str,
 }
 
-/// The SQL table of a database type.
-pub fn sql_of(database_type: DatabaseType) -> &'static DialectSql {
-    match database_type {
-        DatabaseType::Postgres => &postgres::SQL,
-        DatabaseType::SqlServer => &mssql::SQL,
-    }
-}
-
 impl Connection {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
-        let connecting = async {
-            Ok::<_, Error>(match config.database_type {
-                DatabaseType::Postgres => {
-                    Driver::Postgres(postgres::PgConn::connect(config).await?)
-                }
-                DatabaseType::SqlServer => {
-                    Driver::SqlServer(Box::new(mssql::MsConn::connect(config).await?))
-                }
-            })
-        };
-        let driver = tokio::time::timeout(config.connect_timeout, connecting)
+        let driver = tokio::time::timeout(config.connect_timeout, open(config))
             .await
             .map_err(|_| {
                 Error::connection(format!(
@@ -142,6 +188,7 @@ impl Connection {
             })??;
         Ok(Connection {
             driver,
+            kind: config.database_type,
             last_used: Instant::now(),
             broken: false,
             in_transaction: false,
@@ -154,22 +201,21 @@ impl Connection {
     /// Check the driver-level settings (URL options, TLS) without I/O, so a
     /// misconfiguration surfaces when the manager is created.
     pub fn validate(config: &DatabaseConfig) -> Result<()> {
-        match config.database_type {
-            DatabaseType::Postgres => postgres::connect_options(config).map(|_| ()),
-            DatabaseType::SqlServer => mssql::client_config(config).map(|_| ()),
-        }
+        for_kind!(config.database_type, B => B::validate(config))?
     }
 
     /// Said once per pool, when it is created: how this configuration
     /// connects, where that deserves a word (TLS left unverified).
     pub fn announce(config: &DatabaseConfig) {
-        if config.database_type == DatabaseType::SqlServer {
-            mssql::announce(config);
-        }
+        let _ = for_kind!(config.database_type, B => B::announce(config));
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     pub fn dialect(&self) -> Dialect {
-        self.sql().dialect
+        self.kind.dialect()
     }
 
     /// Whether the server has closed this connection, asked of its socket
@@ -179,7 +225,7 @@ impl Connection {
     }
 
     pub fn sql(&self) -> &'static DialectSql {
-        driver_ref!(self, c => c.sql())
+        self.kind.sql()
     }
 
     /// A driver that found its wire out of step marks the connection broken.
@@ -383,10 +429,7 @@ impl Connection {
 
     fn set_in_transaction(&mut self, open: bool) {
         self.in_transaction = open;
-        match &mut self.driver {
-            Driver::Postgres(c) => c.set_in_transaction(open),
-            Driver::SqlServer(c) => c.set_in_transaction(open),
-        }
+        dispatch!(&mut self.driver, c => c.set_in_transaction(open));
     }
 
     /// Behind a transaction-pooling proxy (PgBouncer): session state
@@ -417,10 +460,7 @@ impl Connection {
     /// permit is released once the close is done.
     pub async fn close(self) {
         let _session = self.session;
-        match self.driver {
-            Driver::Postgres(c) => c.close().await,
-            Driver::SqlServer(c) => (*c).close().await,
-        }
+        dispatch!(self.driver, c => c.close().await)
     }
 }
 

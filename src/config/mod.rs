@@ -7,7 +7,6 @@
 
 pub mod envfile;
 pub mod keys;
-pub mod mssql;
 pub mod url;
 
 use std::collections::HashMap;
@@ -15,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::url::{ConnectSpec, DatabaseType, StringForm};
+pub use self::url::{ConnectSpec, StringForm};
+use crate::backend::Kind;
 use crate::error::{Error, Result};
 
 pub const DEFAULT_ENVIRONMENT: &str = "development";
@@ -425,13 +425,14 @@ impl ConfigManager {
                 "{conn_source} is empty; set it to a connection string"
             )));
         }
-        let detected = url::detect(&conn);
+        let detected = Kind::detect(&conn);
         let type_key = format!("{db}_TYPE");
         let declared = match self.get_with_key(&type_key)? {
             Some((v, full)) => Some((
-                DatabaseType::parse(&v).ok_or_else(|| {
+                Kind::named(&v).ok_or_else(|| {
                     Error::config(format!(
-                        "{full}='{v}' is not a database type; use postgresql or sqlserver"
+                        "{full}='{v}' is not a database type; use {}",
+                        Kind::names()
                     ))
                 })?,
                 full,
@@ -453,23 +454,22 @@ impl ConfigManager {
             (None, Some(found)) => found,
             (Some((declared, _)), None) => {
                 return Err(Error::config(format!(
-                    "{conn_source} is not a recognised {} connection string; write a URL such as \
-                     postgresql://user:password@host:5432/dbname or mssql://user:password@host:1433/dbname",
-                    declared.as_str()
-                )))
+                "{conn_source} is not a recognised {} connection string; write a URL such as {}",
+                declared.as_str(),
+                declared.example_url()
+            )))
             }
             (None, None) => {
                 return Err(Error::config(format!(
-                    "cannot tell the database type of {conn_source}; set {} to postgresql or sqlserver, \
-                     or write a URL starting with postgresql:// or mssql://",
-                    self.global_key(&type_key)
+                    "cannot tell the database type of {conn_source}; set {} to {}, \
+                     or write a URL such as {}",
+                    self.global_key(&type_key),
+                    Kind::names(),
+                    Kind::examples()
                 )))
             }
         };
-        let spec = match database_type {
-            DatabaseType::Postgres => url::parse_url(&conn, database_type, &conn_source)?,
-            DatabaseType::SqlServer => mssql::parse(&conn, form, &conn_source)?,
-        };
+        let spec = database_type.parse(&conn, form, &conn_source)?;
 
         let setting_usize = |key: &str, global: Option<&str>, default: usize| -> Result<usize> {
             let own = self.parsed::<usize>(&format!("{db}_{key}"), "a whole number")?;
@@ -681,7 +681,7 @@ impl PoolSettings {
 pub struct DatabaseConfig {
     pub name: String,
     pub environment: String,
-    pub database_type: DatabaseType,
+    pub database_type: Kind,
     pub spec: ConnectSpec,
     /// The key the connection string came from (for messages).
     pub source_key: String,
@@ -804,7 +804,7 @@ mod tests {
     fn resolves_file_interpolation_and_defaults() {
         let (m, _d) = manager(FILE, &[("PW", "s3cret")], None);
         let c = m.database_config("rpa_db").unwrap();
-        assert_eq!(c.database_type, DatabaseType::Postgres);
+        assert_eq!(c.database_type.as_str(), "postgresql");
         assert_eq!(c.spec.password.as_deref(), Some("s3cret"));
         assert_eq!(c.pool.size, 7);
         assert_eq!(c.pool.max_overflow, 10);

@@ -1,38 +1,14 @@
-//! Connection strings: detect the database type from any accepted form and
-//! parse URLs into a backend-neutral [`ConnectSpec`]. The password is kept
-//! only inside the spec; everything printable is the redacted form.
+//! Connection strings as every backend writes them: the URL form parsed
+//! into a backend-neutral [`ConnectSpec`] (each backend's own forms and
+//! detection live in its module). The password is kept only inside the
+//! spec; everything printable is the redacted form.
 
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
+use crate::backend::Kind;
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatabaseType {
-    Postgres,
-    SqlServer,
-}
-
-impl DatabaseType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DatabaseType::Postgres => "postgresql",
-            DatabaseType::SqlServer => "sqlserver",
-        }
-    }
-
-    /// Accepts the spellings people write in `_TYPE` keys.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "postgresql" | "postgres" | "pg" | "psql" => Some(DatabaseType::Postgres),
-            "sqlserver" | "mssql" | "sql_server" | "sql server" | "tsql" => {
-                Some(DatabaseType::SqlServer)
-            }
-            _ => None,
-        }
-    }
-}
 
 /// Which form a connection string was written in; decides the parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,41 +18,19 @@ pub enum StringForm {
     AdoNet,
 }
 
-/// Detect the type and form of a connection string without parsing it fully.
-pub fn detect(conn: &str) -> Option<(DatabaseType, StringForm)> {
-    let trimmed = conn.trim();
-    let lower = trimmed.to_ascii_lowercase();
-    let lower = lower
-        .strip_prefix("jdbc:")
-        .map(str::to_owned)
-        .unwrap_or(lower);
-    let scheme = lower.split_once("://").map(|(s, _)| s);
-    if let Some(scheme) = scheme {
-        let base = scheme.split('+').next().unwrap_or(scheme);
-        return match base {
-            "postgresql" | "postgres" => Some((DatabaseType::Postgres, StringForm::Url)),
-            "mssql" | "sqlserver" if lower.starts_with("sqlserver://") && lower.contains(';') => {
-                Some((DatabaseType::SqlServer, StringForm::Jdbc))
-            }
-            "mssql" | "sqlserver" => Some((DatabaseType::SqlServer, StringForm::Url)),
-            _ => None,
-        };
-    }
-    let has = |k: &str| {
-        lower
-            .split(';')
-            .any(|part| part.trim_start().starts_with(k) && part.contains('='))
-    };
-    if (has("server") || has("data source") || has("addr")) && lower.contains(';') {
-        return Some((DatabaseType::SqlServer, StringForm::AdoNet));
-    }
-    None
+/// The scheme of a URL-form connection string, lower-cased, without a
+/// `jdbc:` prefix or a `+driver` suffix (`mssql+pyodbc` → `mssql`).
+pub fn scheme_of(conn: &str) -> Option<String> {
+    let lower = conn.trim().to_ascii_lowercase();
+    let lower = lower.strip_prefix("jdbc:").unwrap_or(&lower);
+    let (scheme, _) = lower.split_once("://")?;
+    Some(scheme.split('+').next().unwrap_or(scheme).to_owned())
 }
 
 /// A parsed connection target. `Debug` and `Display` never show the password.
 #[derive(Clone)]
 pub struct ConnectSpec {
-    pub database_type: DatabaseType,
+    pub database_type: Kind,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub user: Option<String>,
@@ -97,10 +51,7 @@ impl ConnectSpec {
 
     /// `scheme://user:***@host:port/db?opts` with any secret masked.
     pub fn redacted(&self) -> String {
-        let scheme = match self.database_type {
-            DatabaseType::Postgres => "postgresql",
-            DatabaseType::SqlServer => "mssql",
-        };
+        let scheme = self.database_type.scheme();
         let mut out = format!("{scheme}://");
         if let Some(user) = &self.user {
             out.push_str(user);
@@ -169,12 +120,13 @@ fn decode(part: &str, what: &str, key: &str) -> Result<String> {
 /// `key` names the configuration key for error messages. A password may hold
 /// unescaped `@`, `/` or `:` (the last `@` before the path ends the user info),
 /// so strings assembled from `${PASSWORD}` still parse.
-pub fn parse_url(conn: &str, database_type: DatabaseType, key: &str) -> Result<ConnectSpec> {
+pub fn parse_url(conn: &str, database_type: Kind, key: &str) -> Result<ConnectSpec> {
     let conn = conn.trim();
     let conn = conn.strip_prefix("jdbc:").unwrap_or(conn);
     let (_, rest) = conn.split_once("://").ok_or_else(|| {
         Error::config(format!(
-            "{key}: expected a URL such as postgresql://user:password@host:5432/dbname"
+            "{key}: expected a URL such as {}",
+            database_type.example_url()
         ))
     })?;
     let (main, query) = match rest.find('?') {
@@ -270,38 +222,16 @@ fn parse_host_port(hostport: &str, spec: &mut ConnectSpec, key: &str) -> Result<
 mod tests {
     use super::*;
 
-    #[test]
-    fn detects_every_accepted_form() {
-        use DatabaseType::*;
-        let cases = [
-            ("postgresql://u:p@h/db", Postgres),
-            ("postgres://h/db", Postgres),
-            ("postgresql+psycopg2://u@h:5433/db", Postgres),
-            (
-                "mssql+pyodbc://u:p@h:1433/db?driver=ODBC+Driver+17+for+SQL+Server",
-                SqlServer,
-            ),
-            ("mssql+pymssql://u:p@h/db", SqlServer),
-            ("mssql://u:p@h/db", SqlServer),
-            ("sqlserver://h:1433;databaseName=db", SqlServer),
-            ("jdbc:sqlserver://h\\inst;databaseName=db", SqlServer),
-            (
-                "Server=tcp:h,1433;Database=db;User Id=u;Password=p",
-                SqlServer,
-            ),
-        ];
-        for (conn, expected) in cases {
-            assert_eq!(detect(conn).map(|d| d.0), Some(expected), "{conn}");
-        }
-        assert_eq!(detect("mysql://h/db"), None);
-        assert_eq!(detect("just text"), None);
+    /// The URL form is the same for every backend.
+    fn any() -> Kind {
+        Kind::all().next().expect("a registered backend")
     }
 
     #[test]
     fn parses_url_with_unescaped_password() {
         let spec = parse_url(
             "postgresql+psycopg2://app:p@ss/w:rd@db.example:5433/rpa_db?sslmode=require&application_name=flow",
-            DatabaseType::Postgres,
+            any(),
             "K",
         )
         .unwrap();
@@ -317,7 +247,7 @@ mod tests {
     fn socket_host_option_and_percent_encoding() {
         let spec = parse_url(
             "postgresql:///rpa_db?host=%2Fvar%2Frun%2Fpostgresql&user=me&password=s%40cret",
-            DatabaseType::Postgres,
+            any(),
             "K",
         )
         .unwrap();
@@ -331,7 +261,7 @@ mod tests {
     fn redacted_never_shows_password() {
         let spec = parse_url(
             "postgresql://u:topsecret@h:5432/db?sslpassword=alsosecret",
-            DatabaseType::Postgres,
+            any(),
             "K",
         )
         .unwrap();
@@ -345,18 +275,14 @@ mod tests {
 
     #[test]
     fn bad_port_is_a_config_error() {
-        let err = parse_url(
-            "postgresql://h:99999/db",
-            DatabaseType::Postgres,
-            "RPA_DB_CONNECTION_STRING",
-        )
-        .unwrap_err();
+        let err =
+            parse_url("postgresql://h:99999/db", any(), "RPA_DB_CONNECTION_STRING").unwrap_err();
         assert!(err.message.contains("RPA_DB_CONNECTION_STRING"));
     }
 
     #[test]
     fn ipv6_host() {
-        let spec = parse_url("postgresql://u@[::1]:5432/db", DatabaseType::Postgres, "K").unwrap();
+        let spec = parse_url("postgresql://u@[::1]:5432/db", any(), "K").unwrap();
         assert_eq!(spec.host.as_deref(), Some("::1"));
         assert_eq!(spec.port, Some(5432));
     }

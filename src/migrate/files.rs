@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sql::Dialect;
 
 /// A version as numeric parts, with trailing zero parts ignored for
 /// comparison (`1.0` = `1`), and the spelling from the file name.
@@ -100,17 +99,18 @@ pub struct SqlFile {
 
 impl SqlFile {
     /// The file split into what is sent to the server, placeholders
-    /// replaced first: statements on PostgreSQL (so a failure names its
-    /// statement's line), `GO` batches on SQL Server.
-    pub fn chunks(&self, dialect: Dialect, placeholders: &Placeholders) -> Result<Vec<Chunk>> {
+    /// replaced first, as the backend splits a script (statements, so a
+    /// failure names its statement's line; or T-SQL's `GO` batches).
+    pub fn chunks(
+        &self,
+        split: fn(&str) -> Vec<(usize, String)>,
+        placeholders: &Placeholders,
+    ) -> Result<Vec<Chunk>> {
         let text = placeholders.replace(&self.text, &self.script)?;
-        Ok(match dialect {
-            Dialect::Postgres => crate::sql::split_statements(&text, dialect)
-                .into_iter()
-                .map(|(line, sql)| Chunk { line, sql })
-                .collect(),
-            Dialect::SqlServer => split_go_batches(&text),
-        })
+        Ok(split(&text)
+            .into_iter()
+            .map(|(line, sql)| Chunk { line, sql })
+            .collect())
     }
 }
 
@@ -426,40 +426,6 @@ pub fn load(directory: Option<&Path>) -> Result<MigrationSet> {
     Ok(set)
 }
 
-/// SQL Server batches: split on lines holding only `GO` (any case).
-pub fn split_go_batches(text: &str) -> Vec<Chunk> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut chunks = Vec::new();
-    let mut current = String::new();
-    let mut start = 1;
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().eq_ignore_ascii_case("go") {
-            if !current.trim().is_empty() {
-                chunks.push(Chunk {
-                    line: start,
-                    sql: std::mem::take(&mut current),
-                });
-            }
-            current.clear();
-            start = index + 2;
-            continue;
-        }
-        if current.trim().is_empty() {
-            current.clear();
-            start = index + 1;
-        }
-        current.push_str(line);
-        current.push('\n');
-    }
-    if !current.trim().is_empty() {
-        chunks.push(Chunk {
-            line: start,
-            sql: current,
-        });
-    }
-    chunks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,15 +532,5 @@ mod tests {
         let windows = "\u{feff}CREATE TABLE a (id int);\r\nINSERT INTO a VALUES (1);\r\n";
         assert_eq!(checksum(unix), checksum(windows));
         assert_ne!(checksum(unix), checksum("CREATE TABLE a (id bigint);\n"));
-    }
-
-    #[test]
-    fn go_batches_keep_their_start_lines() {
-        let text = "CREATE TABLE a (id int)\nGO\n\n  go  \nCREATE VIEW v AS\nSELECT 1 AS x\nGO\n";
-        let chunks = split_go_batches(text);
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(chunks[0].line, 1);
-        assert_eq!(chunks[1].line, 5);
-        assert!(chunks[1].sql.starts_with("CREATE VIEW"));
     }
 }

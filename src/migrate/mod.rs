@@ -203,7 +203,7 @@ impl<'a> Migrator<'a> {
     fn with_directory(db: &'a Database, directory: Option<PathBuf>) -> Result<Self> {
         let config = db.config();
         let set = files::load(directory.as_deref()).map_err(|e| db.fail(e, "migrations"))?;
-        let sql = crate::backend::sql_of(config.database_type);
+        let sql = config.database_type.sql();
         let table = HistoryTable {
             schema: config.migrations_schema.clone(),
             name: config.migrations_table.clone(),
@@ -675,7 +675,7 @@ impl<'a> Migrator<'a> {
         Vec<plan::Prepared<'s>>,
         Vec<plan::Prepared<'s>>,
     )> {
-        let dialect = self.table.sql.dialect;
+        let dialect = self.table.sql;
         let hooks = plan::hooks(&self.set, plan::MIGRATE, dialect, &self.placeholders)?;
         let versioned = self
             .pending(history)
@@ -755,7 +755,7 @@ impl<'a> Migrator<'a> {
                     missing.join(", ")
                 )));
             }
-            let dialect = self.table.sql.dialect;
+            let dialect = self.table.sql;
             let hooks = plan::hooks(&self.set, plan::UNDO, dialect, &self.placeholders)?;
             let mut prepared = Vec::new();
             for (applied, version) in &newer {
@@ -792,7 +792,7 @@ impl<'a> Migrator<'a> {
     /// Flyway's repair: drop failed entries and accept the files' current
     /// checksums and descriptions. Returns (removed, realigned).
     pub async fn repair(&self) -> Result<(usize, usize)> {
-        let dialect = self.table.sql.dialect;
+        let dialect = self.table.sql;
         let hooks = plan::hooks(&self.set, plan::REPAIR, dialect, &self.placeholders)
             .map_err(|e| self.fail(e, "repair_migrations"))?;
         self.locked("repair_migrations", async |conn| {

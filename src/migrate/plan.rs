@@ -4,8 +4,8 @@
 //! changed; a dry run returns the plan instead of executing it.
 
 use super::files::{Chunk, Event, MigrationFile, MigrationSet, Placeholders, SqlFile};
+use crate::backend::DialectSql;
 use crate::error::Result;
-use crate::sql::Dialect;
 
 /// One file of a plan, ready to send.
 pub struct Prepared<'s> {
@@ -51,28 +51,28 @@ pub const REPAIR: [Option<Event>; 5] = [
 pub fn prepare<'s>(
     file: &'s SqlFile,
     version: Option<&'s super::files::Version>,
-    dialect: Dialect,
+    sql: &'static DialectSql,
     placeholders: &Placeholders,
 ) -> Result<Prepared<'s>> {
     Ok(Prepared {
         file,
         version,
-        chunks: file.chunks(dialect, &placeholders.for_file(&file.script))?,
+        chunks: file.chunks(sql.split_script, &placeholders.for_file(&file.script))?,
     })
 }
 
 pub fn versioned<'s>(
     file: &'s MigrationFile,
-    dialect: Dialect,
+    sql: &'static DialectSql,
     placeholders: &Placeholders,
 ) -> Result<Prepared<'s>> {
-    prepare(&file.file, Some(&file.version), dialect, placeholders)
+    prepare(&file.file, Some(&file.version), sql, placeholders)
 }
 
 pub fn hooks<'s>(
     set: &'s MigrationSet,
     events: [Option<Event>; 5],
-    dialect: Dialect,
+    sql: &'static DialectSql,
     placeholders: &Placeholders,
 ) -> Result<Hooks<'s>> {
     let of = |event: Option<Event>| -> Result<Vec<Prepared<'s>>> {
@@ -80,7 +80,7 @@ pub fn hooks<'s>(
             return Ok(Vec::new());
         };
         set.callbacks(event)
-            .map(|f| prepare(f, None, dialect, placeholders))
+            .map(|f| prepare(f, None, sql, placeholders))
             .collect()
     };
     Ok(Hooks {

@@ -39,19 +39,28 @@ fn _open_pools() -> usize {
     crate::pool::registry::open_pools()
 }
 
-/// `:name` → `$n` as dbflow sends it (for debugging and tests).
-#[pyfunction]
-#[pyo3(signature = (sql, dialect="postgresql"))]
-fn rewrite_sql(sql: &str, dialect: &str) -> PyResult<(String, Vec<String>)> {
-    let d = match dialect {
-        "postgresql" => crate::sql::Dialect::Postgres,
-        "sqlserver" => crate::sql::Dialect::SqlServer,
-        other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "dialect must be 'postgresql' or 'sqlserver', not {other:?}"
-            )))
-        }
+/// The SQL dialect of a database type name (`None`: the first registered,
+/// PostgreSQL); an unknown name is a `ValueError` listing the known ones.
+fn dialect_named(name: Option<&str>) -> PyResult<crate::sql::Dialect> {
+    let kind = match name {
+        None => crate::backend::Kind::all().next(),
+        Some(name) => crate::backend::Kind::named(name),
     };
+    kind.map(crate::backend::Kind::dialect).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "dialect must be {}, not {:?}",
+            crate::backend::Kind::names(),
+            name.unwrap_or_default()
+        ))
+    })
+}
+
+/// `:name` → the server's placeholders as dbflow sends them (for debugging
+/// and tests).
+#[pyfunction]
+#[pyo3(signature = (sql, dialect=None))]
+fn rewrite_sql(sql: &str, dialect: Option<&str>) -> PyResult<(String, Vec<String>)> {
+    let d = dialect_named(dialect)?;
     let parsed = crate::sql::parse(sql, d);
     Ok((parsed.render(d), parsed.names))
 }
@@ -59,21 +68,16 @@ fn rewrite_sql(sql: &str, dialect: &str) -> PyResult<(String, Vec<String>)> {
 /// Validate `params` for `sql` exactly as a manager would before sending
 /// (missing names, unsupported value types); raises `ParameterError`.
 #[pyfunction]
-#[pyo3(signature = (sql, params=None, *, database_name=None, operation="execute_query", dialect="postgresql", row=None))]
+#[pyo3(signature = (sql, params=None, *, database_name=None, operation="execute_query", dialect=None, row=None))]
 fn check_params(
     sql: &str,
     params: Option<&Bound<'_, PyAny>>,
     database_name: Option<&str>,
     operation: &str,
-    dialect: &str,
+    dialect: Option<&str>,
     row: Option<usize>,
 ) -> PyResult<Vec<String>> {
-    let d = if dialect == "sqlserver" {
-        crate::sql::Dialect::SqlServer
-    } else {
-        crate::sql::Dialect::Postgres
-    };
-    let parsed = crate::sql::parse(sql, d);
+    let parsed = crate::sql::parse(sql, dialect_named(dialect)?);
     let operation: &'static str = match operation {
         "execute_many" => "execute_many",
         "execute_transaction" => "execute_transaction",

@@ -1,18 +1,38 @@
-//! `:name` placeholders → server placeholders (`$1` / `@P1`).
+//! `:name` placeholders → the server's placeholders (`$1`, `@P1`, ...).
 //!
 //! A small tokenizer, not a regex: string literals, quoted identifiers,
-//! comments, dollar-quoted bodies (PostgreSQL), `[bracketed]` identifiers
-//! (SQL Server) and `::` casts are passed through untouched. A name is
-//! recognised as SQLAlchemy's `text()` does: `:` followed by a word, not
-//! preceded by a word character or another `:`; `\:` is a literal colon.
+//! comments, dollar-quoted bodies, `[bracketed]` identifiers and `::` casts
+//! are passed through untouched, as the backend's [`Lexicon`] says its SQL
+//! has them. A name is recognised as SQLAlchemy's `text()` does: `:`
+//! followed by a word, not preceded by a word character or another `:`;
+//! `\:` is a literal colon.
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    SqlServer,
+mod lex;
+mod values;
+
+use lex::is_word_char;
+pub use lex::{parse, split_statements};
+pub use values::ValuesTemplate;
+
+/// How a backend writes SQL, as far as `:name` parsing, script splitting
+/// and placeholders care. Each backend defines its own
+/// (`backend/<name>/`); nothing here knows which database it is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lexicon {
+    /// `[bracketed]` identifiers.
+    pub bracket_identifiers: bool,
+    /// `$$ … $$` and `$tag$ … $tag$` bodies.
+    pub dollar_quotes: bool,
+    /// `E'…'` strings, whose backslashes escape.
+    pub escape_strings: bool,
+    /// Parameter `n` (1-based) is sent as this prefix and `n`.
+    pub placeholder_prefix: &'static str,
 }
+
+/// The lexicon of the SQL at hand.
+pub type Dialect = &'static Lexicon;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
@@ -27,283 +47,6 @@ pub enum Segment {
 pub struct ParsedSql {
     pub segments: Vec<Segment>,
     pub names: Vec<String>,
-}
-
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-fn is_name_start(c: char) -> bool {
-    c.is_alphabetic() || c == '_'
-}
-
-pub fn parse(sql: &str, dialect: Dialect) -> ParsedSql {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut segments = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    let mut text = String::with_capacity(sql.len() + 8);
-    let mut i = 0;
-    let n = chars.len();
-    // Copies chars[i..end] to text and returns end.
-    let copy = |text: &mut String, from: usize, to: usize| {
-        text.extend(&chars[from..to.min(n)]);
-        to.min(n)
-    };
-    while i < n {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match c {
-            '\'' => {
-                // E'..' allows backslash escapes in PostgreSQL.
-                let backslash = dialect == Dialect::Postgres
-                    && i > 0
-                    && matches!(chars[i - 1], 'e' | 'E')
-                    && (i < 2 || !is_word_char(chars[i - 2]));
-                i = copy(&mut text, i, skip_quoted(&chars, i, '\'', backslash));
-            }
-            '"' => i = copy(&mut text, i, skip_quoted(&chars, i, '"', false)),
-            '[' if dialect == Dialect::SqlServer => {
-                i = copy(&mut text, i, skip_quoted(&chars, i, ']', false))
-            }
-            '-' if next == Some('-') => {
-                let end = chars[i..]
-                    .iter()
-                    .position(|&c| c == '\n')
-                    .map_or(n, |p| i + p);
-                i = copy(&mut text, i, end);
-            }
-            '/' if next == Some('*') => i = copy(&mut text, i, skip_block_comment(&chars, i)),
-            '$' if dialect == Dialect::Postgres && (i == 0 || !is_word_char(chars[i - 1])) => {
-                match dollar_tag_end(&chars, i) {
-                    Some(tag_end) => {
-                        let tag: Vec<char> = chars[i..tag_end].to_vec();
-                        let body_end = find_seq(&chars, tag_end, &tag).map_or(n, |p| p + tag.len());
-                        i = copy(&mut text, i, body_end);
-                    }
-                    None => {
-                        text.push(c);
-                        i += 1;
-                    }
-                }
-            }
-            '\\' if next == Some(':') => {
-                text.push(':');
-                i += 2;
-            }
-            ':' if next == Some(':') => {
-                text.push_str("::");
-                i += 2;
-            }
-            ':' if next.is_some_and(is_name_start) && (i == 0 || !is_word_char(chars[i - 1])) => {
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|&c| !is_word_char(c))
-                    .map_or(n, |p| i + 1 + p);
-                let name: String = chars[i + 1..end].iter().collect();
-                let index = match names.iter().position(|x| *x == name) {
-                    Some(idx) => idx,
-                    None => {
-                        names.push(name);
-                        names.len() - 1
-                    }
-                };
-                if !text.is_empty() {
-                    segments.push(Segment::Text(std::mem::take(&mut text)));
-                }
-                segments.push(Segment::Param(index));
-                i = end;
-            }
-            _ => {
-                text.push(c);
-                i += 1;
-            }
-        }
-    }
-    if !text.is_empty() {
-        segments.push(Segment::Text(text));
-    }
-    ParsedSql { segments, names }
-}
-
-/// End (exclusive) of a quoted run starting at `start`; a doubled closing
-/// quote is an escaped quote. Unterminated runs extend to the end.
-fn skip_quoted(chars: &[char], start: usize, close: char, backslash: bool) -> usize {
-    let mut i = start + 1;
-    while i < chars.len() {
-        let c = chars[i];
-        if backslash && c == '\\' {
-            i += 2;
-            continue;
-        }
-        if c == close {
-            if chars.get(i + 1) == Some(&close) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    chars.len()
-}
-
-/// Block comments nest in both PostgreSQL and T-SQL.
-fn skip_block_comment(chars: &[char], start: usize) -> usize {
-    let mut depth = 0usize;
-    let mut i = start;
-    while i + 1 < chars.len() {
-        if chars[i] == '/' && chars[i + 1] == '*' {
-            depth += 1;
-            i += 2;
-        } else if chars[i] == '*' && chars[i + 1] == '/' {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return i;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    chars.len()
-}
-
-/// If a dollar-quote tag (`$$` or `$tag$`) starts at `start`, its end.
-fn dollar_tag_end(chars: &[char], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    if chars.get(i) == Some(&'$') {
-        return Some(i + 1);
-    }
-    if !chars.get(i).copied().is_some_and(is_name_start) {
-        return None;
-    }
-    while let Some(&c) = chars.get(i) {
-        if c == '$' {
-            return Some(i + 1);
-        }
-        if !is_word_char(c) {
-            return None;
-        }
-        i += 1;
-    }
-    None
-}
-
-fn find_seq(chars: &[char], from: usize, seq: &[char]) -> Option<usize> {
-    if seq.is_empty() || from >= chars.len() {
-        return None;
-    }
-    chars[from..]
-        .windows(seq.len())
-        .position(|w| w == seq)
-        .map(|p| from + p)
-}
-
-/// Split a script into statements at top-level `;`, leaving literals,
-/// quoted identifiers, comments and dollar-quoted bodies whole. Each
-/// statement comes with the 1-based line of its first token (leading
-/// comments and blank lines are not its start). Empty statements are dropped.
-pub fn split_statements(text: &str, dialect: Dialect) -> Vec<(usize, String)> {
-    let chars: Vec<char> = text
-        .strip_prefix('\u{feff}')
-        .unwrap_or(text)
-        .chars()
-        .collect();
-    let n = chars.len();
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut start_line: Option<usize> = None;
-    let mut line = 1;
-    let mut i = 0;
-    let count_lines = |from: usize, to: usize| {
-        chars[from..to.min(n)]
-            .iter()
-            .filter(|c| **c == '\n')
-            .count()
-    };
-    while i < n {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let end = match c {
-            '\'' => Some(skip_quoted(
-                &chars,
-                i,
-                '\'',
-                dialect == Dialect::Postgres && i > 0 && matches!(chars[i - 1], 'e' | 'E'),
-            )),
-            '"' => Some(skip_quoted(&chars, i, '"', false)),
-            '[' if dialect == Dialect::SqlServer => Some(skip_quoted(&chars, i, ']', false)),
-            '$' if dialect == Dialect::Postgres && (i == 0 || !is_word_char(chars[i - 1])) => {
-                dollar_tag_end(&chars, i).map(|tag_end| {
-                    let tag: Vec<char> = chars[i..tag_end].to_vec();
-                    find_seq(&chars, tag_end, &tag).map_or(n, |p| p + tag.len())
-                })
-            }
-            _ => None,
-        };
-        let comment_end = match (c, next) {
-            ('-', Some('-')) => Some(
-                chars[i..]
-                    .iter()
-                    .position(|&c| c == '\n')
-                    .map_or(n, |p| i + p),
-            ),
-            ('/', Some('*')) => Some(skip_block_comment(&chars, i)),
-            _ => None,
-        };
-        if let Some(e) = comment_end {
-            current.extend(&chars[i..e.min(n)]);
-            line += count_lines(i, e);
-            i = e;
-            continue;
-        }
-        if c == ';' {
-            if start_line.is_some() && !current.trim().is_empty() {
-                out.push((
-                    start_line.unwrap_or(line),
-                    std::mem::take(&mut current).trim().to_owned(),
-                ));
-            }
-            current.clear();
-            start_line = None;
-            i += 1;
-            continue;
-        }
-        if !c.is_whitespace() && start_line.is_none() {
-            start_line = Some(line);
-        }
-        let e = end.unwrap_or(i + 1);
-        current.extend(&chars[i..e.min(n)]);
-        line += count_lines(i, e);
-        i = e;
-    }
-    if let Some(start) = start_line {
-        if !current.trim().is_empty() {
-            out.push((start, current.trim().to_owned()));
-        }
-    }
-    out
-}
-
-/// An `INSERT ... VALUES (<one row>) [ON CONFLICT ...] [RETURNING ...]`
-/// split around its row, so many parameter sets can be sent as one
-/// multi-row `VALUES` statement (SQLAlchemy's "insertmanyvalues"): still
-/// bound parameters, one round trip per chunk instead of one per row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValuesTemplate {
-    prefix: Vec<Segment>,
-    row: Vec<Segment>,
-    suffix: Vec<Segment>,
-}
-
-fn keyword_at(text: &str, at: usize, word: &str) -> bool {
-    let bytes = text.as_bytes();
-    text.get(at..at + word.len())
-        .is_some_and(|w| w.eq_ignore_ascii_case(word))
-        && (at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_'))
-        && bytes
-            .get(at + word.len())
-            .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
 }
 
 impl ParsedSql {
@@ -323,153 +66,10 @@ impl ParsedSql {
         })
     }
 
-    /// The multi-row form of this statement, when it is a single-row INSERT
-    /// whose row holds every parameter and nothing outside it depends on
-    /// the row (no parameters in the prefix or suffix).
-    pub fn values_template(&self) -> Option<ValuesTemplate> {
-        let first = match self.segments.first()? {
-            Segment::Text(t) => t.trim_start(),
-            Segment::Param(_) => return None,
-        };
-        if !keyword_at(first, 0, "INSERT") {
-            return None;
-        }
-        // Locate "VALUES (" in a text segment, then the matching ")".
-        let mut prefix = Vec::new();
-        let mut row = Vec::new();
-        let mut suffix = Vec::new();
-        let mut state = 0; // 0: before VALUES, 1: inside the row, 2: after
-        let mut depth = 0i32;
-        for segment in &self.segments {
-            match (state, segment) {
-                (0, Segment::Param(_)) | (2, Segment::Param(_)) => return None,
-                (1, Segment::Param(_)) => row.push(segment.clone()),
-                (_, Segment::Text(text)) => {
-                    let mut start = 0;
-                    let mut i = 0;
-                    let bytes = text.as_bytes();
-                    while i < bytes.len() {
-                        match state {
-                            0 => {
-                                if keyword_at(text, i, "VALUES") {
-                                    let mut j = i + 6;
-                                    while j < bytes.len() && bytes[j].is_ascii_whitespace() {
-                                        j += 1;
-                                    }
-                                    if bytes.get(j) != Some(&b'(') {
-                                        return None;
-                                    }
-                                    prefix.push(Segment::Text(text[start..=j].to_owned()));
-                                    state = 1;
-                                    depth = 1;
-                                    i = j + 1;
-                                    start = i;
-                                    continue;
-                                }
-                            }
-                            1 => match bytes[i] {
-                                b'(' => depth += 1,
-                                b')' => {
-                                    depth -= 1;
-                                    if depth == 0 {
-                                        if i > start {
-                                            row.push(Segment::Text(text[start..i].to_owned()));
-                                        }
-                                        state = 2;
-                                        start = i;
-                                    }
-                                }
-                                // Quotes inside the row would need the tokenizer's rules.
-                                b'\'' | b'"' | b'$' | b';' => return None,
-                                _ => {}
-                            },
-                            _ => {
-                                if bytes[i] == b',' && text[start..i].trim() == ")" {
-                                    return None; // already a multi-row VALUES
-                                }
-                                if bytes[i] == b';' {
-                                    return None;
-                                }
-                            }
-                        }
-                        i += 1;
-                    }
-                    match state {
-                        0 => prefix.push(segment.clone()),
-                        1 if start < text.len() => {
-                            row.push(Segment::Text(text[start..].to_owned()))
-                        }
-                        2 => suffix.push(Segment::Text(text[start..].to_owned())),
-                        _ => {}
-                    }
-                    if state == 2 && !matches!(suffix.last(), Some(Segment::Text(_))) {
-                        suffix.push(Segment::Text(text[start..].to_owned()));
-                    }
-                }
-                _ => return None,
-            }
-        }
-        if state != 2 || row.iter().all(|s| matches!(s, Segment::Text(_))) {
-            return None;
-        }
-        // The suffix must start with the row's closing ")".
-        match suffix.first() {
-            Some(Segment::Text(t)) if t.starts_with(')') => {}
-            _ => return None,
-        }
-        let mut tail = suffix.clone();
-        if let Some(Segment::Text(t)) = tail.first_mut() {
-            *t = t[1..].to_owned();
-        }
-        // A trailing row constructor list ("), (") means VALUES already has
-        // many rows; DO UPDATE could meet the same key twice in one statement,
-        // which PostgreSQL refuses where row-by-row execution would not.
-        if let Some(Segment::Text(t)) = tail.first() {
-            if t.trim_start().starts_with(',') || t.to_ascii_uppercase().contains("DO UPDATE") {
-                return None;
-            }
-        }
-        Some(ValuesTemplate {
-            prefix,
-            row,
-            suffix: tail,
-        })
-    }
-}
-
-impl ValuesTemplate {
-    /// The statement for `rows` rows: parameter `k` of row `r` becomes
-    /// parameter `r * names.len() + k` (names repeat, for messages).
-    pub fn expand(&self, rows: usize, names: &[String]) -> ParsedSql {
-        let per_row = names.len();
-        let mut segments = self.prefix.clone();
-        for r in 0..rows {
-            if r > 0 {
-                segments.push(Segment::Text("), (".to_owned()));
-            }
-            for s in &self.row {
-                segments.push(match s {
-                    Segment::Param(i) => Segment::Param(r * per_row + i),
-                    text => text.clone(),
-                });
-            }
-        }
-        segments.push(Segment::Text(")".to_owned()));
-        segments.extend(self.suffix.iter().cloned());
-        ParsedSql {
-            segments,
-            names: (0..rows).flat_map(|_| names.iter().cloned()).collect(),
-        }
-    }
-}
-
-impl ParsedSql {
-    /// Render with `$n` (PostgreSQL) or `@Pn` (SQL Server).
+    /// Render with the dialect's placeholders (`$1`, `@P1`, ...).
     pub fn render(&self, dialect: Dialect) -> String {
-        self.render_with(|i| match dialect {
-            Dialect::Postgres => format!("${}", i + 1),
-            Dialect::SqlServer => format!("@P{}", i + 1),
-        })
+        let prefix = dialect.placeholder_prefix;
+        self.render_with(|i| format!("{prefix}{}", i + 1))
     }
 
     pub fn render_with(&self, mut placeholder: impl FnMut(usize) -> String) -> String {
@@ -518,28 +118,40 @@ impl ParsedSql {
     }
 }
 
+/// Lexicons for tests above the backends.
+/// A dialect with dollar quotes and `E''` strings (as PostgreSQL).
+#[cfg(test)]
+pub(crate) const DOLLARS: Lexicon = Lexicon {
+    bracket_identifiers: false,
+    dollar_quotes: true,
+    escape_strings: true,
+    placeholder_prefix: "$",
+};
+/// A dialect with `[bracketed]` identifiers (as T-SQL).
+#[cfg(test)]
+pub(crate) const BRACKETS: Lexicon = Lexicon {
+    bracket_identifiers: true,
+    dollar_quotes: false,
+    escape_strings: false,
+    placeholder_prefix: "@P",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn pyformat_placeholders_are_found() {
-        let sql = parse(
-            "SELECT * FROM t WHERE id = %(customer_id)s",
-            Dialect::Postgres,
-        );
+        let sql = parse("SELECT * FROM t WHERE id = %(customer_id)s", &DOLLARS);
         assert_eq!(sql.pyformat_name().as_deref(), Some("customer_id"));
-        assert_eq!(
-            parse("SELECT 100 % 7", Dialect::Postgres).pyformat_name(),
-            None
-        );
-        assert_eq!(parse("SELECT :x", Dialect::Postgres).pyformat_name(), None);
+        assert_eq!(parse("SELECT 100 % 7", &DOLLARS).pyformat_name(), None);
+        assert_eq!(parse("SELECT :x", &DOLLARS).pyformat_name(), None);
     }
     use proptest::prelude::*;
 
     fn pg(sql: &str) -> (String, Vec<String>) {
-        let p = parse(sql, Dialect::Postgres);
-        (p.render(Dialect::Postgres), p.names)
+        let p = parse(sql, &DOLLARS);
+        (p.render(&DOLLARS), p.names)
     }
 
     #[test]
@@ -576,17 +188,14 @@ mod tests {
 
     #[test]
     fn sql_server_brackets_and_n_strings() {
-        let p = parse("SELECT [a:b], N':no', :yes FROM [t]", Dialect::SqlServer);
+        let p = parse("SELECT [a:b], N':no', :yes FROM [t]", &BRACKETS);
         assert_eq!(p.names, ["yes"]);
-        assert_eq!(
-            p.render(Dialect::SqlServer),
-            "SELECT [a:b], N':no', @P1 FROM [t]"
-        );
+        assert_eq!(p.render(&BRACKETS), "SELECT [a:b], N':no', @P1 FROM [t]");
     }
 
     #[test]
     fn missing_key_names_it() {
-        let p = parse("SELECT :a, :b", Dialect::Postgres);
+        let p = parse("SELECT :a, :b", &DOLLARS);
         let values = std::collections::HashMap::from([("a".to_string(), 1)]);
         let err = p
             .bind_order(|k| values.get(k), || values.keys().cloned().collect())
@@ -599,17 +208,17 @@ mod tests {
     fn insert_values_become_multi_row() {
         let p = parse(
             "INSERT INTO t (a, b) VALUES (:a, lower(:b)) ON CONFLICT (a) DO NOTHING",
-            Dialect::Postgres,
+            &DOLLARS,
         );
         let t = p.values_template().expect("a single-row insert");
         let two = t.expand(2, &p.names);
         assert_eq!(
-            two.render(Dialect::Postgres),
+            two.render(&DOLLARS),
             "INSERT INTO t (a, b) VALUES ($1, lower($2)), ($3, lower($4)) ON CONFLICT (a) DO NOTHING"
         );
         assert_eq!(two.names, ["a", "b", "a", "b"]);
         assert_eq!(
-            t.expand(1, &p.names).render(Dialect::SqlServer),
+            t.expand(1, &p.names).render(&BRACKETS),
             "INSERT INTO t (a, b) VALUES (@P1, lower(@P2)) ON CONFLICT (a) DO NOTHING"
         );
         for not_batchable in [
@@ -622,9 +231,7 @@ mod tests {
             "INSERT INTO t (a) VALUES (:a) ON CONFLICT (a) DO UPDATE SET a = EXCLUDED.a",
         ] {
             assert!(
-                parse(not_batchable, Dialect::Postgres)
-                    .values_template()
-                    .is_none(),
+                parse(not_batchable, &DOLLARS).values_template().is_none(),
                 "{not_batchable}"
             );
         }
@@ -633,12 +240,12 @@ mod tests {
     #[test]
     fn statements_split_with_their_start_lines() {
         let script = "-- header\nCREATE TABLE a (t text DEFAULT ';');\n\n/* ; */\nCREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nINSERT INTO a VALUES ('x;y'); -- trailing ;\n  SELECT 1";
-        let parts = split_statements(script, Dialect::Postgres);
+        let parts = split_statements(script, &DOLLARS);
         let lines: Vec<usize> = parts.iter().map(|p| p.0).collect();
         assert_eq!(lines, [2, 5, 6, 7], "{parts:?}");
         assert!(parts[1].1.contains("SELECT 1; $$"));
         assert_eq!(
-            split_statements(";;  \n-- only a comment\n", Dialect::Postgres),
+            split_statements(";;  \n-- only a comment\n", &DOLLARS),
             vec![]
         );
     }
@@ -646,36 +253,36 @@ mod tests {
     proptest! {
         #[test]
         fn splitting_never_panics(s in "\\PC*") {
-            let _ = split_statements(&s, Dialect::Postgres);
-            let _ = split_statements(&s, Dialect::SqlServer);
+            let _ = split_statements(&s, &DOLLARS);
+            let _ = split_statements(&s, &BRACKETS);
         }
 
         #[test]
         fn never_panics(s in "\\PC*") {
-            let p = parse(&s, Dialect::Postgres);
-            let _ = p.render(Dialect::Postgres);
-            let q = parse(&s, Dialect::SqlServer);
-            let _ = q.render(Dialect::SqlServer);
+            let p = parse(&s, &DOLLARS);
+            let _ = p.render(&DOLLARS);
+            let q = parse(&s, &BRACKETS);
+            let _ = q.render(&BRACKETS);
         }
 
         #[test]
         fn never_panics_on_sql_like_soup(s in "[:'\"$\\\\/*\\-\\[\\]a-z_ \n]{0,40}") {
-            let p = parse(&s, Dialect::Postgres);
+            let p = parse(&s, &DOLLARS);
             prop_assert!(p.names.iter().all(|n| !n.is_empty()));
-            let _ = parse(&s, Dialect::SqlServer).render(Dialect::SqlServer);
+            let _ = parse(&s, &BRACKETS).render(&BRACKETS);
         }
 
         #[test]
         fn text_without_colons_is_unchanged(s in "[^:\\\\]*") {
-            prop_assert_eq!(parse(&s, Dialect::Postgres).render(Dialect::Postgres), s.clone());
+            prop_assert_eq!(parse(&s, &DOLLARS).render(&DOLLARS), s.clone());
         }
 
         #[test]
         fn names_inside_string_literals_are_kept(name in "[a-z_][a-z0-9_]{0,8}") {
             let sql = format!("SELECT ':{name}', :{name}");
-            let p = parse(&sql, Dialect::Postgres);
+            let p = parse(&sql, &DOLLARS);
             prop_assert_eq!(&p.names, &vec![name.clone()]);
-            prop_assert_eq!(p.render(Dialect::Postgres), format!("SELECT ':{name}', $1"));
+            prop_assert_eq!(p.render(&DOLLARS), format!("SELECT ':{name}', $1"));
         }
     }
 }

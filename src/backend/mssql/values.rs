@@ -395,7 +395,7 @@ mod tests {
     fn nulls_are_rendered_as_literals_and_the_rest_renumbered() {
         let sql = crate::sql::parse(
             "UPDATE t SET a = :a, b = :b, c = :c WHERE id = :id AND :b IS NULL",
-            crate::sql::Dialect::SqlServer,
+            &crate::backend::mssql::LEXICON,
         );
         let values = vec![
             Value::Int(1),

@@ -6,7 +6,7 @@
 //! `encrypt`, `trust_server_certificate`, `ca_file`, `application_name`,
 //! `connect_timeout`, `instance`.
 
-use super::url::{parse_url, ConnectSpec, DatabaseType, StringForm};
+use crate::config::url::{parse_url, ConnectSpec, StringForm};
 use crate::error::{Error, Result};
 
 /// Options only ODBC drivers understand: accepted, and without effect here.
@@ -115,7 +115,7 @@ fn set_server(spec: &mut ConnectSpec, server: &str, key: &str) -> Result<()> {
 
 fn empty_spec() -> ConnectSpec {
     ConnectSpec {
-        database_type: DatabaseType::SqlServer,
+        database_type: super::kind(),
         host: None,
         port: None,
         user: None,
@@ -225,7 +225,7 @@ pub fn parse(conn: &str, form: StringForm, key: &str) -> Result<ConnectSpec> {
     };
     let mut spec = match form {
         StringForm::Url => {
-            let mut url = parse_url(conn, DatabaseType::SqlServer, key)?;
+            let mut url = parse_url(conn, super::kind(), key)?;
             let options = std::mem::take(&mut url.options);
             let scheme = conn
                 .trim()
@@ -289,7 +289,7 @@ pub fn parse(conn: &str, form: StringForm, key: &str) -> Result<ConnectSpec> {
             "{key}: no server given; write Server=host,1433 or mssql://user:password@host:1433/db"
         )));
     }
-    spec.database_type = DatabaseType::SqlServer;
+    spec.database_type = super::kind();
     spec.options
         .push(("tls_defaults".to_owned(), defaults.as_str().to_owned()));
     tls_of(&spec, key)?;
@@ -555,7 +555,7 @@ mod tests {
     }
 
     fn tls(conn: &str) -> Tls {
-        let form = super::super::url::detect(conn).unwrap().1;
+        let form = (super::super::KIND.detect)(conn).expect("a SQL Server connection string");
         tls_of(&parse(conn, form, "K").unwrap(), "K").unwrap()
     }
 
