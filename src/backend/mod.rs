@@ -173,6 +173,15 @@ pub struct DialectSql {
     /// The same lock, held until the transaction ends (when supported).
     pub lock_for_transaction: Option<&'static str>,
     pub unlock: &'static str,
+    /// Test-database upkeep for `dbflow.testing` (names are plain
+    /// identifiers, checked by the caller): create a database, drop it with
+    /// its sessions ended, and empty tables with their identities reset.
+    pub create_database: fn(&str) -> Vec<String>,
+    pub drop_database: fn(&str) -> Vec<String>,
+    pub empty_tables: fn(&[String]) -> Vec<String>,
+    /// The SQLSTATE a statement stopped at its deadline carries, if the
+    /// server reports one (the mocks in `dbflow.testing` raise the same).
+    pub timeout_sqlstate: Option<&'static str>,
 }
 
 impl Connection {

@@ -4,6 +4,20 @@
 //! (or a misspelling of it) and does not end in a known setting; the
 //! setting it probably meant is the nearest known one by edit distance.
 
+/// Upper-case a name for use in a key: `SurveyHub` -> `SURVEYHUB`,
+/// `rpa-db` -> `RPA_DB`.
+pub fn key_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Where a setting may be written: after `<ENV>_<SCOPE>_<DB>_` (one
 /// database), right after `<ENV>_<SCOPE>_` (every database), or both.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,7 +157,7 @@ fn nearest_setting(rest: &str) -> Option<String> {
 
 /// The suspect keys among `keys` for environment `environment`.
 pub fn suspects<'k>(keys: impl IntoIterator<Item = &'k str>, environment: &str) -> Vec<Suspect> {
-    let env = super::key_part(environment);
+    let env = key_part(environment);
     let mut out = Vec::new();
     for key in keys {
         let Some((first, rest)) = key.split_once('_') else {

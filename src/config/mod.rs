@@ -5,6 +5,7 @@
 //! process env `ENV_FLOW_K`, file `ENV_FLOW_K`, process env `ENV_GLOBAL_K`,
 //! file `ENV_GLOBAL_K`, then the documented default.
 
+mod database;
 pub mod envfile;
 pub mod keys;
 pub mod url;
@@ -14,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::database::{AutoMigrate, DatabaseConfig, PoolSettings};
+pub use self::keys::key_part;
 pub use self::url::{ConnectSpec, StringForm};
-use crate::backend::Kind;
 use crate::error::{Error, Result};
 
 pub const DEFAULT_ENVIRONMENT: &str = "development";
@@ -74,20 +76,6 @@ pub struct ConfigManager {
     /// Settings given in code (a Prefect Block): they beat everything else.
     overrides: Arc<HashMap<String, String>>,
     env: ProcessEnv,
-}
-
-/// Upper-case a name for use in a key: `SurveyHub` -> `SURVEYHUB`,
-/// `rpa-db` -> `RPA_DB`.
-pub fn key_part(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// A path as the user should read it in a message: relative paths are
@@ -367,7 +355,7 @@ impl ConfigManager {
         Ok(self.get_with_key(key)?.map(|(v, _)| v))
     }
 
-    fn parsed<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>> {
+    pub(crate) fn parsed<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>> {
         match self.get_with_key(key)? {
             Some((v, full)) => v.trim().parse::<T>().map(Some).map_err(|_| {
                 Error::config(format!("{full}='{v}' is not {what}; set it to {what}"))
@@ -376,7 +364,7 @@ impl ConfigManager {
         }
     }
 
-    fn seconds(&self, key: &str) -> Result<Option<Duration>> {
+    pub(crate) fn seconds(&self, key: &str) -> Result<Option<Duration>> {
         match self.get_with_key(key)? {
             Some((v, full)) => match v.trim().parse::<f64>() {
                 Ok(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
@@ -388,7 +376,7 @@ impl ConfigManager {
         }
     }
 
-    fn flag(&self, key: &str) -> Result<Option<bool>> {
+    pub(crate) fn flag(&self, key: &str) -> Result<Option<bool>> {
         match self.get_with_key(key)? {
             Some((v, full)) => match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => Ok(Some(true)),
@@ -397,219 +385,6 @@ impl ConfigManager {
             },
             None => Ok(None),
         }
-    }
-
-    /// Resolve everything dbflow needs to reach `database`.
-    pub fn database_config(&self, database: &str) -> Result<DatabaseConfig> {
-        let db = key_part(database);
-        let conn_key = format!("{db}_CONNECTION_STRING");
-        let Some((conn, conn_source)) = self.get_with_key(&conn_key)? else {
-            let flow_hint = match &self.flow_name {
-                Some(f) => format!(
-                    " (or the flow-specific {}_{}_{conn_key})",
-                    key_part(&self.environment),
-                    key_part(f)
-                ),
-                None => String::new(),
-            };
-            return Err(Error::config(format!(
-                "database '{database}' is not configured for environment '{}': set {}{flow_hint} \
-                 in the process environment or in an env file (searched: {})",
-                self.environment,
-                self.global_key(&conn_key),
-                self.searched_files()
-            )));
-        };
-        if conn.trim().is_empty() {
-            return Err(Error::config(format!(
-                "{conn_source} is empty; set it to a connection string"
-            )));
-        }
-        let detected = Kind::detect(&conn);
-        let type_key = format!("{db}_TYPE");
-        let declared = match self.get_with_key(&type_key)? {
-            Some((v, full)) => Some((
-                Kind::named(&v).ok_or_else(|| {
-                    Error::config(format!(
-                        "{full}='{v}' is not a database type; use {}",
-                        Kind::names()
-                    ))
-                })?,
-                full,
-            )),
-            None => None,
-        };
-        let (database_type, form) = match (declared, detected) {
-            (Some((declared, full)), Some((found, form))) => {
-                if declared != found {
-                    return Err(Error::config(format!(
-                        "{full} says {} but {conn_source} is a {} connection string; \
-                         make them agree (or remove {full} to detect the type)",
-                        declared.as_str(),
-                        found.as_str()
-                    )));
-                }
-                (declared, form)
-            }
-            (None, Some(found)) => found,
-            (Some((declared, _)), None) => {
-                return Err(Error::config(format!(
-                "{conn_source} is not a recognised {} connection string; write a URL such as {}",
-                declared.as_str(),
-                declared.example_url()
-            )))
-            }
-            (None, None) => {
-                return Err(Error::config(format!(
-                    "cannot tell the database type of {conn_source}; set {} to {}, \
-                     or write a URL such as {}",
-                    self.global_key(&type_key),
-                    Kind::names(),
-                    Kind::examples()
-                )))
-            }
-        };
-        let spec = database_type.parse(&conn, form, &conn_source)?;
-
-        let setting_usize = |key: &str, global: Option<&str>, default: usize| -> Result<usize> {
-            let own = self.parsed::<usize>(&format!("{db}_{key}"), "a whole number")?;
-            let fallback = match global {
-                Some(g) => self.parsed::<usize>(g, "a whole number")?,
-                None => None,
-            };
-            Ok(own.or(fallback).unwrap_or(default))
-        };
-        let size = setting_usize("POOL_SIZE", Some("CONNECTION_POOL_SIZE"), 5)?;
-        if size == 0 {
-            return Err(Error::config(format!(
-                "{db}_POOL_SIZE must be at least 1; set {} to 1 or more",
-                self.global_key(&format!("{db}_POOL_SIZE"))
-            )));
-        }
-        let max_overflow = setting_usize("MAX_OVERFLOW", Some("MAX_OVERFLOW"), 10)?;
-        let secs = |key: &str| -> Result<Option<Duration>> {
-            Ok(match self.seconds(&format!("{db}_{key}"))? {
-                Some(d) => Some(d),
-                None => self.seconds(key)?,
-            })
-        };
-        let pool = PoolSettings {
-            size,
-            max_overflow,
-            timeout: secs("POOL_TIMEOUT")?.unwrap_or(Duration::from_secs(30)),
-            pre_ping: self
-                .flag(&format!("{db}_POOL_PRE_PING"))?
-                .or(self.flag("POOL_PRE_PING")?)
-                .unwrap_or(true),
-            recycle: secs("POOL_RECYCLE")?.filter(|d| !d.is_zero()),
-            release_grace: secs("POOL_RELEASE_GRACE")?.unwrap_or(Duration::from_secs(5)),
-            overflow_idle_timeout: secs("OVERFLOW_IDLE_TIMEOUT")?.unwrap_or(Duration::from_secs(2)),
-        };
-        let connect_timeout = match spec.option("connect_timeout") {
-            Some(v) => Duration::from_secs(v.parse::<u64>().map_err(|_| {
-                Error::config(format!(
-                    "{conn_source}: connect_timeout='{v}' must be whole seconds"
-                ))
-            })?),
-            None => secs("CONNECT_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
-        };
-        let database_timeout = secs("DATABASE_TIMEOUT")?.unwrap_or(Duration::from_secs(30));
-        let query_timeout = secs("QUERY_TIMEOUT")?.filter(|d| !d.is_zero());
-        let prepared_statements = self
-            .flag(&format!("{db}_PREPARED_STATEMENTS"))?
-            .or(self.flag("PREPARED_STATEMENTS")?)
-            .unwrap_or(true);
-        let migrations_dir = self.get(&format!("{db}_MIGRATIONS_DIR"))?;
-        let migrations_root = self.get("MIGRATIONS_DIR")?;
-        let migrations_table = self
-            .get(&format!("{db}_MIGRATIONS_TABLE"))?
-            .unwrap_or_else(|| "schema_version".to_owned());
-        let migrations_schema = self.get(&format!("{db}_MIGRATIONS_SCHEMA"))?;
-        for (what, value) in [
-            ("_MIGRATIONS_TABLE", Some(&migrations_table)),
-            ("_MIGRATIONS_SCHEMA", migrations_schema.as_ref()),
-        ] {
-            if let Some(v) = value {
-                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(Error::config(format!(
-                        "{}{what}='{v}' must be a plain identifier (letters, digits, '_')",
-                        self.global_key(&db)
-                    )));
-                }
-            }
-        }
-        let retry = crate::retry::RetryPolicy {
-            attempts:
-                match self.parsed::<u32>(&format!("{db}_RETRY_ATTEMPTS"), "a whole number")? {
-                    Some(n) => n,
-                    None => self
-                        .parsed::<u32>("RETRY_ATTEMPTS", "a whole number")?
-                        .unwrap_or(3),
-                }
-                .max(1),
-            min_delay: secs("RETRY_MIN_DELAY")?.unwrap_or(Duration::from_secs(4)),
-            max_delay: secs("RETRY_MAX_DELAY")?.unwrap_or(Duration::from_secs(10)),
-        };
-        let health_timeout = secs("HEALTH_TIMEOUT")?.unwrap_or(Duration::from_secs(5));
-        let health_slow = secs("HEALTH_SLOW_THRESHOLD")?.unwrap_or(Duration::from_secs(1));
-        let placeholders = self
-            .with_prefix(&format!("{db}_PLACEHOLDER_"))?
-            .into_iter()
-            .filter(|(name, _)| name != "REPLACEMENT")
-            .map(|(name, value)| (name.to_ascii_lowercase(), value))
-            .collect();
-        let placeholder_replacement = self
-            .flag(&format!("{db}_PLACEHOLDER_REPLACEMENT"))?
-            .unwrap_or(true);
-        let baseline_on_migrate = self
-            .flag(&format!("{db}_BASELINE_ON_MIGRATE"))?
-            .unwrap_or(false);
-        let baseline_version = match self.get_with_key(&format!("{db}_BASELINE_VERSION"))? {
-            Some((v, full)) => {
-                if crate::migrate::files::Version::parse(&v).is_none() {
-                    return Err(Error::config(format!(
-                        "{full}='{v}' is not a version; write e.g. 1, V3 or 1.1"
-                    )));
-                }
-                v.trim().to_owned()
-            }
-            None => "1".to_owned(),
-        };
-        let migration_artifact = self
-            .flag(&format!("{db}_MIGRATION_ARTIFACT"))?
-            .unwrap_or(true);
-        let auto_migrate = match self.get_with_key(&format!("{db}_AUTO_MIGRATE"))? {
-            Some((v, full)) => AutoMigrate::parse(&v).ok_or_else(|| {
-                Error::config(format!("{full}='{v}' must be off, check or apply"))
-            })?,
-            None => AutoMigrate::Check,
-        };
-        Ok(DatabaseConfig {
-            name: database.to_owned(),
-            environment: self.environment.clone(),
-            database_type,
-            spec,
-            login_refs: self.references(&conn_key),
-            source_key: conn_source,
-            pool,
-            connect_timeout,
-            database_timeout,
-            query_timeout,
-            prepared_statements,
-            retry,
-            health_timeout,
-            health_slow,
-            migrations_dir,
-            migrations_root,
-            migrations_table,
-            migrations_schema,
-            auto_migrate,
-            placeholders,
-            placeholder_replacement,
-            baseline_on_migrate,
-            baseline_version,
-            migration_artifact,
-        })
     }
 }
 
@@ -621,128 +396,6 @@ impl std::fmt::Debug for ConfigManager {
             self.environment, self.flow_name, self.file
         )
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoMigrate {
-    Off,
-    Check,
-    Apply,
-}
-
-impl AutoMigrate {
-    fn parse(v: &str) -> Option<Self> {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "off" | "false" | "no" | "0" => Some(AutoMigrate::Off),
-            "check" => Some(AutoMigrate::Check),
-            "apply" | "true" | "yes" | "1" => Some(AutoMigrate::Apply),
-            _ => None,
-        }
-    }
-}
-
-/// QueuePool semantics, as SQLAlchemy documents them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PoolSettings {
-    pub size: usize,
-    pub max_overflow: usize,
-    pub timeout: Duration,
-    pub pre_ping: bool,
-    pub recycle: Option<Duration>,
-    /// How long an unused pool keeps its connections after its last user left.
-    pub release_grace: Duration,
-    /// How long a connection beyond `size` may sit idle before it is closed
-    /// (zero: closed when returned, QueuePool's rule).
-    pub overflow_idle_timeout: Duration,
-}
-
-impl DatabaseConfig {
-    /// Where a rejected login's user and password came from, for the message.
-    pub fn login_source(&self) -> String {
-        if self.login_refs.is_empty() {
-            self.source_key.clone()
-        } else {
-            format!(
-                "{} (which takes {})",
-                self.source_key,
-                self.login_refs.join(", ")
-            )
-        }
-    }
-}
-
-impl PoolSettings {
-    pub fn max_connections(&self) -> usize {
-        self.size + self.max_overflow
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    pub name: String,
-    pub environment: String,
-    pub database_type: Kind,
-    pub spec: ConnectSpec,
-    /// The key the connection string came from (for messages).
-    pub source_key: String,
-    /// The `${VAR}`s the connection string takes, and where each came from.
-    pub login_refs: Vec<String>,
-    pub pool: PoolSettings,
-    /// `${name}` values for migration files (`<DB>_PLACEHOLDER_<NAME>`),
-    /// names lower-cased.
-    pub placeholders: std::collections::BTreeMap<String, String>,
-    /// `<DB>_PLACEHOLDER_REPLACEMENT` (default true).
-    pub placeholder_replacement: bool,
-    /// `<DB>_BASELINE_ON_MIGRATE`: baseline a non-empty schema that has no
-    /// history table at `baseline_version` when migrating.
-    pub baseline_on_migrate: bool,
-    pub baseline_version: String,
-    /// `<DB>_MIGRATION_ARTIFACT` (default true): a markdown artifact of the
-    /// migrations applied inside a Prefect flow run.
-    pub migration_artifact: bool,
-    pub connect_timeout: Duration,
-    /// Default deadline of `execute_query_with_timeout` (`DATABASE_TIMEOUT`).
-    pub database_timeout: Duration,
-    /// Deadline of every statement, when configured (`<DB>_QUERY_TIMEOUT`).
-    pub query_timeout: Option<Duration>,
-    pub prepared_statements: bool,
-    pub retry: crate::retry::RetryPolicy,
-    /// A health check reports by this deadline whatever the server does.
-    pub health_timeout: Duration,
-    /// A health check slower than this reports `degraded`.
-    pub health_slow: Duration,
-    /// This database's own migrations directory (`<DB>_MIGRATIONS_DIR`).
-    pub migrations_dir: Option<String>,
-    /// Root holding `<database_name>/` directories (`MIGRATIONS_DIR`).
-    pub migrations_root: Option<String>,
-    pub migrations_table: String,
-    pub migrations_schema: Option<String>,
-    pub auto_migrate: AutoMigrate,
-}
-
-impl DatabaseConfig {
-    /// Identity of the pool this configuration may share: same target, same
-    /// credentials, same pool settings.
-    pub fn pool_key(&self) -> String {
-        format!(
-            "{}|{}|{}|{:?}|{:?}|{}",
-            self.name,
-            self.environment,
-            self.spec.redacted(),
-            self.spec.password.as_deref().map(fingerprint),
-            self.pool,
-            self.prepared_statements
-        )
-    }
-}
-
-/// A short non-reversible fingerprint so a changed password makes a new pool
-/// without the password being kept in the key.
-fn fingerprint(secret: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    secret.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]

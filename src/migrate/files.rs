@@ -247,7 +247,7 @@ impl Placeholders {
                     return Err(migration_error(format!(
                         "{script} line {line}: placeholder ${{{name}}} has no value; {}",
                         self.setting_hint
-                            .replace("{NAME}", &crate::config::key_part(name))
+                            .replace("{NAME}", &crate::config::keys::key_part(name))
                     )));
                 }
             }

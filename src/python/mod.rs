@@ -55,6 +55,50 @@ fn dialect_named(name: Option<&str>) -> PyResult<crate::sql::Dialect> {
     })
 }
 
+/// The database types dbflow can talk to (each registered backend's name).
+#[pyfunction]
+fn database_types() -> Vec<&'static str> {
+    crate::backend::Kind::all()
+        .map(crate::backend::Kind::as_str)
+        .collect()
+}
+
+/// What a database type needs for test-database upkeep (`action`:
+/// `create_database` or `drop_database` with one name, `empty_tables` with
+/// table names; names must be plain identifiers, checked by the caller), so
+/// `dbflow.testing` never spells a database's SQL itself.
+#[pyfunction]
+fn maintenance_sql(database_type: &str, action: &str, names: Vec<String>) -> PyResult<Vec<String>> {
+    let kind = crate::backend::Kind::named(database_type).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "database_type must be {}, not {database_type:?}",
+            crate::backend::Kind::names()
+        ))
+    })?;
+    let sql = kind.sql();
+    let one = || {
+        names.first().map(String::as_str).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!("{action} takes one name"))
+        })
+    };
+    Ok(match action {
+        "create_database" => (sql.create_database)(one()?),
+        "drop_database" => (sql.drop_database)(one()?),
+        "empty_tables" => (sql.empty_tables)(&names),
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "action must be create_database, drop_database or empty_tables, not {other:?}"
+            )))
+        }
+    })
+}
+
+/// The SQLSTATE a timed-out statement carries on `database_type`, if any.
+#[pyfunction]
+fn timeout_sqlstate(database_type: &str) -> Option<&'static str> {
+    crate::backend::Kind::named(database_type).and_then(|k| k.sql().timeout_sqlstate)
+}
+
 /// `:name` → the server's placeholders as dbflow sends them (for debugging
 /// and tests).
 #[pyfunction]
@@ -109,6 +153,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dispose_all, m)?)?;
     m.add_function(wrap_pyfunction!(_open_pools, m)?)?;
     m.add_function(wrap_pyfunction!(rewrite_sql, m)?)?;
+    m.add_function(wrap_pyfunction!(database_types, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance_sql, m)?)?;
+    m.add_function(wrap_pyfunction!(timeout_sqlstate, m)?)?;
     m.add_function(wrap_pyfunction!(check_params, m)?)?;
     m.add_function(wrap_pyfunction!(health::health_check_all, m)?)?;
     m.add_function(wrap_pyfunction!(health::overall_status, m)?)?;

@@ -9,6 +9,7 @@ import urllib.parse
 from collections.abc import Iterable
 
 from dbflow import ConfigurationError, DatabaseManager, DatabaseManagerProtocol
+from dbflow._native import maintenance_sql
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -43,25 +44,17 @@ def _database_of(url: str) -> str:
 def create_test_database(admin: DatabaseManagerProtocol, name: str) -> None:
     """Create database `name` (must be ``test_*``) using an admin connection."""
     ensure_test_database(name)
-    admin.execute_query(f"CREATE DATABASE {_checked_ident(name)}")
+    for statement in maintenance_sql(
+        admin.database_type, "create_database", [_checked_ident(name)]
+    ):
+        admin.execute_query(statement)
 
 
 def drop_test_database(admin: DatabaseManagerProtocol, name: str) -> None:
     """Drop database `name` (must be ``test_*``), closing its sessions."""
     ensure_test_database(name)
-    ident = _checked_ident(name)
-    if admin.database_type == "sqlserver":
-        # Microsoft SQL Server ends the database's other sessions first;
-        # Babelfish has no ALTER DATABASE (inside EXEC, so it is never parsed
-        # there) and drops a database its sessions have left.
-        admin.execute_query(
-            f"IF DB_ID('{ident}') IS NOT NULL BEGIN "
-            "IF @@VERSION NOT LIKE '%Babelfish%' "
-            f"EXEC('ALTER DATABASE [{ident}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE'); "
-            f"DROP DATABASE [{ident}]; END"
-        )
-    else:
-        admin.execute_query(f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)")
+    for statement in maintenance_sql(admin.database_type, "drop_database", [_checked_ident(name)]):
+        admin.execute_query(statement)
 
 
 def truncate_tables(
@@ -77,10 +70,7 @@ def truncate_tables(
     names = [_checked_ident(t) for t in tables]
     if not names:
         return
-    if db.database_type == "sqlserver":
-        db.execute_transaction([f"DELETE FROM {t}" for t in names])
-    else:
-        db.execute_query(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+    db.execute_transaction(list(maintenance_sql(db.database_type, "empty_tables", names)))
 
 
 def _target_database(db: DatabaseManagerProtocol) -> str:

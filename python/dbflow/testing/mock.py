@@ -22,6 +22,7 @@ from dbflow import (
     QueryTimeoutError,
     check_params,
 )
+from dbflow._native import timeout_sqlstate
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
@@ -150,7 +151,7 @@ class MockDatabaseManager:
             f"deadline of {seconds:.3f} s and was stopped",
             database=self._name,
             operation="execute_query_with_timeout",
-            sqlstate="57014" if self._type == "postgresql" else None,
+            sqlstate=timeout_sqlstate(self._type),
         )
 
     def pool_exhausted_error(self) -> PoolTimeoutError:
@@ -204,7 +205,7 @@ class MockDatabaseManager:
         return f"mock://{self._name}"
 
     def _dialect(self) -> str:
-        return "sqlserver" if self._type == "sqlserver" else "postgresql"
+        return self._type
 
     def _answer(self, method: str, sql: str, params: Any, in_transaction: bool) -> Any:
         with self._lock:

@@ -90,21 +90,27 @@ def _dbflow_embedded_postgres() -> Iterator[str]:
         server.stop()
 
 
+#: Where the dbflow_database fixture finds a server for each database type
+#: (tests_py/test_registry.py checks it names every registered type): the
+#: variable holding an admin URL, and whether an embedded server stands in
+#: when it is unset.
+TEST_SERVERS: dict[str, tuple[str, bool]] = {
+    "postgresql": ("DBFLOW_TEST_POSTGRES_URL", True),
+    "sqlserver": ("DBFLOW_TEST_MSSQL_URL", False),
+}
+
+
 def _server_url(request: pytest.FixtureRequest, backend: str) -> str:
-    if backend == "sqlserver":
-        url = os.environ.get("DBFLOW_TEST_MSSQL_URL")
-        if not url:
-            pytest.skip(
-                "DBFLOW_TEST_MSSQL_URL is not set: no SQL Server to create a test database on"
-            )
-        return url
-    if backend != "postgresql":
+    if backend not in TEST_SERVERS:
         raise pytest.UsageError(
-            f"dbflow_backend must be 'postgresql' or 'sqlserver', not {backend!r}"
+            f"dbflow_backend must be one of {sorted(TEST_SERVERS)}, not {backend!r}"
         )
-    url = os.environ.get("DBFLOW_TEST_POSTGRES_URL")
+    variable, embedded = TEST_SERVERS[backend]
+    url = os.environ.get(variable)
     if url:
         return url
+    if not embedded:
+        pytest.skip(f"{variable} is not set: no {backend} server to create a test database on")
     return str(request.getfixturevalue("_dbflow_embedded_postgres"))
 
 

@@ -98,6 +98,22 @@ pub static SQL: DialectSql = DialectSql {
            @LockOwner = 'Session', @LockTimeout = -1; SELECT @r AS r",
     lock_for_transaction: None,
     unlock: "EXEC sp_releaseapplock @Resource = :name, @LockOwner = 'Session'",
+    create_database: |name| vec![format!("CREATE DATABASE {name}")],
+    // Microsoft SQL Server ends the database's other sessions first;
+    // Babelfish has no ALTER DATABASE (inside EXEC, so it is never parsed
+    // there) and drops a database its sessions have left.
+    drop_database: |name| {
+        vec![format!(
+            "IF DB_ID('{name}') IS NOT NULL BEGIN \
+             IF @@VERSION NOT LIKE '%Babelfish%' \
+             EXEC('ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE'); \
+             DROP DATABASE [{name}]; END"
+        )]
+    },
+    // TRUNCATE refuses tables that foreign keys point at; DELETE does not
+    // (identities keep counting, as the T-SQL DELETE leaves them).
+    empty_tables: |tables| tables.iter().map(|t| format!("DELETE FROM {t}")).collect(),
+    timeout_sqlstate: None,
 };
 
 /// SQL Server batches: split on lines holding only `GO` (any case).

@@ -67,6 +67,15 @@ pub static SQL: DialectSql = DialectSql {
     lock: "SELECT pg_advisory_lock(hashtextextended(:name, 0))",
     lock_for_transaction: Some("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
     unlock: "SELECT pg_advisory_unlock(hashtextextended(:name, 0))",
+    create_database: |name| vec![format!("CREATE DATABASE {name}")],
+    drop_database: |name| vec![format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")],
+    empty_tables: |tables| {
+        vec![format!(
+            "TRUNCATE {} RESTART IDENTITY CASCADE",
+            tables.join(", ")
+        )]
+    },
+    timeout_sqlstate: Some("57014"),
 };
 
 /// A plain identifier, quoted (`"name"`); anything else is refused rather
