@@ -262,6 +262,36 @@ def test_plugin_starts_an_embedded_postgres_without_a_url(
     result.assert_outcomes(passed=2)
 
 
+NO_MIGRATIONS_TESTS = """
+import pytest
+
+
+@pytest.mark.dbflow_database("scratch")
+def test_a_database_without_migrations(dbflow_database):
+    dbflow_database.execute_query("CREATE TABLE notes (body text)")
+    dbflow_database.execute_query("INSERT INTO notes VALUES ('hello')")
+    assert dbflow_database.execute_query("SELECT body FROM notes") == [{"body": "hello"}]
+    assert dbflow_database.migrations_dir is None
+
+
+@pytest.mark.dbflow_database("scratch", migrations_dir="missing")
+def test_a_migrations_directory_asked_for_must_exist(dbflow_database):
+    pass
+"""
+
+
+def test_the_database_fixture_in_a_project_without_migrations(
+    pytester: pytest.Pytester, pg_url: str
+) -> None:
+    """A fixture is not a request to migrate: without a migrations directory
+    the database is still made (and dropped); one named by the marker must
+    exist."""
+    pytester.makepyfile(test_scratch=textwrap.dedent(NO_MIGRATIONS_TESTS))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*no migrations directory*"])
+
+
 SQLSERVER_PROJECT_TESTS = """
 import pytest
 from dbflow import DatabaseManager

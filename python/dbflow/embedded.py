@@ -5,6 +5,10 @@ system packages. Unlike that package's own helper it listens on TCP
 
 >>> with EmbeddedPostgres() as pg:
 ...     url = pg.url("rpa_db")      # creates the database if missing
+
+Or kept between runs in a directory of your own: ``EmbeddedPostgres("pgdata")``
+starts on first use (``url()``), and a later process pointed at the same
+directory attaches to the server still running there; ``stop()`` stops it.
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ def _free_port() -> int:
 
 
 class EmbeddedPostgres:
-    """Start PostgreSQL in ``data_dir`` (a temporary one by default).
+    """PostgreSQL in ``data_dir`` (a temporary one by default), started by
+    ``start()``, ``with``, or the first ``url()``.
 
     A ``data_dir`` that already holds a cluster is reused, so a second run
-    finds the databases of the first. ``stop()`` stops the server and, for a
+    finds the databases of the first; when its server is still running (an
+    earlier process started it and did not stop it), this one attaches to
+    it on the port it listens on. ``stop()`` stops the server and, for a
     temporary directory, deletes it.
     """
 
@@ -82,10 +89,51 @@ class EmbeddedPostgres:
         # Beside the data directory, so a reused cluster finds its password.
         return self.data_dir.parent / f".{self.data_dir.name}.dbflow-password"
 
+    def _running_port(self) -> int | None:
+        """The port of a server already running on ``data_dir``, if any."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, IndexError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None  # a stale file: the server is gone
+        except PermissionError:
+            pass  # alive, owned by the user the server runs as
+        return port
+
+    def _run(self, what: str, call: Any) -> None:
+        """Run a server command; its failure says what happened in words,
+        with the end of the server's log."""
+        try:
+            call()
+        except subprocess.CalledProcessError as e:
+            log = self.data_dir / "server.log"
+            tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
+            said: Any = e.stderr or e.stdout or ""
+            if isinstance(said, bytes):
+                said = said.decode(errors="replace")
+            detail = "\n".join([str(said).strip(), *tail]).strip()
+            raise RuntimeError(
+                f"the embedded PostgreSQL could not {what} in {self.data_dir} "
+                f"(exit status {e.returncode}){': ' + detail if detail else ''}"
+            ) from None
+
     def start(self) -> EmbeddedPostgres:
+        if self._started:
+            return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_root()
         secret_file = self._secret_file()
+        running = self._running_port()
+        if running is not None and secret_file.exists():
+            self.password = secret_file.read_text().strip()
+            self.port = running
+            self._started = True
+            return self
         if (self.data_dir / "PG_VERSION").exists() and secret_file.exists():
             self.password = secret_file.read_text().strip()
         else:
@@ -96,32 +144,40 @@ class EmbeddedPostgres:
                 pw.write(self.password + "\n")
             os.chmod(pw.name, 0o644)
             try:
-                self._commands.initdb(
-                    [
-                        "--auth=scram-sha-256",
-                        f"--pwfile={pw.name}",
-                        "-U",
-                        self.user,
-                        "-E",
-                        "UTF8",
-                    ],
-                    pgdata=self.data_dir,
-                    user=self._run_as,
+                self._run(
+                    "create a cluster",
+                    lambda: self._commands.initdb(
+                        [
+                            "--auth=scram-sha-256",
+                            f"--pwfile={pw.name}",
+                            "-U",
+                            self.user,
+                            "-E",
+                            "UTF8",
+                        ],
+                        pgdata=self.data_dir,
+                        user=self._run_as,
+                    ),
                 )
             finally:
                 os.unlink(pw.name)
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off"
-        self._commands.pg_ctl(
-            ["-w", "-l", str(self.data_dir / "server.log"), "-o", options, "start"],
-            pgdata=self.data_dir,
-            user=self._run_as,
-            timeout=60,
+        self._run(
+            "start",
+            lambda: self._commands.pg_ctl(
+                ["-w", "-l", str(self.data_dir / "server.log"), "-o", options, "start"],
+                pgdata=self.data_dir,
+                user=self._run_as,
+                timeout=60,
+            ),
         )
         self._started = True
         return self
 
     def url(self, database: str = "postgres") -> str:
-        """A TCP URL for ``database``, created on first use."""
+        """A TCP URL for ``database``, created on first use (the server is
+        started first if it is not running yet)."""
+        self.start()
         if database != "postgres":
             self._ensure_database(database)
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
@@ -131,17 +187,21 @@ class EmbeddedPostgres:
         base = [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port)]
         base += ["-U", self.user, "-d", "postgres", "-tAc"]
         literal = database.replace("'", "''")
-        exists = subprocess.run(
+        found = subprocess.run(
             [*base, f"SELECT 1 FROM pg_database WHERE datname = '{literal}'"],
             capture_output=True,
             text=True,
             env=env,
-            check=True,
-        ).stdout.strip()
-        if not exists:
+        )
+        if found.returncode == 0 and not found.stdout.strip():
             ident = database.replace('"', '""')
-            subprocess.run(
-                [*base, f'CREATE DATABASE "{ident}"'], capture_output=True, env=env, check=True
+            found = subprocess.run(
+                [*base, f'CREATE DATABASE "{ident}"'], capture_output=True, text=True, env=env
+            )
+        if found.returncode != 0:
+            raise RuntimeError(
+                f"the embedded PostgreSQL on port {self.port} could not provide database "
+                f"{database!r}: {found.stderr.strip() or found.stdout.strip()}"
             )
 
     def stop(self) -> None:
