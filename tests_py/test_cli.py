@@ -103,6 +103,7 @@ def test_health_pool_and_config_check(env, tmp_path: Path) -> None:  # type: ign
     pool = dbflow_cli("pool", good, env_dir=env.root)
     assert pool.returncode == 0, pool.stderr
     assert "pool_size=5" in pool.stdout and "opened=1" in pool.stdout
+    assert pool.stderr == "", "no log chatter before the table"
 
     check = dbflow_cli("config", "check", env_dir=env.root)
     assert check.returncode == 2, "a misconfigured database is exit 2"
@@ -178,10 +179,10 @@ def test_migrate_reports_the_version_the_database_is_at(env, tmp_path: Path) -> 
     try:
         first = dbflow_cli("migrate", name, env_dir=env.root, cwd=tmp_path)
         assert first.returncode == 0, first.stderr
-        assert "V001, V002; now at V002" in first.stdout
+        assert "applied V001, V002; now at V002" in first.stdout
         again = dbflow_cli("migrate", name, env_dir=env.root, cwd=tmp_path)
         assert again.returncode == 0, again.stderr
-        assert again.stdout.strip() == "nothing to apply; now at V002"
+        assert again.stdout.strip() == "nothing to apply; already at V002"
     finally:
         with env.manager(name) as db:
             db.execute_query(f"DROP TABLE IF EXISTS {table}")
@@ -221,3 +222,44 @@ def test_new_continues_the_numbering_the_runner_sees(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert (root / "shop" / "V004__Next_one.sql").exists()
     assert not (root / "Shop").exists()
+
+
+def test_help_lists_every_command_and_the_exit_codes(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "dbflow", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0
+    for text in ("config check", "dbflow migrate rpa_db", "Exit codes", "3  a database could"):
+        assert text in shown.stdout, text
+
+
+def test_health_says_where_the_schema_is(setup) -> None:  # type: ignore[no-untyped-def]
+    env_dir, root = setup
+    (root / "clidb").mkdir(parents=True)
+    (root / "clidb" / "V001__a.sql").write_text("CREATE TABLE cli_a (id int);\n")
+    (root / "clidb" / "V002__b.sql").write_text("CREATE TABLE cli_b (id int);\n")
+    migrate = dbflow_cli(
+        "migrate", "clidb", "--target", "1", "--migrations-dir", str(root), env_dir=env_dir
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert "applied V001; now at V001" in migrate.stdout
+    health = dbflow_cli("health", "clidb", "--migrations-dir", str(root), env_dir=env_dir)
+    assert "schema at V001, pending: V002" in health.stdout, health.stdout
+    dbflow_cli("migrate", "clidb", "--migrations-dir", str(root), env_dir=env_dir)
+    health = dbflow_cli("health", "clidb", "--migrations-dir", str(root), env_dir=env_dir)
+    assert "schema at V002, up to date" in health.stdout, health.stdout
+
+
+def test_a_warning_outside_prefect_names_its_level_and_logger(env) -> None:  # type: ignore[no-untyped-def]
+    """With no logging configured, a dbflow warning reaches stderr as
+    Python's last resort would print it, but with level and logger named."""
+    env.database("warned")
+    env.set("WARNED_QUERY_TIMOUT", "1")
+    script = (
+        "import dbflow\n"
+        f"cfg = dbflow.ConfigManager('test', envs_dir={str(env.root)!r})\n"
+        "dbflow.DatabaseManager('warned', config=cfg).close()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "WARNING dbflow: TEST_GLOBAL_WARNED_QUERY_TIMOUT is not a dbflow setting" in run.stderr

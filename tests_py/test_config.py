@@ -282,3 +282,12 @@ def test_paths_in_messages_are_absolute(tmp_path: Path, monkeypatch: pytest.Monk
         dbflow.DatabaseManager("nowhere_db", environment="development")
     assert str(tmp_path / "core" / "envs" / ".env.development") in str(info.value)
     assert str(tmp_path / "envs" / ".env.development") in str(info.value)
+
+
+def test_a_misspelt_database_name_is_met_with_the_one_meant(env) -> None:  # type: ignore[no-untyped-def]
+    env.database("rpa_db")
+    with pytest.raises(dbflow.ConfigurationError, match="did you mean 'rpa_db'") as info:
+        env.manager("rpa_bd")
+    assert "TEST_GLOBAL_RPA_BD_CONNECTION_STRING" in str(info.value)
+    with pytest.raises(dbflow.ConfigurationError, match="configured here: rpa_db"):
+        env.manager("crm")

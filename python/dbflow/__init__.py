@@ -212,15 +212,21 @@ def health_check_all(
     environment: str | None = None,
     flow_name: str | None = None,
     config: ConfigManager | None = None,
+    migrations_dir: str | PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Check several databases concurrently and add ``overall_status``
     (databases replaced by ``dbflow.testing.patch_databases`` report their
-    stand-in's health)."""
+    stand-in's health). ``migrations_dir`` is the root holding each
+    database's migrations directory, as managers take it."""
     names = list(database_names)
     doubles = {n: d for n in names if (d := _patching.lookup(n)) is not None}
     real = [n for n in names if n not in doubles]
     report = _native_health_check_all(
-        real, environment=environment, flow_name=flow_name, config=config
+        real,
+        environment=environment,
+        flow_name=flow_name,
+        config=config,
+        migrations_dir=migrations_dir,
     )
     if doubles:
         checked = report["databases"]

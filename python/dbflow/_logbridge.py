@@ -48,10 +48,38 @@ class PrefectRunLogBridge(logging.Filter):
         return False
 
 
+class LastResort(logging.Handler):
+    """Python's last-resort handler, with the level and logger named: a
+    warning of dbflow's reaches stderr as ``WARNING dbflow: ...`` when the
+    application configured no logging at all (Python's own prints only the
+    message). It stands aside as soon as any handler is configured above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return
+        logger: logging.Logger | None = logging.getLogger("dbflow")
+        while logger is not None:
+            if any(h is not self for h in logger.handlers):
+                return
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # pragma: no cover - as logging's own handlers do
+            self.handleError(record)
+
+
 def install() -> None:
     logger = logging.getLogger("dbflow")
     if not any(isinstance(f, PrefectRunLogBridge) for f in logger.filters):
         logger.addFilter(PrefectRunLogBridge())
+    if not any(isinstance(h, LastResort) for h in logger.handlers):
+        logger.addHandler(LastResort())
     if logger.level == logging.NOTSET:
         # INFO events (migrations applied, retries, pool closed) are worth
         # seeing in run logs; set the dbflow logger's level to change it.

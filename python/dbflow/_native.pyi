@@ -299,6 +299,7 @@ def health_check_all(
     environment: str | None = None,
     flow_name: str | None = None,
     config: ConfigManager | None = None,
+    migrations_dir: str | PathLike[str] | None = None,
 ) -> dict[str, Any]: ...
 def check_params(
     sql: str,

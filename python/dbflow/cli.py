@@ -50,6 +50,9 @@ from dbflow import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+# `dbflow --help` ends with the commands at a glance and the exit codes.
+_EPILOG = "commands:\n" + (__doc__ or "").split("\n", 2)[2].rstrip()
 _PRECEDENCE = (EXIT_USAGE, EXIT_UNREACHABLE, EXIT_FAILED)
 
 
@@ -70,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--migrations-dir", help="root holding <database>/V*.sql directories")
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    parser = argparse.ArgumentParser(prog="dbflow", description="dbflow database tools")
+    parser = argparse.ArgumentParser(
+        prog="dbflow",
+        description="dbflow database tools: migrations, health and configuration checks.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     migrate = sub.add_parser("migrate", parents=[common], help="apply pending migrations")
     migrate.add_argument("database")
@@ -117,7 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("databases", nargs="+")
     pool = sub.add_parser("pool", parents=[common], help="connection pool status of a database")
     pool.add_argument("database")
-    config = sub.add_parser("config", parents=[common], help="configuration tools")
+    config = sub.add_parser(
+        "config",
+        parents=[common],
+        help="config check: validate every configured database and try to connect",
+    )
     config.add_argument("action", choices=["check"], help="check: validate and try every database")
     return parser
 
@@ -175,14 +187,16 @@ def _explain(error: str) -> str:
 
 def _health(args: argparse.Namespace) -> int:
     config = ConfigManager(args.environment, args.flow_name, args.envs_dir)
-    report = health_check_all(args.databases, config=config)
+    report = health_check_all(args.databases, config=config, migrations_dir=args.migrations_dir)
     lines = [f"overall: {report['overall_status']}"]
     for name, h in report["databases"].items():
         detail = f"{h.get('response_time_ms', '-')} ms" if h["status"] != "not_configured" else ""
         migrations = h.get("migration_status")
         if isinstance(migrations, dict) and "current_version" in migrations:
-            pending = ", ".join(migrations["pending_migrations"]) or "none pending"
-            detail += f", schema {migrations['current_version'] or 'empty'} ({pending})"
+            at = migrations["current_version"] or "no version yet"
+            pending = migrations["pending_migrations"]
+            state = f"pending: {', '.join(pending)}" if pending else "up to date"
+            detail += f", schema at {at}, {state}"
         elif migrations == "read_only":
             detail += ", read-only (no migrations)"
         line = f"  {name}: {h['status']}" + (f" — {detail}" if detail else "")
@@ -347,21 +361,28 @@ def _migrate_text(report: dict[str, Any]) -> str:
         if not report["statements"]:
             lines.append("nothing to apply")
         return "\n".join(lines)
-    applied = ", ".join(report["applied"] + report.get("repeatable", [])) or "nothing to apply"
+    applied = report["applied"] + report.get("repeatable", [])
     now = report["current_version"] or "no version"
     baselined = f"baselined at {report['baselined']}; " if report.get("baselined") else ""
-    return f"{baselined}{applied}; now at {now}"
+    if not applied:
+        return f"{baselined}nothing to apply; already at {now}"
+    return f"{baselined}applied {', '.join(applied)}; now at {now}"
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not args.json:
-        # Progress of long runs: the runner logs each file as it applies it.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = logging.getLogger("dbflow")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    logger = logging.getLogger("dbflow")
+    handler = logging.StreamHandler(sys.stderr)
+    # Progress of long runs (the runner logs each file as it applies it) for
+    # the commands that change things; warnings for every command, named.
+    changes = args.command in ("migrate", "baseline", "undo", "repair") and not args.json
+    handler.setLevel(logging.INFO if changes else logging.WARNING)
+    handler.setFormatter(_CliFormatter())
+    if args.command == "config":
+        # config check lists misspelt keys itself, once.
+        handler.addFilter(lambda r: "is not a dbflow setting" not in r.getMessage())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         if args.command == "new":
             return _new(args)
@@ -410,6 +431,16 @@ def run(argv: Sequence[str] | None = None) -> int:
     except (MigrationError, DatabaseError) as e:
         print(f"dbflow: {e}", file=sys.stderr)
         return EXIT_FAILED
+
+
+class _CliFormatter(logging.Formatter):
+    """Progress as plain lines; warnings and errors say what they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"dbflow: {record.levelname.lower()}: {message}"
+        return message
 
 
 def main() -> None:

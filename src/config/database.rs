@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{key_part, ConfigManager, ConnectSpec, StringForm};
+use super::{key_part, keys, ConfigManager, ConnectSpec, StringForm};
 use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
@@ -93,9 +93,22 @@ impl ConfigManager {
                 ),
                 None => String::new(),
             };
+            let configured = self.configured_databases();
+            let known = match keys::nearest(db, configured.iter().map(String::as_str)) {
+                Some(near) => format!("; did you mean '{}'?", near.to_ascii_lowercase()),
+                None if !configured.is_empty() => format!(
+                    "; configured here: {}",
+                    configured
+                        .iter()
+                        .map(|n| n.to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => String::new(),
+            };
             return Err(Error::config(format!(
                 "database '{database}' is not configured for environment '{}': set {}{flow_hint} \
-                 in the process environment or in an env file (searched: {})",
+                 in the process environment or in an env file (searched: {}){known}",
                 self.environment,
                 self.global_key(&key),
                 self.searched_files()

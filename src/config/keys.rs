@@ -110,6 +110,16 @@ fn distance(a: &str, b: &str, limit: usize) -> Option<usize> {
     (found <= limit).then_some(found)
 }
 
+/// The candidate `word` is most likely a typo of (`None` if none is near).
+pub fn nearest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .filter_map(|c| distance(word, c, tolerance(c)).map(|d| (d, c)))
+        .filter(|(d, _)| *d > 0)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
 /// How many edits a word of this length may carry and still be a typo.
 fn tolerance(word: &str) -> usize {
     match word.len() {
@@ -276,6 +286,13 @@ mod tests {
     #[test]
     fn an_unknown_key_under_the_prefix_is_named_without_a_guess() {
         assert_eq!(meant("DEVELOPMENT_GLOBAL_SHOP_COLOUR"), None);
+    }
+
+    #[test]
+    fn nearest_finds_the_typo_and_nothing_far() {
+        assert_eq!(nearest("RPA_BD", ["RPA_DB", "SHOP"]), Some("RPA_DB"));
+        assert_eq!(nearest("CRM", ["RPA_DB", "SHOP"]), None);
+        assert_eq!(nearest("SHOP", ["SHOP"]), None);
     }
 
     #[test]

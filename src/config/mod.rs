@@ -217,6 +217,36 @@ impl ConfigManager {
         keys::suspects(all.iter().map(String::as_str), &self.environment)
     }
 
+    /// The databases this environment (and flow) configures: the `<DB>`
+    /// of every `<ENV>_GLOBAL_<DB>_CONNECTION_STRING` (or the flow's) in the
+    /// env file, the process environment or the settings given in code.
+    pub fn configured_databases(&self) -> Vec<String> {
+        let env = key_part(&self.environment);
+        let mut scopes = vec![format!("{env}_GLOBAL_")];
+        if let Some(flow) = &self.flow_name {
+            scopes.push(format!("{env}_{}_", key_part(flow)));
+        }
+        let mut names: Vec<String> = self
+            .values
+            .keys()
+            .cloned()
+            .chain(self.env.keys())
+            .filter_map(|k| {
+                let rest = scopes.iter().find_map(|s| k.strip_prefix(s.as_str()))?;
+                rest.strip_suffix("_CONNECTION_STRING").map(str::to_owned)
+            })
+            .chain(
+                self.overrides
+                    .keys()
+                    .filter_map(|k| k.strip_suffix("_CONNECTION_STRING").map(str::to_owned)),
+            )
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The full keys tried for setting `key`, most specific first.
     pub fn candidate_keys(&self, key: &str) -> Vec<String> {
         let env = key_part(&self.environment);

@@ -115,15 +115,17 @@ pub fn overall_status(statuses: Vec<String>) -> &'static str {
     overall(&statuses.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// Check several databases concurrently.
+/// Check several databases concurrently (`migrations_dir`: the root holding
+/// each database's migrations directory, as managers take it).
 #[pyfunction]
-#[pyo3(signature = (database_names, *, environment=None, flow_name=None, config=None))]
+#[pyo3(signature = (database_names, *, environment=None, flow_name=None, config=None, migrations_dir=None))]
 pub fn health_check_all<'py>(
     py: Python<'py>,
     database_names: Vec<String>,
     environment: Option<&str>,
     flow_name: Option<&str>,
     config: Option<PyRef<'_, PyConfigManager>>,
+    migrations_dir: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let manager = match config {
         Some(c) => c.inner.clone(),
@@ -134,7 +136,7 @@ pub fn health_check_all<'py>(
     for name in &database_names {
         let db = manager
             .database_config(name)
-            .and_then(|c| Database::open(c, None))
+            .and_then(|c| Database::open(c, migrations_dir.clone()))
             .map_err(|e| e.to_string());
         opened.push((name.clone(), db));
     }
