@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 import atexit
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from os import PathLike
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from typing_extensions import Self
 
@@ -45,7 +46,15 @@ from dbflow.exceptions import (
     QueryTimeoutError,
     TransactionError,
 )
-from dbflow.protocol import DatabaseManagerProtocol, TransactionProtocol
+from dbflow.protocol import (
+    AsyncDatabaseManagerProtocol,
+    AsyncTransactionProtocol,
+    DatabaseManagerProtocol,
+    TransactionProtocol,
+)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class _Constructor:
@@ -124,12 +133,34 @@ class DatabaseManager(_Constructor, _NativeDatabaseManager):
         return report
 
 
+def _coroutine(native: Callable[_P, Awaitable[_T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """The native async method `native` as a coroutine function.
+
+    Why these wrappers exist: a native method returns an asyncio Future
+    (pyo3-async-runtimes), which ``await`` accepts but ``asyncio.create_task``
+    refuses ("a coroutine was expected"), and it needs a running event loop
+    when called, so ``asyncio.run(db.ping())`` would fail; the coroutine
+    makes the native call when it runs.
+    ``tests_py/test_async_parity.py`` checks that both still hold. The
+    wrapper keeps the stub's signature for type checkers (ParamSpec) and for
+    ``inspect.signature`` (``__wrapped__``)."""
+
+    @functools.wraps(native)
+    async def method(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await native(*args, **kwargs)
+
+    return method
+
+
+_Native = _NativeAsyncDatabaseManager
+
+
 class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
-    """``DatabaseManager`` for asyncio: the same constructor and operations,
-    as coroutines (``await db.execute_query(...)``, ``async with``,
-    ``async for row in db.iter_query(...)``). The work runs on dbflow's shared
-    runtime; the event loop never blocks. Cancelling an awaiting task discards
-    the connection it was using."""
+    """``DatabaseManager`` for asyncio: the same constructor and every member,
+    as coroutines where it does I/O (``await db.execute_query(...)``,
+    ``async with``, ``async for row in db.iter_query(...)``). The work runs on
+    dbflow's shared runtime; the event loop never blocks. Cancelling an
+    awaiting task discards the connection it was using."""
 
     @staticmethod
     def _as_double(patched: Any) -> Any:
@@ -137,6 +168,24 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
         from dbflow.testing.mock import as_async
 
         return as_async(patched)
+
+    # The native awaitables as coroutine functions (see _coroutine); only
+    # execute_query (overloaded) and run_migrations (the Prefect artifact)
+    # are written out.
+    execute_query_with_timeout = _coroutine(_Native.execute_query_with_timeout)
+    execute_query_with_retry = _coroutine(_Native.execute_query_with_retry)
+    execute_query_safe = _coroutine(_Native.execute_query_safe)
+    execute_query_with_timing = _coroutine(_Native.execute_query_with_timing)
+    execute_many = _coroutine(_Native.execute_many)
+    execute_transaction = _coroutine(_Native.execute_transaction)
+    bulk_insert = _coroutine(_Native.bulk_insert)
+    health_check = _coroutine(_Native.health_check)
+    ping = _coroutine(_Native.ping)
+    baseline_migrations = _coroutine(_Native.baseline_migrations)
+    get_migration_status = _coroutine(_Native.get_migration_status)
+    validate_migrations = _coroutine(_Native.validate_migrations)
+    rollback_migrations = _coroutine(_Native.rollback_migrations)
+    repair_migrations = _coroutine(_Native.repair_migrations)
 
     @overload
     async def execute_query(
@@ -157,27 +206,6 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
             return await super().execute_query(sql, params, as_tuples=True)
         return await super().execute_query(sql, params)
 
-    async def execute_query_with_timeout(
-        self, sql: str, params: Mapping[str, Any] | None = None, timeout: float | None = None
-    ) -> list[dict[str, Any]]:
-        return await super().execute_query_with_timeout(sql, params, timeout)
-
-    async def execute_many(self, sql: str, seq_of_params: Iterable[Mapping[str, Any]]) -> int:
-        return await super().execute_many(sql, seq_of_params)
-
-    async def execute_transaction(
-        self, queries: Sequence[tuple[str, Mapping[str, Any] | None] | tuple[str] | str]
-    ) -> list[list[dict[str, Any]]]:
-        return await super().execute_transaction(queries)
-
-    async def bulk_insert(
-        self,
-        table: str,
-        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
-        columns: Sequence[str] | None = None,
-    ) -> int:
-        return await super().bulk_insert(table, rows, columns)
-
     async def run_migrations(
         self,
         target: str | int | float | None = None,
@@ -193,17 +221,6 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
             status = await super().get_migration_status()
             await _artifacts.apublish_migrations(self, report, status)
         return report
-
-    async def baseline_migrations(
-        self, version: str | int | float | None = None, description: str = "<< Flyway Baseline >>"
-    ) -> dict[str, Any]:
-        return await super().baseline_migrations(version, description)
-
-    async def get_migration_status(self) -> dict[str, Any]:
-        return await super().get_migration_status()
-
-    async def health_check(self) -> dict[str, Any]:
-        return await super().health_check()
 
 
 def health_check_all(
@@ -242,8 +259,10 @@ def health_check_all(
 
 __all__ = [
     "AsyncDatabaseManager",
+    "AsyncDatabaseManagerProtocol",
     "AsyncRowIterator",
     "AsyncTransaction",
+    "AsyncTransactionProtocol",
     "ChecksumMismatchError",
     "ConfigManager",
     "ConfigurationError",

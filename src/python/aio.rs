@@ -1,5 +1,7 @@
-//! `AsyncDatabaseManager`: the same operations as awaitables on asyncio.
-//! The work runs on dbflow's shared runtime (per process, so forks stay
+//! `AsyncDatabaseManager`: every member of `DatabaseManager`, the ones that
+//! do I/O as awaitables on asyncio (the operations both share are in `ops`;
+//! `execute_many`, `bulk_insert` and `iter_query` are fed or streamed here,
+//! with `AsyncTransaction` and `AsyncRowIterator`). The work runs on dbflow's shared runtime (per process, so forks stay
 //! safe) through pyo3-async-runtimes; cancelling the awaiting task drops
 //! the Rust future, and a connection dropped mid-operation is discarded.
 
@@ -9,22 +11,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 use pyo3_async_runtimes::generic::{ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
 
-use super::arguments::{deadline_arg, open_database, statement, statements};
+use super::arguments::statement;
 use super::config::PyConfigManager;
-use super::convert::{rows_in_shape, rows_to_py};
+use super::convert::rows_in_shape;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::{reraise, start_fed, RowSource};
-use super::health::health_dict;
-use super::reports::{baseline_dict, migration_status_dict, pool_status_dict, report_dict};
-use crate::config::ConfigManager;
-use crate::engine::{Database, Health, Transaction};
+use super::ops::{self, Core, PyRows, Retry};
+use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
-use crate::migrate::Migrator;
 use crate::value::Rows;
 
 /// dbflow's runtime as a pyo3-async-runtimes runtime.
@@ -82,7 +81,7 @@ impl ContextExt for DbflowRuntime {
 }
 
 /// An awaitable running `fut` on the shared runtime.
-fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+pub(crate) fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = Result<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
@@ -113,73 +112,6 @@ where
     })
 }
 
-/// Rows that become `list[dict]` (or `list[tuple]`) when delivered to Python.
-struct PyRows {
-    rows: Rows,
-    as_tuples: bool,
-}
-
-impl From<Rows> for PyRows {
-    fn from(rows: Rows) -> Self {
-        PyRows {
-            rows,
-            as_tuples: false,
-        }
-    }
-}
-
-impl<'py> IntoPyObject<'py> for PyRows {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        super::convert::rows_in_shape(py, self.rows, self.as_tuples)
-    }
-}
-
-struct PyRowsList(Vec<Rows>);
-
-impl<'py> IntoPyObject<'py> for PyRowsList {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        let lists = self
-            .0
-            .into_iter()
-            .map(|r| rows_to_py(py, r))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, lists)
-    }
-}
-
-/// A migration report as `run_migrations()` returns it.
-struct PyReport(crate::migrate::Report);
-
-impl<'py> IntoPyObject<'py> for PyReport {
-    type Target = PyDict;
-    type Output = Bound<'py, PyDict>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        report_dict(py, &self.0)
-    }
-}
-
-struct PyHealth(Arc<Database>, Health);
-
-impl<'py> IntoPyObject<'py> for PyHealth {
-    type Target = PyDict;
-    type Output = Bound<'py, PyDict>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        health_dict(py, &self.0, &self.1)
-    }
-}
-
 /// An awaitable that is already done (for `__aenter__` / `__aexit__`).
 fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let future = py
@@ -197,10 +129,11 @@ fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, 
     frozen
 )]
 pub struct PyAsyncDatabaseManager {
-    db: Arc<Database>,
-    config: ConfigManager,
+    core: Core,
 }
 
+/// Every member of `DatabaseManager`; the ones that do I/O return
+/// awaitables (see `ops` for the operations both run).
 #[pymethods]
 impl PyAsyncDatabaseManager {
     #[new]
@@ -212,41 +145,47 @@ impl PyAsyncDatabaseManager {
         config: Option<PyRef<'_, PyConfigManager>>,
         migrations_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
-        let (db, config) = open_database(
+        let core = Core::open(
             database_name,
             environment,
             flow_name,
             config,
             migrations_dir,
         )?;
-        Ok(PyAsyncDatabaseManager { db, config })
+        Ok(PyAsyncDatabaseManager { core })
     }
 
     #[getter]
     fn database_name(&self) -> &str {
-        self.db.name()
+        self.core.database_name()
     }
 
     /// `<DB>_MIGRATION_ARTIFACT` (default true): inside a Prefect flow run,
     /// `run_migrations()` publishes a markdown artifact of what it applied.
     #[getter]
     fn migration_artifact(&self) -> bool {
-        self.db.config().migration_artifact
+        self.core.migration_artifact()
     }
 
     #[getter]
     fn database_type(&self) -> &'static str {
-        self.db.config().database_type.as_str()
-    }
-
-    #[getter]
-    fn flow_name(&self) -> Option<&str> {
-        self.config.flow_name()
+        self.core.database_type()
     }
 
     #[getter]
     fn environment(&self) -> &str {
-        self.config.environment()
+        self.core.environment()
+    }
+
+    #[getter]
+    fn flow_name(&self) -> Option<&str> {
+        self.core.flow_name()
+    }
+
+    /// The connection target with the password masked.
+    #[getter]
+    fn connection_string(&self) -> String {
+        self.core.connection_string()
     }
 
     #[pyo3(signature = (sql, params=None, *, as_tuples=false))]
@@ -257,11 +196,7 @@ impl PyAsyncDatabaseManager {
         params: Option<&Bound<'py, PyAny>>,
         as_tuples: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let stmt = statement(&self.db, sql, params, "execute_query").py_result()?;
-        let db = self.db.clone();
-        awaitable(py, async move {
-            db.query(&stmt).await.map(|rows| PyRows { rows, as_tuples })
-        })
+        ops::spawn(py, ops::query(&self.core.db, sql, params, as_tuples)?)
     }
 
     #[pyo3(signature = (sql, params=None, timeout=None))]
@@ -272,14 +207,62 @@ impl PyAsyncDatabaseManager {
         params: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let deadline = deadline_arg(&self.db, timeout)?;
-        let stmt = statement(&self.db, sql, params, "execute_query_with_timeout").py_result()?;
-        let db = self.db.clone();
-        awaitable(py, async move {
-            db.query_with_timeout(&stmt, deadline)
-                .await
-                .map(PyRows::from)
-        })
+        let op = ops::query_with_timeout(&self.core.db, sql, params, timeout)?;
+        ops::spawn(py, op)
+    }
+
+    #[pyo3(signature = (sql, params=None, *, attempts=None, min_delay=None, max_delay=None, idempotent=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn execute_query_with_retry<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        attempts: Option<u32>,
+        min_delay: Option<f64>,
+        max_delay: Option<f64>,
+        idempotent: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let retry = Retry {
+            attempts,
+            min_delay,
+            max_delay,
+            idempotent,
+        };
+        ops::spawn(
+            py,
+            ops::query_with_retry(&self.core.db, sql, params, retry)?,
+        )
+    }
+
+    #[pyo3(signature = (sql, params=None, retry_on_failure=true))]
+    fn execute_query_safe<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        retry_on_failure: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = ops::query_safe(&self.core.db, sql, params, retry_on_failure)?;
+        ops::spawn(py, op)
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query_with_timing<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(py, ops::query_with_timing(&self.core.db, sql, params))
+    }
+
+    fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(py, ops::health_check(&self.core.db))
+    }
+
+    fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.core.get_metrics(py)
     }
 
     fn execute_many<'py>(
@@ -288,11 +271,11 @@ impl PyAsyncDatabaseManager {
         sql: &str,
         seq_of_params: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let parsed = crate::sql::parse(sql, self.db.dialect());
-        let source =
-            RowSource::params(&self.db, &parsed, seq_of_params, "execute_many").py_result()?;
+        let db = &self.core.db;
+        let parsed = crate::sql::parse(sql, db.dialect());
+        let source = RowSource::params(db, &parsed, seq_of_params, "execute_many").py_result()?;
         let started = start_fed(source, |feed, _, raised| {
-            let (db, parsed) = (self.db.clone(), parsed.clone());
+            let (db, parsed) = (db.clone(), parsed.clone());
             let fut = async move { db.execute_many(&parsed, feed).await };
             awaitable_raising(py, fut, move |e| reraise(&raised, e))
         })?;
@@ -304,28 +287,7 @@ impl PyAsyncDatabaseManager {
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let stmts = statements(&self.db, queries).py_result()?;
-        let db = self.db.clone();
-        awaitable(py, async move {
-            db.execute_transaction(&stmts).await.map(PyRowsList)
-        })
-    }
-
-    #[pyo3(signature = (table, rows, columns=None))]
-    fn bulk_insert<'py>(
-        &self,
-        py: Python<'py>,
-        table: String,
-        rows: &Bound<'py, PyAny>,
-        columns: Option<Vec<String>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let source = RowSource::bulk(&self.db, rows, columns).py_result()?;
-        let started = start_fed(source, |feed, columns, raised| {
-            let db = self.db.clone();
-            let fut = async move { db.bulk_insert(&table, columns, feed).await };
-            awaitable_raising(py, fut, move |e| reraise(&raised, e))
-        })?;
-        started.map_or_else(|| awaitable(py, async { Ok(0u64) }), Ok)
+        ops::spawn(py, ops::execute_transaction(&self.core.db, queries)?)
     }
 
     /// An async iterator of dicts, streamed in batches with bounded memory.
@@ -338,9 +300,10 @@ impl PyAsyncDatabaseManager {
         batch_size: usize,
         as_tuples: bool,
     ) -> PyResult<AsyncRowIterator> {
-        let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
+        let db = &self.core.db;
+        let stmt = statement(db, sql, params, "iter_query").py_result()?;
         let _caller = super::logging::caller_span(py).entered();
-        let receiver = self.db.stream(stmt, batch_size).py_result()?;
+        let receiver = db.stream(stmt, batch_size).py_result()?;
         let buffer = py
             .import("collections")?
             .getattr("deque")?
@@ -353,12 +316,33 @@ impl PyAsyncDatabaseManager {
         })
     }
 
+    #[pyo3(signature = (table, rows, columns=None))]
+    fn bulk_insert<'py>(
+        &self,
+        py: Python<'py>,
+        table: String,
+        rows: &Bound<'py, PyAny>,
+        columns: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let source = RowSource::bulk(&self.core.db, rows, columns).py_result()?;
+        let started = start_fed(source, |feed, columns, raised| {
+            let db = self.core.db.clone();
+            let fut = async move { db.bulk_insert(&table, columns, feed).await };
+            awaitable_raising(py, fut, move |e| reraise(&raised, e))
+        })?;
+        started.map_or_else(|| awaitable(py, async { Ok(0u64) }), Ok)
+    }
+
     /// `async with db.transaction() as tx:` — commit on success, rollback on error.
     fn transaction(&self) -> AsyncTransaction {
         AsyncTransaction {
-            db: self.db.clone(),
+            db: self.core.db.clone(),
             inner: Arc::new(tokio::sync::Mutex::new(None)),
         }
+    }
+
+    fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(py, ops::ping(&self.core.db))
     }
 
     #[pyo3(signature = (target=None, *, out_of_order=false, placeholders=None, dry_run=false))]
@@ -370,16 +354,9 @@ impl PyAsyncDatabaseManager {
         placeholders: Option<std::collections::BTreeMap<String, String>>,
         dry_run: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
-        let db = self.db.clone();
-        awaitable(py, async move {
-            let migrator = Migrator::new(&db, db.migrations_root(), "run_migrations")?
-                .with_placeholders(placeholders.unwrap_or_default());
-            migrator
-                .migrate(target.as_deref(), out_of_order, dry_run)
-                .await
-                .map(PyReport)
-        })
+        let db = &self.core.db;
+        let op = ops::run_migrations(db, target, out_of_order, placeholders, dry_run)?;
+        ops::spawn(py, op)
     }
 
     #[pyo3(signature = (version=None, description=crate::migrate::baseline::DEFAULT_DESCRIPTION))]
@@ -389,65 +366,50 @@ impl PyAsyncDatabaseManager {
         version: Option<&Bound<'py, PyAny>>,
         description: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        struct PyBaseline(crate::migrate::history::Applied);
-        impl<'py> IntoPyObject<'py> for PyBaseline {
-            type Target = PyDict;
-            type Output = Bound<'py, PyDict>;
-            type Error = PyErr;
-            fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-                baseline_dict(py, &self.0)
-            }
-        }
-        let version = match version {
-            Some(v) => v.str()?.to_string(),
-            None => "1".to_owned(),
-        };
-        let description = description.to_owned();
-        let db = self.db.clone();
-        awaitable(py, async move {
-            let migrator = Migrator::new(&db, db.migrations_root(), "baseline_migrations")?;
-            migrator
-                .baseline(&version, &description)
-                .await
-                .map(PyBaseline)
-        })
+        let op = ops::baseline_migrations(&self.core.db, version, description)?;
+        ops::spawn(py, op)
     }
 
     fn get_migration_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        struct PyStatus(crate::migrate::Status);
-        impl<'py> IntoPyObject<'py> for PyStatus {
-            type Target = PyDict;
-            type Output = Bound<'py, PyDict>;
-            type Error = PyErr;
-            fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-                migration_status_dict(py, &self.0)
-            }
-        }
-        let db = self.db.clone();
-        awaitable(py, async move {
-            let migrator = Migrator::new(&db, db.migrations_root(), "get_migration_status")?;
-            migrator.status().await.map(PyStatus)
-        })
+        ops::spawn(py, ops::get_migration_status(&self.core.db))
     }
 
-    fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let db = self.db.clone();
-        awaitable(py, async move {
-            let health = db.health().await;
-            Ok(PyHealth(db, health))
-        })
+    #[pyo3(signature = (*, out_of_order=false))]
+    fn validate_migrations<'py>(
+        &self,
+        py: Python<'py>,
+        out_of_order: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(py, ops::validate_migrations(&self.core.db, out_of_order))
+    }
+
+    fn rollback_migrations<'py>(
+        &self,
+        py: Python<'py>,
+        target: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(py, ops::rollback_migrations(&self.core.db, target)?)
+    }
+
+    fn repair_migrations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(py, ops::repair_migrations(&self.core.db))
+    }
+
+    #[getter]
+    fn migrations_dir(&self) -> Option<std::path::PathBuf> {
+        self.core.migrations_dir()
     }
 
     fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        pool_status_dict(py, &self.db)
+        self.core.get_pool_status(py)
     }
 
     fn close(&self) {
-        self.db.release();
+        self.core.close();
     }
 
     fn dispose(&self) {
-        self.db.dispose();
+        self.core.dispose();
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -461,7 +423,7 @@ impl PyAsyncDatabaseManager {
         py: Python<'py>,
         _exc: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.db.release();
+        self.core.close();
         ready(
             py,
             pyo3::types::PyBool::new(py, false).to_owned().into_any(),
@@ -469,12 +431,7 @@ impl PyAsyncDatabaseManager {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "AsyncDatabaseManager('{}', type={}, target={})",
-            self.db.name(),
-            self.db.config().database_type.as_str(),
-            self.db.config().spec.redacted()
-        )
+        self.core.repr("AsyncDatabaseManager")
     }
 }
 
@@ -634,7 +591,7 @@ impl AsyncRowIterator {
         let receiver = self.receiver.clone();
         awaitable(py, async move {
             receiver.lock().await.close();
-            Ok(())
+            ops::nothing(Ok(()))
         })
     }
 }

@@ -1,54 +1,31 @@
-//! `DatabaseManager`: convert arguments (`arguments`), release the GIL,
-//! block on the shared runtime, convert results (`reports`, `rows`); its
-//! transactions are in `transaction`.
+//! `DatabaseManager`: each member a call into `ops` (run with the GIL
+//! released, blocking on the shared runtime), except the specially
+//! optimized paths kept here: `execute_query` converting rows while the
+//! next batch decodes, `iter_query`, and `execute_many` / `bulk_insert` fed
+//! from Python (`feed`). Its transactions are in `transaction`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::arguments::{deadline_arg, open_database, statement, statements};
+use super::arguments::statement;
 use super::config::PyConfigManager;
-use super::convert::{self, rows_to_py};
-use super::errors::{to_pyerr, IntoPyResult};
+use super::convert;
+use super::errors::IntoPyResult;
 use super::feed::{run_fed, RowSource};
-use super::health::{health_dict, metrics_dict};
-use super::reports::{baseline_dict, migration_status_dict, pool_status_dict, report_dict};
+use super::ops::{self, log_done, wait, Core, Retry};
 use super::rows::RowIterator;
 use super::transaction::PyTransaction;
-use crate::config::ConfigManager;
-use crate::engine::Database;
-use crate::error::{Error, Result};
-use crate::migrate::Migrator;
-use crate::runtime::runtime;
 use crate::sql::{self};
 use crate::value::Rows;
 
 /// Rows per batch converted while the next batch decodes.
 pub(crate) const CONVERT_BATCH_ROWS: usize = 4096;
 
-/// Run a future on the shared runtime with the GIL released.
-pub(crate) fn wait<T: Send>(
-    py: Python<'_>,
-    fut: impl std::future::Future<Output = Result<T>> + Send,
-) -> Result<T> {
-    py.detach(|| crate::runtime::catch_panic(|| crate::runtime::block_on(&*runtime()?, fut)))
-}
-
-pub(crate) fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {
-    tracing::debug!(
-        database,
-        operation,
-        duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
-        rows,
-        "{operation} finished"
-    );
-}
 #[pyclass(module = "dbflow._native", name = "DatabaseManager", subclass, frozen)]
 pub struct PyDatabaseManager {
-    db: Arc<Database>,
-    config: ConfigManager,
+    core: Core,
 }
 
 #[pymethods]
@@ -62,50 +39,47 @@ impl PyDatabaseManager {
         config: Option<PyRef<'_, PyConfigManager>>,
         migrations_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
-        let (db, manager) = open_database(
+        let core = Core::open(
             database_name,
             environment,
             flow_name,
             config,
             migrations_dir,
         )?;
-        Ok(PyDatabaseManager {
-            db,
-            config: manager,
-        })
+        Ok(PyDatabaseManager { core })
     }
 
     #[getter]
     fn database_name(&self) -> &str {
-        self.db.name()
+        self.core.database_name()
     }
 
     /// `<DB>_MIGRATION_ARTIFACT` (default true): inside a Prefect flow run,
     /// `run_migrations()` publishes a markdown artifact of what it applied.
     #[getter]
     fn migration_artifact(&self) -> bool {
-        self.db.config().migration_artifact
+        self.core.migration_artifact()
     }
 
     #[getter]
     fn database_type(&self) -> &'static str {
-        self.db.config().database_type.as_str()
+        self.core.database_type()
     }
 
     #[getter]
     fn environment(&self) -> &str {
-        self.config.environment()
+        self.core.environment()
     }
 
     #[getter]
     fn flow_name(&self) -> Option<&str> {
-        self.config.flow_name()
+        self.core.flow_name()
     }
 
     /// The connection target with the password masked.
     #[getter]
     fn connection_string(&self) -> String {
-        self.db.config().spec.redacted()
+        self.core.connection_string()
     }
 
     /// Rows as dicts; `as_tuples=True`: tuples in column order (less time
@@ -119,8 +93,8 @@ impl PyDatabaseManager {
         as_tuples: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let started = Instant::now();
-        let stmt = statement(&self.db, sql, params, "execute_query").py_result()?;
-        let db = &self.db;
+        let db = &self.core.db;
+        let stmt = statement(db, sql, params, "execute_query").py_result()?;
         // Large results become Python objects batch by batch while the
         // connection keeps decoding, so the decoded rows never all exist
         // beside the objects.
@@ -144,19 +118,9 @@ impl PyDatabaseManager {
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let started = Instant::now();
-        let deadline = deadline_arg(&self.db, timeout)?;
-        let stmt = statement(&self.db, sql, params, "execute_query_with_timeout").py_result()?;
-        let db = &self.db;
-        let rows = wait(py, db.query_with_timeout(&stmt, deadline)).py_result()?;
-        log_done(
-            db.name(),
-            "execute_query_with_timeout",
-            started,
-            rows.row_count(),
-        );
-        rows_to_py(py, rows)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = ops::query_with_timeout(&self.core.db, sql, params, timeout)?;
+        ops::block(py, op)
     }
 
     /// Retry transient failures (connection failures before sending,
@@ -174,36 +138,17 @@ impl PyDatabaseManager {
         min_delay: Option<f64>,
         max_delay: Option<f64>,
         idempotent: bool,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let started = Instant::now();
-        let mut policy = self.db.config().retry.clone();
-        if let Some(a) = attempts {
-            policy.attempts = a.max(1);
-        }
-        for (value, slot) in [
-            (min_delay, &mut policy.min_delay),
-            (max_delay, &mut policy.max_delay),
-        ] {
-            if let Some(v) = value {
-                if !(v.is_finite() && v >= 0.0) {
-                    return Err(to_pyerr(self.db.fail(
-                        Error::parameter("delays must be non-negative seconds"),
-                        "execute_query_with_retry",
-                    )));
-                }
-                *slot = std::time::Duration::from_secs_f64(v);
-            }
-        }
-        let stmt = statement(&self.db, sql, params, "execute_query_with_retry").py_result()?;
-        let db = &self.db;
-        let rows = wait(py, db.query_with_retry(&stmt, Some(policy), idempotent)).py_result()?;
-        log_done(
-            db.name(),
-            "execute_query_with_retry",
-            started,
-            rows.row_count(),
-        );
-        rows_to_py(py, rows)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let retry = Retry {
+            attempts,
+            min_delay,
+            max_delay,
+            idempotent,
+        };
+        ops::block(
+            py,
+            ops::query_with_retry(&self.core.db, sql, params, retry)?,
+        )
     }
 
     /// `execute_query_with_retry` when `retry_on_failure`, else `execute_query`.
@@ -214,12 +159,9 @@ impl PyDatabaseManager {
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
         retry_on_failure: bool,
-    ) -> PyResult<Bound<'py, PyList>> {
-        if retry_on_failure {
-            self.execute_query_with_retry(py, sql, params, None, None, None, false)
-        } else {
-            self.execute_query(py, sql, params, false)
-        }
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = ops::query_safe(&self.core.db, sql, params, retry_on_failure)?;
+        ops::block(py, op)
     }
 
     /// Results with timing, as the original design reports them; a failure
@@ -230,41 +172,19 @@ impl PyDatabaseManager {
         py: Python<'py>,
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let started = Instant::now();
-        let result = self.execute_query(py, sql, params, false);
-        let elapsed = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-        let d = PyDict::new(py);
-        match result {
-            Ok(rows) => {
-                d.set_item("row_count", rows.len())?;
-                d.set_item("results", rows)?;
-                d.set_item("execution_time_ms", elapsed)?;
-                d.set_item("status", "success")?;
-            }
-            Err(e) => {
-                d.set_item("results", PyList::empty(py))?;
-                d.set_item("execution_time_ms", elapsed)?;
-                d.set_item("row_count", 0)?;
-                d.set_item("status", "error")?;
-                d.set_item("error", e.value(py).str()?.to_string())?;
-                d.set_item("error_type", e.get_type(py).name()?)?;
-            }
-        }
-        Ok(d)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::query_with_timing(&self.core.db, sql, params))
     }
 
     /// Connection, query and migration checks in the health format; never
     /// raises for a database problem, answers within `HEALTH_TIMEOUT`.
-    fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let db = &self.db;
-        let health = wait(py, async { Ok(db.health().await) }).py_result()?;
-        health_dict(py, db, &health)
+    fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::health_check(&self.core.db))
     }
 
     /// Query and pool counters and latency percentiles for this database.
     fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        metrics_dict(py, &self.db)
+        self.core.get_metrics(py)
     }
 
     fn execute_many(
@@ -274,7 +194,7 @@ impl PyDatabaseManager {
         seq_of_params: &Bound<'_, PyAny>,
     ) -> PyResult<u64> {
         let started = Instant::now();
-        let db = &self.db;
+        let db = &self.core.db;
         let parsed = sql::parse(sql, db.dialect());
         let source = RowSource::params(db, &parsed, seq_of_params, "execute_many").py_result()?;
         let done = run_fed(py, source, |feed, _| db.execute_many(&parsed, feed))?;
@@ -287,22 +207,8 @@ impl PyDatabaseManager {
         &self,
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let started = Instant::now();
-        let stmts = statements(&self.db, queries).py_result()?;
-        let db = &self.db;
-        let results = wait(py, db.execute_transaction(&stmts)).py_result()?;
-        log_done(
-            db.name(),
-            "execute_transaction",
-            started,
-            results.iter().map(Rows::row_count).sum(),
-        );
-        let lists = results
-            .into_iter()
-            .map(|r| rows_to_py(py, r))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, lists)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::execute_transaction(&self.core.db, queries)?)
     }
 
     /// Rows one by one from a result of any size, with bounded memory:
@@ -317,10 +223,11 @@ impl PyDatabaseManager {
         batch_size: usize,
         as_tuples: bool,
     ) -> PyResult<RowIterator> {
-        let stmt = statement(&self.db, sql, params, "iter_query").py_result()?;
+        let db = &self.core.db;
+        let stmt = statement(db, sql, params, "iter_query").py_result()?;
         // The producer runs on the runtime; its events belong to this call.
         let _caller = super::logging::caller_span(py).entered();
-        let receiver = self.db.stream(stmt, batch_size).py_result()?;
+        let receiver = db.stream(stmt, batch_size).py_result()?;
         Ok(RowIterator::new(receiver, as_tuples))
     }
 
@@ -336,7 +243,7 @@ impl PyDatabaseManager {
         columns: Option<Vec<String>>,
     ) -> PyResult<u64> {
         let started = Instant::now();
-        let db = &self.db;
+        let db = &self.core.db;
         let source = RowSource::bulk(db, rows, columns).py_result()?;
         let done = run_fed(py, source, |feed, columns| {
             db.bulk_insert(table, columns, feed)
@@ -348,13 +255,12 @@ impl PyDatabaseManager {
 
     /// `with db.transaction() as tx:` — commit on success, rollback on error.
     fn transaction(&self) -> PyTransaction {
-        PyTransaction::new(self.db.clone())
+        PyTransaction::new(self.core.db.clone())
     }
 
     /// Check out a connection and run one round trip (raises on failure).
-    fn ping(&self, py: Python<'_>) -> PyResult<()> {
-        let db = &self.db;
-        wait(py, db.ping()).py_result()
+    fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::ping(&self.core.db))
     }
 
     /// Apply pending migrations in order (up to `target`), then due
@@ -368,18 +274,10 @@ impl PyDatabaseManager {
         out_of_order: bool,
         placeholders: Option<std::collections::BTreeMap<String, String>>,
         dry_run: bool,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let target = target.map(|t| t.str().map(|s| s.to_string())).transpose()?;
-        let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root(), "run_migrations")
-            .py_result()?
-            .with_placeholders(placeholders.unwrap_or_default());
-        let report = wait(
-            py,
-            migrator.migrate(target.as_deref(), out_of_order, dry_run),
-        )
-        .py_result()?;
-        report_dict(py, &report)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let db = &self.core.db;
+        let op = ops::run_migrations(db, target, out_of_order, placeholders, dry_run)?;
+        ops::block(py, op)
     }
 
     /// Flyway's baseline: record `version` as applied in an empty history,
@@ -390,79 +288,59 @@ impl PyDatabaseManager {
         py: Python<'py>,
         version: Option<&Bound<'py, PyAny>>,
         description: &str,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let version = match version {
-            Some(v) => v.str()?.to_string(),
-            None => "1".to_owned(),
-        };
-        let db = &self.db;
-        let migrator =
-            Migrator::new(db, db.migrations_root(), "baseline_migrations").py_result()?;
-        let row = wait(py, migrator.baseline(&version, description)).py_result()?;
-        baseline_dict(py, &row)
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = ops::baseline_migrations(&self.core.db, version, description)?;
+        ops::block(py, op)
     }
 
     /// Current version, pending and applied migrations; creates nothing.
-    fn get_migration_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let db = &self.db;
-        let migrator =
-            Migrator::new(db, db.migrations_root(), "get_migration_status").py_result()?;
-        let status = wait(py, migrator.status()).py_result()?;
-        migration_status_dict(py, &status)
+    fn get_migration_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::get_migration_status(&self.core.db))
     }
 
     /// Raise `MigrationError` / `ChecksumMismatchError` if files and history disagree.
     #[pyo3(signature = (*, out_of_order=false))]
-    fn validate_migrations(&self, py: Python<'_>, out_of_order: bool) -> PyResult<()> {
-        let db = &self.db;
-        let migrator =
-            Migrator::new(db, db.migrations_root(), "validate_migrations").py_result()?;
-        wait(py, migrator.validate(out_of_order)).py_result()
+    fn validate_migrations<'py>(
+        &self,
+        py: Python<'py>,
+        out_of_order: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::validate_migrations(&self.core.db, out_of_order))
     }
 
     /// Undo applied versions above `target`, newest first; returns them.
-    fn rollback_migrations(
+    fn rollback_migrations<'py>(
         &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-    ) -> PyResult<Vec<String>> {
-        let target = target.str()?.to_string();
-        let db = &self.db;
-        let migrator =
-            Migrator::new(db, db.migrations_root(), "rollback_migrations").py_result()?;
-        wait(py, migrator.rollback(&target)).py_result()
+        py: Python<'py>,
+        target: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::rollback_migrations(&self.core.db, target)?)
     }
 
     /// Remove failed history entries and accept the files' checksums.
-    fn repair_migrations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let db = &self.db;
-        let migrator = Migrator::new(db, db.migrations_root(), "repair_migrations").py_result()?;
-        let (removed, realigned) = wait(py, migrator.repair()).py_result()?;
-        let d = PyDict::new(py);
-        d.set_item("removed_failed", removed)?;
-        d.set_item("realigned", realigned)?;
-        Ok(d)
+    fn repair_migrations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, ops::repair_migrations(&self.core.db))
     }
 
     /// This database's migrations directory, or None when it has none.
     #[getter]
     fn migrations_dir(&self) -> Option<std::path::PathBuf> {
-        crate::migrate::resolve_directory(self.db.config(), self.db.migrations_root()).ok()
+        self.core.migrations_dir()
     }
 
     fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        pool_status_dict(py, &self.db)
+        self.core.get_pool_status(py)
     }
 
     /// Stop using the shared pool; it closes after the grace period when no
     /// other manager uses it.
     fn close(&self) {
-        self.db.release();
+        self.core.close();
     }
 
     /// Close the pool's connections now (in-use ones when returned).
     fn dispose(&self) {
-        self.db.dispose();
+        self.core.dispose();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -471,17 +349,11 @@ impl PyDatabaseManager {
 
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.db.release();
+        self.core.close();
         false
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "DatabaseManager('{}', type={}, environment={}, target={})",
-            self.db.name(),
-            self.db.config().database_type.as_str(),
-            self.config.environment(),
-            self.db.config().spec.redacted()
-        )
+        self.core.repr("DatabaseManager")
     }
 }

@@ -9,6 +9,7 @@ mod feed;
 mod health;
 mod logging;
 mod manager;
+mod ops;
 mod reports;
 mod rows;
 mod transaction;

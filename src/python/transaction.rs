@@ -10,7 +10,7 @@ use super::arguments::statement;
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::RowSource;
-use super::manager::{log_done, wait};
+use super::ops::{log_done, wait};
 use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;

@@ -1,5 +1,6 @@
 """``MockDatabaseManager``: the real manager's interface with scripted
-results, recorded calls and real dbflow exceptions on demand."""
+results, recorded calls and real dbflow exceptions on demand (its asyncio
+face, ``AsyncMockDatabaseManager``, is in ``dbflow.testing.async_mock``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import copy
 import datetime as dt
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from typing import Any, Literal, overload
 
 from typing_extensions import Self
@@ -23,6 +25,10 @@ from dbflow import (
     check_params,
 )
 from dbflow._native import timeout_sqlstate
+
+# The asyncio face of a double, importable from here as it always was.
+from dbflow.testing.async_mock import AsyncMockDatabaseManager as AsyncMockDatabaseManager
+from dbflow.testing.async_mock import as_async as as_async
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
@@ -110,6 +116,7 @@ class MockDatabaseManager:
     ) -> None:
         self._name = database_name
         self._type = database_type
+        self._migrations_dir = Path(migrations_dir) if migrations_dir is not None else None
         self.environment = environment or (config.environment if config else "test")
         self.flow_name = flow_name
         self.strict = strict
@@ -203,6 +210,16 @@ class MockDatabaseManager:
     @property
     def connection_string(self) -> str:
         return f"mock://{self._name}"
+
+    @property
+    def migration_artifact(self) -> bool:
+        """A mock publishes no Prefect artifact of its migration runs."""
+        return False
+
+    @property
+    def migrations_dir(self) -> Path | None:
+        """The ``migrations_dir`` given to the constructor (a mock reads no files)."""
+        return self._migrations_dir
 
     def _dialect(self) -> str:
         return self._type
@@ -610,105 +627,3 @@ class MockSavepoint:
             Call("rollback_to_savepoint" if exc_type is not None else "release_savepoint")
         )
         return False
-
-
-class AsyncMockDatabaseManager:
-    """The asyncio face of a sync test double (a ``MockDatabaseManager``):
-    the same script, the same recorded calls, with ``AsyncDatabaseManager``'s
-    coroutines, ``async with``, ``async for`` and async transactions.
-    ``patch_databases`` hands one out when flow code asks for
-    ``AsyncDatabaseManager(name)``; ``.sync`` is the double underneath."""
-
-    def __init__(self, sync: Any) -> None:
-        self.sync = sync
-
-    def __getattr__(self, name: str) -> Any:
-        # Properties and sync methods (get_pool_status, close, the mock's
-        # own assertions) are the double's.
-        return getattr(self.sync, name)
-
-    async def execute_query(
-        self, sql: str, params: Params | None = None, *, as_tuples: bool = False
-    ) -> list[Any]:
-        return list(self.sync.execute_query(sql, params, as_tuples=as_tuples))
-
-    async def execute_query_with_timeout(
-        self, sql: str, params: Params | None = None, timeout: float | None = None
-    ) -> list[Row]:
-        return list(self.sync.execute_query_with_timeout(sql, params, timeout))
-
-    async def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
-        return int(self.sync.execute_many(sql, seq_of_params))
-
-    async def execute_transaction(self, queries: Any) -> list[list[Row]]:
-        return list(self.sync.execute_transaction(queries))
-
-    async def bulk_insert(self, table: str, rows: Any, columns: Any = None) -> int:
-        return int(self.sync.bulk_insert(table, rows, columns))
-
-    async def iter_query(
-        self,
-        sql: str,
-        params: Params | None = None,
-        batch_size: int = 1000,
-        *,
-        as_tuples: bool = False,
-    ) -> AsyncIterator[Any]:
-        for row in self.sync.iter_query(sql, params, batch_size, as_tuples=as_tuples):
-            yield row
-
-    def transaction(self) -> _AsyncMockTransaction:
-        return _AsyncMockTransaction(self.sync.transaction())
-
-    async def run_migrations(
-        self,
-        target: Any = None,
-        *,
-        out_of_order: bool = False,
-        placeholders: Mapping[str, str] | None = None,
-        dry_run: bool = False,
-    ) -> Any:
-        return self.sync.run_migrations(
-            target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
-        )
-
-    async def get_migration_status(self) -> dict[str, Any]:
-        return dict(self.sync.get_migration_status())
-
-    async def health_check(self) -> dict[str, Any]:
-        return dict(self.sync.health_check())
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> Literal[False]:
-        self.sync.close()
-        return False
-
-
-class _AsyncMockTransaction:
-    def __init__(self, sync: Any) -> None:
-        self.sync = sync
-
-    async def __aenter__(self) -> Self:
-        self.sync.__enter__()
-        return self
-
-    async def __aexit__(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> bool:
-        return bool(self.sync.__exit__(exc_type, exc, tb))
-
-    async def execute_query(self, sql: str, params: Params | None = None) -> list[Row]:
-        return list(self.sync.execute_query(sql, params))
-
-    async def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
-        return int(self.sync.execute_many(sql, seq_of_params))
-
-
-def as_async(double: Any) -> Any:
-    """``double`` as ``AsyncDatabaseManager`` flow code uses it: an async
-    double as is, a sync one wrapped."""
-    import inspect
-
-    if inspect.iscoroutinefunction(getattr(double, "execute_query", None)):
-        return double
-    return AsyncMockDatabaseManager(double)

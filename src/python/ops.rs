@@ -1,0 +1,570 @@
+//! The operations both managers share, each written once. An operation
+//! reads its Python arguments while the GIL is held into plain Rust values
+//! (a parse or parameter error is raised right there), and becomes an
+//! [`Op`]: a future on `Arc<Database>` whose output is a value that turns
+//! into Python through its one `IntoPyObject` conversion. `DatabaseManager`
+//! runs it with [`block`] (GIL released, blocking on the shared runtime),
+//! `AsyncDatabaseManager` with [`spawn`] (an asyncio awaitable); the
+//! pymethods of both are one-line calls into this module. The specially
+//! optimized sync paths (`execute_query` converting while decoding,
+//! `iter_query`, `execute_many` and `bulk_insert` fed from Python) stay in
+//! `manager`, `aio` and `feed`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use pyo3::IntoPyObjectExt;
+
+use super::arguments::{deadline_arg, open_database, statement, statements};
+use super::config::PyConfigManager;
+use super::convert::{rows_in_shape, rows_to_py};
+use super::errors::{to_pyerr, IntoPyResult};
+use super::health::{health_dict, metrics_dict};
+use super::reports::{baseline_dict, migration_status_dict, pool_status_dict, report_dict};
+use crate::config::ConfigManager;
+use crate::engine::{Database, Health};
+use crate::error::{Error, Result};
+use crate::migrate::Migrator;
+use crate::value::Rows;
+
+/// Run a future on the shared runtime with the GIL released.
+pub(crate) fn wait<T: Send>(
+    py: Python<'_>,
+    fut: impl Future<Output = Result<T>> + Send,
+) -> Result<T> {
+    py.detach(|| {
+        crate::runtime::catch_panic(|| crate::runtime::block_on(&*crate::runtime::runtime()?, fut))
+    })
+}
+
+pub(crate) fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {
+    tracing::debug!(
+        database,
+        operation,
+        duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+        rows,
+        "{operation} finished"
+    );
+}
+
+/// One operation with its arguments read: the work, a future whose output
+/// becomes Python by its `IntoPyObject`.
+pub(crate) struct Op<F>(F);
+
+/// The sync way: release the GIL and block on the shared runtime.
+pub(crate) fn block<'py, T, F>(py: Python<'py>, op: Op<F>) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T>> + Send,
+    T: IntoPyObject<'py> + Send,
+{
+    wait(py, op.0).py_result()?.into_bound_py_any(py)
+}
+
+/// The async way: an asyncio awaitable of the result.
+pub(crate) fn spawn<'py, T, F>(py: Python<'py>, op: Op<F>) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    super::aio::awaitable(py, op.0)
+}
+
+/// What both manager classes hold, and their members that do no I/O.
+pub(crate) struct Core {
+    pub(crate) db: Arc<Database>,
+    config: ConfigManager,
+}
+
+impl Core {
+    pub(crate) fn open(
+        database_name: &str,
+        environment: Option<&str>,
+        flow_name: Option<&str>,
+        config: Option<PyRef<'_, PyConfigManager>>,
+        migrations_dir: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
+        let (db, config) = open_database(
+            database_name,
+            environment,
+            flow_name,
+            config,
+            migrations_dir,
+        )?;
+        Ok(Core { db, config })
+    }
+
+    pub(crate) fn database_name(&self) -> &str {
+        self.db.name()
+    }
+
+    pub(crate) fn migration_artifact(&self) -> bool {
+        self.db.config().migration_artifact
+    }
+
+    pub(crate) fn database_type(&self) -> &'static str {
+        self.db.config().database_type.as_str()
+    }
+
+    pub(crate) fn environment(&self) -> &str {
+        self.config.environment()
+    }
+
+    pub(crate) fn flow_name(&self) -> Option<&str> {
+        self.config.flow_name()
+    }
+
+    pub(crate) fn connection_string(&self) -> String {
+        self.db.config().spec.redacted()
+    }
+
+    pub(crate) fn migrations_dir(&self) -> Option<std::path::PathBuf> {
+        crate::migrate::resolve_directory(self.db.config(), self.db.migrations_root()).ok()
+    }
+
+    pub(crate) fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metrics_dict(py, &self.db)
+    }
+
+    pub(crate) fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        pool_status_dict(py, &self.db)
+    }
+
+    /// `close()`, and leaving `with` / `async with`.
+    pub(crate) fn close(&self) {
+        self.db.release();
+    }
+
+    pub(crate) fn dispose(&self) {
+        self.db.dispose();
+    }
+
+    pub(crate) fn repr(&self, class: &str) -> String {
+        format!(
+            "{class}('{}', type={}, environment={}, target={})",
+            self.db.name(),
+            self.database_type(),
+            self.environment(),
+            self.connection_string()
+        )
+    }
+}
+
+/// Rows that become `list[dict]` (or `list[tuple]`).
+pub(crate) struct PyRows {
+    pub(crate) rows: Rows,
+    pub(crate) as_tuples: bool,
+}
+
+impl From<Rows> for PyRows {
+    fn from(rows: Rows) -> Self {
+        PyRows {
+            rows,
+            as_tuples: false,
+        }
+    }
+}
+
+impl<'py> IntoPyObject<'py> for PyRows {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        rows_in_shape(py, self.rows, self.as_tuples)
+    }
+}
+
+/// A value turned into Python by its function (for results that need no
+/// type of their own) when it reaches Python.
+pub(crate) struct Converted<T>(
+    T,
+    for<'py> fn(Python<'py>, T) -> PyResult<Bound<'py, PyAny>>,
+);
+
+impl<'py, T> IntoPyObject<'py> for Converted<T> {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        (self.1)(py, self.0)
+    }
+}
+
+/// `None` in Python (a bare `()` would become an empty tuple).
+pub(crate) fn nothing(result: Result<()>) -> Result<Converted<()>> {
+    result.map(|()| Converted((), |py, ()| Ok(py.None().into_bound(py))))
+}
+
+/// A result with what its debug event reports. The event is logged when
+/// the result reaches Python, where the GIL is held anyway: logging from the
+/// work itself would take the GIL on a runtime thread (async) or again
+/// while it is released (sync), once per operation.
+pub(crate) struct Logged<T> {
+    value: T,
+    database: Arc<Database>,
+    operation: &'static str,
+    started: Instant,
+    rows: usize,
+}
+
+impl<'py, T: IntoPyObject<'py>> IntoPyObject<'py> for Logged<T> {
+    type Target = T::Target;
+    type Output = T::Output;
+    type Error = T::Error;
+
+    fn into_pyobject(self, py: Python<'py>) -> std::result::Result<Self::Output, Self::Error> {
+        log_done(
+            self.database.name(),
+            self.operation,
+            self.started,
+            self.rows,
+        );
+        self.value.into_pyobject(py)
+    }
+}
+
+fn done(
+    db: Arc<Database>,
+    operation: &'static str,
+    started: Instant,
+    rows: Result<Rows>,
+) -> Result<Logged<PyRows>> {
+    rows.map(|rows| Logged {
+        rows: rows.row_count(),
+        value: PyRows::from(rows),
+        database: db,
+        operation,
+        started,
+    })
+}
+
+/// `execute_query` as an awaitable (the sync one converts while decoding).
+pub(crate) fn query(
+    db: &Arc<Database>,
+    sql: &str,
+    params: Option<&Bound<'_, PyAny>>,
+    as_tuples: bool,
+) -> PyResult<Op<impl Future<Output = Result<Logged<PyRows>>> + Send + 'static>> {
+    let stmt = statement(db, sql, params, "execute_query").py_result()?;
+    let db = db.clone();
+    Ok(Op(async move {
+        let started = Instant::now();
+        let rows = db.query(&stmt).await;
+        let mut rows = done(db, "execute_query", started, rows)?;
+        rows.value.as_tuples = as_tuples;
+        Ok(rows)
+    }))
+}
+
+pub(crate) fn query_with_timeout(
+    db: &Arc<Database>,
+    sql: &str,
+    params: Option<&Bound<'_, PyAny>>,
+    timeout: Option<f64>,
+) -> PyResult<Op<impl Future<Output = Result<Logged<PyRows>>> + Send + 'static>> {
+    let operation = "execute_query_with_timeout";
+    let deadline = deadline_arg(db, timeout)?;
+    let stmt = statement(db, sql, params, operation).py_result()?;
+    let db = db.clone();
+    Ok(Op(async move {
+        let started = Instant::now();
+        let rows = db.query_with_timeout(&stmt, deadline).await;
+        done(db, operation, started, rows)
+    }))
+}
+
+/// The keyword arguments of `execute_query_with_retry`.
+#[derive(Default)]
+pub(crate) struct Retry {
+    pub(crate) attempts: Option<u32>,
+    pub(crate) min_delay: Option<f64>,
+    pub(crate) max_delay: Option<f64>,
+    pub(crate) idempotent: bool,
+}
+
+impl Retry {
+    /// The database's policy with the given overrides, validated.
+    fn policy(&self, db: &Database) -> PyResult<crate::retry::RetryPolicy> {
+        let mut policy = db.config().retry.clone();
+        if let Some(a) = self.attempts {
+            policy.attempts = a.max(1);
+        }
+        for (value, slot) in [
+            (self.min_delay, &mut policy.min_delay),
+            (self.max_delay, &mut policy.max_delay),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(to_pyerr(db.fail(
+                        Error::parameter("delays must be non-negative seconds"),
+                        "execute_query_with_retry",
+                    )));
+                }
+                *slot = std::time::Duration::from_secs_f64(v);
+            }
+        }
+        Ok(policy)
+    }
+}
+
+/// Transient failures retried with backoff (see `Database::query_with_retry`).
+pub(crate) fn query_with_retry(
+    db: &Arc<Database>,
+    sql: &str,
+    params: Option<&Bound<'_, PyAny>>,
+    retry: Retry,
+) -> PyResult<Op<impl Future<Output = Result<Logged<PyRows>>> + Send + 'static>> {
+    let operation = "execute_query_with_retry";
+    let policy = retry.policy(db)?;
+    let stmt = statement(db, sql, params, operation).py_result()?;
+    let db = db.clone();
+    Ok(Op(async move {
+        let started = Instant::now();
+        let rows = db
+            .query_with_retry(&stmt, Some(policy), retry.idempotent)
+            .await;
+        done(db, operation, started, rows)
+    }))
+}
+
+/// `execute_query_with_retry` (default policy) when `retry_on_failure`,
+/// else `execute_query`.
+pub(crate) fn query_safe(
+    db: &Arc<Database>,
+    sql: &str,
+    params: Option<&Bound<'_, PyAny>>,
+    retry_on_failure: bool,
+) -> PyResult<Op<impl Future<Output = Result<Logged<PyRows>>> + Send + 'static>> {
+    let operation = if retry_on_failure {
+        "execute_query_with_retry"
+    } else {
+        "execute_query"
+    };
+    let stmt = statement(db, sql, params, operation).py_result()?;
+    let db = db.clone();
+    Ok(Op(async move {
+        let started = Instant::now();
+        let rows = if retry_on_failure {
+            db.query_with_retry(&stmt, None, false).await
+        } else {
+            db.query(&stmt).await
+        };
+        done(db, operation, started, rows)
+    }))
+}
+
+/// The outcome of `execute_query_with_timing`, timed from the call until
+/// its rows are Python objects.
+pub(crate) struct Timed {
+    db: Arc<Database>,
+    rows: Result<Rows>,
+    started: Instant,
+}
+
+impl<'py> IntoPyObject<'py> for Timed {
+    type Target = PyDict;
+    type Output = Bound<'py, PyDict>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        if let Ok(r) = &self.rows {
+            let operation = "execute_query_with_timing";
+            log_done(self.db.name(), operation, self.started, r.row_count());
+        }
+        let result = self.rows.map_err(to_pyerr).and_then(|r| rows_to_py(py, r));
+        let elapsed = (self.started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+        let d = PyDict::new(py);
+        match result {
+            Ok(rows) => {
+                d.set_item("row_count", rows.len())?;
+                d.set_item("results", rows)?;
+                d.set_item("execution_time_ms", elapsed)?;
+                d.set_item("status", "success")?;
+            }
+            Err(e) => {
+                d.set_item("results", PyList::empty(py))?;
+                d.set_item("execution_time_ms", elapsed)?;
+                d.set_item("row_count", 0)?;
+                d.set_item("status", "error")?;
+                d.set_item("error", e.value(py).str()?.to_string())?;
+                d.set_item("error_type", e.get_type(py).name()?)?;
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// Results with timing; every failure (a bad parameter too) is reported
+/// in the dict, never raised.
+pub(crate) fn query_with_timing(
+    db: &Arc<Database>,
+    sql: &str,
+    params: Option<&Bound<'_, PyAny>>,
+) -> Op<impl Future<Output = Result<Timed>> + Send + 'static> {
+    let started = Instant::now();
+    let stmt = statement(db, sql, params, "execute_query");
+    let db = db.clone();
+    Op(async move {
+        let rows = match stmt {
+            Ok(stmt) => db.query(&stmt).await,
+            Err(e) => Err(e),
+        };
+        Ok(Timed { db, rows, started })
+    })
+}
+
+/// Each statement's rows, as a list of lists.
+type TransactionRows = Logged<Converted<Vec<Rows>>>;
+
+pub(crate) fn execute_transaction(
+    db: &Arc<Database>,
+    queries: &Bound<'_, PyAny>,
+) -> PyResult<Op<impl Future<Output = Result<TransactionRows>> + Send + 'static>> {
+    let stmts = statements(db, queries).py_result()?;
+    let db = db.clone();
+    Ok(Op(async move {
+        let started = Instant::now();
+        let results = db.execute_transaction(&stmts).await?;
+        let rows = results.iter().map(Rows::row_count).sum();
+        let value = Converted(results, |py, results: Vec<Rows>| {
+            let lists = results
+                .into_iter()
+                .map(|r| rows_to_py(py, r))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(PyList::new(py, lists)?.into_any())
+        });
+        Ok(Logged {
+            value,
+            database: db,
+            operation: "execute_transaction",
+            started,
+            rows,
+        })
+    }))
+}
+
+/// The health of a database, and the database (the dict names it).
+type HealthReport = Converted<(Arc<Database>, Health)>;
+
+pub(crate) fn health_check(
+    db: &Arc<Database>,
+) -> Op<impl Future<Output = Result<HealthReport>> + Send + 'static> {
+    let db = db.clone();
+    Op(async move {
+        let health = db.health().await;
+        Ok(Converted((db, health), |py, (db, health)| {
+            Ok(health_dict(py, &db, &health)?.into_any())
+        }))
+    })
+}
+
+pub(crate) fn ping(
+    db: &Arc<Database>,
+) -> Op<impl Future<Output = Result<Converted<()>>> + Send + 'static> {
+    let db = db.clone();
+    Op(async move { nothing(db.ping().await) })
+}
+
+/// A migration target or version as text (`1`, `"V1"`, `1.5`).
+fn version_text(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    value.map(|v| v.str().map(|s| s.to_string())).transpose()
+}
+
+pub(crate) fn run_migrations(
+    db: &Arc<Database>,
+    target: Option<&Bound<'_, PyAny>>,
+    out_of_order: bool,
+    placeholders: Option<BTreeMap<String, String>>,
+    dry_run: bool,
+) -> PyResult<Op<impl Future<Output = Result<Converted<crate::migrate::Report>>> + Send + 'static>>
+{
+    let target = version_text(target)?;
+    let db = db.clone();
+    Ok(Op(async move {
+        let migrator = Migrator::new(&db, db.migrations_root(), "run_migrations")?
+            .with_placeholders(placeholders.unwrap_or_default());
+        let report = migrator
+            .migrate(target.as_deref(), out_of_order, dry_run)
+            .await?;
+        Ok(Converted(report, |py, r| {
+            Ok(report_dict(py, &r)?.into_any())
+        }))
+    }))
+}
+
+pub(crate) fn baseline_migrations(
+    db: &Arc<Database>,
+    version: Option<&Bound<'_, PyAny>>,
+    description: &str,
+) -> PyResult<
+    Op<impl Future<Output = Result<Converted<crate::migrate::history::Applied>>> + Send + 'static>,
+> {
+    let version = version_text(version)?.unwrap_or_else(|| "1".to_owned());
+    let description = description.to_owned();
+    let db = db.clone();
+    Ok(Op(async move {
+        let migrator = Migrator::new(&db, db.migrations_root(), "baseline_migrations")?;
+        let row = migrator.baseline(&version, &description).await?;
+        Ok(Converted(
+            row,
+            |py, r| Ok(baseline_dict(py, &r)?.into_any()),
+        ))
+    }))
+}
+
+pub(crate) fn get_migration_status(
+    db: &Arc<Database>,
+) -> Op<impl Future<Output = Result<Converted<crate::migrate::Status>>> + Send + 'static> {
+    let db = db.clone();
+    Op(async move {
+        let migrator = Migrator::new(&db, db.migrations_root(), "get_migration_status")?;
+        let status = migrator.status().await?;
+        Ok(Converted(status, |py, s| {
+            Ok(migration_status_dict(py, &s)?.into_any())
+        }))
+    })
+}
+
+pub(crate) fn validate_migrations(
+    db: &Arc<Database>,
+    out_of_order: bool,
+) -> Op<impl Future<Output = Result<Converted<()>>> + Send + 'static> {
+    let db = db.clone();
+    Op(async move {
+        let migrator = Migrator::new(&db, db.migrations_root(), "validate_migrations")?;
+        nothing(migrator.validate(out_of_order).await)
+    })
+}
+
+pub(crate) fn rollback_migrations(
+    db: &Arc<Database>,
+    target: &Bound<'_, PyAny>,
+) -> PyResult<Op<impl Future<Output = Result<Vec<String>>> + Send + 'static>> {
+    let target = target.str()?.to_string();
+    let db = db.clone();
+    Ok(Op(async move {
+        let migrator = Migrator::new(&db, db.migrations_root(), "rollback_migrations")?;
+        migrator.rollback(&target).await
+    }))
+}
+
+pub(crate) fn repair_migrations(
+    db: &Arc<Database>,
+) -> Op<impl Future<Output = Result<Converted<(usize, usize)>>> + Send + 'static> {
+    let db = db.clone();
+    Op(async move {
+        let migrator = Migrator::new(&db, db.migrations_root(), "repair_migrations")?;
+        let repaired = migrator.repair().await?;
+        Ok(Converted(repaired, |py, (removed, realigned)| {
+            let d = PyDict::new(py);
+            d.set_item("removed_failed", removed)?;
+            d.set_item("realigned", realigned)?;
+            Ok(d.into_any())
+        }))
+    })
+}

@@ -1,0 +1,131 @@
+"""The two managers, the two mocks and the two protocols have the same
+public members: a member added to one and forgotten in another fails here.
+The async ones have each member that does I/O as a coroutine function.
+
+(mypy's protocol check in ``protocol_check.py`` cannot see a member missing
+from ``AsyncMockDatabaseManager``, whose ``__getattr__`` reaches the sync
+double's extras; this test looks at the class itself.)"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+from dbflow import (
+    AsyncDatabaseManager,
+    AsyncDatabaseManagerProtocol,
+    DatabaseManager,
+    DatabaseManagerProtocol,
+)
+from dbflow.testing import AsyncMockDatabaseManager, MockDatabaseManager
+
+# Members the async manager has as plain methods on purpose: no I/O
+# (get_metrics, get_pool_status, close, dispose), or used with `async with`
+# / `async for` rather than awaited (transaction, iter_query).
+PLAIN_IN_ASYNC = {"get_metrics", "get_pool_status", "close", "dispose", "transaction", "iter_query"}
+
+# Overloaded in the protocols (by `as_tuples`); mypy checks those.
+OVERLOADED = {"execute_query", "iter_query"}
+
+# Members only a mock has (scripting and inspection), not manager members;
+# the mock direction is checked against the real managers' members only.
+MOCK_EXTRAS = {
+    "add_result",
+    "assert_called_with_sql",
+    "assert_not_called",
+    "call_count",
+    "calls",
+    "closed",
+    "connection_error",
+    "fail_on_call",
+    "health_status",
+    "max_overflow",
+    "migrations",
+    "named",
+    "pool_exhausted_error",
+    "pool_size",
+    "queries_matching",
+    "reset",
+    "strict",
+    "timeout_error",
+}
+
+
+def public(obj: Any) -> set[str]:
+    return {name for name in dir(obj) if not name.startswith("_")}
+
+
+def is_property(cls: type, name: str) -> bool:
+    """A property or a native getter (a data descriptor), not a method."""
+    return inspect.isdatadescriptor(inspect.getattr_static(cls, name))
+
+
+SYNC = public(DatabaseManager)
+ASYNC = public(AsyncDatabaseManager)
+
+
+def test_the_managers_have_the_same_members() -> None:
+    assert SYNC - ASYNC == set(), "missing from AsyncDatabaseManager"
+    assert ASYNC - SYNC == set(), "missing from DatabaseManager"
+
+
+def test_the_protocols_declare_every_member() -> None:
+    assert public(DatabaseManagerProtocol) == SYNC
+    assert public(AsyncDatabaseManagerProtocol) == ASYNC
+
+
+def test_the_mocks_have_every_member() -> None:
+    # The sync mock on an instance (some members are instance attributes);
+    # the async mock on its class, so its __getattr__ (which reaches the
+    # sync double) cannot stand in for a member.
+    mock = MockDatabaseManager()
+    assert SYNC - public(mock) == set(), "missing from MockDatabaseManager"
+    assert public(mock) - SYNC == MOCK_EXTRAS, "a mock extra not listed in MOCK_EXTRAS"
+    missing = ASYNC - public(AsyncMockDatabaseManager)
+    assert missing == set(), "missing from AsyncMockDatabaseManager"
+    assert public(AsyncMockDatabaseManager) - ASYNC == set()  # `.sync` is set per instance
+
+
+@pytest.mark.parametrize("name", sorted(SYNC))
+def test_each_member_has_the_same_kind(name: str) -> None:
+    if is_property(DatabaseManager, name):
+        for cls in (AsyncDatabaseManager, AsyncMockDatabaseManager):
+            assert is_property(cls, name), (cls, name)
+        # The sync mock keeps some (environment, flow_name) as attributes.
+        assert not callable(getattr(MockDatabaseManager(), name))
+        return
+    for cls in (DatabaseManager, MockDatabaseManager):
+        assert not is_property(cls, name), (cls, name)
+        assert not inspect.iscoroutinefunction(getattr(cls, name)), (cls, name)
+    for cls in (AsyncDatabaseManager, AsyncMockDatabaseManager):
+        assert not is_property(cls, name), (cls, name)
+        method = getattr(cls, name)
+        assert callable(method), (cls, name)
+        if name in PLAIN_IN_ASYNC:
+            assert not inspect.iscoroutinefunction(method), (cls, name)
+        else:
+            assert inspect.iscoroutinefunction(method), f"{cls.__name__}.{name} is not a coroutine"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in SYNC if not is_property(DatabaseManager, n)))
+def test_each_method_takes_the_same_arguments(name: str) -> None:
+    def parameters(cls: type) -> list[tuple[str, Any]]:
+        signature = inspect.signature(getattr(cls, name))
+        return [(p.name, p.kind) for p in signature.parameters.values() if p.name != "self"]
+
+    expected = parameters(DatabaseManager)
+    classes: list[type] = [AsyncDatabaseManager, MockDatabaseManager, AsyncMockDatabaseManager]
+    if name not in OVERLOADED:
+        # An overloaded protocol method has no signature of its own at runtime.
+        classes += [DatabaseManagerProtocol, AsyncDatabaseManagerProtocol]
+    for cls in classes:
+        assert parameters(cls) == expected, cls
+
+
+def test_context_managers() -> None:
+    for cls in (DatabaseManager, MockDatabaseManager):
+        assert hasattr(cls, "__enter__") and hasattr(cls, "__exit__")
+    for cls in (AsyncDatabaseManager, AsyncMockDatabaseManager):
+        assert hasattr(cls, "__aenter__") and hasattr(cls, "__aexit__")
