@@ -129,3 +129,24 @@ def test_context_managers() -> None:
         assert hasattr(cls, "__enter__") and hasattr(cls, "__exit__")
     for cls in (AsyncDatabaseManager, AsyncMockDatabaseManager):
         assert hasattr(cls, "__aenter__") and hasattr(cls, "__aexit__")
+
+
+def test_the_transactions_have_the_same_members() -> None:
+    """Both managers' transactions (and savepoints) and their mocks offer
+    the same members; what does I/O in the async one is awaitable."""
+    from dbflow import AsyncSavepoint, AsyncTransaction, Savepoint, Transaction
+    from dbflow.testing.async_mock import _AsyncMockSavepoint, _AsyncMockTransaction
+    from dbflow.testing.mock import MockSavepoint, MockTransaction
+
+    members = public(Transaction)
+    assert members == {"active", "commit", "execute_many", "execute_query", "rollback", "savepoint"}
+    for other in (AsyncTransaction, _AsyncMockTransaction):
+        assert public(other) == members, other
+    mock_members = public(MockTransaction(MockDatabaseManager("m")))
+    assert mock_members == members
+    for savepoint in (Savepoint, AsyncSavepoint, MockSavepoint, _AsyncMockSavepoint):
+        assert public(savepoint) == set(), savepoint
+    for name in ("commit", "rollback", "execute_query", "execute_many"):
+        assert inspect.iscoroutinefunction(getattr(_AsyncMockTransaction, name)), name
+    assert inspect.iscoroutinefunction(_AsyncMockSavepoint.__aenter__)
+    assert hasattr(AsyncSavepoint, "__aenter__") and hasattr(AsyncSavepoint, "__aexit__")

@@ -238,3 +238,61 @@ def test_async_mock_answers_every_member() -> None:
     assert (db.database_name, db.environment, db.migration_artifact) == ("SurveyHub", "test", False)
     db.dispose()
     assert mock.closed
+
+
+def test_an_async_transaction_has_what_the_sync_one_has(env, backend, btable) -> None:  # type: ignore[no-untyped-def]
+    """commit() and rollback() inside the block, savepoints that roll back
+    alone, and `active`, on every backend."""
+    db = AsyncDatabaseManager(env.database(backend=backend), config=env.config())
+    count = f"SELECT COUNT(*) AS n FROM {btable}"
+
+    async def main() -> None:
+        await db.execute_query(backend.ddl(f"CREATE TABLE {btable} (v {{int}})"))
+        tx = db.transaction()
+        assert not tx.active
+        async with tx:
+            assert tx.active
+            await tx.execute_query(f"INSERT INTO {btable} (v) VALUES (1)")
+            async with tx.savepoint():
+                await tx.execute_query(f"INSERT INTO {btable} (v) VALUES (2)")
+            with pytest.raises(ZeroDivisionError):
+                async with tx.savepoint():
+                    await tx.execute_query(f"INSERT INTO {btable} (v) VALUES (3)")
+                    raise ZeroDivisionError
+            await tx.commit()
+            assert not tx.active
+            with pytest.raises(dbflow.TransactionError, match="not open"):
+                await tx.execute_query(f"INSERT INTO {btable} (v) VALUES (4)")
+        assert await db.execute_query(f"SELECT v FROM {btable} ORDER BY v") == [{"v": 1}, {"v": 2}]
+        async with db.transaction() as tx:
+            await tx.execute_query(f"INSERT INTO {btable} (v) VALUES (5)")
+            await tx.rollback()
+        assert await db.execute_query(count) == [{"n": 2}]
+        assert db.get_pool_status()["checked_out"] == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        db.dispose()
+
+
+def test_the_async_mock_transaction_records_what_it_is_asked() -> None:
+    mock = AsyncMockDatabaseManager(MockDatabaseManager("m", strict=False))
+
+    async def main() -> None:
+        async with mock.transaction() as tx:
+            assert tx.active
+            async with tx.savepoint():
+                await tx.execute_query("INSERT INTO t VALUES (1)")
+            await tx.rollback()
+            assert not tx.active
+
+    asyncio.run(main())
+    methods = [c.method for c in mock.calls]
+    assert methods == [
+        "begin",
+        "savepoint",
+        "transaction.execute_query",
+        "release_savepoint",
+        "rollback",
+    ], methods

@@ -20,6 +20,7 @@ from dbflow import _artifacts, _logbridge, _patching, _travel
 from dbflow._native import AsyncDatabaseManager as _NativeAsyncDatabaseManager
 from dbflow._native import (
     AsyncRowIterator,
+    AsyncSavepoint,
     AsyncTransaction,
     ConfigManager,
     Savepoint,
@@ -261,6 +262,7 @@ __all__ = [
     "AsyncDatabaseManager",
     "AsyncDatabaseManagerProtocol",
     "AsyncRowIterator",
+    "AsyncSavepoint",
     "AsyncTransaction",
     "AsyncTransactionProtocol",
     "ChecksumMismatchError",

@@ -11,6 +11,7 @@ __version__: str
 __all__ = [
     "AsyncDatabaseManager",
     "AsyncRowIterator",
+    "AsyncSavepoint",
     "AsyncTransaction",
     "ConfigManager",
     "DatabaseManager",
@@ -277,6 +278,21 @@ class AsyncTransaction:
     ) -> Awaitable[bool]: ...
     def execute_query(self, sql: str, params: _Params | None = None) -> Awaitable[list[_Row]]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[_Params]) -> Awaitable[int]: ...
+    def commit(self) -> Awaitable[None]: ...
+    def rollback(self) -> Awaitable[None]: ...
+    def savepoint(self) -> AsyncSavepoint: ...
+    @property
+    def active(self) -> bool: ...
+
+@final
+class AsyncSavepoint:
+    def __aenter__(self) -> Awaitable[Self]: ...
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        _exc: BaseException | None = None,
+        _tb: TracebackType | None = None,
+    ) -> Awaitable[bool]: ...
 
 @final
 class AsyncRowIterator:

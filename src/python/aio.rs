@@ -1,9 +1,10 @@
 //! `AsyncDatabaseManager`: every member of `DatabaseManager`, the ones that
 //! do I/O as awaitables on asyncio (the operations both share are in `ops`;
 //! `execute_many`, `bulk_insert` and `iter_query` are fed or streamed here,
-//! with `AsyncTransaction` and `AsyncRowIterator`). The work runs on dbflow's shared runtime (per process, so forks stay
-//! safe) through pyo3-async-runtimes; cancelling the awaiting task drops
-//! the Rust future, and a connection dropped mid-operation is discarded.
+//! with `AsyncRowIterator`; transactions are in `aio_transaction`). The work
+//! runs on dbflow's shared runtime (per process, so forks stay safe)
+//! through pyo3-async-runtimes; cancelling the awaiting task drops the Rust
+//! future, and a connection dropped mid-operation is discarded.
 
 use std::cell::OnceCell;
 use std::future::Future;
@@ -15,15 +16,14 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3_async_runtimes::generic::{ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
 
+use super::aio_transaction::AsyncTransaction;
 use super::arguments::statement;
 use super::config::PyConfigManager;
 use super::convert::rows_in_shape;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::{reraise, start_fed, RowSource};
-use super::ops::{self, Core, PyRows, Retry};
-use crate::engine::{Database, Transaction};
-use crate::error::{Error, ErrorKind, Result};
-use crate::feed::RowFeed;
+use super::ops::{self, Core, Retry};
+use crate::error::{Error, Result};
 use crate::value::Rows;
 
 /// dbflow's runtime as a pyo3-async-runtimes runtime.
@@ -335,10 +335,7 @@ impl PyAsyncDatabaseManager {
 
     /// `async with db.transaction() as tx:` — commit on success, rollback on error.
     fn transaction(&self) -> AsyncTransaction {
-        AsyncTransaction {
-            db: self.core.db.clone(),
-            inner: Arc::new(tokio::sync::Mutex::new(None)),
-        }
+        AsyncTransaction::new(self.core.db.clone())
     }
 
     fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -432,98 +429,6 @@ impl PyAsyncDatabaseManager {
 
     fn __repr__(&self) -> String {
         self.core.repr("AsyncDatabaseManager")
-    }
-}
-
-#[pyclass(module = "dbflow._native", name = "AsyncTransaction", frozen)]
-pub struct AsyncTransaction {
-    db: Arc<Database>,
-    inner: Arc<tokio::sync::Mutex<Option<Transaction>>>,
-}
-
-fn not_open(db: &Database, operation: &'static str) -> Error {
-    db.fail(
-        Error::new(
-            ErrorKind::Transaction,
-            "the transaction is not open; use it inside `async with db.transaction() as tx:`",
-        ),
-        operation,
-    )
-}
-
-#[pymethods]
-impl AsyncTransaction {
-    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        let (db, inner) = (this.db.clone(), this.inner.clone());
-        let me: Py<AsyncTransaction> = slf.unbind();
-        awaitable(py, async move {
-            let tx = db.begin("transaction").await?;
-            *inner.lock().await = Some(tx);
-            Ok(me)
-        })
-    }
-
-    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
-    fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
-        exc_type: Option<&Bound<'py, PyAny>>,
-        _exc: Option<&Bound<'py, PyAny>>,
-        _tb: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let failed = exc_type.is_some_and(|t| !t.is_none());
-        let inner = self.inner.clone();
-        awaitable(py, async move {
-            let tx = inner.lock().await.take();
-            if let Some(mut tx) = tx.filter(|t| t.is_active()) {
-                if failed {
-                    let _ = tx.rollback().await;
-                } else {
-                    tx.commit().await?;
-                }
-            }
-            Ok(false)
-        })
-    }
-
-    #[pyo3(signature = (sql, params=None))]
-    fn execute_query<'py>(
-        &self,
-        py: Python<'py>,
-        sql: &str,
-        params: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let stmt = statement(&self.db, sql, params, "transaction.execute_query").py_result()?;
-        let (db, inner) = (self.db.clone(), self.inner.clone());
-        awaitable(py, async move {
-            let mut guard = inner.lock().await;
-            match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => tx.query(&stmt).await.map(PyRows::from),
-                None => Err(not_open(&db, "transaction.execute_query")),
-            }
-        })
-    }
-
-    fn execute_many<'py>(
-        &self,
-        py: Python<'py>,
-        sql: &str,
-        seq_of_params: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let parsed = crate::sql::parse(sql, self.db.dialect());
-        let rows = RowSource::params(&self.db, &parsed, seq_of_params, "transaction.execute_many")
-            .py_result()?
-            .collect()?;
-        let (db, inner) = (self.db.clone(), self.inner.clone());
-        awaitable(py, async move {
-            let mut guard = inner.lock().await;
-            match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => tx.execute_many(&parsed, RowFeed::from_rows(rows)).await,
-                None => Err(not_open(&db, "transaction.execute_many")),
-            }
-        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `dbflow._native` extension module: registration only.
 
 mod aio;
+mod aio_transaction;
 mod arguments;
 mod config;
 mod convert;
@@ -147,7 +148,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transaction::PySavepoint>()?;
     m.add_class::<rows::RowIterator>()?;
     m.add_class::<aio::PyAsyncDatabaseManager>()?;
-    m.add_class::<aio::AsyncTransaction>()?;
+    m.add_class::<aio_transaction::AsyncTransaction>()?;
+    m.add_class::<aio_transaction::AsyncSavepoint>()?;
     m.add_class::<aio::AsyncRowIterator>()?;
     m.add_class::<config::PyConfigManager>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;

@@ -251,6 +251,31 @@ class _AsyncMockTransaction:
     async def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
         return int(self.sync.execute_many(sql, seq_of_params))
 
+    async def commit(self) -> None:
+        self.sync.commit()
+
+    async def rollback(self) -> None:
+        self.sync.rollback()
+
+    def savepoint(self) -> _AsyncMockSavepoint:
+        return _AsyncMockSavepoint(self.sync.savepoint())
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sync.active)
+
+
+class _AsyncMockSavepoint:
+    def __init__(self, sync: Any) -> None:
+        self.sync = sync
+
+    async def __aenter__(self) -> Self:
+        self.sync.__enter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> bool:
+        return bool(self.sync.__exit__(exc_type, exc, tb))
+
 
 def as_async(double: Any) -> Any:
     """``double`` as ``AsyncDatabaseManager`` flow code uses it: an async

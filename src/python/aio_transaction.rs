@@ -1,0 +1,243 @@
+//! `AsyncTransaction` and `AsyncSavepoint`: the sync `Transaction` and
+//! `Savepoint` as awaitables. The transaction lives behind an async mutex,
+//! so two tasks sharing one take turns instead of interleaving statements.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::aio::awaitable;
+use super::arguments::statement;
+use super::errors::IntoPyResult;
+use super::feed::RowSource;
+use super::ops::PyRows;
+use crate::engine::{Database, Transaction};
+use crate::error::{Error, ErrorKind, Result};
+use crate::feed::RowFeed;
+
+type Shared = Arc<AsyncMutex<Option<Transaction>>>;
+
+fn not_open(db: &Database, operation: &'static str) -> Error {
+    db.fail(
+        Error::new(
+            ErrorKind::Transaction,
+            "the transaction is not open; use it inside `async with db.transaction() as tx:`",
+        ),
+        operation,
+    )
+}
+
+/// Run `work` on the open transaction, or say it is not open.
+async fn on_open<T>(
+    db: &Database,
+    inner: &Shared,
+    operation: &'static str,
+    work: impl AsyncFnOnce(&mut Transaction) -> Result<T>,
+) -> Result<T> {
+    let mut guard = inner.lock().await;
+    match guard.as_mut().filter(|t| t.is_active()) {
+        Some(tx) => work(tx).await,
+        None => Err(not_open(db, operation)),
+    }
+}
+
+#[pyclass(module = "dbflow._native", name = "AsyncTransaction", frozen)]
+pub struct AsyncTransaction {
+    db: Arc<Database>,
+    inner: Shared,
+}
+
+impl AsyncTransaction {
+    /// Not begun yet: `__aenter__` begins it.
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        AsyncTransaction {
+            db,
+            inner: Arc::new(AsyncMutex::new(None)),
+        }
+    }
+}
+
+#[pymethods]
+impl AsyncTransaction {
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let (db, inner) = (this.db.clone(), this.inner.clone());
+        let me: Py<AsyncTransaction> = slf.unbind();
+        awaitable(py, async move {
+            let mut guard = inner.lock().await;
+            if guard.as_ref().is_some_and(|t| t.is_active()) {
+                return Err(db.fail(
+                    Error::new(
+                        ErrorKind::Transaction,
+                        "this transaction is already open; nest with tx.savepoint()",
+                    ),
+                    "transaction",
+                ));
+            }
+            *guard = Some(db.begin("transaction").await?);
+            Ok(me)
+        })
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        exc_type: Option<&Bound<'py, PyAny>>,
+        _exc: Option<&Bound<'py, PyAny>>,
+        _tb: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        let inner = self.inner.clone();
+        awaitable(py, async move {
+            let tx = inner.lock().await.take();
+            // Already committed or rolled back explicitly inside the block.
+            if let Some(mut tx) = tx.filter(|t| t.is_active()) {
+                if failed {
+                    // The caller's exception propagates unchanged; a failed
+                    // rollback only discards the connection.
+                    let _ = tx.rollback().await;
+                } else {
+                    tx.commit().await?;
+                }
+            }
+            Ok(false)
+        })
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = "transaction.execute_query";
+        let stmt = statement(&self.db, sql, params, operation).py_result()?;
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            on_open(&db, &inner, operation, async |tx| {
+                tx.query(&stmt).await.map(PyRows::from)
+            })
+            .await
+        })
+    }
+
+    fn execute_many<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        seq_of_params: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = "transaction.execute_many";
+        let parsed = crate::sql::parse(sql, self.db.dialect());
+        // All rows converted before any is sent: a bad row leaves the open
+        // transaction as it was.
+        let rows = RowSource::params(&self.db, &parsed, seq_of_params, operation)
+            .py_result()?
+            .collect()?;
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            on_open(&db, &inner, operation, async |tx| {
+                tx.execute_many(&parsed, RowFeed::from_rows(rows)).await
+            })
+            .await
+        })
+    }
+
+    /// Commit now (the `async with` block then has nothing left to do).
+    fn commit<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            on_open(&db, &inner, "transaction.commit", async |tx| {
+                tx.commit().await
+            })
+            .await?;
+            Ok(None::<()>)
+        })
+    }
+
+    /// Roll back now.
+    fn rollback<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            on_open(&db, &inner, "transaction.rollback", async |tx| {
+                tx.rollback().await
+            })
+            .await?;
+            Ok(None::<()>)
+        })
+    }
+
+    /// `async with tx.savepoint():` — a nested unit that rolls back alone.
+    fn savepoint(&self) -> AsyncSavepoint {
+        AsyncSavepoint {
+            db: self.db.clone(),
+            inner: self.inner.clone(),
+            name: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Whether the transaction is open (begun, not yet committed or rolled
+    /// back). A statement running on it right now counts as open.
+    #[getter]
+    fn active(&self) -> bool {
+        self.inner
+            .try_lock()
+            .map(|guard| guard.as_ref().is_some_and(|t| t.is_active()))
+            .unwrap_or(true)
+    }
+}
+
+#[pyclass(module = "dbflow._native", name = "AsyncSavepoint", frozen)]
+pub struct AsyncSavepoint {
+    db: Arc<Database>,
+    inner: Shared,
+    name: Arc<Mutex<Option<String>>>,
+}
+
+#[pymethods]
+impl AsyncSavepoint {
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let (db, inner, slot) = (this.db.clone(), this.inner.clone(), this.name.clone());
+        let me: Py<AsyncSavepoint> = slf.unbind();
+        awaitable(py, async move {
+            let name = on_open(&db, &inner, "transaction.savepoint", async |tx| {
+                tx.savepoint().await
+            })
+            .await?;
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+            Ok(me)
+        })
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        exc_type: Option<&Bound<'py, PyAny>>,
+        _exc: Option<&Bound<'py, PyAny>>,
+        _tb: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        let name = self.name.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            if let Some(name) = name {
+                on_open(&db, &inner, "transaction.savepoint", async |tx| {
+                    if failed {
+                        tx.rollback_to_savepoint(&name).await
+                    } else {
+                        tx.release_savepoint(&name).await
+                    }
+                })
+                .await?;
+            }
+            Ok(false)
+        })
+    }
+}
