@@ -150,3 +150,37 @@ def test_the_transactions_have_the_same_members() -> None:
         assert inspect.iscoroutinefunction(getattr(_AsyncMockTransaction, name)), name
     assert inspect.iscoroutinefunction(_AsyncMockSavepoint.__aenter__)
     assert hasattr(AsyncSavepoint, "__aenter__") and hasattr(AsyncSavepoint, "__aexit__")
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        DatabaseManager,
+        AsyncDatabaseManager,
+        "ConfigManager",
+        "Transaction",
+        "AsyncTransaction",
+        "Savepoint",
+        "AsyncSavepoint",
+    ],
+)
+def test_every_public_member_says_what_it_does(cls: Any) -> None:
+    """`help(dbflow.X)` explains the class and each of its members."""
+    import dbflow
+
+    if isinstance(cls, str):
+        cls = getattr(dbflow, cls)
+    assert (cls.__doc__ or "").strip(), f"{cls.__name__} has no docstring"
+    context = {"__enter__", "__exit__", "__aenter__", "__aexit__"}
+    undocumented = [
+        name
+        for name in sorted(dir(cls))
+        if (not name.startswith("_") or name in context)
+        and callable(getattr(cls, name))
+        and not (getattr(cls, name).__doc__ or "").strip()
+    ]
+    assert undocumented == [], f"{cls.__name__}: {undocumented}"
+    if hasattr(cls, "baseline_migrations"):
+        # The default is shown, not pyo3's placeholder for a Rust constant.
+        signature = str(inspect.signature(cls.baseline_migrations))
+        assert "description='<< Flyway Baseline >>'" in signature, signature

@@ -111,11 +111,27 @@ class _Constructor:
 
 
 class DatabaseManager(_Constructor, _NativeDatabaseManager):
-    """Pooled access to one configured database (see the README).
+    """Pooled access to one configured database.
 
-    All work happens in the native core; this subclass only adds the
-    constructor's test-double and credentials hooks, pickling, and the
-    Prefect artifact of a migration run.
+    ``DatabaseManager(database_name, *, environment=None, flow_name=None,
+    config=None, migrations_dir=None, credentials=None)``:
+
+    - ``database_name``: the logical name the settings use
+      (``<ENV>_GLOBAL_<NAME>_CONNECTION_STRING`` and the other keys).
+    - ``environment`` / ``flow_name``: which settings to read (default: the
+      ``DBFLOW_ENVIRONMENT`` / ``PREFECT_ENVIRONMENT`` environment, else
+      ``development``); a flow's own keys beat the global ones.
+    - ``config``: a ``ConfigManager`` to read them from instead (it carries
+      the environment, flow and env-file directory).
+    - ``migrations_dir``: the root holding ``<name>/V1__*.sql`` (default:
+      ``<NAME>_MIGRATIONS_DIR``, ``MIGRATIONS_DIR``, then ``migrations/``).
+    - ``credentials``: a ``dbflow.prefect.DatabaseCredentials`` block (or
+      anything with ``.settings()``), whose settings beat the environment.
+
+    Managers of one database share one pool per process; ``close()`` (or
+    leaving ``with``) releases it. The work happens in the native core with
+    the GIL released. A manager pickles as what it is (never a connection or
+    a secret), so it can be a task argument on Dask and Ray.
     """
 
     def run_migrations(
@@ -126,6 +142,10 @@ class DatabaseManager(_Constructor, _NativeDatabaseManager):
         placeholders: Mapping[str, str] | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
+        """Apply pending migrations in order (up to ``target``), then due
+        repeatable files, under a database-wide lock; ``placeholders`` beat
+        the settings; ``dry_run`` returns what would run and changes nothing.
+        Inside a Prefect flow run the report is also a markdown artifact."""
         report = super().run_migrations(
             target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
         )
@@ -150,6 +170,10 @@ def _coroutine(native: Callable[_P, Awaitable[_T]]) -> Callable[_P, Coroutine[An
     async def method(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         return await native(*args, **kwargs)
 
+    # One text for both managers: the sync member's, awaited.
+    sync = getattr(_NativeDatabaseManager, native.__name__, None)
+    if not native.__doc__ and sync is not None and sync.__doc__:
+        method.__doc__ = sync.__doc__
     return method
 
 
@@ -203,6 +227,7 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
     async def execute_query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, as_tuples: bool = False
     ) -> list[dict[str, Any]] | list[tuple[Any, ...]]:
+        """Rows as dicts; ``as_tuples=True``: tuples in column order."""
         if as_tuples:
             return await super().execute_query(sql, params, as_tuples=True)
         return await super().execute_query(sql, params)
@@ -215,6 +240,7 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
         placeholders: Mapping[str, str] | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
+        """``DatabaseManager.run_migrations``, awaited (the Prefect artifact too)."""
         report = await super().run_migrations(
             target, out_of_order=out_of_order, placeholders=placeholders, dry_run=dry_run
         )

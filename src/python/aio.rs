@@ -261,6 +261,7 @@ impl PyAsyncDatabaseManager {
         ops::spawn(py, ops::health_check(&self.core.db))
     }
 
+    /// Query and pool counters and latency percentiles for this database (no I/O).
     fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.core.get_metrics(py)
     }
@@ -357,6 +358,7 @@ impl PyAsyncDatabaseManager {
     }
 
     #[pyo3(signature = (version=None, description=crate::migrate::baseline::DEFAULT_DESCRIPTION))]
+    #[pyo3(text_signature = "(self, version=None, description='<< Flyway Baseline >>')")]
     fn baseline_migrations<'py>(
         &self,
         py: Python<'py>,
@@ -397,24 +399,30 @@ impl PyAsyncDatabaseManager {
         self.core.migrations_dir()
     }
 
+    /// The pool now, as `DatabaseManager.get_pool_status` reports it (no I/O).
     fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.core.get_pool_status(py)
     }
 
+    /// Stop using the shared pool; it closes after the grace period when no
+    /// other manager uses it.
     fn close(&self) {
         self.core.close();
     }
 
+    /// Close the pool's connections now (in-use ones when returned).
     fn dispose(&self) {
         self.core.dispose();
     }
 
+    /// `async with AsyncDatabaseManager("rpa_db") as db:` — the manager itself.
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         ready(py, slf.into_any())
     }
 
     #[pyo3(signature = (*_exc))]
+    /// Leaving the block releases the pool (`close()`); exceptions propagate.
     fn __aexit__<'py>(
         &self,
         py: Python<'py>,

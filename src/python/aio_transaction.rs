@@ -42,6 +42,10 @@ async fn on_open<T>(
     }
 }
 
+/// `async with db.transaction() as tx:` — `Transaction` for asyncio: one
+/// connection for the block's statements, committed when the block ends,
+/// rolled back when it raises (or earlier with `await tx.commit()` /
+/// `await tx.rollback()`); `async with tx.savepoint():` nests.
 #[pyclass(module = "dbflow._native", name = "AsyncTransaction", frozen)]
 pub struct AsyncTransaction {
     db: Arc<Database>,
@@ -60,6 +64,7 @@ impl AsyncTransaction {
 
 #[pymethods]
 impl AsyncTransaction {
+    /// Begin: take a connection from the pool and open the transaction.
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
@@ -81,6 +86,7 @@ impl AsyncTransaction {
         })
     }
 
+    /// Commit, or roll back when the block raised (the exception propagates).
     #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
     fn __aexit__<'py>(
         &self,
@@ -107,6 +113,7 @@ impl AsyncTransaction {
         })
     }
 
+    /// One statement inside the transaction; its rows as dicts.
     #[pyo3(signature = (sql, params=None))]
     fn execute_query<'py>(
         &self,
@@ -125,6 +132,8 @@ impl AsyncTransaction {
         })
     }
 
+    /// One statement for every parameter set, inside the transaction; all
+    /// rows are converted before any is sent. Returns the rows affected.
     fn execute_many<'py>(
         &self,
         py: Python<'py>,
@@ -191,6 +200,8 @@ impl AsyncTransaction {
     }
 }
 
+/// `async with tx.savepoint():` — a nested unit: rolled back alone when its
+/// block raises, kept (released) when it ends.
 #[pyclass(module = "dbflow._native", name = "AsyncSavepoint", frozen)]
 pub struct AsyncSavepoint {
     db: Arc<Database>,
@@ -200,6 +211,7 @@ pub struct AsyncSavepoint {
 
 #[pymethods]
 impl AsyncSavepoint {
+    /// Set the savepoint.
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
@@ -215,6 +227,7 @@ impl AsyncSavepoint {
         })
     }
 
+    /// Release it, or roll back to it when the block raised.
     #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
     fn __aexit__<'py>(
         &self,

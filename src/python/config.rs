@@ -8,6 +8,14 @@ use pyo3::types::PyDict;
 use super::errors::IntoPyResult;
 use crate::config::ConfigManager;
 
+/// The settings of one environment (and flow): `ConfigManager(environment=None,
+/// flow_name=None, envs_dir=None)` reads `<envs_dir>/.env.<environment>` and
+/// the process environment (which wins), resolving `${VAR}`. The environment
+/// defaults to `DBFLOW_ENVIRONMENT`, then `PREFECT_ENVIRONMENT`, then
+/// `development`; the directory to `DBFLOW_ENVS_DIR`, then `envs/` or
+/// `core/envs/` under the working directory. A flow's keys
+/// (`<ENV>_<FLOW>_<DB>_...`) beat the global ones (`<ENV>_GLOBAL_<DB>_...`).
+/// `with_settings(name, {...})` gives a copy with settings in code.
 #[pyclass(module = "dbflow._native", name = "ConfigManager", frozen)]
 pub struct PyConfigManager {
     pub inner: ConfigManager,

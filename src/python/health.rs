@@ -1,5 +1,5 @@
-//! Health, metrics and multi-database reports as the original design's
-//! dictionaries.
+//! Health, metrics and multi-database reports as dictionaries (the keys
+//! the design dbflow replaced used, so dashboards keep working).
 
 use std::time::Duration;
 

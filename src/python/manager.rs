@@ -164,8 +164,9 @@ impl PyDatabaseManager {
         ops::block(py, op)
     }
 
-    /// Results with timing, as the original design reports them; a failure
-    /// is reported in the dict (`status: "error"`), not raised.
+    /// The rows with how long the call took: `{"results", "row_count",
+    /// "execution_time_ms", "status"}`; a failure is reported in the dict
+    /// (`status: "error"`, `error`, `error_type`), not raised.
     #[pyo3(signature = (sql, params=None))]
     fn execute_query_with_timing<'py>(
         &self,
@@ -187,6 +188,11 @@ impl PyDatabaseManager {
         self.core.get_metrics(py)
     }
 
+    /// The same statement for every parameter set of `seq_of_params` (any
+    /// iterable of dicts, a generator too), in one transaction: all rows or
+    /// none. A single-row INSERT is sent as multi-row statements, anything
+    /// else pipelined; rows are converted while the server works. Returns
+    /// the rows affected; an exception the iterable raises is re-raised.
     fn execute_many(
         &self,
         py: Python<'_>,
@@ -203,6 +209,9 @@ impl PyDatabaseManager {
         Ok(n)
     }
 
+    /// Several statements (`"sql"`, `("sql",)` or `("sql", params)`) in one
+    /// transaction, all or none; returns each statement's rows. A failure
+    /// names the statement (`statement 2 of 3`) and rolls everything back.
     fn execute_transaction<'py>(
         &self,
         py: Python<'py>,
@@ -283,6 +292,7 @@ impl PyDatabaseManager {
     /// Flyway's baseline: record `version` as applied in an empty history,
     /// so versions up to it never run. Refused when the history has rows.
     #[pyo3(signature = (version=None, description=crate::migrate::baseline::DEFAULT_DESCRIPTION))]
+    #[pyo3(text_signature = "(self, version=None, description='<< Flyway Baseline >>')")]
     fn baseline_migrations<'py>(
         &self,
         py: Python<'py>,
@@ -328,6 +338,9 @@ impl PyDatabaseManager {
         self.core.migrations_dir()
     }
 
+    /// The pool now: `pool_size`, `max_overflow`, `checked_in`,
+    /// `checked_out`, `overflow`, `waiting`, `utilization`, connections
+    /// opened and closed (SQLAlchemy QueuePool's terms; no I/O).
     fn get_pool_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.core.get_pool_status(py)
     }
@@ -343,10 +356,13 @@ impl PyDatabaseManager {
         self.core.dispose();
     }
 
+    /// `with DatabaseManager("rpa_db") as db:` — the manager itself.
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
+    /// Leaving the `with` block releases the pool (`close()`); exceptions
+    /// propagate.
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
         self.core.close();

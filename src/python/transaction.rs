@@ -17,6 +17,9 @@ use crate::feed::RowFeed;
 use crate::runtime::runtime;
 use crate::sql::{self};
 
+/// `with db.transaction() as tx:` — one connection for the block's
+/// statements; committed when the block ends, rolled back when it raises
+/// (or earlier with `commit()` / `rollback()`); `tx.savepoint()` nests.
 #[pyclass(module = "dbflow._native", name = "Transaction", frozen)]
 pub struct PyTransaction {
     db: Arc<Database>,
@@ -67,6 +70,7 @@ impl PyTransaction {
 
 #[pymethods]
 impl PyTransaction {
+    /// Begin: take a connection from the pool and open the transaction.
     fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
         {
             let this = slf.get();
@@ -87,6 +91,7 @@ impl PyTransaction {
         Ok(slf)
     }
 
+    /// Commit, or roll back when the block raised (the exception propagates).
     #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
     fn __exit__(
         &self,
@@ -111,6 +116,7 @@ impl PyTransaction {
         Ok(false)
     }
 
+    /// One statement inside the transaction; its rows as dicts.
     #[pyo3(signature = (sql, params=None))]
     fn execute_query<'py>(
         &self,
@@ -132,6 +138,8 @@ impl PyTransaction {
         rows_to_py(py, rows)
     }
 
+    /// One statement for every parameter set, inside the transaction; all
+    /// rows are converted before any is sent. Returns the rows affected.
     fn execute_many(
         &self,
         py: Python<'_>,
@@ -177,6 +185,8 @@ impl PyTransaction {
     }
 }
 
+/// `with tx.savepoint():` — a nested unit: rolled back alone when its
+/// block raises, kept (released) when it ends.
 #[pyclass(module = "dbflow._native", name = "Savepoint", frozen)]
 pub struct PySavepoint {
     tx: Py<PyTransaction>,
@@ -185,6 +195,7 @@ pub struct PySavepoint {
 
 #[pymethods]
 impl PySavepoint {
+    /// Set the savepoint.
     fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
         {
             let this = slf.get();
@@ -197,6 +208,7 @@ impl PySavepoint {
         Ok(slf)
     }
 
+    /// Release it, or roll back to it when the block raised.
     #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
     fn __exit__(
         &self,
