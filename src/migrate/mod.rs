@@ -870,3 +870,6 @@ impl<'a> Migrator<'a> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests;
