@@ -445,3 +445,67 @@ fn stream_hands_over_every_row_in_batches() {
     });
     rt.block_on(handle).unwrap();
 }
+
+#[test]
+fn a_transaction_runs_many_parameter_sets_and_a_failed_taker_discards_the_connection() {
+    run(async {
+        let (db, server) = database("engine-tx-many", &[]);
+        db.query(&sql("CREATE TABLE t (id integer)")).await.unwrap();
+        let insert = crate::sql::parse("INSERT INTO t VALUES (:id)", db.dialect());
+        let mut tx = db.begin("transaction").await.unwrap();
+        let rows = (0..4).map(|i| vec![Value::Int(i)]).collect();
+        assert_eq!(
+            tx.execute_many(&insert, RowFeed::from_rows(rows))
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(server.rows("t").unwrap().len(), 0);
+        tx.commit().await.unwrap();
+        assert_eq!(server.rows("t").unwrap().len(), 4);
+        let e = tx
+            .execute_many(&insert, RowFeed::from_rows(Vec::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Transaction);
+        // A taker that fails mid-result leaves rows unread: never reused.
+        let invalid = db.pool_status().invalid;
+        let mut take = |_rows: crate::value::Rows| Err(crate::error::Error::query("taker gave up"));
+        let e = db
+            .query_in_batches(&sql("SELECT id FROM t"), 1, &mut take)
+            .await
+            .unwrap_err();
+        assert_eq!(e.message, "taker gave up");
+        assert_eq!(db.pool_status().invalid, invalid + 1);
+    });
+}
+
+#[test]
+fn a_stream_whose_reader_leaves_early_discards_its_connection() {
+    let (db, _server) = database("engine-stream-early", &[]);
+    let db = std::sync::Arc::new(db);
+    let rt = crate::runtime::runtime().unwrap();
+    let probe = db.clone();
+    let handle = rt.spawn(async move {
+        db.query(&sql("CREATE TABLE s (i integer)")).await.unwrap();
+        db.query(&sql("INSERT INTO s VALUES (1), (2), (3), (4), (5), (6)"))
+            .await
+            .unwrap();
+        let mut rx = db.stream(sql("SELECT i FROM s"), 1).unwrap();
+        let first = rx.recv().await.unwrap().unwrap();
+        assert_eq!(ints(&first), vec![1]);
+        drop(rx);
+        // The producer (another worker) notices at its next send and gives
+        // the connection up; bounded, for a loaded machine.
+        let discarded = async {
+            while db.pool_status().invalid != 1 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), discarded)
+            .await
+            .unwrap();
+    });
+    rt.block_on(handle).unwrap();
+    assert_eq!(probe.pool_status().invalid, 1);
+}

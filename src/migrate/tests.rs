@@ -512,3 +512,38 @@ fn a_missing_directory_is_an_error_for_an_explicit_call_only() {
         assert_eq!(report.current_version, None);
     });
 }
+
+#[test]
+fn placeholders_are_replaced_and_a_missing_one_stops_the_run_before_it_starts() {
+    run(async {
+        let dir = Dir::new(
+            "placeholders",
+            &[
+                V1,
+                (
+                    "V2__owner.sql",
+                    "INSERT INTO items VALUES (2, '${owner}');\nINSERT INTO items VALUES (3, '${flyway:table}');\n",
+                ),
+            ],
+        );
+        let (db, server) = migrating("migrate-placeholders", &dir, &[]);
+        let migrator = Migrator::new(&db, None, "run_migrations").unwrap();
+        let e = migrator.migrate(None, false, false).await.unwrap_err();
+        assert!(e.message.contains("${owner}"), "{}", e.message);
+        assert!(!server.has_table("schema_version") && !server.has_table("items"));
+        let given = [("OWNER".to_owned(), "ops".to_owned())]
+            .into_iter()
+            .collect();
+        let migrator = Migrator::new(&db, None, "run_migrations")
+            .unwrap()
+            .with_placeholders(given);
+        migrator.migrate(None, false, false).await.unwrap();
+        let names: Vec<String> = server
+            .rows("items")
+            .unwrap()
+            .iter()
+            .map(|r| text(&r[1]).to_owned())
+            .collect();
+        assert_eq!(names, vec!["one", "ops", "schema_version"]);
+    });
+}
