@@ -68,6 +68,7 @@
 //! the seam's sent/not-sent rule sees what a socket would show.
 
 mod exec;
+mod lex;
 mod parse;
 mod server;
 pub mod testing;
