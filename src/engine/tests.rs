@@ -509,3 +509,32 @@ fn a_stream_whose_reader_leaves_early_discards_its_connection() {
     rt.block_on(handle).unwrap();
     assert_eq!(probe.pool_status().invalid, 1);
 }
+
+#[test]
+fn a_stale_plan_is_prepared_afresh_once_outside_a_transaction_only() {
+    run(async {
+        let (db, server) = database("engine-stale", &[]);
+        db.query(&sql("CREATE TABLE t (id integer)")).await.unwrap();
+        db.query(&sql("INSERT INTO t VALUES (1)")).await.unwrap();
+        server.arm("SELECT id FROM t", Fault::StalePlan, 1);
+        let rows = db.query(&sql("SELECT id FROM t")).await.unwrap();
+        assert_eq!(ints(&rows), vec![1]);
+        assert_eq!(server.executed("SELECT id FROM t"), 2);
+        server.arm("SELECT id FROM t", Fault::StalePlan, 1);
+        let mut take = |_rows: crate::value::Rows| Ok(());
+        let rest = db
+            .query_in_batches(&sql("SELECT id FROM t"), 5, &mut take)
+            .await
+            .unwrap();
+        assert_eq!(ints(&rest), vec![1]);
+        // Inside a transaction the refusal aborted it: no second try.
+        let mut tx = db.begin("transaction").await.unwrap();
+        server.arm("SELECT id FROM t", Fault::StalePlan, 1);
+        let e = tx.query(&sql("SELECT id FROM t")).await.unwrap_err();
+        assert_eq!(e.sqlstate.as_deref(), Some("0A000"));
+        tx.rollback().await.unwrap();
+        // The columns of a table, for bulk_insert without column names.
+        let mut conn = db.shared().pool.get().await.unwrap();
+        assert_eq!(conn.table_columns("t").await.unwrap(), vec!["id"]);
+    });
+}

@@ -62,7 +62,8 @@
 //!
 //! [`Server::fail_connects`] refuses the next connection attempts;
 //! [`Server::arm`] makes the next requests containing a pattern meet a
-//! [`Fault`] (reset before sending, reset after running, hang);
+//! [`Fault`] (reset before sending, reset after running, hang, a stale
+//! prepared plan);
 //! [`Server::kill_sessions`] resets every open session. Every request adds
 //! its length to the connection's `bytes_written` when it is "sent", so
 //! the seam's sent/not-sent rule sees what a socket would show.
@@ -137,6 +138,9 @@ struct Tx {
     aborted: bool,
 }
 
+/// The SQLSTATE of a statement prepared before a DDL change.
+const STALE_PLAN: &str = "0A000";
+
 pub struct FakeConn {
     server: Arc<Server>,
     session: u64,
@@ -184,6 +188,11 @@ impl FakeConn {
         self.server.record(text);
         if fault == Some(Fault::Hang) {
             std::future::pending::<()>().await;
+        }
+        if fault == Some(Fault::StalePlan) {
+            let mut e = Error::query("cached plan must not change result type");
+            e.sqlstate = Some(STALE_PLAN.to_owned());
+            return self.fail_in_tx(Err(e));
         }
         let mut out = Outcome::default();
         for stmt in stmts {
@@ -449,5 +458,9 @@ impl Backend for FakeConn {
 
     fn bytes_written(&self) -> Option<u64> {
         Some(self.written)
+    }
+
+    fn stale_plan(&self, e: &Error) -> bool {
+        e.sqlstate.as_deref() == Some(STALE_PLAN)
     }
 }

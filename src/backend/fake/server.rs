@@ -23,6 +23,9 @@ pub enum Fault {
     ResetAfterRun,
     /// The request was written and the server never answers.
     Hang,
+    /// The server refuses to run a statement prepared before a DDL change
+    /// ("cached plan must not change result type"), before running it.
+    StalePlan,
 }
 
 struct Armed {
