@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::backend::fake::testing::{database, run, sql, statement};
+use crate::backend::fake::testing::{database, migrating, run, sql, statement, Dir};
 use crate::backend::fake::Fault;
 use crate::error::ErrorKind;
 use crate::feed::RowFeed;
@@ -536,5 +536,40 @@ fn a_stale_plan_is_prepared_afresh_once_outside_a_transaction_only() {
         // The columns of a table, for bulk_insert without column names.
         let mut conn = db.shared().pool.get().await.unwrap();
         assert_eq!(conn.table_columns("t").await.unwrap(), vec!["id"]);
+    });
+}
+
+const V1: (&str, &str) = (
+    "V1__create_items.sql",
+    "CREATE TABLE items (id integer PRIMARY KEY, name text);\nINSERT INTO items VALUES (1, 'one');\n",
+);
+const V2: (&str, &str) = ("V2__add_log.sql", "CREATE TABLE log (id integer);\n");
+
+#[test]
+fn start_up_migrations_run_once_before_the_first_operation() {
+    run(async {
+        let dir = Dir::new("startup", &[V1, V2]);
+        let (db, server) = migrating("migrate-startup", &dir, &[("APP_AUTO_MIGRATE", "apply")]);
+        let rows = db.query(&sql("SELECT count(*) FROM items")).await.unwrap();
+        assert_eq!(rows.values, vec![Value::Int(1)]);
+        db.query(&sql("SELECT count(*) FROM items")).await.unwrap();
+        assert_eq!(server.executed("fake_lock"), 1);
+        let health = db.health().await;
+        assert!(matches!(
+            health.migrations,
+            crate::engine::MigrationHealth::Status { ref pending, .. } if pending.is_empty()
+        ));
+        // "check" only reports what is pending.
+        let dir = Dir::new("startup-check", &[V1]);
+        let (db, server) = migrating(
+            "migrate-startup-check",
+            &dir,
+            &[("APP_AUTO_MIGRATE", "check")],
+        );
+        db.ping().await.unwrap();
+        assert!(!server.has_table("items"));
+        let health = db.health().await;
+        assert_eq!(health.status, "degraded");
+        assert_eq!(health.error.as_deref(), Some("migrations are pending"));
     });
 }

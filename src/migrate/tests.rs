@@ -2,50 +2,14 @@
 //! open it: plan, apply, history, the lock, baseline, undo, repair,
 //! callbacks, dry run and failures.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::Migrator;
-use crate::backend::fake::testing::{database, run, settle, sql};
+use crate::backend::fake::testing::{database, migrating, run, settle, sql, Dir};
 use crate::backend::fake::Server;
-use crate::engine::Database;
 use crate::error::ErrorKind;
 use crate::value::Value;
-
-/// A fresh directory of migration files for one test.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str, files: &[(&str, &str)]) -> Dir {
-        let path = std::env::temp_dir().join(format!("dbflow-fake-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        let dir = Dir(path);
-        for (file, text) in files {
-            dir.write(file, text);
-        }
-        dir
-    }
-
-    fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.0.join(file), text).unwrap();
-    }
-
-    fn remove(&self, file: &str) {
-        std::fs::remove_file(self.0.join(file)).unwrap();
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const V1: (&str, &str) = (
     "V1__create_items.sql",
@@ -55,14 +19,6 @@ const V1: (&str, &str) = (
 const V2: (&str, &str) = ("V2__add_log.sql", "CREATE TABLE log (id integer);\n");
 const U1: (&str, &str) = ("U1__drop_items.sql", "DROP TABLE items;\n");
 const U2: (&str, &str) = ("U2__drop_log.sql", "DROP TABLE log;\n");
-
-/// A database on its own fake host whose migrations are in `dir`.
-fn migrating(host: &str, dir: &Dir, settings: &[(&str, &str)]) -> (Database, Arc<Server>) {
-    let path = dir.path().display().to_string();
-    let mut all = vec![("APP_MIGRATIONS_DIR", path.as_str())];
-    all.extend_from_slice(settings);
-    database(host, &all)
-}
 
 fn history(server: &Server) -> Vec<Vec<Value>> {
     server.rows("schema_version").unwrap_or_default()
@@ -458,35 +414,6 @@ fn rollback_undoes_newest_first_and_needs_every_undo_file() {
         assert_eq!(migrator.rollback("0").await.unwrap(), vec!["V2", "V1"]);
         assert!(!server.has_table("items") && history(&server).is_empty());
         assert!(migrator.rollback("x").await.is_err());
-    });
-}
-
-#[test]
-fn start_up_migrations_run_once_before_the_first_operation() {
-    run(async {
-        let dir = Dir::new("startup", &[V1, V2]);
-        let (db, server) = migrating("migrate-startup", &dir, &[("APP_AUTO_MIGRATE", "apply")]);
-        let rows = db.query(&sql("SELECT count(*) FROM items")).await.unwrap();
-        assert_eq!(rows.values, vec![Value::Int(1)]);
-        db.query(&sql("SELECT count(*) FROM items")).await.unwrap();
-        assert_eq!(server.executed("fake_lock"), 1);
-        let health = db.health().await;
-        assert!(matches!(
-            health.migrations,
-            crate::engine::MigrationHealth::Status { ref pending, .. } if pending.is_empty()
-        ));
-        // "check" only reports what is pending.
-        let dir = Dir::new("startup-check", &[V1]);
-        let (db, server) = migrating(
-            "migrate-startup-check",
-            &dir,
-            &[("APP_AUTO_MIGRATE", "check")],
-        );
-        db.ping().await.unwrap();
-        assert!(!server.has_table("items"));
-        let health = db.health().await;
-        assert_eq!(health.status, "degraded");
-        assert_eq!(health.error.as_deref(), Some("migrations are pending"));
     });
 }
 

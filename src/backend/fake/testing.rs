@@ -3,6 +3,7 @@
 //! connection string is `fake://<host>/app`, and the fake server behind it.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{server, Server};
@@ -87,4 +88,46 @@ pub fn run<F: std::future::Future<Output = ()> + Send>(test: F) {
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// A fresh directory of migration files for one test.
+pub struct Dir(PathBuf);
+
+impl Dir {
+    pub fn new(name: &str, files: &[(&str, &str)]) -> Dir {
+        let path = std::env::temp_dir().join(format!("dbflow-fake-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        let dir = Dir(path);
+        for (file, text) in files {
+            dir.write(file, text);
+        }
+        dir
+    }
+
+    pub fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.0.join(file), text).unwrap();
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.0.join(file)).unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A database on its own fake host whose migrations are in `dir`.
+pub fn migrating(host: &str, dir: &Dir, settings: &[(&str, &str)]) -> (Database, Arc<Server>) {
+    let path = dir.path().display().to_string();
+    let mut all = vec![("APP_MIGRATIONS_DIR", path.as_str())];
+    all.extend_from_slice(settings);
+    database(host, &all)
 }
