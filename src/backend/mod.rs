@@ -65,6 +65,8 @@ macro_rules! backends {
             ($d kind:expr, $d b:ident => $d call:expr) => {{
                 let kind: Kind = $d kind;
                 let mut done = None;
+                // `let () = if ...;`: an attribute may sit on a statement,
+                // not (on stable Rust) on an `if` expression.
                 $(
                     $(#[$attr])*
                     let () = if done.is_none() && kind == Kind(&$module::KIND) {

@@ -171,4 +171,22 @@ mod tests {
             dispose(&third);
         });
     }
+
+    #[test]
+    fn a_pool_released_by_its_last_user_is_kept_through_the_grace_period() {
+        run(async {
+            let config = Arc::new(config(
+                "registry-grace",
+                &[("APP_POOL_RELEASE_GRACE", "600")],
+            ));
+            let first = attach(config.clone()).unwrap();
+            release(&first);
+            assert_eq!(first.users(), 0);
+            // Used again within the grace period: the same warm pool.
+            let again = attach(config).unwrap();
+            assert!(Arc::ptr_eq(&first, &again));
+            assert_eq!(again.users(), 1);
+            dispose(&again);
+        });
+    }
 }
