@@ -520,6 +520,26 @@ impl Database {
     }
 }
 
+/// The migrator's view of a database: connections for its own work, the
+/// settings, and errors that name the database.
+impl crate::migrate::Connections for Database {
+    fn config(&self) -> &DatabaseConfig {
+        Database::config(self)
+    }
+
+    fn fail(&self, e: Error, operation: &'static str) -> Error {
+        Database::fail(self, e, operation)
+    }
+
+    fn checkout<'s>(
+        &'s self,
+        operation: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PooledConnection>> + Send + 's>>
+    {
+        Box::pin(Database::checkout(self, operation))
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         self.release();
@@ -674,3 +694,6 @@ pub struct Health {
     pub response_time: Duration,
     pub error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests;

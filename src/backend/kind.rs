@@ -106,3 +106,32 @@ impl Kind {
         self.0.sql.dialect
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_backend_is_found_by_name_and_by_connection_string() {
+        let pg = Kind::named(" PG ").unwrap();
+        assert_eq!(pg.as_str(), "postgresql");
+        assert_eq!(Kind::named("mssql").map(Kind::as_str), Some("sqlserver"));
+        assert_eq!(Kind::named("oracle"), None);
+        let (fake, form) = Kind::detect("fake://host/db").unwrap();
+        assert_eq!((fake.as_str(), form), ("fake", StringForm::Url));
+        assert_eq!(fake.scheme(), "fake");
+        assert_eq!(fake.dialect().placeholder_prefix, "$");
+        let spec = fake.parse("fake://u:p@host/db", form, "KEY").unwrap();
+        assert_eq!(spec.host.as_deref(), Some("host"));
+        assert_eq!(Kind::detect("postgresql://h/db").unwrap().0, pg);
+        assert_eq!(Kind::detect("mysql://h/db"), None);
+    }
+
+    #[test]
+    fn names_and_examples_list_every_backend_in_registration_order() {
+        // The fake is registered only in test builds, after the real ones.
+        assert_eq!(Kind::names(), "postgresql, sqlserver or fake");
+        assert!(Kind::examples().starts_with(Kind::all().next().unwrap().example_url()));
+        assert_eq!(format!("{:?}", Kind::all().last().unwrap()), "fake");
+    }
+}

@@ -5,6 +5,8 @@
 //! line in [`backends!`]'s list below.
 
 pub mod contract;
+#[cfg(test)]
+pub mod fake;
 pub mod kind;
 pub mod liveness;
 pub mod mssql;
@@ -13,7 +15,7 @@ pub mod rows;
 pub mod sent;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use contract::Backend;
 pub use kind::{Kind, KindInfo};
@@ -35,22 +37,24 @@ pub struct Statement {
 /// The registered backends: for each, the driver enum's variant and its
 /// module's connection type (which implements [`Backend`]) and `KIND`.
 /// From this one list come the enum the seam dispatches on, [`KINDS`], and
-/// the dispatch itself (`$d` is a literal `$` for the inner macros).
+/// the dispatch itself (`$d` is a literal `$` for the inner macros). An
+/// entry may carry attributes (`#[cfg(test)]`), which follow it into the
+/// enum, the registry and every dispatch.
 macro_rules! backends {
-    ($d:tt $($variant:ident: $module:ident::$conn:ident),+ $(,)?) => {
+    ($d:tt $($(#[$attr:meta])* $variant:ident: $module:ident::$conn:ident),+ $(,)?) => {
         enum Driver {
             // Boxed: drivers are large, and connections live in pool slots.
-            $($variant(Box<$module::$conn>)),+
+            $($(#[$attr])* $variant(Box<$module::$conn>)),+
         }
 
         /// Every backend configuration can name, in registration order.
-        pub static KINDS: &[&KindInfo] = &[$(&$module::KIND),+];
+        pub static KINDS: &[&KindInfo] = &[$($(#[$attr])* &$module::KIND),+];
 
         /// Call the same operation on whichever backend a driver holds.
         macro_rules! dispatch {
             ($d driver:expr, $d c:ident => $d call:expr) => {
                 match $d driver {
-                    $(Driver::$variant($d c) => $d call,)+
+                    $($(#[$attr])* Driver::$variant($d c) => $d call,)+
                 }
             };
         }
@@ -61,11 +65,14 @@ macro_rules! backends {
             ($d kind:expr, $d b:ident => $d call:expr) => {{
                 let kind: Kind = $d kind;
                 let mut done = None;
+                // `let () = if ...;`: an attribute may sit on a statement,
+                // not (on stable Rust) on an `if` expression.
                 $(
-                    if done.is_none() && kind == Kind(&$module::KIND) {
+                    $(#[$attr])*
+                    let () = if done.is_none() && kind == Kind(&$module::KIND) {
                         type $d b = $module::$conn;
                         done = Some($d call);
-                    }
+                    };
                 )+
                 done.ok_or_else(|| {
                     Error::config(format!(
@@ -77,10 +84,11 @@ macro_rules! backends {
 
         async fn open(config: &DatabaseConfig) -> Result<Driver> {
             $(
-                if config.database_type == Kind(&$module::KIND) {
+                $(#[$attr])*
+                let () = if config.database_type == Kind(&$module::KIND) {
                     let conn = <$module::$conn as Backend>::connect(config).await?;
                     return Ok(Driver::$variant(Box::new(conn)));
-                }
+                };
             )+
             Err(Error::config(format!(
                 "no backend is registered for the database type {:?}",
@@ -94,6 +102,9 @@ backends! {
     $
     Postgres: postgres::PgConn,
     SqlServer: mssql::MsConn,
+    // In-memory, for `cargo test` only (see `fake`'s module doc).
+    #[cfg(test)]
+    Fake: fake::FakeConn,
 }
 
 /// A live connection of any backend plus what the pool needs to know.
@@ -101,7 +112,7 @@ pub struct Connection {
     driver: Driver,
     kind: Kind,
     /// When this connection last finished a round trip successfully.
-    pub last_used: Instant,
+    pub last_used: tokio::time::Instant,
     /// Set when an error left the connection in an unknown state; the pool
     /// discards it instead of handing it out again.
     pub broken: bool,
@@ -198,7 +209,7 @@ impl Connection {
         Ok(Connection {
             driver,
             kind: config.database_type,
-            last_used: Instant::now(),
+            last_used: tokio::time::Instant::now(),
             broken: false,
             in_transaction: false,
             in_flight: false,
@@ -258,7 +269,7 @@ impl Connection {
     fn note<T>(&mut self, mut result: Result<T>, written_before: Option<u64>) -> Result<T> {
         self.in_flight = false;
         match &mut result {
-            Ok(_) => self.last_used = Instant::now(),
+            Ok(_) => self.last_used = tokio::time::Instant::now(),
             Err(e) if e.kind == ErrorKind::Connection => {
                 let phase = match (self.committing, self.in_transaction) {
                     (true, _) => sent::Phase::Commit,

@@ -41,7 +41,7 @@ impl Migrator<'_> {
         hooks: &[Prepared<'_>],
     ) -> Result<()> {
         for hook in hooks {
-            tracing::info!(database = %self.db.name(), script = %hook.file.script, "running callback");
+            tracing::info!(database = %self.db.config().name, script = %hook.file.script, "running callback");
             if hook.file.transactional {
                 in_unit(conn, async |conn| self.run_prepared(conn, hook).await).await?;
             } else {

@@ -72,7 +72,7 @@ impl Migrator<'_> {
             success: true,
         };
         self.table.insert(conn, &row).await?;
-        tracing::info!(database = %self.db.name(), version = %version.label(), "baselined the database");
+        tracing::info!(database = %self.db.config().name, version = %version.label(), "baselined the database");
         Ok(row)
     }
 

@@ -11,7 +11,9 @@ pub mod history;
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use self::baseline::baseline_of;
 use self::files::{migration_error, MigrationFile, MigrationSet, Placeholders, SqlFile, Version};
@@ -19,8 +21,8 @@ use self::history::{Applied, HistoryTable};
 use self::plan::PlannedPart;
 use crate::backend::Connection;
 use crate::config::DatabaseConfig;
-use crate::engine::Database;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pool::PooledConnection;
 use crate::value::Value;
 
 /// Where a database's migration files live: `<DB>_MIGRATIONS_DIR`, else
@@ -151,8 +153,41 @@ struct Planned<'s> {
     baseline: Option<Version>,
 }
 
+/// Where a migrator gets its connections, its database's settings, and
+/// how its errors name the database. `engine::Database` is one; the
+/// migrator never names the engine (which runs it at start-up).
+pub trait Connections: Sync {
+    fn config(&self) -> &DatabaseConfig;
+
+    /// `e` with the database and operation attached and secrets removed.
+    fn fail(&self, e: Error, operation: &'static str) -> Error;
+
+    /// A connection for the migrator's own work (no start-up hook).
+    fn checkout<'s>(
+        &'s self,
+        operation: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<PooledConnection>> + Send + 's>>;
+}
+
+impl<T: Connections + Send + ?Sized> Connections for std::sync::Arc<T> {
+    fn config(&self) -> &DatabaseConfig {
+        (**self).config()
+    }
+
+    fn fail(&self, e: Error, operation: &'static str) -> Error {
+        (**self).fail(e, operation)
+    }
+
+    fn checkout<'s>(
+        &'s self,
+        operation: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<PooledConnection>> + Send + 's>> {
+        (**self).checkout(operation)
+    }
+}
+
 pub struct Migrator<'a> {
-    db: &'a Database,
+    db: &'a dyn Connections,
     set: MigrationSet,
     table: HistoryTable,
     placeholders: Placeholders,
@@ -183,8 +218,8 @@ fn label_of(history: &[Applied]) -> Option<String> {
 impl<'a> Migrator<'a> {
     /// For an explicit migration call: a database without a migrations
     /// directory is an error naming where it was looked for.
-    pub fn new(
-        db: &'a Database,
+    pub fn new<C: Connections>(
+        db: &'a C,
         root_override: Option<&Path>,
         operation: &'static str,
     ) -> Result<Self> {
@@ -196,11 +231,11 @@ impl<'a> Migrator<'a> {
 
     /// For start-up and health: no directory means a database this code
     /// only reads (no migrations, nothing pending).
-    pub fn if_present(db: &'a Database, root_override: Option<&Path>) -> Result<Self> {
+    pub fn if_present<C: Connections>(db: &'a C, root_override: Option<&Path>) -> Result<Self> {
         Self::with_directory(db, resolve_directory(db.config(), root_override).ok())
     }
 
-    fn with_directory(db: &'a Database, directory: Option<PathBuf>) -> Result<Self> {
+    fn with_directory(db: &'a dyn Connections, directory: Option<PathBuf>) -> Result<Self> {
         let config = db.config();
         let set = files::load(directory.as_deref()).map_err(|e| db.fail(e, "migrations"))?;
         let sql = config.database_type.sql();
@@ -586,13 +621,13 @@ impl<'a> Migrator<'a> {
             let run = async {
                 self.run_hooks(conn, &hooks.before).await?;
                 for item in &versioned {
-                    tracing::info!(database = %self.db.name(), script = %item.file.script, "applying migration");
+                    tracing::info!(database = %self.db.config().name, script = %item.file.script, "applying migration");
                     let row = self.apply(conn, &hooks, item, &history).await?;
                     report.applied.push(row_label(&row));
                     history.push(row);
                 }
                 for item in &repeatable {
-                    tracing::info!(database = %self.db.name(), script = %item.file.script, "applying repeatable migration");
+                    tracing::info!(database = %self.db.config().name, script = %item.file.script, "applying repeatable migration");
                     let row = self.apply(conn, &hooks, item, &history).await?;
                     report.repeatable.push(row.script.clone());
                     history.push(row);
@@ -768,7 +803,7 @@ impl<'a> Migrator<'a> {
             let run = async {
                 self.run_hooks(conn, &hooks.before).await?;
                 for (applied, label, undo) in &prepared {
-                    tracing::info!(database = %self.db.name(), script = %undo.file.script, "undoing migration");
+                    tracing::info!(database = %self.db.config().name, script = %undo.file.script, "undoing migration");
                     apply::in_unit(conn, async |conn| {
                         self.each(conn, &hooks.before_each).await?;
                         self.run_prepared(conn, undo).await?;
@@ -835,3 +870,6 @@ impl<'a> Migrator<'a> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests;

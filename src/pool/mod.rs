@@ -389,3 +389,6 @@ impl Pool {
         remaining
     }
 }
+
+#[cfg(test)]
+mod tests;

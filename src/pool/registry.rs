@@ -140,3 +140,53 @@ pub fn dispose(shared: &Arc<SharedPool>) {
 pub fn open_pools() -> usize {
     lock().pools.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::testing::{config, run};
+
+    #[test]
+    fn managers_of_one_database_share_a_pool_until_it_is_disposed() {
+        run(async {
+            let config = Arc::new(config("registry-share", &[]));
+            let first = attach(config.clone()).unwrap();
+            let second = attach(config.clone()).unwrap();
+            assert!(Arc::ptr_eq(&first, &second));
+            assert_eq!(first.users(), 2);
+            release(&second);
+            assert_eq!(first.users(), 1);
+            // Other pool settings are another pool.
+            let other = Arc::new(crate::backend::fake::testing::config(
+                "registry-share",
+                &[("APP_POOL_SIZE", "2")],
+            ));
+            let third = attach(other).unwrap();
+            assert!(!Arc::ptr_eq(&first, &third));
+            dispose(&first);
+            let fresh = attach(config).unwrap();
+            assert!(!Arc::ptr_eq(&first, &fresh));
+            assert!(open_pools() >= 2);
+            dispose(&fresh);
+            dispose(&third);
+        });
+    }
+
+    #[test]
+    fn a_pool_released_by_its_last_user_is_kept_through_the_grace_period() {
+        run(async {
+            let config = Arc::new(config(
+                "registry-grace",
+                &[("APP_POOL_RELEASE_GRACE", "600")],
+            ));
+            let first = attach(config.clone()).unwrap();
+            release(&first);
+            assert_eq!(first.users(), 0);
+            // Used again within the grace period: the same warm pool.
+            let again = attach(config).unwrap();
+            assert!(Arc::ptr_eq(&first, &again));
+            assert_eq!(again.users(), 1);
+            dispose(&again);
+        });
+    }
+}
