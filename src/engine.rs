@@ -16,7 +16,13 @@ use crate::pool::registry::{self, SharedPool};
 use crate::pool::{PoolStatus, PooledConnection};
 use crate::retry::{self, RetryPolicy};
 use crate::sql::{Dialect, ParsedSql};
-use crate::value::{Rows, Value};
+use crate::value::Rows;
+
+mod health;
+mod transaction;
+
+pub use self::health::{Health, MigrationHealth};
+pub use self::transaction::Transaction;
 
 /// A user of one database's shared pool.
 pub struct Database {
@@ -166,7 +172,7 @@ impl Database {
     }
 
     /// Count an operation's outcome in the pool's metrics.
-    fn observe<T>(
+    pub(crate) fn observe<T>(
         &self,
         started: Instant,
         result: Result<T>,
@@ -286,82 +292,6 @@ impl Database {
                 }
             }
         }
-    }
-
-    /// Connection test, query test and migration status, reported within
-    /// the health deadline whatever the server does. Never fails.
-    pub async fn health(&self) -> Health {
-        let started = Instant::now();
-        let deadline = self.config().health_timeout;
-        let remaining = || deadline.saturating_sub(started.elapsed());
-        let mut health = Health {
-            status: "unhealthy",
-            connection: false,
-            query_test: false,
-            migrations: MigrationHealth::NotChecked,
-            response_time: Duration::ZERO,
-            error: None,
-        };
-        let late = |what: &str| {
-            format!(
-                "no {what} within the health deadline of {:.1} s",
-                deadline.as_secs_f64()
-            )
-        };
-        match tokio::time::timeout(remaining(), self.checkout("health_check")).await {
-            Err(_) => health.error = Some(late("connection")),
-            Ok(Err(e)) => health.error = Some(self.fail(e, "health_check").to_string()),
-            Ok(Ok(mut conn)) => {
-                health.connection = true;
-                let probe = Statement {
-                    sql: crate::sql::parse("SELECT 1 AS health_check", self.dialect()),
-                    values: Vec::new(),
-                };
-                match tokio::time::timeout(remaining(), conn.query(&probe)).await {
-                    Err(_) => health.error = Some(late("answer to SELECT 1")),
-                    Ok(Err(e)) => health.error = Some(self.fail(e, "health_check").to_string()),
-                    Ok(Ok(rows)) => health.query_test = rows.values.first() == Some(&Value::Int(1)),
-                }
-            }
-        }
-        if health.query_test {
-            health.migrations = match Migrator::if_present(self, self.migrations_root.as_deref()) {
-                Err(e) => MigrationHealth::Unavailable(e.to_string()),
-                Ok(m) if !m.has_migrations() => MigrationHealth::ReadOnly,
-                Ok(m) => match tokio::time::timeout(remaining(), m.status()).await {
-                    Err(_) => MigrationHealth::Unavailable(late("migration status")),
-                    Ok(Err(e)) => MigrationHealth::Unavailable(e.to_string()),
-                    Ok(Ok(status)) => MigrationHealth::Status {
-                        current_version: status.current_version,
-                        pending: status.pending.into_iter().map(|p| p.0).collect(),
-                    },
-                },
-            };
-        }
-        health.response_time = started.elapsed();
-        let slow = health.response_time > self.config().health_slow;
-        let pending = matches!(&health.migrations, MigrationHealth::Status { pending, .. } if !pending.is_empty());
-        health.status = match (health.connection && health.query_test, slow || pending) {
-            (false, _) => "unhealthy",
-            (true, true) => "degraded",
-            (true, false) => "healthy",
-        };
-        if health.status == "degraded" && health.error.is_none() {
-            health.error = Some(if pending {
-                "migrations are pending".to_owned()
-            } else {
-                format!(
-                    "slow: {:.0} ms, above the {:.0} ms threshold",
-                    health.response_time.as_secs_f64() * 1000.0,
-                    self.config().health_slow.as_secs_f64() * 1000.0
-                )
-            });
-        }
-        if let Some(e) = &health.error {
-            // The report carries the error; whoever asked decides whether to log it.
-            tracing::debug!(database = %self.name(), status = health.status, "health check: {e}");
-        }
-        health
     }
 
     pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
@@ -548,7 +478,7 @@ impl Drop for Database {
 
 /// Count an operation's outcome in `metrics` (one home for databases and
 /// transactions).
-fn observe<T>(
+pub(crate) fn observe<T>(
     metrics: &crate::metrics::Metrics,
     started: Instant,
     result: Result<T>,
@@ -563,7 +493,7 @@ fn observe<T>(
 
 /// The server refused the COMMIT: nothing was saved. A connection lost at
 /// COMMIT says itself whether COMMIT had left (`backend::sent`).
-fn commit_failed(mut e: Error) -> Error {
+pub(crate) fn commit_failed(mut e: Error) -> Error {
     if e.kind != ErrorKind::Connection {
         e.kind = ErrorKind::Transaction;
         e.message = format!("COMMIT failed, nothing was saved: {}", e.message);
@@ -571,128 +501,10 @@ fn commit_failed(mut e: Error) -> Error {
     e
 }
 
-async fn rollback_quietly(conn: &mut PooledConnection) {
+pub(crate) async fn rollback_quietly(conn: &mut PooledConnection) {
     if conn.rollback().await.is_err() {
         conn.broken = true;
     }
-}
-
-/// An open transaction. Dropping it without commit discards its connection,
-/// so the server rolls back; nothing half-done returns to the pool.
-pub struct Transaction {
-    conn: Option<PooledConnection>,
-    savepoints: u32,
-    database: String,
-    secret: Option<String>,
-}
-
-impl Transaction {
-    fn fail(&self, e: Error, operation: &'static str) -> Error {
-        e.context(&self.database, operation)
-            .redact(self.secret.as_deref())
-    }
-
-    fn conn(&mut self, operation: &'static str) -> Result<&mut PooledConnection> {
-        let database = self.database.clone();
-        self.conn.as_mut().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Transaction,
-                "the transaction is already finished; start a new one",
-            )
-            .context(&database, operation)
-        })
-    }
-
-    pub fn is_active(&self) -> bool {
-        self.conn.is_some()
-    }
-
-    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
-        let started = Instant::now();
-        let conn = self.conn("transaction.execute_query")?;
-        let r = conn.query(statement).await;
-        let r = observe(conn.metrics(), started, r, |rows| rows.row_count() as u64);
-        r.map_err(|e| self.fail(e, "transaction.execute_query"))
-    }
-
-    pub async fn execute_many(&mut self, sql: &ParsedSql, mut feed: RowFeed) -> Result<u64> {
-        let started = Instant::now();
-        let conn = self.conn("transaction.execute_many")?;
-        let r = conn.execute_many(sql, &mut feed).await;
-        let r = observe(conn.metrics(), started, r, |_| 0);
-        r.map_err(|e| self.fail(e, "transaction.execute_many"))
-    }
-
-    pub async fn commit(&mut self) -> Result<()> {
-        let mut conn = self
-            .conn
-            .take()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Transaction,
-                    "the transaction is already finished",
-                )
-            })
-            .map_err(|e| self.fail(e, "transaction.commit"))?;
-        let r = conn.commit().await;
-        r.map_err(|e| self.fail(commit_failed(e), "transaction.commit"))
-    }
-
-    pub async fn rollback(&mut self) -> Result<()> {
-        let Some(mut conn) = self.conn.take() else {
-            return Ok(());
-        };
-        let r = conn.rollback().await;
-        if r.is_err() {
-            conn.broken = true;
-        }
-        r.map_err(|e| self.fail(e, "transaction.rollback"))
-    }
-
-    /// A nested unit of work: `SAVEPOINT`, then release on success or roll
-    /// back to it on failure.
-    pub async fn savepoint(&mut self) -> Result<String> {
-        self.savepoints += 1;
-        let name = format!("dbflow_sp_{}", self.savepoints);
-        let conn = self.conn("transaction.savepoint")?;
-        let r = conn.savepoint(&name).await;
-        r.map_err(|e| self.fail(e, "transaction.savepoint"))?;
-        Ok(name)
-    }
-
-    pub async fn release_savepoint(&mut self, name: &str) -> Result<()> {
-        let conn = self.conn("transaction.savepoint")?;
-        let r = conn.release_savepoint(name).await;
-        r.map_err(|e| self.fail(e, "transaction.savepoint"))
-    }
-
-    pub async fn rollback_to_savepoint(&mut self, name: &str) -> Result<()> {
-        let conn = self.conn("transaction.savepoint")?;
-        let r = conn.rollback_to_savepoint(name).await;
-        r.map_err(|e| self.fail(e, "transaction.savepoint"))
-    }
-}
-
-/// What a health check found about migrations.
-#[derive(Debug, Clone)]
-pub enum MigrationHealth {
-    NotChecked,
-    ReadOnly,
-    Status {
-        current_version: Option<String>,
-        pending: Vec<String>,
-    },
-    Unavailable(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct Health {
-    pub status: &'static str,
-    pub connection: bool,
-    pub query_test: bool,
-    pub migrations: MigrationHealth,
-    pub response_time: Duration,
-    pub error: Option<String>,
 }
 
 #[cfg(test)]

@@ -6,9 +6,16 @@
 
 mod apply;
 pub mod baseline;
+mod directory;
 pub mod files;
 pub mod history;
+mod inspect;
 pub mod plan;
+mod report;
+mod undo;
+
+pub use self::directory::{missing_directory, resolve_directory};
+pub use self::report::{AppliedInfo, RepeatableInfo, Report, Status};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,127 +25,11 @@ use std::pin::Pin;
 use self::baseline::baseline_of;
 use self::files::{migration_error, MigrationFile, MigrationSet, Placeholders, SqlFile, Version};
 use self::history::{Applied, HistoryTable};
-use self::plan::PlannedPart;
 use crate::backend::Connection;
 use crate::config::DatabaseConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::pool::PooledConnection;
 use crate::value::Value;
-
-/// Where a database's migration files live: `<DB>_MIGRATIONS_DIR`, else
-/// `<root>/<database_name>` for the root given to the manager, the
-/// `MIGRATIONS_DIR` setting, or the first of `migrations/` and
-/// `core/migrations/` that has one. The database name matches a directory
-/// whatever its case, as it matches configuration keys (`Shop` finds
-/// `migrations/shop/`). `Err` lists every path searched.
-pub fn resolve_directory(
-    config: &DatabaseConfig,
-    root_override: Option<&Path>,
-) -> Result<PathBuf, Vec<PathBuf>> {
-    if let Some(dir) = &config.migrations_dir {
-        let dir = PathBuf::from(dir);
-        return if dir.is_dir() {
-            Ok(dir)
-        } else {
-            Err(vec![dir])
-        };
-    }
-    let roots: Vec<PathBuf> = match (root_override, &config.migrations_root) {
-        (Some(root), _) => vec![root.to_path_buf()],
-        (None, Some(root)) => vec![PathBuf::from(root)],
-        (None, None) => vec![
-            PathBuf::from("migrations"),
-            PathBuf::from("core/migrations"),
-        ],
-    };
-    let mut searched = Vec::new();
-    for root in roots {
-        let exact = root.join(&config.name);
-        if exact.is_dir() {
-            return Ok(exact);
-        }
-        let other_case = std::fs::read_dir(&root).ok().and_then(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.eq_ignore_ascii_case(&config.name))
-                .min()
-        });
-        if let Some(found) = other_case {
-            return Ok(root.join(found));
-        }
-        searched.push(exact);
-    }
-    Err(searched)
-}
-
-/// The error of an explicit migration call for a database whose directory
-/// was not found: every path searched, absolute, and how to point at it.
-pub fn missing_directory(config: &DatabaseConfig, searched: &[PathBuf]) -> Error {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let paths: Vec<String> = searched
-        .iter()
-        .map(|p| cwd.join(p).display().to_string())
-        .collect();
-    Error::config(format!(
-        "no migrations directory for database '{}': looked for {} (working directory {}); \
-         create it, or set {}_GLOBAL_{}_MIGRATIONS_DIR (or MIGRATIONS_DIR, the directory holding \
-         one folder per database) to where the files are",
-        config.name,
-        paths.join(", "),
-        cwd.display(),
-        crate::config::key_part(&config.environment),
-        crate::config::key_part(&config.name),
-    ))
-}
-
-/// One history row as reported to users.
-#[derive(Debug, Clone)]
-pub struct AppliedInfo {
-    pub version: String,
-    pub description: String,
-    pub script: String,
-    pub checksum: Option<i32>,
-    pub installed_by: String,
-    pub installed_on: Value,
-    pub execution_time_ms: i64,
-    pub success: bool,
-    pub kind: String,
-}
-
-/// A repeatable file and its state: `pending` (never applied), `applied`
-/// (this checksum is the latest applied), `outdated` (edited since).
-#[derive(Debug, Clone)]
-pub struct RepeatableInfo {
-    pub script: String,
-    pub description: String,
-    pub state: &'static str,
-}
-
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub directory: Option<PathBuf>,
-    pub repeatable: Vec<RepeatableInfo>,
-    pub baseline: Option<String>,
-    pub current_version: Option<String>,
-    pub pending: Vec<(String, String, String)>,
-    pub applied: Vec<AppliedInfo>,
-    pub total: usize,
-    pub last_migration: Option<Value>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub applied: Vec<String>,
-    /// Repeatable files applied (script names), after the versions.
-    pub repeatable: Vec<String>,
-    pub current_version: Option<String>,
-    /// The version baselined by `<DB>_BASELINE_ON_MIGRATE` in this run.
-    pub baselined: Option<String>,
-    /// A dry run: what would be sent, in order; nothing was changed.
-    pub dry_run: Option<Vec<PlannedPart>>,
-}
 
 /// What `plan_run` decided, before anything was written.
 struct Planned<'s> {
@@ -357,126 +248,9 @@ impl<'a> Migrator<'a> {
             .collect()
     }
 
-    /// Current version, pending and applied migrations. Creates nothing.
-    pub async fn status(&self) -> Result<Status> {
-        let op = "get_migration_status";
-        let mut conn = self.db.checkout(op).await?;
-        let history = self
-            .history(&mut conn)
-            .await
-            .map_err(|e| self.fail(e, op))?;
-        Ok(Status {
-            directory: self.set.directory.clone(),
-            repeatable: self
-                .set
-                .repeatable
-                .iter()
-                .map(|f| RepeatableInfo {
-                    script: f.script.clone(),
-                    description: f.description.clone(),
-                    state: Self::repeatable_state(&history, f),
-                })
-                .collect(),
-            baseline: baseline_of(&history).map(|v| v.label()),
-            current_version: label_of(&history),
-            pending: self
-                .pending(&history)
-                .iter()
-                .map(|f| (f.version.label(), f.description.clone(), f.script.clone()))
-                .collect(),
-            last_migration: history
-                .iter()
-                .rev()
-                .find(|a| a.success)
-                .map(|a| a.installed_on.clone()),
-            applied: history
-                .iter()
-                .map(|a| AppliedInfo {
-                    version: Version::parse(&a.version)
-                        .map_or_else(|| a.version.clone(), |v| v.label()),
-                    description: a.description.clone(),
-                    script: a.script.clone(),
-                    checksum: a.checksum,
-                    installed_by: a.installed_by.clone(),
-                    installed_on: a.installed_on.clone(),
-                    execution_time_ms: a.execution_time_ms,
-                    success: a.success,
-                    kind: a.kind.clone(),
-                })
-                .collect(),
-            total: self.set.versions.len(),
-        })
-    }
-
-    /// Every way the history and the files can disagree, as typed errors
-    /// naming the file.
-    fn check(&self, history: &[Applied], out_of_order: bool) -> Result<()> {
-        if let Some(failed) = history.iter().find(|a| !a.success) {
-            return Err(migration_error(format!(
-                "{} (version {}) failed earlier and may have left partial changes; fix the database by \
-                 hand, then run repair (dbflow repair <db>) before migrating again",
-                failed.script, failed.version
-            )));
-        }
-        for applied in successful(history).filter(|a| a.kind != "BASELINE") {
-            // Repeatable rows have no version; an edited one is simply due again.
-            let Some(version) = Version::parse(&applied.version) else {
-                continue;
-            };
-            match self.set.find(&version) {
-                None => {
-                    return Err(migration_error(format!(
-                        "version {} ({}) is applied but its file is missing from {}; restore the file",
-                        version.label(),
-                        applied.script,
-                        self.set.directory.as_deref().map_or("the migrations directory".into(), |d| d.display().to_string())
-                    )))
-                }
-                Some(file) if applied.checksum.is_some_and(|c| c != file.checksum) => {
-                    return Err(Error::new(
-                        ErrorKind::ChecksumMismatch,
-                        format!(
-                            "{} was edited after it was applied (applied checksum {}, file checksum {}); \
-                             revert the edit and add a new migration, or run repair to accept the file",
-                            file.script,
-                            applied.checksum.unwrap_or_default(),
-                            file.checksum
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        if !out_of_order {
-            if let Some(max) = max_applied(history) {
-                if let Some(late) = self.pending(history).into_iter().find(|f| f.version < max) {
-                    return Err(migration_error(format!(
-                        "{} is older than the applied version {} (out of order); give it a version above {}, \
-                         or allow it with out_of_order=True",
-                        late.script,
-                        max.label(),
-                        max.label()
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn validate(&self, out_of_order: bool) -> Result<()> {
-        let op = "validate_migrations";
-        let mut conn = self.db.checkout(op).await?;
-        let history = self
-            .history(&mut conn)
-            .await
-            .map_err(|e| self.fail(e, op))?;
-        self.check(&history, out_of_order)
-            .map_err(|e| self.fail(e, op))
-    }
-
     /// Run `work` holding the migration lock on a dedicated connection; the
     /// lock is released whatever happens.
-    pub(super) async fn locked<T>(
+    async fn locked<T>(
         &self,
         op: &'static str,
         work: impl for<'c> AsyncFnOnce(&'c mut Connection) -> Result<T>,
@@ -753,121 +527,6 @@ impl<'a> Migrator<'a> {
 
     pub(super) fn next_rank(history: &[Applied]) -> i64 {
         history.iter().map(|a| a.installed_rank).max().unwrap_or(0) + 1
-    }
-
-    /// Undo applied versions newer than `target`, newest first, each with its
-    /// `U` file in a transaction. Every undo file must exist before anything runs.
-    pub async fn rollback(&self, target: &str) -> Result<Vec<String>> {
-        let op = "rollback_migrations";
-        let target = Version::parse(target).ok_or_else(|| {
-            self.fail(
-                migration_error(format!(
-                    "target '{target}' is not a version (e.g. V3, 3 or 1.1)"
-                )),
-                op,
-            )
-        })?;
-        self.locked(op, async |conn| {
-            if !self.table.exists(conn).await? {
-                return Ok(Vec::new());
-            }
-            let history = self.table.read(conn).await?;
-            let mut newer: Vec<(&Applied, Version)> = successful(&history)
-                .filter(|a| a.kind != "BASELINE")
-                .filter_map(|a| Version::parse(&a.version).map(|v| (a, v)))
-                .filter(|(_, v)| *v > target)
-                .collect();
-            newer.sort_by(|a, b| b.1.cmp(&a.1));
-            let missing: Vec<String> = newer
-                .iter()
-                .filter(|(_, v)| self.set.undo_for(v).is_none())
-                .map(|(_, v)| format!("U{}__<description>.sql", v.written))
-                .collect();
-            if !missing.is_empty() {
-                return Err(migration_error(format!(
-                    "cannot roll back to {}: no undo file for {}; nothing was changed",
-                    target.label(),
-                    missing.join(", ")
-                )));
-            }
-            let dialect = self.table.sql;
-            let hooks = plan::hooks(&self.set, plan::UNDO, dialect, &self.placeholders)?;
-            let mut prepared = Vec::new();
-            for (applied, version) in &newer {
-                let Some(undo) = self.set.undo_for(version) else {
-                    continue; // every one was checked above
-                };
-                prepared.push((*applied, version.label(), plan::versioned(undo, dialect, &self.placeholders)?));
-            }
-            let mut undone = Vec::new();
-            let run = async {
-                self.run_hooks(conn, &hooks.before).await?;
-                for (applied, label, undo) in &prepared {
-                    tracing::info!(database = %self.db.config().name, script = %undo.file.script, "undoing migration");
-                    apply::in_unit(conn, async |conn| {
-                        self.each(conn, &hooks.before_each).await?;
-                        self.run_prepared(conn, undo).await?;
-                        self.each(conn, &hooks.after_each).await?;
-                        self.table.delete(conn, applied.installed_rank).await
-                    })
-                    .await?;
-                    undone.push(label.clone());
-                }
-                self.run_hooks(conn, &hooks.after).await
-            }
-            .await;
-            match run {
-                Ok(()) => Ok(undone),
-                Err(e) => Err(self.after_error(conn, &hooks, e).await),
-            }
-        })
-        .await
-    }
-
-    /// Flyway's repair: drop failed entries and accept the files' current
-    /// checksums and descriptions. Returns (removed, realigned).
-    pub async fn repair(&self) -> Result<(usize, usize)> {
-        let dialect = self.table.sql;
-        let hooks = plan::hooks(&self.set, plan::REPAIR, dialect, &self.placeholders)
-            .map_err(|e| self.fail(e, "repair_migrations"))?;
-        self.locked("repair_migrations", async |conn| {
-            if !self.table.exists(conn).await? {
-                return Ok((0, 0));
-            }
-            let history = self.table.read(conn).await?;
-            let run = async {
-                self.run_hooks(conn, &hooks.before).await?;
-                let mut removed = 0;
-                let mut realigned = 0;
-                for row in &history {
-                    if !row.success {
-                        self.table.delete(conn, row.installed_rank).await?;
-                        removed += 1;
-                        continue;
-                    }
-                    let Some(file) = Version::parse(&row.version)
-                        .filter(|_| row.kind != "BASELINE")
-                        .and_then(|v| self.set.find(&v))
-                    else {
-                        continue;
-                    };
-                    if row.checksum != Some(file.checksum) || row.description != file.description {
-                        self.table
-                            .realign(conn, row.installed_rank, file.checksum, &file.description)
-                            .await?;
-                        realigned += 1;
-                    }
-                }
-                self.run_hooks(conn, &hooks.after).await?;
-                Ok((removed, realigned))
-            }
-            .await;
-            match run {
-                Ok(done) => Ok(done),
-                Err(e) => Err(self.after_error(conn, &hooks, e).await),
-            }
-        })
-        .await
     }
 }
 
