@@ -189,6 +189,8 @@ def test_no_directory_is_read_only_for_health_and_an_error_when_asked_to_migrate
                 call()
             message = str(info.value)
             assert str(tmp_path / "none" / "readonly_db") in message, message
+            # Said in the terms the caller used: the argument given in code.
+            assert "give migrations_dir=" in message, message
             assert "TEST_GLOBAL_READONLY_DB_MIGRATIONS_DIR" in message
         with pytest.raises(dbflow.QueryError):
             db.execute_query("SELECT 1 FROM schema_version")

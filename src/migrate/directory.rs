@@ -55,21 +55,41 @@ pub fn resolve_directory(
 }
 
 /// The error of an explicit migration call for a database whose directory
-/// was not found: every path searched, absolute, and how to point at it.
-pub fn missing_directory(config: &DatabaseConfig, searched: &[PathBuf]) -> Error {
+/// was not found: every path searched, absolute, and how to point at it —
+/// first in the terms the caller used (`migrations_dir=` in code, or the
+/// settings).
+pub fn missing_directory(
+    config: &DatabaseConfig,
+    searched: &[PathBuf],
+    root_in_code: Option<&Path>,
+) -> Error {
     let cwd = std::env::current_dir().unwrap_or_default();
     let paths: Vec<String> = searched
         .iter()
         .map(|p| cwd.join(p).display().to_string())
         .collect();
+    let key = format!(
+        "{}_GLOBAL_{}_MIGRATIONS_DIR",
+        crate::config::key_part(&config.environment),
+        crate::config::key_part(&config.name),
+    );
+    let remedy = match root_in_code {
+        Some(root) if config.migrations_dir.is_none() => format!(
+            "create it, or give migrations_dir= (the manager's argument, the command's \
+             --migrations-dir) the folder that holds a '{}' folder instead of {} \
+             ({key} names the database's own folder and wins over it)",
+            config.name,
+            cwd.join(root).display(),
+        ),
+        _ => format!(
+            "create it, or set {key} (or MIGRATIONS_DIR, the directory holding one folder per \
+             database) to where the files are"
+        ),
+    };
     Error::config(format!(
-        "no migrations directory for database '{}': looked for {} (working directory {}); \
-         create it, or set {}_GLOBAL_{}_MIGRATIONS_DIR (or MIGRATIONS_DIR, the directory holding \
-         one folder per database) to where the files are",
+        "no migrations directory for database '{}': looked for {} (working directory {}); {remedy}",
         config.name,
         paths.join(", "),
         cwd.display(),
-        crate::config::key_part(&config.environment),
-        crate::config::key_part(&config.name),
     ))
 }

@@ -116,7 +116,10 @@ impl<'a> Migrator<'a> {
     ) -> Result<Self> {
         match resolve_directory(db.config(), root_override) {
             Ok(dir) => Self::with_directory(db, Some(dir)),
-            Err(searched) => Err(db.fail(missing_directory(db.config(), &searched), operation)),
+            Err(searched) => Err(db.fail(
+                missing_directory(db.config(), &searched, root_override),
+                operation,
+            )),
         }
     }
 
