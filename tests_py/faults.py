@@ -22,7 +22,9 @@ import itertools
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 UP, DOWN = "up", "down"
 
@@ -98,8 +100,35 @@ class FaultProxy:
             self._armed = None
 
     def reset_all(self) -> None:
-        """Reset every open link now (a middlebox dropping its state)."""
+        """Reset every open link now (a middlebox dropping its state), and
+        return once the clients' sockets have taken the reset in."""
         self._call(self._end_all(_reset))
+        self.wait_clients_disconnected()
+
+    def wait_clients_disconnected(self, timeout: float = 10.0) -> None:
+        """Wait until no client socket is still connected to this proxy, as
+        the kernel reports them (/proc/net/tcp): a reset is processed by the
+        receiving side asynchronously, and a test that acts before that
+        races it."""
+        deadline = time.monotonic() + timeout
+        while self._clients_connected():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"clients of port {self.port} still connected")
+            time.sleep(0.001)
+
+    def _clients_connected(self) -> bool:
+        established = "01"
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == self.port and fields[3] == established:
+                    return True
+        return False
 
     def cut(self) -> None:
         """Close every open link now (a network cut / server crash)."""
@@ -132,6 +161,11 @@ class FaultProxy:
     async def _shutdown(self) -> None:
         self._server.close()
         await self._end_all(lambda w: w.close())
+        # The links' tasks see their sockets closed and end; the loop stops
+        # after them, so none is destroyed while pending.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     async def _end_all(self, end) -> None:  # type: ignore[no-untyped-def]
         with self._lock:
