@@ -42,6 +42,9 @@ pub struct Error {
     /// (decided at the seam, `backend::sent`): the statement did not run
     /// and may run once more on another connection.
     pub not_sent: bool,
+    /// The seam has judged whether the request left (`backend::sent`):
+    /// an outer operation does not judge it again.
+    pub settled: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -59,6 +62,7 @@ impl Error {
             maybe_executed: false,
             transient: false,
             not_sent: false,
+            settled: false,
         }
     }
 

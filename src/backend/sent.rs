@@ -38,9 +38,10 @@ pub enum Phase {
 /// connection's count of bytes written around the operation (`None`: not
 /// counted, so nothing is provably unsent).
 pub fn settle(e: &mut Error, before: Option<u64>, after: Option<u64>, phase: Phase) {
-    if e.kind != ErrorKind::Connection || e.message.contains(SETTLED) {
+    if e.kind != ErrorKind::Connection || e.settled {
         return;
     }
+    e.settled = true;
     let unsent = matches!((before, after), (Some(b), Some(a)) if a == b);
     e.not_sent = unsent;
     e.maybe_executed = !unsent;
@@ -62,11 +63,8 @@ pub fn settle(e: &mut Error, before: Option<u64>, after: Option<u64>, phase: Pha
             "COMMIT was never sent: the server rolls the transaction back, nothing was saved"
         }
     };
-    e.message = format!("{} ({SETTLED}); {consequence}", e.message);
+    e.message = format!("{} (connection lost); {consequence}", e.message);
 }
-
-/// Marks a message [`settle`] has spoken for (nested operations say it once).
-const SETTLED: &str = "connection lost";
 
 /// A socket that counts the bytes the kernel accepted for sending (for
 /// drivers whose socket dbflow opens itself).
@@ -183,10 +181,17 @@ mod tests {
         let mut e = settled(40, 41, Phase::Autocommit);
         assert!(!e.not_sent && e.maybe_executed);
         assert!(e.message.contains("may have run"), "{}", e.message);
-        // Settled twice (nested operations), said once.
+        // Settled twice (nested operations), judged and said once.
         settle(&mut e, Some(41), Some(41), Phase::Autocommit);
         assert_eq!(e.message.matches("may have run").count(), 1);
-        assert!(!e.not_sent);
+        assert!(!e.not_sent && e.maybe_executed);
+    }
+
+    #[test]
+    fn a_driver_message_cannot_pass_for_a_judgement() {
+        let mut e = Error::io("I/O error: connection lost", io::ErrorKind::BrokenPipe);
+        settle(&mut e, Some(7), Some(7), Phase::Autocommit);
+        assert!(e.not_sent && !e.maybe_executed, "{}", e.message);
     }
 
     #[test]
