@@ -12,6 +12,7 @@ from typing import Any, Literal, overload
 from typing_extensions import Self
 
 from dbflow.protocol import DatabaseManagerProtocol
+from dbflow.testing.arrow_mock import BATCH_ROWS, ArrowArray, ArrowStream, AsyncMockArrowBatches
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
@@ -130,10 +131,66 @@ class AsyncMockDatabaseManager:
     async def bulk_insert(
         self,
         table: str,
-        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]] | ArrowStream | ArrowArray,
         columns: Sequence[str] | None = None,
     ) -> int:
-        return int(self.sync.bulk_insert(table, rows, columns))
+        return int(self._arrow_double.bulk_insert(table, rows, columns))
+
+    # ---- Arrow results ---------------------------------------------------
+
+    @property
+    def _arrow_double(self) -> Any:
+        # The double untyped: DatabaseManagerProtocol declares the Arrow
+        # members only once the real managers have them.
+        return self.sync
+
+    async def fetch_arrow(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any:
+        return self._arrow_double.fetch_arrow(
+            sql, params, partition_on=partition_on, partitions=partitions
+        )
+
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = BATCH_ROWS
+    ) -> AsyncMockArrowBatches:
+        return AsyncMockArrowBatches(
+            self._arrow_double.iter_arrow(sql, params, batch_rows=batch_rows)
+        )
+
+    async def fetch_polars(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any:
+        return self._arrow_double.fetch_polars(
+            sql, params, partition_on=partition_on, partitions=partitions
+        )
+
+    async def fetch_pandas(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        dtype_backend: str = "numpy_nullable",
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any:
+        return self._arrow_double.fetch_pandas(
+            sql,
+            params,
+            dtype_backend=dtype_backend,
+            partition_on=partition_on,
+            partitions=partitions,
+        )
 
     @overload
     def iter_query(
@@ -250,6 +307,22 @@ class _AsyncMockTransaction:
 
     async def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
         return int(self.sync.execute_many(sql, seq_of_params))
+
+    async def fetch_arrow(self, sql: str, params: Params | None = None) -> Any:
+        return self.sync.fetch_arrow(sql, params)
+
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = BATCH_ROWS
+    ) -> AsyncMockArrowBatches:
+        return AsyncMockArrowBatches(self.sync.iter_arrow(sql, params, batch_rows=batch_rows))
+
+    async def fetch_polars(self, sql: str, params: Params | None = None) -> Any:
+        return self.sync.fetch_polars(sql, params)
+
+    async def fetch_pandas(
+        self, sql: str, params: Params | None = None, *, dtype_backend: str = "numpy_nullable"
+    ) -> Any:
+        return self.sync.fetch_pandas(sql, params, dtype_backend=dtype_backend)
 
     async def commit(self) -> None:
         self.sync.commit()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 from typing_extensions import Self
 
@@ -24,7 +24,10 @@ from dbflow import (
     QueryTimeoutError,
     check_params,
 )
+from dbflow._arrow import require, to_pandas, to_polars
 from dbflow._native import timeout_sqlstate
+from dbflow.testing import arrow_mock
+from dbflow.testing.arrow_mock import ArrowArray, ArrowStream, MockArrowBatches
 
 # The asyncio face of a double, importable from here as it always was.
 from dbflow.testing.async_mock import AsyncMockDatabaseManager as AsyncMockDatabaseManager
@@ -72,6 +75,7 @@ class _Rule:
     matcher: Matcher
     response: Response
     times: int | None
+    arrow_schema: Any = None
 
     def matches(self, sql: str, params: Any) -> bool:
         if self.times is not None and self.times <= 0:
@@ -132,11 +136,25 @@ class MockDatabaseManager:
 
     # ---- scripting -------------------------------------------------------
 
-    def add_result(self, matcher: Matcher, response: Response, *, times: int | None = None) -> Self:
+    def add_result(
+        self,
+        matcher: Matcher,
+        response: Response,
+        *,
+        times: int | None = None,
+        arrow_schema: Any = None,
+    ) -> Self:
         """Answer SQL matching `matcher` with `response`: rows, a row count
         (for ``execute_many``), an exception to raise, or a callable
-        ``(sql, params)`` returning either. `times` limits how often."""
-        self._rules.append(_Rule(matcher, response, times))
+        ``(sql, params)`` returning either. `times` limits how often.
+
+        ``fetch_arrow``, ``iter_arrow``, ``fetch_polars`` and ``fetch_pandas``
+        answer with the same rows, typed as pyarrow infers them from the
+        values; `arrow_schema` (a ``pyarrow.Schema``) types them instead, for
+        what inference cannot know: ``decimal128(12, 2)``, ``int32``, a column
+        that is all NULL, the columns of an empty result. A row key the
+        schema does not name is an error; a name missing from a row is NULL."""
+        self._rules.append(_Rule(matcher, response, times, arrow_schema))
         return self
 
     def fail_on_call(self, number: int, error: BaseException) -> Self:
@@ -225,6 +243,10 @@ class MockDatabaseManager:
         return self._type
 
     def _answer(self, method: str, sql: str, params: Any, in_transaction: bool) -> Any:
+        return self._respond(method, sql, params, in_transaction)[0]
+
+    def _respond(self, method: str, sql: str, params: Any, in_transaction: bool) -> tuple[Any, Any]:
+        """The scripted answer to a call (recorded), and its rule's Arrow schema."""
         with self._lock:
             self.calls.append(Call(method, sql, copy.deepcopy(params), in_transaction, self._name))
             number = len([c for c in self.calls if c.sql is not None])
@@ -237,13 +259,13 @@ class MockDatabaseManager:
         if rule is None:
             if self.strict:
                 raise UnscriptedQueryError(self._unscripted(method, sql, params))
-            return []
+            return [], None
         response = rule.response
         if callable(response) and not isinstance(response, BaseException):
             response = response(sql, params)
         if isinstance(response, BaseException):
             raise response
-        return copy.deepcopy(response)
+        return copy.deepcopy(response), rule.arrow_schema
 
     def _unscripted(self, method: str, sql: str, params: Any) -> str:
         scripted = [
@@ -353,13 +375,78 @@ class MockDatabaseManager:
             return iter([tuple(row.values()) for row in rows])
         return iter(rows)
 
+    # ---- Arrow results (dbflow.testing.arrow_mock) -------------------------
+
+    def _arrow(
+        self, method: str, sql: str, params: Params | None, in_transaction: bool = False
+    ) -> Any:
+        """The scripted rows of a call as a ``pyarrow.Table``."""
+        operation = method.removeprefix("transaction.")
+        check_params(sql, params, database_name=self._name, dialect=self._dialect())
+        require("pyarrow", operation)
+        result, schema = self._respond(method, sql, params, in_transaction)
+        rows = [] if isinstance(result, int) else list(result)
+        return arrow_mock.rows_to_table(rows, schema, operation)
+
+    def fetch_arrow(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any:
+        """The scripted rows as a ``pyarrow.Table`` (partition arguments are
+        validated, and the answer is the same unpartitioned)."""
+        arrow_mock.check_partitions(self._name, "fetch_arrow", partition_on, partitions)
+        return self._arrow("fetch_arrow", sql, params)
+
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = arrow_mock.BATCH_ROWS
+    ) -> MockArrowBatches:
+        """The scripted rows as ``pyarrow.RecordBatch`` es of at most
+        `batch_rows` rows, with the Arrow C stream interface."""
+        arrow_mock.check_batch_rows(self._name, "iter_arrow", batch_rows)
+        return MockArrowBatches(self._arrow("iter_arrow", sql, params), batch_rows)
+
+    def fetch_polars(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any:
+        """The scripted rows as a ``polars.DataFrame``."""
+        arrow_mock.check_partitions(self._name, "fetch_polars", partition_on, partitions)
+        return to_polars(self._arrow("fetch_polars", sql, params))
+
+    def fetch_pandas(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        dtype_backend: str = "numpy_nullable",
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any:
+        """The scripted rows as a ``pandas.DataFrame`` (`dtype_backend` as
+        for the real manager)."""
+        arrow_mock.check_partitions(self._name, "fetch_pandas", partition_on, partitions)
+        return to_pandas(self._arrow("fetch_pandas", sql, params), dtype_backend)
+
     def bulk_insert(
         self,
         table: str,
-        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]] | ArrowStream | ArrowArray,
         columns: Sequence[str] | None = None,
     ) -> int:
-        materialized = list(rows)
+        """Record the rows (Arrow data as dict rows) and answer their count,
+        or the scripted row count for ``"bulk_insert <table>"``."""
+        if arrow_mock.is_arrow_data(rows):
+            materialized = arrow_mock.arrow_rows(rows, self._name, columns)
+        else:
+            materialized = list(cast("Iterable[Any]", rows))
         result = self._answer("bulk_insert", f"bulk_insert {table}", materialized, False)
         return result if isinstance(result, int) else len(materialized)
 
@@ -601,6 +688,27 @@ class MockTransaction:
             )
         result = self._db._answer("transaction.execute_many", sql, rows, True)
         return result if isinstance(result, int) else len(rows)
+
+    def fetch_arrow(self, sql: str, params: Params | None = None) -> Any:
+        return self._db._arrow("transaction.fetch_arrow", sql, params, in_transaction=True)
+
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = arrow_mock.BATCH_ROWS
+    ) -> MockArrowBatches:
+        arrow_mock.check_batch_rows(self._db.database_name, "iter_arrow", batch_rows)
+        table = self._db._arrow("transaction.iter_arrow", sql, params, in_transaction=True)
+        return MockArrowBatches(table, batch_rows)
+
+    def fetch_polars(self, sql: str, params: Params | None = None) -> Any:
+        return to_polars(
+            self._db._arrow("transaction.fetch_polars", sql, params, in_transaction=True)
+        )
+
+    def fetch_pandas(
+        self, sql: str, params: Params | None = None, *, dtype_backend: str = "numpy_nullable"
+    ) -> Any:
+        table = self._db._arrow("transaction.fetch_pandas", sql, params, in_transaction=True)
+        return to_pandas(table, dtype_backend)
 
     def commit(self) -> None:
         self._db.calls.append(Call("commit"))
