@@ -18,9 +18,11 @@ use crate::retry::{self, RetryPolicy};
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::Rows;
 
+mod arrow;
 mod health;
 mod transaction;
 
+pub use self::arrow::Partitioning;
 pub use self::health::{Health, MigrationHealth};
 pub use self::transaction::Transaction;
 

@@ -2,6 +2,7 @@
 //! Prefect flows. Everything below `python` is plain Rust and tested with
 //! `cargo test`; `python` converts at the edge.
 
+pub mod arrow;
 pub mod backend;
 pub mod config;
 pub mod engine;

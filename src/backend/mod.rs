@@ -20,11 +20,13 @@ use std::time::Duration;
 pub use contract::Backend;
 pub use kind::{Kind, KindInfo};
 
+use crate::arrow::{ArrowTo, Batches};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
+use arrow_array::RecordBatch;
 use rows::{BatchFn, Destination};
 
 /// One statement ready to run: parsed SQL and its values in parameter order.
@@ -377,6 +379,42 @@ impl Connection {
         Ok(())
     }
 
+    /// One statement's result as Arrow batches of `every` rows, kept.
+    pub async fn query_arrow(&mut self, statement: &Statement, every: usize) -> Result<Batches> {
+        let keep = || Destination::Arrow {
+            every,
+            to: ArrowTo::Keep,
+        };
+        let read = match on_driver!(self, c => c.query(statement, keep()).await) {
+            Err(e) if self.stale_plan(&e) => {
+                self.forget_statements().await?;
+                on_driver!(self, c => c.query(statement, keep()).await)
+            }
+            other => other,
+        }?;
+        read.arrow.ok_or_else(no_arrow)
+    }
+
+    /// Stream the statement's result as Arrow batches into `sink`
+    /// (bounded); a consumer that stops early leaves unread rows on the
+    /// wire: the connection is discarded.
+    pub async fn stream_arrow(
+        &mut self,
+        statement: &Statement,
+        every: usize,
+        sink: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    ) -> Result<()> {
+        let destination = Destination::Arrow {
+            every,
+            to: ArrowTo::Channel(sink),
+        };
+        let read = on_driver!(self, c => c.query(statement, destination).await)?;
+        if !read.complete {
+            self.broken = true;
+        }
+        read.arrow.map(|_| ()).ok_or_else(no_arrow)
+    }
+
     /// Load many rows into a table the fastest way the server offers
     /// (PostgreSQL binary COPY, SQL Server bulk load); all or nothing.
     pub async fn bulk_insert(
@@ -504,4 +542,9 @@ pub(crate) async fn with_backstop<T>(
             Err(e)
         }
     }
+}
+
+/// A backend whose row loop does not build Arrow columns (the test fake).
+fn no_arrow() -> Error {
+    Error::query("this backend does not build Arrow results")
 }

@@ -6,6 +6,7 @@
 
 use tokio::sync::mpsc;
 
+use crate::arrow::{ArrowTo, Batches};
 use crate::error::Result;
 use crate::value::{Rows, Value};
 
@@ -22,6 +23,8 @@ pub enum Destination<'a> {
         every: usize,
         to: &'a mpsc::Sender<Result<Rows>>,
     },
+    /// Build Arrow columns instead of rows, in batches of `every`.
+    Arrow { every: usize, to: ArrowTo<'a> },
 }
 
 impl Destination<'_> {
@@ -35,6 +38,13 @@ impl Destination<'_> {
                 to: &mut **to,
             },
             Destination::Channel { every, to } => Destination::Channel { every: *every, to },
+            Destination::Arrow { every, to } => Destination::Arrow {
+                every: *every,
+                to: match to {
+                    ArrowTo::Keep => ArrowTo::Keep,
+                    ArrowTo::Channel(c) => ArrowTo::Channel(c),
+                },
+            },
         }
     }
 }
@@ -47,6 +57,30 @@ pub struct Read {
     /// False when a channel's consumer went away mid-result: unread rows
     /// are still on the wire.
     pub complete: bool,
+    /// The batches kept by [`Destination::Arrow`] (`None` otherwise).
+    pub arrow: Option<Batches>,
+}
+
+impl Read {
+    pub fn rows(rows: Rows) -> Self {
+        Read {
+            rows,
+            complete: true,
+            arrow: None,
+        }
+    }
+
+    /// What an Arrow row loop produced; `read` rows in all.
+    pub fn arrow(batches: Batches, complete: bool, read: u64) -> Self {
+        Read {
+            rows: Rows {
+                rows_affected: read,
+                ..Rows::default()
+            },
+            complete,
+            arrow: Some(batches),
+        }
+    }
 }
 
 pub struct RowBuffer<'a> {
@@ -77,7 +111,8 @@ impl<'a> RowBuffer<'a> {
 
     fn batch_rows(&self) -> Option<usize> {
         match self.destination {
-            Destination::Collect => None,
+            // An Arrow destination is built by the backends' own loops.
+            Destination::Collect | Destination::Arrow { .. } => None,
             Destination::Flush { every, .. } | Destination::Channel { every, .. } => {
                 Some(every.max(1))
             }
@@ -101,7 +136,7 @@ impl<'a> RowBuffer<'a> {
         }
         let full = self.take();
         match &mut self.destination {
-            Destination::Collect => {}
+            Destination::Collect | Destination::Arrow { .. } => {}
             Destination::Flush { to, .. } => to(full)?,
             Destination::Channel { to, .. } => {
                 if to.send(Ok(full)).await.is_err() {
@@ -134,6 +169,7 @@ impl<'a> RowBuffer<'a> {
             return Read {
                 rows: Rows::default(),
                 complete: false,
+                arrow: None,
             };
         }
         let mut rows = if let Destination::Channel { to, .. } = self.destination {
@@ -144,10 +180,7 @@ impl<'a> RowBuffer<'a> {
             std::mem::take(&mut self.rows)
         };
         rows.rows_affected = self.read;
-        Read {
-            rows,
-            complete: true,
-        }
+        Read::rows(rows)
     }
 }
 

@@ -3,6 +3,9 @@
 use std::time::Instant;
 
 use super::{commit_failed, observe};
+use arrow_array::RecordBatch;
+
+use crate::arrow::Batches;
 use crate::backend::Statement;
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
@@ -46,6 +49,27 @@ impl Transaction {
         let r = conn.query(statement).await;
         let r = observe(conn.metrics(), started, r, |rows| rows.row_count() as u64);
         r.map_err(|e| self.fail(e, "transaction.execute_query"))
+    }
+
+    pub async fn query_arrow(&mut self, statement: &Statement, every: usize) -> Result<Batches> {
+        let started = Instant::now();
+        let conn = self.conn("transaction.fetch_arrow")?;
+        let r = conn.query_arrow(statement, every).await;
+        let r = observe(conn.metrics(), started, r, |b| b.rows() as u64);
+        r.map_err(|e| self.fail(e, "transaction.fetch_arrow"))
+    }
+
+    /// The statement's Arrow batches into `sink` while the caller reads
+    /// them; the transaction's connection is busy until the result ends.
+    pub async fn stream_arrow(
+        &mut self,
+        statement: &Statement,
+        every: usize,
+        sink: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    ) -> Result<()> {
+        let conn = self.conn("transaction.iter_arrow")?;
+        let r = conn.stream_arrow(statement, every, sink).await;
+        r.map_err(|e| self.fail(e, "transaction.iter_arrow"))
     }
 
     pub async fn execute_many(&mut self, sql: &ParsedSql, mut feed: RowFeed) -> Result<u64> {

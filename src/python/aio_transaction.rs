@@ -5,28 +5,20 @@
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
-use tokio::sync::Mutex as AsyncMutex;
 
 use super::aio::awaitable;
 use super::arguments::statement;
+use super::arrow::ArrowStream;
+use super::arrow_ops::{self, ArrowArgs, Shape};
 use super::errors::IntoPyResult;
 use super::feed::RowSource;
 use super::ops::PyRows;
+use super::tx_slot::{not_open, TxSlot};
 use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
 
-type Shared = Arc<AsyncMutex<Option<Transaction>>>;
-
-fn not_open(db: &Database, operation: &'static str) -> Error {
-    db.fail(
-        Error::new(
-            ErrorKind::Transaction,
-            "the transaction is not open; use it inside `async with db.transaction() as tx:`",
-        ),
-        operation,
-    )
-}
+type Shared = TxSlot;
 
 /// Run `work` on the open transaction, or say it is not open.
 async fn on_open<T>(
@@ -35,7 +27,7 @@ async fn on_open<T>(
     operation: &'static str,
     work: impl AsyncFnOnce(&mut Transaction) -> Result<T>,
 ) -> Result<T> {
-    let mut guard = inner.lock().await;
+    let mut guard = inner.claim_async(db, operation).await?;
     match guard.as_mut().filter(|t| t.is_active()) {
         Some(tx) => work(tx).await,
         None => Err(not_open(db, operation)),
@@ -57,8 +49,29 @@ impl AsyncTransaction {
     pub(crate) fn new(db: Arc<Database>) -> Self {
         AsyncTransaction {
             db,
-            inner: Arc::new(AsyncMutex::new(None)),
+            inner: TxSlot::default(),
         }
+    }
+}
+
+impl AsyncTransaction {
+    /// An Arrow read on the open transaction, as an awaitable.
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        args: ArrowArgs,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = args.shape.in_transaction();
+        let stmt = statement(&self.db, sql, params, operation).py_result()?;
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            on_open(&db, &inner, operation, async |tx| {
+                arrow_ops::fetch_in(tx, db.clone(), &stmt, args).await
+            })
+            .await
+        })
     }
 }
 
@@ -71,7 +84,7 @@ impl AsyncTransaction {
         let (db, inner) = (this.db.clone(), this.inner.clone());
         let me: Py<AsyncTransaction> = slf.unbind();
         awaitable(py, async move {
-            let mut guard = inner.lock().await;
+            let mut guard = inner.claim_async(&db, "transaction").await?;
             if guard.as_ref().is_some_and(|t| t.is_active()) {
                 return Err(db.fail(
                     Error::new(
@@ -96,9 +109,9 @@ impl AsyncTransaction {
         _tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let failed = exc_type.is_some_and(|t| !t.is_none());
-        let inner = self.inner.clone();
+        let (db, inner) = (self.db.clone(), self.inner.clone());
         awaitable(py, async move {
-            let tx = inner.lock().await.take();
+            let tx = inner.claim_async(&db, "transaction").await?.take();
             // Already committed or rolled back explicitly inside the block.
             if let Some(mut tx) = tx.filter(|t| t.is_active()) {
                 if failed {
@@ -180,6 +193,65 @@ impl AsyncTransaction {
         })
     }
 
+    /// The statement's result as a `pyarrow.Table`, inside the transaction.
+    #[pyo3(signature = (sql, params=None))]
+    fn fetch_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Table, None))
+    }
+
+    /// The statement's result as a `polars.DataFrame`, inside the transaction.
+    #[pyo3(signature = (sql, params=None))]
+    fn fetch_polars<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Polars, None))
+    }
+
+    /// The statement's result as a `pandas.DataFrame` (`dtype_backend` as
+    /// in `pandas.read_sql`), inside the transaction.
+    #[pyo3(signature = (sql, params=None, *, dtype_backend="numpy_nullable".to_owned()))]
+    fn fetch_pandas<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        dtype_backend: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.fetch(
+            py,
+            sql,
+            params,
+            ArrowArgs::plain(Shape::Pandas, Some(dtype_backend)),
+        )
+    }
+
+    /// The statement's result as `pyarrow.RecordBatch`es read as they are
+    /// consumed; the transaction's connection is busy until the stream ends
+    /// or is closed.
+    #[pyo3(signature = (sql, params=None, *, batch_rows=crate::arrow::DEFAULT_BATCH_ROWS))]
+    fn iter_arrow(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        batch_rows: usize,
+    ) -> PyResult<ArrowStream> {
+        let operation = "transaction.iter_arrow";
+        let every = arrow_ops::batch_rows(&self.db, batch_rows, operation)?;
+        let stmt = statement(&self.db, sql, params, operation).py_result()?;
+        let _caller = super::logging::caller_span(py).entered();
+        let receiver = self.inner.stream_arrow(&self.db, stmt, every).py_result()?;
+        Ok(ArrowStream::new(receiver))
+    }
+
     /// `async with tx.savepoint():` — a nested unit that rolls back alone.
     fn savepoint(&self) -> AsyncSavepoint {
         AsyncSavepoint {
@@ -193,10 +265,7 @@ impl AsyncTransaction {
     /// back). A statement running on it right now counts as open.
     #[getter]
     fn active(&self) -> bool {
-        self.inner
-            .try_lock()
-            .map(|guard| guard.as_ref().is_some_and(|t| t.is_active()))
-            .unwrap_or(true)
+        self.inner.is_active()
     }
 }
 

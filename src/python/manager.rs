@@ -10,6 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::arguments::statement;
+use super::arrow::ArrowStream;
+use super::arrow_ops::{self, ArrowArgs, Shape};
 use super::config::PyConfigManager;
 use super::convert;
 use super::errors::IntoPyResult;
@@ -238,6 +240,79 @@ impl PyDatabaseManager {
         let _caller = super::logging::caller_span(py).entered();
         let receiver = db.stream(stmt, batch_size).py_result()?;
         Ok(RowIterator::new(receiver, as_tuples))
+    }
+
+    /// The result as a `pyarrow.Table`, built in Rust and handed over
+    /// without a copy. `partition_on=` (an integer column) with
+    /// `partitions=N` reads N ranges of it concurrently on pooled
+    /// connections.
+    #[pyo3(signature = (sql, params=None, *, partition_on=None, partitions=None))]
+    fn fetch_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        partition_on: Option<&Bound<'py, PyAny>>,
+        partitions: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let db = &self.core.db;
+        let args = ArrowArgs::new(db, Shape::Table, None, partition_on, partitions)?;
+        ops::block(py, arrow_ops::fetch(db, sql, params, args)?)
+    }
+
+    /// The result as a `polars.DataFrame` (through the Arrow C stream; pyarrow
+    /// is not needed). Partitioned as `fetch_arrow`.
+    #[pyo3(signature = (sql, params=None, *, partition_on=None, partitions=None))]
+    fn fetch_polars<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        partition_on: Option<&Bound<'py, PyAny>>,
+        partitions: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let db = &self.core.db;
+        let args = ArrowArgs::new(db, Shape::Polars, None, partition_on, partitions)?;
+        ops::block(py, arrow_ops::fetch(db, sql, params, args)?)
+    }
+
+    /// The result as a `pandas.DataFrame`; `dtype_backend` as in
+    /// `pandas.read_sql` (`"numpy_nullable"` keeps integers with NULLs
+    /// integers and decimals exact; `"pyarrow"` gives `ArrowDtype` columns).
+    /// Partitioned as `fetch_arrow`.
+    #[pyo3(signature = (sql, params=None, *, dtype_backend="numpy_nullable".to_owned(), partition_on=None, partitions=None))]
+    fn fetch_pandas<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        dtype_backend: String,
+        partition_on: Option<&Bound<'py, PyAny>>,
+        partitions: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let db = &self.core.db;
+        let args = ArrowArgs::new(
+            db,
+            Shape::Pandas,
+            Some(dtype_backend),
+            partition_on,
+            partitions,
+        )?;
+        ops::block(py, arrow_ops::fetch(db, sql, params, args)?)
+    }
+
+    /// The result as `pyarrow.RecordBatch`es of at most `batch_rows` rows,
+    /// read from the server as they are consumed (bounded memory); the
+    /// object also exports the Arrow C stream (`__arrow_c_stream__`).
+    #[pyo3(signature = (sql, params=None, *, batch_rows=crate::arrow::DEFAULT_BATCH_ROWS))]
+    fn iter_arrow(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        batch_rows: usize,
+    ) -> PyResult<ArrowStream> {
+        arrow_ops::iter(py, &self.core.db, sql, params, batch_rows)
     }
 
     /// Load rows (dicts, or tuples in `columns` order) into `table` with the

@@ -3,6 +3,8 @@
 mod aio;
 mod aio_transaction;
 mod arguments;
+mod arrow;
+mod arrow_ops;
 mod config;
 mod convert;
 mod errors;
@@ -14,6 +16,7 @@ mod ops;
 mod reports;
 mod rows;
 mod transaction;
+mod tx_slot;
 
 use pyo3::prelude::*;
 
@@ -151,6 +154,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio_transaction::AsyncTransaction>()?;
     m.add_class::<aio_transaction::AsyncSavepoint>()?;
     m.add_class::<aio::AsyncRowIterator>()?;
+    m.add_class::<arrow::ArrowResult>()?;
+    m.add_class::<arrow::ArrowBatch>()?;
+    m.add_class::<arrow::ArrowStream>()?;
     m.add_class::<config::PyConfigManager>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(dispose_all, m)?)?;

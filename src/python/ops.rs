@@ -55,6 +55,12 @@ pub(crate) fn log_done(database: &str, operation: &'static str, started: Instant
 /// becomes Python by its `IntoPyObject`.
 pub(crate) struct Op<F>(F);
 
+impl<F> Op<F> {
+    pub(crate) fn new(work: F) -> Self {
+        Op(work)
+    }
+}
+
 /// The sync way: release the GIL and block on the shared runtime.
 pub(crate) fn block<'py, T, F>(py: Python<'py>, op: Op<F>) -> PyResult<Bound<'py, PyAny>>
 where

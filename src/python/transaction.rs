@@ -7,10 +7,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::arguments::statement;
+use super::arrow::ArrowStream;
+use super::arrow_ops::{self, ArrowArgs, Shape};
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::RowSource;
 use super::ops::{log_done, wait};
+use super::tx_slot::TxSlot;
 use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
@@ -23,7 +26,7 @@ use crate::sql::{self};
 #[pyclass(module = "dbflow._native", name = "Transaction", frozen)]
 pub struct PyTransaction {
     db: Arc<Database>,
-    inner: Mutex<Option<Transaction>>,
+    slot: TxSlot,
 }
 
 impl PyTransaction {
@@ -31,7 +34,7 @@ impl PyTransaction {
     pub(crate) fn new(db: Arc<Database>) -> Self {
         PyTransaction {
             db,
-            inner: Mutex::new(None),
+            slot: TxSlot::default(),
         }
     }
 
@@ -46,11 +49,11 @@ impl PyTransaction {
             > + Send,
     ) -> PyResult<T> {
         let db = &self.db;
-        let inner = &self.inner;
+        let slot = &self.slot;
         // The lock is held by this (GIL-free) thread for the whole call, so
         // two Python threads sharing one transaction take turns.
         py.detach(move || {
-            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = slot.claim(db, operation)?;
             match guard.as_mut().filter(|t| t.is_active()) {
                 Some(tx) => {
                     crate::runtime::catch_panic(|| crate::runtime::block_on(&*runtime()?, f(tx)))
@@ -66,6 +69,23 @@ impl PyTransaction {
         })
         .py_result()
     }
+
+    /// An Arrow read on the open transaction.
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        args: ArrowArgs,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = args.shape.in_transaction();
+        let stmt = statement(&self.db, sql, params, operation).py_result()?;
+        let db = self.db.clone();
+        let fetched = self.with(py, operation, move |tx| {
+            Box::pin(async move { arrow_ops::fetch_in(tx, db, &stmt, args).await })
+        })?;
+        fetched.into_pyobject(py)
+    }
 }
 
 #[pymethods]
@@ -76,7 +96,7 @@ impl PyTransaction {
             let this = slf.get();
             let db = &this.db;
             let tx = wait(py, db.begin("transaction")).py_result()?;
-            let mut guard = this.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = this.slot.claim(db, "transaction").py_result()?;
             if guard.as_ref().is_some_and(|t| t.is_active()) {
                 return Err(to_pyerr(db.fail(
                     Error::new(
@@ -101,7 +121,10 @@ impl PyTransaction {
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let failed = exc_type.is_some_and(|t| !t.is_none());
-        let tx = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let slot = &self.slot;
+        let tx = py
+            .detach(|| slot.claim(&self.db, "transaction").map(|mut g| g.take()))
+            .py_result()?;
         // Already committed or rolled back explicitly inside the block.
         let Some(mut tx) = tx.filter(|t| t.is_active()) else {
             return Ok(false);
@@ -157,6 +180,65 @@ impl PyTransaction {
         })
     }
 
+    /// The statement's result as a `pyarrow.Table`, inside the transaction.
+    #[pyo3(signature = (sql, params=None))]
+    fn fetch_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Table, None))
+    }
+
+    /// The statement's result as a `polars.DataFrame`, inside the transaction.
+    #[pyo3(signature = (sql, params=None))]
+    fn fetch_polars<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Polars, None))
+    }
+
+    /// The statement's result as a `pandas.DataFrame` (`dtype_backend` as
+    /// in `pandas.read_sql`), inside the transaction.
+    #[pyo3(signature = (sql, params=None, *, dtype_backend="numpy_nullable".to_owned()))]
+    fn fetch_pandas<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        dtype_backend: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.fetch(
+            py,
+            sql,
+            params,
+            ArrowArgs::plain(Shape::Pandas, Some(dtype_backend)),
+        )
+    }
+
+    /// The statement's result as `pyarrow.RecordBatch`es read as they are
+    /// consumed; the transaction's connection is busy until the stream ends
+    /// or is closed.
+    #[pyo3(signature = (sql, params=None, *, batch_rows=crate::arrow::DEFAULT_BATCH_ROWS))]
+    fn iter_arrow(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        batch_rows: usize,
+    ) -> PyResult<ArrowStream> {
+        let operation = "transaction.iter_arrow";
+        let every = arrow_ops::batch_rows(&self.db, batch_rows, operation)?;
+        let stmt = statement(&self.db, sql, params, operation).py_result()?;
+        let _caller = super::logging::caller_span(py).entered();
+        let receiver = self.slot.stream_arrow(&self.db, stmt, every).py_result()?;
+        Ok(ArrowStream::new(receiver))
+    }
+
     /// Commit now (the `with` block then has nothing left to do).
     fn commit(&self, py: Python<'_>) -> PyResult<()> {
         self.with(py, "transaction.commit", |tx| Box::pin(tx.commit()))
@@ -177,11 +259,7 @@ impl PyTransaction {
 
     #[getter]
     fn active(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|t| t.is_active())
+        self.slot.is_active()
     }
 }
 

@@ -8,6 +8,7 @@
 //! any error that can leave the wire in an unknown state marks the
 //! connection broken so the pool discards it.
 
+mod arrow;
 mod bulk;
 pub mod config;
 mod dialect;
@@ -26,6 +27,7 @@ use self::error::explain_connect_error;
 use super::rows::{Destination, Read, RowBuffer};
 use super::sent::{Counted, WriteCount};
 use super::{with_backstop, Backend, Control, Kind, Statement};
+use crate::arrow::ArrowBuffer;
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::feed::{RowFeed, ValuesBatches};
@@ -185,6 +187,9 @@ impl Backend for MsConn {
         } else {
             self.client.query(sql, &refs).await?
         };
+        if let Destination::Arrow { every, to } = destination {
+            return read_arrow(&mut stream, every, to).await;
+        }
         let mut buffer = RowBuffer::new(destination);
         let mut width = 0;
         let mut result: Option<usize> = None;
@@ -363,4 +368,73 @@ impl MsConn {
         self.client.simple_query(sql).await?.into_results().await?;
         Ok(())
     }
+}
+
+/// The first result set that has columns, as Arrow batches (see
+/// [`SqlServerConn::query`]). A column or value without a mapping ends
+/// the read with the rest of the stream drained, so the connection stays
+/// in step.
+async fn read_arrow(
+    stream: &mut tiberius::QueryStream<'_>,
+    every: usize,
+    to: crate::arrow::ArrowTo<'_>,
+) -> Result<Read> {
+    let mut buffer: Option<ArrowBuffer<'_, arrow::MsArrowColumn>> = None;
+    let mut to = Some(to);
+    let mut result: Option<usize> = None;
+    let mut read = 0u64;
+    let mut failed: Option<Error> = None;
+    while let Some(item) = stream.try_next().await? {
+        if failed.is_some() {
+            continue;
+        }
+        match item {
+            QueryItem::Metadata(meta) if result.is_none() => {
+                result = Some(meta.result_index());
+                match arrow::plan(meta.columns()) {
+                    Ok((schema, columns)) => {
+                        if let Some(to) = to.take() {
+                            buffer = Some(ArrowBuffer::new(schema, columns, every, to));
+                        }
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            QueryItem::Row(row) if Some(row.result_index()) == result => {
+                let Some(buffer) = buffer.as_mut() else {
+                    continue;
+                };
+                for (column, (_, data)) in buffer.columns().iter_mut().zip(row.cells()) {
+                    if let Err(e) = column.append(data) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                read += 1;
+                if failed.is_none() && !buffer.row_done().await? {
+                    // The consumer went away: the seam discards the
+                    // connection, unread rows and all.
+                    let batches = crate::arrow::Batches {
+                        schema: buffer.schema(),
+                        batches: Vec::new(),
+                    };
+                    return Ok(Read::arrow(batches, false, read));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let buffer = match (buffer, to) {
+        (Some(b), _) => b,
+        // No result set with columns: an empty result without columns.
+        (None, Some(to)) => {
+            ArrowBuffer::new(crate::arrow::schema(Vec::new()), Vec::new(), every, to)
+        }
+        (None, None) => return Err(Error::query("a result set was planned but not read")),
+    };
+    let (batches, complete) = buffer.finish().await?;
+    Ok(Read::arrow(batches, complete, read))
 }

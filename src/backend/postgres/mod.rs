@@ -4,6 +4,7 @@
 //! sqlx's errors in dbflow's words (`error`), and binary values (`decode`,
 //! `encode`, `oid`). This file holds the connection and its contract.
 
+mod arrow;
 mod bind;
 mod copy;
 pub mod decode;
@@ -24,6 +25,7 @@ pub use self::dialect::{quote_ident, quote_qualified, KIND, LEXICON};
 use self::options::{connect_options, explain_connect_error};
 use super::rows::{Destination, Read, RowBuffer};
 use super::{with_backstop, Backend, Control, Statement};
+use crate::arrow::ArrowBuffer;
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::feed::RowFeed;
@@ -119,6 +121,30 @@ impl PgConn {
     /// The row loop: decode each row's values into the buffer.
     async fn read(&mut self, statement: &Statement, destination: Destination<'_>) -> Result<Read> {
         let (stmt, args) = self.bind(&statement.sql, &statement.values).await?;
+        if let Destination::Arrow { every, to } = destination {
+            // The schema is known before the statement runs: an unmapped
+            // column type fails here, with nothing executed.
+            let (schema, columns) = arrow::plan(stmt.columns())?;
+            let mut buffer = ArrowBuffer::new(schema, columns, every, to);
+            let mut read = 0u64;
+            let mut stream = stmt.query_with(args).fetch(&mut self.conn);
+            while let Some(row) = stream.try_next().await? {
+                for (i, column) in buffer.columns().iter_mut().enumerate() {
+                    let raw = row.try_get_raw(i)?;
+                    column.append(if raw.is_null() {
+                        None
+                    } else {
+                        Some(raw.as_bytes().map_err(|e| Error::query(e.to_string()))?)
+                    })?;
+                }
+                read += 1;
+                if !buffer.row_done().await? {
+                    break;
+                }
+            }
+            let (batches, complete) = buffer.finish().await?;
+            return Ok(Read::arrow(batches, complete, read));
+        }
         let columns = stmt.columns();
         let readers: Vec<Reader> = columns.iter().map(|c| reader_of(c.type_info())).collect();
         let mut buffer = RowBuffer::new(destination);
@@ -251,10 +277,7 @@ impl Backend for PgConn {
                 // prepared statement and no transaction.
                 self.simple(&statement.sql.render_with(|_| String::new()))
                     .await?;
-                Ok(Read {
-                    rows: Rows::default(),
-                    complete: true,
-                })
+                Ok(Read::rows(Rows::default()))
             }
             other => other,
         }

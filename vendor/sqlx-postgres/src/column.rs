@@ -18,6 +18,10 @@ pub struct PgColumn {
     pub(crate) relation_id: Option<crate::types::Oid>,
     #[cfg_attr(feature = "offline", serde(skip))]
     pub(crate) relation_attribute_no: Option<i16>,
+
+    /// dbflow: the type modifier from RowDescription (`-1`: none).
+    #[cfg_attr(feature = "offline", serde(skip))]
+    pub(crate) type_modifier: i32,
 }
 
 impl PgColumn {
@@ -39,6 +43,13 @@ impl PgColumn {
     /// <https://www.postgresql.org/docs/current/catalog-pg-attribute.html>
     pub fn relation_attribute_no(&self) -> Option<i16> {
         self.relation_attribute_no
+    }
+
+    /// dbflow: the column's type modifier as the server describes it
+    /// (`atttypmod`: a `numeric(p,s)`'s precision and scale, a
+    /// `varchar(n)`'s length), `-1` when it has none.
+    pub fn type_modifier(&self) -> i32 {
+        self.type_modifier
     }
 }
 

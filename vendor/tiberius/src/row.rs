@@ -11,12 +11,20 @@ use std::{fmt::Display, sync::Arc};
 pub struct Column {
     pub(crate) name: String,
     pub(crate) column_type: ColumnType,
+    /// dbflow: the column's full type description (length, precision,
+    /// scale), when it came from the server.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(crate) type_info: Option<TypeInfo>,
 }
 
 impl Column {
     /// Construct a new Column.
     pub fn new(name: String, column_type: ColumnType) -> Self {
-        Self { name, column_type }
+        Self {
+            name,
+            column_type,
+            type_info: None,
+        }
     }
 
     /// The name of the column.
@@ -27,6 +35,13 @@ impl Column {
     /// The type of the column.
     pub fn column_type(&self) -> ColumnType {
         self.column_type
+    }
+
+    /// dbflow: the type as the server described it (a `decimal`'s precision
+    /// and scale, a `datetime2`'s fractional digits, an integer's width);
+    /// `None` for a column built with [`Column::new`].
+    pub fn type_info(&self) -> Option<&TypeInfo> {
+        self.type_info.as_ref()
     }
 }
 

@@ -104,6 +104,7 @@ impl PgConnection {
                 origin,
                 relation_id: field.relation_id,
                 relation_attribute_no: field.relation_attribute_no,
+                type_modifier: field.type_modifier,
             });
 
             column_names.insert(name, ordinal);

@@ -289,6 +289,7 @@ impl<'a> Stream for CommandStream<'a> {
                         .map(|x| Column {
                             name: x.col_name.to_string(),
                             column_type: ColumnType::from(&x.base.ty),
+                            type_info: Some(x.base.ty.clone()),
                         })
                         .collect::<Vec<_>>();
 

@@ -393,6 +393,7 @@ impl<'a> Stream for QueryStream<'a> {
                         .map(|x| Column {
                             name: x.col_name.to_string(),
                             column_type: ColumnType::from(&x.base.ty),
+                            type_info: Some(x.base.ty.clone()),
                         })
                         .collect::<Vec<_>>();
 

@@ -465,6 +465,7 @@ impl<'a> TokenColMetaData<'a> {
         self.columns.iter().map(|x| Column {
             name: x.col_name.to_string(),
             column_type: ColumnType::from(&x.base.ty),
+                            type_info: Some(x.base.ty.clone()),
         })
     }
 }
