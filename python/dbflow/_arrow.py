@@ -28,8 +28,7 @@ def require(module: str, operation: str) -> Any:
     except ImportError as e:
         extra = _EXTRAS.get(module, module)
         raise ImportError(
-            f"{operation} needs {module}, which is not installed: "
-            f"pip install 'dbflow[{extra}]'"
+            f"{operation} needs {module}, which is not installed: pip install 'dbflow[{extra}]'"
         ) from e
 
 

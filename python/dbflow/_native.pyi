@@ -3,12 +3,15 @@
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Any, Literal, final, overload
+from typing import Any, Literal, Protocol, final, overload
 
 from typing_extensions import Self, disjoint_base
 
 __version__: str
 __all__ = [
+    "ArrowBatch",
+    "ArrowResult",
+    "ArrowStream",
     "AsyncDatabaseManager",
     "AsyncRowIterator",
     "AsyncSavepoint",
@@ -33,6 +36,40 @@ __all__ = [
 
 _Params = Mapping[str, Any]
 _Row = dict[str, Any]
+
+class _ArrowStreamExporter(Protocol):
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+class _ArrowArrayExporter(Protocol):
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> object: ...
+
+_ArrowData = _ArrowStreamExporter | _ArrowArrayExporter
+
+@final
+class ArrowResult:
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    @property
+    def num_rows(self) -> int: ...
+
+@final
+class ArrowBatch:
+    def __arrow_c_array__(
+        self, requested_schema: object | None = None
+    ) -> tuple[object, object]: ...
+
+@final
+class ArrowStream:
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def __aiter__(self) -> Self: ...
+    def __anext__(self) -> Awaitable[Any]: ...
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    def close(self) -> None: ...
+    def aclose(self) -> Awaitable[None]: ...
 
 @final
 class ConfigManager:
@@ -111,10 +148,38 @@ class DatabaseManager:
         *,
         as_tuples: Literal[True],
     ) -> Iterator[tuple[Any, ...]]: ...
+    def fetch_arrow(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    def fetch_polars(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    def fetch_pandas(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        *,
+        dtype_backend: str = "numpy_nullable",
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    def iter_arrow(
+        self, sql: str, params: _Params | None = None, *, batch_rows: int = 65536
+    ) -> ArrowStream: ...
     def bulk_insert(
         self,
         table: str,
-        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]] | _ArrowData,
         columns: Sequence[str] | None = None,
     ) -> int: ...
     def execute_query_with_timeout(
@@ -236,10 +301,38 @@ class AsyncDatabaseManager:
         *,
         as_tuples: Literal[True],
     ) -> AsyncIterator[tuple[Any, ...]]: ...
+    def fetch_arrow(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Awaitable[Any]: ...
+    def fetch_polars(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Awaitable[Any]: ...
+    def fetch_pandas(
+        self,
+        sql: str,
+        params: _Params | None = None,
+        *,
+        dtype_backend: str = "numpy_nullable",
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Awaitable[Any]: ...
+    def iter_arrow(
+        self, sql: str, params: _Params | None = None, *, batch_rows: int = 65536
+    ) -> ArrowStream: ...
     def bulk_insert(
         self,
         table: str,
-        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]] | _ArrowData,
         columns: Sequence[str] | None = None,
     ) -> Awaitable[int]: ...
     def transaction(self) -> AsyncTransaction: ...
@@ -278,6 +371,14 @@ class AsyncTransaction:
     ) -> Awaitable[bool]: ...
     def execute_query(self, sql: str, params: _Params | None = None) -> Awaitable[list[_Row]]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[_Params]) -> Awaitable[int]: ...
+    def fetch_arrow(self, sql: str, params: _Params | None = None) -> Awaitable[Any]: ...
+    def fetch_polars(self, sql: str, params: _Params | None = None) -> Awaitable[Any]: ...
+    def fetch_pandas(
+        self, sql: str, params: _Params | None = None, *, dtype_backend: str = "numpy_nullable"
+    ) -> Awaitable[Any]: ...
+    def iter_arrow(
+        self, sql: str, params: _Params | None = None, *, batch_rows: int = 65536
+    ) -> ArrowStream: ...
     def commit(self) -> Awaitable[None]: ...
     def rollback(self) -> Awaitable[None]: ...
     def savepoint(self) -> AsyncSavepoint: ...
@@ -317,6 +418,14 @@ class Transaction:
     ) -> bool: ...
     def execute_query(self, sql: str, params: _Params | None = None) -> list[_Row]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[_Params]) -> int: ...
+    def fetch_arrow(self, sql: str, params: _Params | None = None) -> Any: ...
+    def fetch_polars(self, sql: str, params: _Params | None = None) -> Any: ...
+    def fetch_pandas(
+        self, sql: str, params: _Params | None = None, *, dtype_backend: str = "numpy_nullable"
+    ) -> Any: ...
+    def iter_arrow(
+        self, sql: str, params: _Params | None = None, *, batch_rows: int = 65536
+    ) -> ArrowStream: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
     def savepoint(self) -> Savepoint: ...

@@ -20,6 +20,45 @@ Row = dict[str, Any]
 
 
 @runtime_checkable
+class ArrowStreamExporter(Protocol):
+    """Data exporting the Arrow C stream interface: a pyarrow Table or
+    RecordBatchReader, a Polars or pandas DataFrame, ``iter_arrow``'s result."""
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
+
+
+@runtime_checkable
+class ArrowArrayExporter(Protocol):
+    """Data exporting the Arrow C data interface: a pyarrow RecordBatch."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> Any: ...
+
+
+ArrowData = ArrowStreamExporter | ArrowArrayExporter
+
+
+class ArrowBatchesProtocol(Protocol):
+    """``iter_arrow``'s result: ``pyarrow.RecordBatch``es as they arrive, or
+    the rest of them as one Arrow C stream."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+class AsyncArrowBatchesProtocol(Protocol):
+    """``iter_arrow``'s result on an async manager: ``async for`` batches."""
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    def aclose(self) -> Awaitable[None]: ...
+
+
+@runtime_checkable
 class SavepointProtocol(Protocol):
     def __enter__(self) -> Any: ...
     def __exit__(self, exc_type: Any = None, _exc: Any = None, _tb: Any = None) -> bool: ...
@@ -31,6 +70,14 @@ class TransactionProtocol(Protocol):
     def __exit__(self, exc_type: Any = None, _exc: Any = None, _tb: Any = None) -> bool: ...
     def execute_query(self, sql: str, params: Params | None = None) -> list[Row]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int: ...
+    def fetch_arrow(self, sql: str, params: Params | None = None) -> Any: ...
+    def fetch_polars(self, sql: str, params: Params | None = None) -> Any: ...
+    def fetch_pandas(
+        self, sql: str, params: Params | None = None, *, dtype_backend: str = "numpy_nullable"
+    ) -> Any: ...
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = 65536
+    ) -> ArrowBatchesProtocol: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
     def savepoint(self) -> SavepointProtocol: ...
@@ -83,10 +130,38 @@ class DatabaseManagerProtocol(Protocol):
         *,
         as_tuples: Literal[True],
     ) -> Iterator[tuple[Any, ...]]: ...
+    def fetch_arrow(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    def fetch_polars(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    def fetch_pandas(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        dtype_backend: str = "numpy_nullable",
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = 65536
+    ) -> ArrowBatchesProtocol: ...
     def bulk_insert(
         self,
         table: str,
-        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]] | ArrowData,
         columns: Sequence[str] | None = None,
     ) -> int: ...
     def execute_query_with_timeout(
@@ -149,6 +224,14 @@ class AsyncTransactionProtocol(Protocol):
     ) -> Awaitable[bool]: ...
     def execute_query(self, sql: str, params: Params | None = None) -> Awaitable[list[Row]]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> Awaitable[int]: ...
+    def fetch_arrow(self, sql: str, params: Params | None = None) -> Awaitable[Any]: ...
+    def fetch_polars(self, sql: str, params: Params | None = None) -> Awaitable[Any]: ...
+    def fetch_pandas(
+        self, sql: str, params: Params | None = None, *, dtype_backend: str = "numpy_nullable"
+    ) -> Awaitable[Any]: ...
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = 65536
+    ) -> AsyncArrowBatchesProtocol: ...
     def commit(self) -> Awaitable[None]: ...
     def rollback(self) -> Awaitable[None]: ...
     def savepoint(self) -> AsyncSavepointProtocol: ...
@@ -208,10 +291,38 @@ class AsyncDatabaseManagerProtocol(Protocol):
         *,
         as_tuples: Literal[True],
     ) -> AsyncIterator[tuple[Any, ...]]: ...
+    async def fetch_arrow(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    async def fetch_polars(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    async def fetch_pandas(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        dtype_backend: str = "numpy_nullable",
+        partition_on: str | None = None,
+        partitions: int | None = None,
+    ) -> Any: ...
+    def iter_arrow(
+        self, sql: str, params: Params | None = None, *, batch_rows: int = 65536
+    ) -> AsyncArrowBatchesProtocol: ...
     async def bulk_insert(
         self,
         table: str,
-        rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]] | ArrowData,
         columns: Sequence[str] | None = None,
     ) -> int: ...
     async def execute_query_with_timeout(
