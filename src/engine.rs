@@ -353,6 +353,39 @@ impl Database {
         self.observe(started, result, |_| 0)
     }
 
+    /// Load the feed's rows, whose columns are named `columns` (Arrow data:
+    /// matched to the table's by name), into `table`. A column the table
+    /// lacks is refused before anything is sent; a table column the data
+    /// lacks takes its default.
+    pub async fn bulk_insert_named(
+        &self,
+        table: &str,
+        columns: Vec<String>,
+        mut feed: RowFeed,
+    ) -> Result<u64> {
+        let started = Instant::now();
+        let result = async {
+            let mut conn = self.connection("bulk_insert").await?;
+            let have = conn.table_columns(table).await?;
+            let missing: Vec<&str> = columns
+                .iter()
+                .filter(|c| !have.iter().any(|h| h.eq_ignore_ascii_case(c)))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::parameter(format!(
+                    "{table} has no column {} (its columns: {}); rename or drop it in the data",
+                    missing.join(", "),
+                    have.join(", ")
+                )));
+            }
+            conn.bulk_insert(table, &columns, &mut feed).await
+        }
+        .await
+        .map_err(|e| self.fail(e, "bulk_insert"));
+        self.observe(started, result, |_| 0)
+    }
+
     /// Many parameter sets for one statement, all in one transaction.
     pub async fn execute_many(&self, sql: &ParsedSql, feed: RowFeed) -> Result<u64> {
         let started = Instant::now();

@@ -20,6 +20,9 @@ pub struct RowFeed {
     rx: mpsc::Receiver<Chunk>,
     /// Rows of the last chunk not yet taken by [`RowFeed::fill`].
     pending: std::vec::IntoIter<Vec<Value>>,
+    /// How each column's values were typed where they came from ("an Arrow
+    /// int64"), for messages; `None`: Python objects.
+    origin: Option<Vec<String>>,
 }
 
 /// The caller's end.
@@ -34,8 +37,24 @@ impl RowFeed {
             RowFeed {
                 rx,
                 pending: Vec::new().into_iter(),
+                origin: None,
             },
         )
+    }
+
+    /// Rows whose columns were typed as `origin` says (for messages).
+    pub fn with_origin(mut self, origin: Vec<String>) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// What a value of `column` is, as the caller typed it ("an Arrow
+    /// int64", "a Python int").
+    pub fn describe(&self, column: usize, value: &Value) -> String {
+        match self.origin.as_ref().and_then(|o| o.get(column)) {
+            Some(origin) => origin.clone(),
+            None => format!("a Python {}", value.kind_name()),
+        }
     }
 
     /// A feed of rows already made (no caller converting alongside).

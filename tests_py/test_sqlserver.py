@@ -287,7 +287,7 @@ def test_bulk_insert_refuses_a_value_its_column_cannot_take(
     mdb: dbflow.DatabaseManager, typed_table: str
 ) -> None:
     with pytest.raises(
-        dbflow.ParameterError, match=r"row 1, column c_uuid: a float .*uniqueidentifier"
+        dbflow.ParameterError, match=r"row 1, column c_uuid: a Python float .*uniqueidentifier"
     ):
         mdb.bulk_insert(typed_table, [{"id": 1, "c_uuid": None}, {"id": 2, "c_uuid": 1.5}])
     assert mdb.execute_query(f"SELECT COUNT(*) AS n FROM {typed_table}") == [{"n": 0}]

@@ -6,6 +6,8 @@
 //! each backend (`postgres/arrow.rs`, `mssql/arrow.rs`); what is shared —
 //! batching, the canonical UUID field, epoch arithmetic — is here.
 
+pub mod load;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

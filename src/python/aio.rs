@@ -19,6 +19,7 @@ use pyo3_async_runtimes::TaskLocals;
 use super::aio_transaction::AsyncTransaction;
 use super::arguments::statement;
 use super::arrow::ArrowStream;
+use super::arrow_feed;
 use super::arrow_ops::{self, ArrowArgs, Shape};
 use super::config::PyConfigManager;
 use super::convert::rows_in_shape;
@@ -400,6 +401,14 @@ impl PyAsyncDatabaseManager {
         rows: &Bound<'py, PyAny>,
         columns: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let db = &self.core.db;
+        if let Some(data) = arrow_feed::input(rows)
+            .map_err(|e| db.fail(e, "bulk_insert"))
+            .py_result()?
+        {
+            arrow_feed::refuse_columns(db, &columns)?;
+            return arrow_feed::load_async(py, db, &table, data);
+        }
         let source = RowSource::bulk(&self.core.db, rows, columns).py_result()?;
         let started = start_fed(source, |feed, columns, raised| {
             let db = self.core.db.clone();

@@ -11,6 +11,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::arguments::statement;
 use super::arrow::ArrowStream;
+use super::arrow_feed;
 use super::arrow_ops::{self, ArrowArgs, Shape};
 use super::config::PyConfigManager;
 use super::convert;
@@ -317,7 +318,9 @@ impl PyDatabaseManager {
 
     /// Load rows (dicts, or tuples in `columns` order) into `table` with the
     /// server's bulk path (PostgreSQL binary COPY, SQL Server bulk load).
-    /// All rows or none; returns the number loaded.
+    /// Arrow data (a pyarrow Table or RecordBatch, a Polars or pandas
+    /// DataFrame, `iter_arrow`'s result) loads without Python rows, its
+    /// columns matched by name. All rows or none; returns the number loaded.
     #[pyo3(signature = (table, rows, columns=None))]
     fn bulk_insert(
         &self,
@@ -328,6 +331,15 @@ impl PyDatabaseManager {
     ) -> PyResult<u64> {
         let started = Instant::now();
         let db = &self.core.db;
+        if let Some(data) = arrow_feed::input(rows)
+            .map_err(|e| db.fail(e, "bulk_insert"))
+            .py_result()?
+        {
+            arrow_feed::refuse_columns(db, &columns)?;
+            let n = arrow_feed::load_blocking(py, db, table, data)?;
+            log_done(db.name(), "bulk_insert", started, n as usize);
+            return Ok(n);
+        }
         let source = RowSource::bulk(db, rows, columns).py_result()?;
         let done = run_fed(py, source, |feed, columns| {
             db.bulk_insert(table, columns, feed)

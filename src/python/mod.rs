@@ -4,6 +4,7 @@ mod aio;
 mod aio_transaction;
 mod arguments;
 mod arrow;
+mod arrow_feed;
 mod arrow_ops;
 mod config;
 mod convert;

@@ -11,6 +11,7 @@ use tiberius::{ColumnData, FixedLenType, IntoSql, MetaDataColumn, TypeInfo, VarL
 
 use super::values::numeric_from_text;
 use crate::error::{Error, Result};
+use crate::feed::RowFeed;
 use crate::value::Value;
 
 /// What a column holds, as far as converting a value for it goes.
@@ -93,33 +94,40 @@ pub fn row(
     targets: &[MetaDataColumn<'_>],
     row: usize,
     values: &[Value],
+    feed: &RowFeed,
 ) -> Result<tiberius::TokenRow<'static>> {
     if values.len() != targets.len() {
         return Err(Error::parameter(format!(
-            "bulk_insert: row {row} has {} values for {} columns",
+            "row {row} has {} values for {} columns",
             values.len(),
             targets.len()
         )));
     }
     let mut token = tiberius::TokenRow::with_capacity(values.len());
-    for (value, column) in values.iter().zip(targets) {
-        token.push(cell(column, row, value)?);
+    for (i, (value, column)) in values.iter().zip(targets).enumerate() {
+        token.push(cell(column, row, value, || feed.describe(i, value))?);
     }
     Ok(token)
 }
 
 /// One cell of a bulk row for `column`. `row` and the column name are for
-/// messages.
-pub fn cell(column: &MetaDataColumn<'_>, row: usize, value: &Value) -> Result<ColumnData<'static>> {
+/// messages, and `what` says what the value is in the caller's terms ("a
+/// Python int", "an Arrow int64").
+pub fn cell(
+    column: &MetaDataColumn<'_>,
+    row: usize,
+    value: &Value,
+    what: impl Fn() -> String,
+) -> Result<ColumnData<'static>> {
     if matches!(value, Value::Null) {
         return Ok(column.base.null_value());
     }
     let refuse = || {
         Error::parameter(format!(
-            "bulk_insert: row {row}, column {}: a {} cannot be stored in a {} column; \
-             convert it in Python first",
+            "row {row}, column {}: {} cannot be stored in a {} column; \
+             convert it first",
             column.col_name,
-            value.kind_name(),
+            what(),
             type_name(column)
         ))
     };
@@ -129,7 +137,7 @@ pub fn cell(column: &MetaDataColumn<'_>, row: usize, value: &Value) -> Result<Co
         (Kind::Bit, Value::Int(i @ (0 | 1))) => ColumnData::Bit(Some(*i == 1)),
         (Kind::Int(bytes), Value::Int(i)) => int(bytes, *i).ok_or_else(|| {
             Error::parameter(format!(
-                "bulk_insert: row {row}, column {}: {i} is out of range for {}",
+                "row {row}, column {}: {i} is out of range for {}",
                 column.col_name,
                 type_name(column)
             ))
@@ -167,6 +175,10 @@ pub fn cell(column: &MetaDataColumn<'_>, row: usize, value: &Value) -> Result<Co
         }
         (Kind::Binary, Value::Bytes(b)) => ColumnData::Binary(Some(Cow::Owned(b.clone()))),
         (Kind::Guid, Value::Uuid(u)) => ColumnData::Guid(Some(*u)),
+        // A UUID's 16 bytes (Arrow data that lost its UUID type on the way).
+        (Kind::Guid, Value::Bytes(b)) if b.len() == 16 => {
+            ColumnData::Guid(Some(uuid::Uuid::from_slice(b).map_err(|_| refuse())?))
+        }
         (Kind::Guid, Value::Text(s)) => {
             ColumnData::Guid(Some(s.trim().parse().map_err(|_| refuse())?))
         }
@@ -267,7 +279,7 @@ mod tests {
             scale: 2,
         });
         assert_eq!(
-            cell(&decimal, 0, &Value::Null).unwrap(),
+            cell(&decimal, 0, &Value::Null, String::new).unwrap(),
             ColumnData::Numeric(None)
         );
         let date = column(TypeInfo::VarLenSized(VarLenContext::new(
@@ -276,7 +288,7 @@ mod tests {
             None,
         )));
         assert_eq!(
-            cell(&date, 0, &Value::Null).unwrap(),
+            cell(&date, 0, &Value::Null, String::new).unwrap(),
             ColumnData::Date(None)
         );
     }
@@ -289,7 +301,7 @@ mod tests {
             None,
         )));
         assert_eq!(
-            cell(&bigint, 0, &Value::Int(7)).unwrap(),
+            cell(&bigint, 0, &Value::Int(7), String::new).unwrap(),
             ColumnData::I64(Some(7))
         );
         let tiny = column(TypeInfo::VarLenSized(VarLenContext::new(
@@ -297,7 +309,7 @@ mod tests {
             1,
             None,
         )));
-        let err = cell(&tiny, 3, &Value::Int(300)).unwrap_err();
+        let err = cell(&tiny, 3, &Value::Int(300), String::new).unwrap_err();
         assert!(
             err.message.contains("row 3") && err.message.contains("out of range"),
             "{}",
@@ -308,7 +320,7 @@ mod tests {
             16,
             None,
         )));
-        let err = cell(&guid, 0, &Value::Float(1.5)).unwrap_err();
+        let err = cell(&guid, 0, &Value::Float(1.5), || "a Python float".into()).unwrap_err();
         assert!(
             err.message.contains("float") && err.message.contains("column c"),
             "{}",

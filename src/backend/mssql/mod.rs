@@ -234,7 +234,7 @@ impl Backend for MsConn {
             let targets = request.columns().to_vec();
             if targets.len() != columns.len() {
                 return Err(Error::parameter(format!(
-                    "bulk_insert: {table} takes {} of the {} columns given (identity and computed \
+                    "{table} takes {} of the {} columns given (identity and computed \
                      columns are filled by the server); leave those out",
                     targets.len(),
                     columns.len()
@@ -255,7 +255,7 @@ impl Backend for MsConn {
                     }
                 };
                 for row in &chunk {
-                    match bulk::row(&targets, index, row) {
+                    match bulk::row(&targets, index, row, feed) {
                         Ok(token) => request.send(token).await?,
                         Err(e) => {
                             failed = Some(e);

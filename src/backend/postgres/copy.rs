@@ -53,7 +53,7 @@ impl PgConn {
                 }
             };
             for row in &chunk {
-                if let Err(e) = encode_copy_row(&mut buf, row, &targets, columns, index) {
+                if let Err(e) = encode_copy_row(&mut buf, row, &targets, columns, index, feed) {
                     let _ = copy.abort("bad value").await;
                     return Err(e);
                 }
@@ -76,16 +76,19 @@ fn encode_copy_row(
     targets: &[(Target, String)],
     columns: &[String],
     index: usize,
+    feed: &RowFeed,
 ) -> Result<()> {
     if row.len() != targets.len() {
         return Err(Error::parameter(format!(
-            "bulk_insert: row {index} has {} values for {} columns",
+            "row {index} has {} values for {} columns",
             row.len(),
             targets.len()
         )));
     }
     buf.extend_from_slice(&(targets.len() as i16).to_be_bytes());
-    for ((value, (target, type_name)), column) in row.iter().zip(targets).zip(columns) {
+    for (i, ((value, (target, type_name)), column)) in
+        row.iter().zip(targets).zip(columns).enumerate()
+    {
         if matches!(value, Value::Null) {
             buf.extend_from_slice(&(-1i32).to_be_bytes());
             continue;
@@ -96,12 +99,12 @@ fn encode_copy_row(
             let why = match m {
                 Mismatch::Invalid(msg) => msg,
                 Mismatch::Retype => format!(
-                    "a Python {} cannot be written to a {type_name} column",
-                    value.kind_name()
+                    "{} cannot be written to a {type_name} column",
+                    feed.describe(i, value)
                 ),
             };
             return Err(Error::parameter(format!(
-                "bulk_insert: row {index}, column {column}: {why}"
+                "row {index}, column {column}: {why}"
             )));
         }
         let len = (buf.len() - at - 4) as i32;

@@ -298,6 +298,9 @@ fn encode_builtin(value: &Value, t: u32, buf: &mut Vec<u8>) -> Result<(), Mismat
         }
         (oid::BYTEA, Value::Bytes(b)) => buf.extend_from_slice(b),
         (oid::UUID, Value::Uuid(u)) => buf.extend_from_slice(u.as_bytes()),
+        // 16 bytes are a UUID's binary form (Arrow data whose UUID extension
+        // type was dropped on the way, as Polars does).
+        (oid::UUID, Value::Bytes(b)) if b.len() == 16 => buf.extend_from_slice(b),
         (oid::DATE, Value::Date(d)) => {
             let days = d.signed_duration_since(pg_epoch_date()).num_days();
             buf.extend_from_slice(&(days as i32).to_be_bytes());
