@@ -302,12 +302,6 @@ def report(ctx: Ctx, all_of: list[Peer], measured: dict, memory: dict[str, int],
         for p in peers:
             key = p.key
             t = measured["times"].get(key)
-            marks = []
-            seen = [NOTES.get(n, n) for n in sorted(measured["notes"].get(key, ()))]
-            for note in seen + ([p.how] if p.how else []):
-                if note not in footnotes:
-                    footnotes.append(note)
-                marks.append(f"[{footnotes.index(note) + 1}]")
             name = p.name + (" — **baseline**" if p.baseline else "")
             if not t:
                 why = SKIPPED.get(key) or (
@@ -315,6 +309,12 @@ def report(ctx: Ctx, all_of: list[Peer], measured: dict, memory: dict[str, int],
                 )
                 lines.append(f"| {name} | {p.form} | — | — | — | — | {why} |")
                 continue
+            marks = []
+            seen = [NOTES.get(n, n) for n in sorted(measured["notes"].get(key, ()))]
+            for note in seen + ([p.how] if p.how else []):
+                if note not in footnotes:
+                    footnotes.append(note)
+                marks.append(f"[{footnotes.index(note) + 1}]")
             med = statistics.median(t)
             ratio = f"**{statistics.median(ref) / med:.2f}x**" if ref else "—"
             mem = memory.get(key)
