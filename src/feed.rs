@@ -5,7 +5,13 @@
 //! A chunk is `Err` when the caller could not make it (a value of the wrong
 //! type): the operation then stops, undoes what it sent, and reports that
 //! error. The end of the feed is the sender being dropped.
+//!
+//! Arrow data travels as record batches ([`Part::Batch`]): a backend that
+//! writes them as they are (PostgreSQL's binary COPY) takes them whole with
+//! [`RowFeed::next_part`]; every other reader gets them as rows, made where
+//! they are taken.
 
+use arrow_array::RecordBatch;
 use tokio::sync::mpsc;
 
 use crate::error::Result;
@@ -15,9 +21,29 @@ use crate::value::Value;
 /// One batch of rows, or why the caller could not make it.
 pub type Chunk = Result<Vec<Vec<Value>>>;
 
+/// What travels down the feed: rows, or an Arrow record batch whose first
+/// row is row `first_row` of the data (for messages).
+#[derive(Debug)]
+pub enum Part {
+    Rows(Vec<Vec<Value>>),
+    Batch {
+        batch: RecordBatch,
+        first_row: usize,
+    },
+}
+
+impl Part {
+    fn into_rows(self) -> Result<Vec<Vec<Value>>> {
+        match self {
+            Part::Rows(rows) => Ok(rows),
+            Part::Batch { batch, first_row } => crate::arrow::load::rows(&batch, first_row),
+        }
+    }
+}
+
 /// The receiving end, owned by the operation.
 pub struct RowFeed {
-    rx: mpsc::Receiver<Chunk>,
+    rx: mpsc::Receiver<Result<Part>>,
     /// Rows of the last chunk not yet taken by [`RowFeed::fill`].
     pending: std::vec::IntoIter<Vec<Value>>,
     /// How each column's values were typed where they came from ("an Arrow
@@ -26,7 +52,7 @@ pub struct RowFeed {
 }
 
 /// The caller's end.
-pub type FeedSender = mpsc::Sender<Chunk>;
+pub type FeedSender = mpsc::Sender<Result<Part>>;
 
 impl RowFeed {
     /// A feed holding at most `capacity` chunks not yet taken.
@@ -62,7 +88,7 @@ impl RowFeed {
         let (tx, feed) = RowFeed::channel(1);
         if !rows.is_empty() {
             // Capacity 1 and nothing sent yet: cannot be full or closed.
-            let _ = tx.try_send(Ok(rows));
+            let _ = tx.try_send(Ok(Part::Rows(rows)));
         }
         feed
     }
@@ -78,7 +104,7 @@ impl RowFeed {
                 continue;
             }
             match self.rx.recv().await {
-                Some(chunk) => self.pending = chunk?.into_iter(),
+                Some(part) => self.pending = part?.into_rows()?.into_iter(),
                 None => break,
             }
         }
@@ -91,6 +117,18 @@ impl RowFeed {
         let rest: Vec<Vec<Value>> = self.pending.by_ref().collect();
         if !rest.is_empty() {
             return Ok(Some(rest));
+        }
+        match self.rx.recv().await {
+            Some(part) => part?.into_rows().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`RowFeed::next_chunk`], with Arrow batches left whole.
+    pub async fn next_part(&mut self) -> Result<Option<Part>> {
+        let rest: Vec<Vec<Value>> = self.pending.by_ref().collect();
+        if !rest.is_empty() {
+            return Ok(Some(Part::Rows(rest)));
         }
         self.rx.recv().await.transpose()
     }
@@ -188,8 +226,8 @@ mod tests {
     #[tokio::test]
     async fn fill_regroups_chunks_into_the_size_asked_for() {
         let (tx, mut feed) = RowFeed::channel(4);
-        tx.send(Ok(rows(0, 3))).await.unwrap();
-        tx.send(Ok(rows(3, 4))).await.unwrap();
+        tx.send(Ok(Part::Rows(rows(0, 3)))).await.unwrap();
+        tx.send(Ok(Part::Rows(rows(3, 4)))).await.unwrap();
         drop(tx);
         let mut got = Vec::new();
         let mut sizes = Vec::new();
@@ -207,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_chunk_is_the_error_and_rows_before_it_stay() {
         let (tx, mut feed) = RowFeed::channel(4);
-        tx.send(Ok(rows(0, 2))).await.unwrap();
+        tx.send(Ok(Part::Rows(rows(0, 2)))).await.unwrap();
         tx.send(Err(Error::parameter("row 2: bad"))).await.unwrap();
         let mut got = Vec::new();
         let err = feed.fill(&mut got, 10).await.unwrap_err();
@@ -218,8 +256,8 @@ mod tests {
     #[tokio::test]
     async fn next_chunk_hands_over_what_is_ready() {
         let (tx, mut feed) = RowFeed::channel(4);
-        tx.send(Ok(rows(0, 3))).await.unwrap();
-        tx.send(Ok(rows(3, 2))).await.unwrap();
+        tx.send(Ok(Part::Rows(rows(0, 3)))).await.unwrap();
+        tx.send(Ok(Part::Rows(rows(3, 2)))).await.unwrap();
         drop(tx);
         assert_eq!(ids(&[feed.next_row().await.unwrap().unwrap()]), vec![0]);
         assert_eq!(ids(&feed.next_chunk().await.unwrap().unwrap()), vec![1, 2]);

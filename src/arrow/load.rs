@@ -92,7 +92,7 @@ pub fn rows(batch: &RecordBatch, first_row: usize) -> Result<Vec<Vec<Value>>> {
     Ok(rows)
 }
 
-type Cell = std::result::Result<Value, String>;
+pub type Cell = std::result::Result<Value, String>;
 
 fn date(days: i64) -> Cell {
     NaiveDate::from_ymd_opt(1970, 1, 1)
@@ -145,7 +145,7 @@ fn interval(months: i32, days: i32, nanos: i64) -> Cell {
 }
 
 /// Decimal digits with `scale` fractional digits as exact text.
-fn decimal_text(digits: String, scale: i8) -> String {
+pub fn decimal_text(digits: String, scale: i8) -> String {
     if scale <= 0 {
         return format!("{digits}{}", "0".repeat((-scale) as usize));
     }
@@ -160,7 +160,7 @@ fn decimal_text(digits: String, scale: i8) -> String {
 }
 
 /// One cell as a [`Value`].
-fn value(array: &ArrayRef, i: usize, uuid: bool) -> Cell {
+pub fn value(array: &ArrayRef, i: usize, uuid: bool) -> Cell {
     use DataType::*;
     if array.is_null(i) {
         return Ok(Value::Null);

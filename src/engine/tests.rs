@@ -117,7 +117,9 @@ fn execute_many_is_all_or_nothing() {
         assert_eq!(server.rows("t").unwrap().len(), 3);
         // A feed that fails mid-way (a row the caller could not convert).
         let (tx, feed) = RowFeed::channel(4);
-        tx.send(Ok(vec![vec![Value::Int(20)]])).await.unwrap();
+        tx.send(Ok(crate::feed::Part::Rows(vec![vec![Value::Int(20)]])))
+            .await
+            .unwrap();
         tx.send(Err(crate::error::Error::parameter("row 2 is not a dict")))
             .await
             .unwrap();

@@ -19,7 +19,7 @@ use super::errors::IntoPyResult;
 use crate::arrow::load;
 use crate::engine::Database;
 use crate::error::{Error, Result};
-use crate::feed::{FeedSender, RowFeed};
+use crate::feed::{FeedSender, Part, RowFeed};
 
 type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
 
@@ -87,20 +87,20 @@ pub(crate) fn input(data: &Bound<'_, PyAny>) -> Result<Option<ArrowInput>> {
     Ok(None)
 }
 
-/// Read every batch into the feed; a batch that cannot be read or made
-/// into rows ends the feed with its error (the load then undoes itself).
+/// Read every batch into the feed as it comes; one that cannot be read
+/// ends the feed with its error (the load then undoes itself).
 fn pump(batches: Batches, sender: FeedSender) {
     let mut first_row = 0;
     for batch in batches {
-        let rows = batch
-            .map_err(imported)
-            .and_then(|b| load::rows(&b, first_row));
-        let failed = rows.is_err();
-        if let Ok(rows) = &rows {
-            first_row += rows.len();
-        }
+        let part = batch.map_err(imported).map(|batch| {
+            let rows = batch.num_rows();
+            let part = Part::Batch { batch, first_row };
+            first_row += rows;
+            part
+        });
+        let failed = part.is_err();
         // A closed feed: the load ended (its error is the answer).
-        if sender.blocking_send(rows).is_err() || failed {
+        if sender.blocking_send(part).is_err() || failed {
             return;
         }
     }

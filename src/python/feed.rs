@@ -16,7 +16,7 @@ use super::convert::{self, param_keys, params_keyed};
 use super::errors::to_pyerr;
 use crate::engine::Database;
 use crate::error::{Error, Result};
-use crate::feed::{Chunk, FeedSender, RowFeed};
+use crate::feed::{Chunk, FeedSender, Part, RowFeed};
 use crate::sql::ParsedSql;
 use crate::value::Value;
 
@@ -283,7 +283,7 @@ where
     let first = first.map_err(|e| reraise(&raised, e))?;
     let (tx, feed) = RowFeed::channel(SYNC_CAPACITY);
     // An empty channel has room for one chunk.
-    let _ = tx.try_send(Ok(first));
+    let _ = tx.try_send(Ok(Part::Rows(first)));
     let operation = start(feed, source.columns());
     crate::runtime::catch_panic(|| feed_while_running(py, &mut source, tx, operation))
         .map(Some)
@@ -305,10 +305,10 @@ pub(crate) fn start_fed<'py>(
     };
     let first = first.map_err(|e| reraise(&raised, e))?;
     let (tx, feed) = RowFeed::channel(ASYNC_CAPACITY);
-    let _ = tx.try_send(Ok(first));
+    let _ = tx.try_send(Ok(Part::Rows(first)));
     let awaitable = start(feed, source.columns(), raised)?;
     while let Some(chunk) = source.next_chunk(CHUNK_ROWS) {
-        if tx.try_send(chunk).is_err() {
+        if tx.try_send(chunk.map(Part::Rows)).is_err() {
             break; // the operation ended early (failed): stop converting
         }
     }
@@ -340,7 +340,7 @@ fn feed_while_running<T: Send>(
         let Some(chunk) = source.next_chunk(CHUNK_ROWS) else {
             break;
         };
-        let mut pending = Some(chunk);
+        let mut pending = Some(chunk.map(Part::Rows));
         while let Some(chunk) = pending.take() {
             match feed.try_send(chunk) {
                 Ok(()) => {}

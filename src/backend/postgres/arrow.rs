@@ -87,7 +87,7 @@ pub fn plan(columns: &[PgColumn]) -> Result<(SchemaRef, Vec<PgArrowColumn>)> {
 }
 
 /// `numeric(p,s)`'s precision and scale from its type modifier.
-fn numeric_modifier(typmod: i32) -> Option<(u8, i32)> {
+pub(super) fn numeric_modifier(typmod: i32) -> Option<(u8, i32)> {
     if typmod < 4 {
         return None;
     }

@@ -3,10 +3,11 @@
 use sqlx::{Column, Executor, SqlSafeStr, Statement as _, TypeInfo};
 
 use super::bind::target_of;
-use super::encode::{self, Mismatch, Target};
+use super::copy_arrow::{self, TargetColumn};
+use super::encode::{self, Mismatch};
 use super::{quote_ident, quote_qualified, PgConn};
 use crate::error::{Error, Result};
-use crate::feed::RowFeed;
+use crate::feed::{Part, RowFeed};
 use crate::value::Value;
 
 impl PgConn {
@@ -26,10 +27,14 @@ impl PgConn {
             .conn
             .prepare_with(sqlx::AssertSqlSafe(probe).into_sql_str(), &[])
             .await?;
-        let targets: Vec<(Target, String)> = stmt
+        let targets: Vec<TargetColumn> = stmt
             .columns()
             .iter()
-            .map(|c| (target_of(c.type_info()), c.type_info().name().to_owned()))
+            .map(|c| TargetColumn {
+                target: target_of(c.type_info()),
+                type_name: c.type_info().name().to_owned(),
+                numeric_scale: super::arrow::numeric_modifier(c.type_modifier()).map(|(_, s)| s),
+            })
             .collect();
         let mut copy = self
             .conn
@@ -44,20 +49,24 @@ impl PgConn {
         buf.extend_from_slice(&0i32.to_be_bytes());
         let mut index = 0;
         loop {
-            let chunk = match feed.next_chunk().await {
-                Ok(Some(chunk)) => chunk,
+            let encoded = match feed.next_part().await {
+                Ok(Some(Part::Rows(rows))) => rows.iter().try_for_each(|row| {
+                    index += 1;
+                    encode_copy_row(&mut buf, row, &targets, columns, index - 1, feed)
+                }),
+                // Arrow data: written from its buffers as it is.
+                Ok(Some(Part::Batch { batch, first_row })) => {
+                    copy_arrow::encode_batch(&mut buf, &batch, first_row, &targets, columns)
+                }
                 Ok(None) => break,
                 Err(e) => {
                     let _ = copy.abort("the rows could not be converted").await;
                     return Err(e);
                 }
             };
-            for row in &chunk {
-                if let Err(e) = encode_copy_row(&mut buf, row, &targets, columns, index, feed) {
-                    let _ = copy.abort("bad value").await;
-                    return Err(e);
-                }
-                index += 1;
+            if let Err(e) = encoded {
+                let _ = copy.abort("bad value").await;
+                return Err(e);
             }
             copy.send(std::mem::take(&mut buf)).await?;
             buf.reserve(1 << 17);
@@ -73,7 +82,7 @@ impl PgConn {
 fn encode_copy_row(
     buf: &mut Vec<u8>,
     row: &[Value],
-    targets: &[(Target, String)],
+    targets: &[TargetColumn],
     columns: &[String],
     index: usize,
     feed: &RowFeed,
@@ -86,9 +95,10 @@ fn encode_copy_row(
         )));
     }
     buf.extend_from_slice(&(targets.len() as i16).to_be_bytes());
-    for (i, ((value, (target, type_name)), column)) in
-        row.iter().zip(targets).zip(columns).enumerate()
-    {
+    for (i, ((value, target), column)) in row.iter().zip(targets).zip(columns).enumerate() {
+        let TargetColumn {
+            target, type_name, ..
+        } = target;
         if matches!(value, Value::Null) {
             buf.extend_from_slice(&(-1i32).to_be_bytes());
             continue;

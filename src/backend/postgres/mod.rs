@@ -7,6 +7,7 @@
 mod arrow;
 mod bind;
 mod copy;
+mod copy_arrow;
 pub mod decode;
 mod dialect;
 pub mod encode;
@@ -129,13 +130,11 @@ impl PgConn {
             let mut read = 0u64;
             let mut stream = stmt.query_with(args).fetch(&mut self.conn);
             while let Some(row) = stream.try_next().await? {
+                if !row.is_binary() {
+                    return Err(Error::query("the server sent a result in text form"));
+                }
                 for (i, column) in buffer.columns().iter_mut().enumerate() {
-                    let raw = row.try_get_raw(i)?;
-                    column.append(if raw.is_null() {
-                        None
-                    } else {
-                        Some(raw.as_bytes().map_err(|e| Error::query(e.to_string()))?)
-                    })?;
+                    column.append(row.raw_cell(i))?;
                 }
                 read += 1;
                 if !buffer.row_done().await? {

@@ -15,6 +15,23 @@ pub struct PgRow {
     pub(crate) metadata: Arc<PgStatementMetadata>,
 }
 
+impl PgRow {
+    /// dbflow: the binary value of column `index` (`None`: NULL, or no
+    /// such column), without building a `PgValueRef` (which clones the
+    /// column's type) for every cell of a large result.
+    #[inline]
+    pub fn raw_cell(&self, index: usize) -> Option<&[u8]> {
+        self.data.values.get(index)?.as_ref().map(|range| {
+            &self.data.storage[(range.start as usize)..(range.end as usize)]
+        })
+    }
+
+    /// dbflow: whether the row's values are in the binary format.
+    pub fn is_binary(&self) -> bool {
+        matches!(self.format, PgValueFormat::Binary)
+    }
+}
+
 impl Row for PgRow {
     type Database = Postgres;
 
