@@ -126,7 +126,7 @@ def stored(db: dbflow.DatabaseManager, table: str) -> list[dict[str, Any]]:
     rows = db.execute_query(f"SELECT {', '.join(COLUMNS)}, extra FROM {table} ORDER BY id")
     for r in rows:
         if isinstance(r["doc"], dict):  # jsonb comes back parsed
-            r["doc"] = '{"i": %d}' % r["doc"]["i"]
+            r["doc"] = '{"i": ' + str(r["doc"]["i"]) + "}"
         r["blob"] = bytes(r["blob"]) if r["blob"] is not None else None
         r["at"] = r["at"].astimezone(UTC) if r["at"] is not None else None
     return rows
@@ -214,7 +214,9 @@ def test_digits_a_numeric_column_would_round_are_refused(
     db: dbflow.DatabaseManager, pg_table: str
 ) -> None:
     data = pa.table({"id": [1], "amount": pa.array([Decimal("1.005")], pa.decimal128(12, 3))})
-    with pytest.raises(dbflow.ParameterError, match="1.005 has more than the 2 fractional digits"):
+    with pytest.raises(
+        dbflow.ParameterError, match=r"1\.005 has more than the 2 fractional digits"
+    ):
         db.bulk_insert(pg_table, data)
     exact = pa.table({"id": [1], "amount": pa.array([Decimal("1.500")], pa.decimal128(12, 3))})
     db.bulk_insert(pg_table, exact)
