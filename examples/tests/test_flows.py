@@ -22,7 +22,7 @@ def counts(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
 def test_rpa1_sequential(dbflow_database, survey_hub) -> None:  # type: ignore[no-untyped-def]
     result = rpa1_workflow()
     assert result["responses_found"] == 120 and result["rows_written"] == 120
-    assert result["schema_version"] == "V003"
+    assert result["schema_version"] == "V004"
     assert counts(dbflow_database) == {"completed": 108, "failed": 12}
 
 
