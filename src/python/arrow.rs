@@ -121,27 +121,37 @@ impl ArrowBatch {
     }
 }
 
-/// Batches from a channel, for a C stream consumer: each `next` waits for
-/// the producer with the GIL released.
-struct ChannelReader {
-    schema: SchemaRef,
+/// The batches of a stream not read yet: the one read ahead, then the
+/// channel's, each waited for with the GIL released.
+pub(crate) struct Remaining {
     first: Option<RecordBatch>,
     receiver: BatchReceiver,
+}
+
+impl Iterator for Remaining {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(first) = self.first.take() {
+            return Some(Ok(first));
+        }
+        receive(&self.receiver).transpose()
+    }
+}
+
+/// [`Remaining`] for a C stream consumer (errors become Arrow's).
+struct ChannelReader {
+    schema: SchemaRef,
+    batches: Remaining,
 }
 
 impl Iterator for ChannelReader {
     type Item = std::result::Result<RecordBatch, ArrowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(first) = self.first.take() {
-            return Some(Ok(first));
-        }
-        let next = receive(&self.receiver);
-        match next {
-            Ok(Some(batch)) => Some(Ok(batch)),
-            Ok(None) => None,
-            Err(e) => Some(Err(ArrowError::ExternalError(Box::new(e)))),
-        }
+        self.batches
+            .next()
+            .map(|r| r.map_err(|e| ArrowError::ExternalError(Box::new(e))))
     }
 }
 
@@ -216,6 +226,24 @@ impl ArrowStream {
         Ok(schema)
     }
 
+    /// The schema and the batches not read yet, taken once (`bulk_insert`
+    /// reads them here, keeping dbflow's own errors).
+    pub(crate) fn take(&self, py: Python<'_>) -> PyResult<(SchemaRef, Remaining)> {
+        let schema = self.schema(py)?;
+        let mut peeked = self.peeked();
+        if peeked.exported {
+            return Err(PyValueError::new_err(
+                "iter_arrow: this stream was already handed over once; call iter_arrow again",
+            ));
+        }
+        peeked.exported = true;
+        let batches = Remaining {
+            first: peeked.first.take(),
+            receiver: self.receiver.clone(),
+        };
+        Ok((schema, batches))
+    }
+
     /// The next batch with rows (a result's only batch may be empty: it
     /// carries the schema), `None` at the end.
     fn next_batch(&self, py: Python<'_>) -> PyResult<Option<RecordBatch>> {
@@ -269,23 +297,8 @@ impl ArrowStream {
         requested_schema: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema;
-        let schema = self.schema(py)?;
-        let first = {
-            let mut peeked = self.peeked();
-            if peeked.exported {
-                return Err(PyValueError::new_err(
-                    "iter_arrow: this stream was already handed over once; call iter_arrow again",
-                ));
-            }
-            peeked.exported = true;
-            peeked.first.take()
-        };
-        let reader = ChannelReader {
-            schema,
-            first,
-            receiver: self.receiver.clone(),
-        };
-        stream_capsule(py, Box::new(reader))
+        let (schema, batches) = self.take(py)?;
+        stream_capsule(py, Box::new(ChannelReader { schema, batches }))
     }
 
     #[getter]

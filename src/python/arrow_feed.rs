@@ -11,17 +11,18 @@ use std::sync::Arc;
 use arrow_array::ffi::{from_ffi, FFI_ArrowArray, FFI_ArrowSchema};
 use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use arrow_array::{RecordBatch, RecordBatchReader, StructArray};
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_schema::SchemaRef;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
+use super::arrow::ArrowStream;
 use super::errors::IntoPyResult;
 use crate::arrow::load;
 use crate::engine::Database;
 use crate::error::{Error, Result};
 use crate::feed::{FeedSender, Part, RowFeed};
 
-type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 /// Arrow data handed to `bulk_insert`, its batches not read yet.
 pub(crate) struct ArrowInput {
@@ -37,6 +38,15 @@ fn imported(e: impl std::fmt::Display) -> Error {
 /// (rows of dicts or tuples).
 pub(crate) fn input(data: &Bound<'_, PyAny>) -> Result<Option<ArrowInput>> {
     let py = data.py();
+    // dbflow's own stream (database to database): its batches and errors
+    // as they are, without the C interface in between.
+    if let Ok(stream) = data.cast::<ArrowStream>() {
+        let (schema, batches) = stream.get().take(py).map_err(|e| imported(e.value(py)))?;
+        return Ok(Some(ArrowInput {
+            schema,
+            batches: Box::new(batches),
+        }));
+    }
     if data.hasattr("__arrow_c_stream__").unwrap_or(false) {
         let capsule = data
             .call_method0("__arrow_c_stream__")
@@ -54,7 +64,7 @@ pub(crate) fn input(data: &Bound<'_, PyAny>) -> Result<Option<ArrowInput>> {
         .map_err(imported)?;
         return Ok(Some(ArrowInput {
             schema: reader.schema(),
-            batches: Box::new(reader),
+            batches: Box::new(reader.map(|b| b.map_err(imported))),
         }));
     }
     if data.hasattr("__arrow_c_array__").unwrap_or(false) {
@@ -92,7 +102,7 @@ pub(crate) fn input(data: &Bound<'_, PyAny>) -> Result<Option<ArrowInput>> {
 fn pump(batches: Batches, sender: FeedSender) {
     let mut first_row = 0;
     for batch in batches {
-        let part = batch.map_err(imported).map(|batch| {
+        let part = batch.map(|batch| {
             let rows = batch.num_rows();
             let part = Part::Batch { batch, first_row };
             first_row += rows;
