@@ -25,6 +25,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,18 @@ def written_sums(ctx: Ctx, table: str, drop: bool = True) -> dict[str, int]:
     return sums
 
 
+def cpu_seconds() -> float:
+    """CPU time this process has used (all threads: user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: Client CPU seconds per sample, by contestant: on a 2-core machine the
+#: server's share bounds the wall time of a load, while what the client
+#: spends is what a busy worker pays.
+CPU: dict[str, list[float]] = {}
+
+
 def sample(ctx: Ctx, peer: Peer, want: dict[str, int]) -> tuple[float, set[str]]:
     """One timed call of `peer`, then its check (outside the timing)."""
     gc.collect()
@@ -153,9 +166,11 @@ def sample(ctx: Ctx, peer: Peer, want: dict[str, int]) -> tuple[float, set[str]]
         if peer.form == "dicts":
             ctx.source_dicts = ctx.source.to_pylist()
         try:
+            cpu = cpu_seconds()
             started = time.perf_counter()
             peer.fn(ctx, table)
             elapsed = time.perf_counter() - started
+            CPU.setdefault(peer.key, []).append(cpu_seconds() - cpu)
         except BaseException:
             written_sums(ctx, table)  # drops the table
             raise
@@ -164,9 +179,11 @@ def sample(ctx: Ctx, peer: Peer, want: dict[str, int]) -> tuple[float, set[str]]
         got = written_sums(ctx, table)
         data.compare(f"{peer.name} ({peer.form})", got, want)
         return elapsed, set()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     result = peer.fn(ctx)
     elapsed = time.perf_counter() - started
+    CPU.setdefault(peer.key, []).append(cpu_seconds() - cpu)
     norm = data.normalise(result)
     del result
     data.compare(f"{peer.name} ({peer.form})", data.client_sums(norm), want)
@@ -297,8 +314,8 @@ def report(ctx: Ctx, all_of: list[Peer], measured: dict, memory: dict[str, int],
         base = next(p for p in peers if p.baseline)
         ref = measured["times"].get(base.key)
         lines += ["", f"## {title.format(n=ctx.rows)}", "",
-                  "| contestant | into / from | median | min–max | ratio | peak RSS growth | notes |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| contestant | into / from | median | min–max | ratio | client CPU | peak RSS growth | notes |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for p in peers:
             key = p.key
             t = measured["times"].get(key)
@@ -307,7 +324,7 @@ def report(ctx: Ctx, all_of: list[Peer], measured: dict, memory: dict[str, int],
                 why = SKIPPED.get(key) or (
                     f"does not run: `{FAILED[key]}`" if key in FAILED else "—"
                 )
-                lines.append(f"| {name} | {p.form} | — | — | — | — | {why} |")
+                lines.append(f"| {name} | {p.form} | — | — | — | — | — | {why} |")
                 continue
             marks = []
             seen = [NOTES.get(n, n) for n in sorted(measured["notes"].get(key, ()))]
@@ -319,9 +336,11 @@ def report(ctx: Ctx, all_of: list[Peer], measured: dict, memory: dict[str, int],
             ratio = f"**{statistics.median(ref) / med:.2f}x**" if ref else "—"
             mem = memory.get(key)
             mem_text = f"{mem / 1024:.0f} MB" if mem and mem > 0 else "—"
+            cpu = CPU.get(key)
+            cpu_text = f"{statistics.median(cpu) * 1000:.0f} ms" if cpu else "—"
             lines.append(
                 f"| {name} | {p.form} | {med * 1000:.0f} ms | {min(t) * 1000:.0f}–{max(t) * 1000:.0f} ms "
-                f"| {ratio} | {mem_text} | {' '.join(marks)} |"
+                f"| {ratio} | {cpu_text} | {mem_text} | {' '.join(marks)} |"
             )
     if footnotes:
         lines += ["", "Notes:", ""] + [f"{i + 1}. {n}" for i, n in enumerate(footnotes)]
@@ -364,6 +383,7 @@ def main() -> int:
     peers = all_peers()
     chosen = [p for p in peers if not args.groups or p.group in args.groups.split(",")]
     chosen = warm_up(ctx, runnable(chosen, level, ctx, args), want)
+    CPU.clear()  # the warm-up calls are not samples
     memory = {}
     if not args.no_memory:
         for p in chosen:
