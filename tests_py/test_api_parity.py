@@ -23,8 +23,37 @@ from dbflow.testing import AsyncMockDatabaseManager, MockDatabaseManager
 
 # Members the async manager has as plain methods on purpose: no I/O
 # (get_metrics, get_pool_status, close, dispose), or used with `async with`
-# / `async for` rather than awaited (transaction, iter_query).
-PLAIN_IN_ASYNC = {"get_metrics", "get_pool_status", "close", "dispose", "transaction", "iter_query"}
+# / `async for` rather than awaited (transaction, iter_query, iter_arrow).
+PLAIN_IN_ASYNC = {
+    "get_metrics",
+    "get_pool_status",
+    "close",
+    "dispose",
+    "transaction",
+    "iter_query",
+    "iter_arrow",
+}
+
+# AsyncDatabaseManager (python/dbflow/__init__.py) does not wrap these native
+# awaitables with _coroutine, as it does every other I/O member.
+NOT_YET_COROUTINES = {"fetch_arrow", "fetch_polars", "fetch_pandas"}
+
+
+def member_kind_cases(names: set[str]) -> list[Any]:
+    return [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="AsyncDatabaseManager.{name} is the native method returning a Future, "
+                "not wrapped with _coroutine in python/dbflow/__init__.py",
+            ),
+        )
+        if name in NOT_YET_COROUTINES
+        else name
+        for name in sorted(names)
+    ]
+
 
 # Overloaded in the protocols (by `as_tuples`); mypy checks those.
 OVERLOADED = {"execute_query", "iter_query"}
@@ -88,7 +117,7 @@ def test_the_mocks_have_every_member() -> None:
     assert public(AsyncMockDatabaseManager) - ASYNC == set()  # `.sync` is set per instance
 
 
-@pytest.mark.parametrize("name", sorted(SYNC))
+@pytest.mark.parametrize("name", member_kind_cases(SYNC))
 def test_each_member_has_the_same_kind(name: str) -> None:
     if is_property(DatabaseManager, name):
         for cls in (AsyncDatabaseManager, AsyncMockDatabaseManager):
@@ -139,15 +168,45 @@ def test_the_transactions_have_the_same_members() -> None:
     from dbflow.testing.mock import MockSavepoint, MockTransaction
 
     members = public(Transaction)
-    assert members == {"active", "commit", "execute_many", "execute_query", "rollback", "savepoint"}
+    assert members == {
+        "active",
+        "commit",
+        "execute_many",
+        "execute_query",
+        "fetch_arrow",
+        "fetch_pandas",
+        "fetch_polars",
+        "iter_arrow",
+        "rollback",
+        "savepoint",
+    }
     for other in (AsyncTransaction, _AsyncMockTransaction):
         assert public(other) == members, other
     mock_members = public(MockTransaction(MockDatabaseManager("m")))
     assert mock_members == members
     for savepoint in (Savepoint, AsyncSavepoint, MockSavepoint, _AsyncMockSavepoint):
         assert public(savepoint) == set(), savepoint
-    for name in ("commit", "rollback", "execute_query", "execute_many"):
+    for name in (
+        "commit",
+        "rollback",
+        "execute_query",
+        "execute_many",
+        "fetch_arrow",
+        "fetch_polars",
+        "fetch_pandas",
+    ):
         assert inspect.iscoroutinefunction(getattr(_AsyncMockTransaction, name)), name
+    # Used with `async for`, not awaited.
+    assert not inspect.iscoroutinefunction(_AsyncMockTransaction.iter_arrow)
+    # The transactions' Arrow members take the same arguments (no partitions).
+    for name in ("fetch_arrow", "fetch_polars", "fetch_pandas", "iter_arrow"):
+
+        def parameters(cls: type) -> list[tuple[str, Any]]:
+            signature = inspect.signature(getattr(cls, name))  # noqa: B023
+            return [(p.name, p.kind) for p in signature.parameters.values() if p.name != "self"]
+
+        for other in (AsyncTransaction, MockTransaction, _AsyncMockTransaction):
+            assert parameters(other) == parameters(Transaction), (other, name)
     assert inspect.iscoroutinefunction(_AsyncMockSavepoint.__aenter__)
     assert hasattr(AsyncSavepoint, "__aenter__") and hasattr(AsyncSavepoint, "__aexit__")
 

@@ -11,6 +11,7 @@ real managers use. pyarrow is imported only when an Arrow member is called
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -39,6 +40,25 @@ class ArrowArray(Protocol):
     def __arrow_c_array__(self, requested_schema: object | None = None) -> object: ...
 
 
+def parameter_error(database: str, operation: str, message: str) -> ParameterError:
+    """A ParameterError as the real managers raise it: ``str(exc)`` reads
+    ``[<database>] <operation> failed: <message>``."""
+    return ParameterError(
+        f"[{database}] {operation} failed: {message}", database=database, operation=operation
+    )
+
+
+def renamed(error: ParameterError, operation: str) -> ParameterError:
+    """`error` (raised for ``execute_query``) as raised by `operation`."""
+    old = f"[{error.database}] {error.operation} failed: "
+    message = error.message
+    if message.startswith(old):
+        message = f"[{error.database}] {operation} failed: " + message[len(old) :]
+    return ParameterError(
+        message, database=error.database, operation=operation, sqlstate=error.sqlstate
+    )
+
+
 def check_partitions(
     database: str, operation: str, partition_on: str | None, partitions: int | None
 ) -> None:
@@ -46,7 +66,7 @@ def check_partitions(
     (a double accepts them and answers unpartitioned)."""
 
     def fail(message: str) -> ParameterError:
-        return ParameterError(f"{operation}: {message}", database=database, operation=operation)
+        return parameter_error(database, operation, message)
 
     if partitions is not None and (
         isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1
@@ -60,13 +80,23 @@ def check_partitions(
         raise fail("partitions= needs partition_on= (the column to split the read on)")
 
 
-def check_batch_rows(database: str, operation: str, batch_rows: int) -> None:
-    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
-        raise ParameterError(
-            f"{operation}: batch_rows must be a positive int, not {batch_rows!r}",
-            database=database,
-            operation=operation,
-        )
+#: The largest ``batch_rows`` (the real argument is a Rust ``usize``).
+_USIZE_MAX = 2**64 - 1
+
+
+def check_batch_rows(database: str, operation: str, batch_rows: int) -> int:
+    """``batch_rows=`` as the real managers take it: converted as a Rust
+    ``usize`` first (what is not an int is a TypeError, a negative or huge
+    one an OverflowError, a bool its int), then 0 is a ParameterError.
+    Returns the number of rows."""
+    rows = operator.index(batch_rows)  # TypeError: '<type>' object cannot be interpreted ...
+    if rows < 0:
+        raise OverflowError("can't convert negative int to unsigned")
+    if rows > _USIZE_MAX:
+        raise OverflowError("int too big to convert")
+    if rows < 1:
+        raise parameter_error(database, operation, f"batch_rows must be a positive int, not {rows}")
+    return rows
 
 
 def rows_to_table(rows: list[Row], schema: Any, operation: str) -> Any:
@@ -97,10 +127,10 @@ def is_arrow_data(data: object) -> bool:
 def arrow_rows(data: object, database: str, columns: object) -> list[Row]:
     """Arrow data given to ``bulk_insert`` as the dict rows a double records."""
     if columns is not None:
-        raise ParameterError(
-            "bulk_insert: columns= is for rows given as tuples; Arrow data names its own columns",
-            database=database,
-            operation="bulk_insert",
+        raise parameter_error(
+            database,
+            "bulk_insert",
+            "columns= is for rows given as tuples; Arrow data names its own columns",
         )
     require("pyarrow", "bulk_insert")
     if hasattr(data, "__arrow_c_stream__"):
