@@ -22,7 +22,7 @@ mod arrow;
 mod health;
 mod transaction;
 
-pub use self::arrow::Partitioning;
+pub use self::arrow::{BatchStream, Partitioning};
 pub use self::health::{Health, MigrationHealth};
 pub use self::transaction::Transaction;
 

@@ -34,25 +34,11 @@ PLAIN_IN_ASYNC = {
     "iter_arrow",
 }
 
+
 # AsyncDatabaseManager (python/dbflow/__init__.py) does not wrap these native
 # awaitables with _coroutine, as it does every other I/O member.
-NOT_YET_COROUTINES = {"fetch_arrow", "fetch_polars", "fetch_pandas"}
-
-
 def member_kind_cases(names: set[str]) -> list[Any]:
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="AsyncDatabaseManager.{name} is the native method returning a Future, "
-                "not wrapped with _coroutine in python/dbflow/__init__.py",
-            ),
-        )
-        if name in NOT_YET_COROUTINES
-        else name
-        for name in sorted(names)
-    ]
+    return sorted(names)
 
 
 # Overloaded in the protocols (by `as_tuples`); mypy checks those.

@@ -181,12 +181,6 @@ def test_iter_arrow_is_a_c_stream_for_pyarrow_polars_and_duckdb(
     wait_until(lambda: idle(bdb), "every stream's connection back in the pool")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DuckDB asks an object for its schema first (__arrow_c_schema__, or else a first "
-    "__arrow_c_stream__ it releases) and then for the stream; ArrowStream has no "
-    "__arrow_c_schema__ and refuses a second __arrow_c_stream__ (src/python/arrow.rs)",
-)
 def test_duckdb_reads_an_iter_arrow_stream_directly(
     bdb: dbflow.DatabaseManager, backend: Backend
 ) -> None:
@@ -410,11 +404,6 @@ def test_fetch_pandas_dtype_backends(bdb: dbflow.DatabaseManager, numbered: str)
     assert idle(bdb)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bad dtype_backend is checked in dbflow._arrow.to_pandas, after the query ran "
-    "(and its message lacks the '[database] fetch_pandas failed:' form)",
-)
 def test_a_bad_dtype_backend_is_refused_before_the_query(bdb: dbflow.DatabaseManager) -> None:
     with pytest.raises(ParameterError) as info:
         bdb.fetch_pandas("SELECT 1 AS one", dtype_backend="numpy")

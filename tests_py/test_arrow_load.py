@@ -277,7 +277,10 @@ def test_async_bulk_insert_of_arrow_data(env, pg_table: str) -> None:  # type: i
 def test_a_source_query_failing_midway_raises_its_own_error_and_writes_nothing(
     db: dbflow.DatabaseManager, pg_table: str
 ) -> None:
-    failing = "SELECT g::bigint AS id, (1 / (g - 150000))::smallint AS small FROM generate_series(1, 200000) g"
+    failing = (
+        "SELECT g::bigint AS id, (1 / (g - 150000))::smallint AS small "
+        "FROM generate_series(1, 200000) g"
+    )
     with pytest.raises(dbflow.QueryError) as info:
         db.bulk_insert(pg_table, db.iter_arrow(failing, batch_rows=1000))
     assert info.value.sqlstate == "22012"  # division_by_zero, the source's own error

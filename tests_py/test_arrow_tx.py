@@ -136,14 +136,6 @@ def test_a_transaction_goes_on_after_its_stream_is_closed_early(
     assert bdb.get_pool_status()["checked_out"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TransactionError,
-    reason="ArrowStream.close() (src/python/arrow.rs) only closes the channel and returns; "
-    "the producer task still holds the transaction's connection and its streaming flag "
-    "(src/python/tx_slot.rs) until it notices, so the next statement is refused with "
-    "'... streaming an iter_arrow result; read it to the end or close() it first'",
-)
 def test_a_transaction_statement_right_after_close_runs(
     bdb: dbflow.DatabaseManager, backend: Backend, ledger: str
 ) -> None:
@@ -176,14 +168,6 @@ def end(tx: dbflow.Transaction) -> None:
         wait_until(rolled_back, "the transaction rolled back")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TransactionError,
-    reason="Transaction.__exit__ (src/python/transaction.rs) claims the connection for its "
-    "rollback through TxSlot::claim, which refuses it while an iter_arrow stream is unread: "
-    "the user's exception is replaced by TransactionError and the transaction stays open "
-    "with its connection (and locks) until garbage collection",
-)
 def test_an_exception_while_a_transaction_streams_rolls_it_back(
     bdb: dbflow.DatabaseManager, backend: Backend, ledger: str
 ) -> None:
@@ -316,13 +300,6 @@ def test_async_transactions(
 
 
 @pytest.mark.backends("postgresql")
-@pytest.mark.xfail(
-    strict=True,
-    raises=(RuntimeError, TypeError),
-    reason="AsyncDatabaseManager.fetch_arrow/fetch_polars/fetch_pandas are the native methods "
-    "(a Future made at call time), not wrapped with _coroutine in python/dbflow/__init__.py: "
-    "asyncio.run() has no loop yet, create_task() wants a coroutine",
-)
 def test_async_arrow_reads_are_coroutines(adb_name: str, aconfig: dbflow.ConfigManager) -> None:
     adb = AsyncDatabaseManager(adb_name, config=aconfig)
     try:

@@ -44,45 +44,12 @@ def to_batch(array: Any) -> Any:
     return pa.record_batch(array)
 
 
-def unique_names(names: list[str]) -> list[str] | None:
-    """Names made unique for a frame library that requires it (``id``,
-    ``id_2``, ``id_3``), or None when they already are."""
-    if len(set(names)) == len(names):
-        return None
-    seen: dict[str, int] = {}
-    out = []
-    taken = set(names)
-    for name in names:
-        n = seen.get(name, 0) + 1
-        seen[name] = n
-        if n == 1:
-            out.append(name)
-            continue
-        candidate = f"{name}_{n}"
-        while candidate in taken:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen[name] = n
-        taken.add(candidate)
-        out.append(candidate)
-    return out
-
-
 def to_polars(stream: Any) -> Any:
     """A ``polars.DataFrame`` (Polars reads the C stream itself; pyarrow is
-    not needed). Polars requires unique column names: a repeated name gets
-    a suffix (``id``, ``id_2``)."""
+    not needed). Polars requires unique column names: the managers rename a
+    repeated one (``id``, ``id_2``) before the data reaches here."""
     pl = require("polars", "fetch_polars")
-    frame = pl.DataFrame(stream)
-    renamed = unique_names(list(_stream_names(stream)))
-    if renamed is not None:
-        frame.columns = renamed
-    return frame
-
-
-def _stream_names(stream: Any) -> list[str]:
-    names = getattr(stream, "column_names", None)
-    return list(names) if names is not None else []
+    return pl.DataFrame(stream)
 
 
 def to_pandas(stream: Any, dtype_backend: str = "numpy_nullable") -> Any:

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Database;
 use crate::arrow::Batches;
@@ -14,6 +14,14 @@ use crate::backend::Statement;
 use crate::error::{Error, Result};
 use crate::sql::{ParsedSql, Segment};
 use crate::value::Value;
+
+/// Batches as the producer reads them, and its end: `done` completes (with
+/// an error: its sender is dropped) once the producer has let go of its
+/// connection.
+pub struct BatchStream {
+    pub batches: mpsc::Receiver<Result<RecordBatch>>,
+    pub done: oneshot::Receiver<()>,
+}
 
 /// How a query is split for a partitioned read.
 #[derive(Debug, Clone)]
@@ -56,10 +64,13 @@ impl Database {
         self: &Arc<Self>,
         statement: Statement,
         every: usize,
-    ) -> Result<mpsc::Receiver<Result<RecordBatch>>> {
+    ) -> Result<BatchStream> {
         let (tx, rx) = mpsc::channel(2);
+        let (finished, done) = oneshot::channel();
         let db = self.clone();
         let producer = async move {
+            // Dropped last: the reader knows the connection is back.
+            let _finished = finished;
             let outcome = crate::runtime::catch_panic_async(async {
                 let mut conn = db.connection("iter_arrow").await?;
                 conn.stream_arrow(&statement, every.max(1), &tx).await
@@ -73,7 +84,7 @@ impl Database {
             producer,
             tracing::Span::current(),
         ));
-        Ok(rx)
+        Ok(BatchStream { batches: rx, done })
     }
 
     /// The statement read in `partitions` ranges of an integer column,

@@ -51,12 +51,17 @@ impl Transaction {
         r.map_err(|e| self.fail(e, "transaction.execute_query"))
     }
 
-    pub async fn query_arrow(&mut self, statement: &Statement, every: usize) -> Result<Batches> {
+    pub async fn query_arrow(
+        &mut self,
+        statement: &Statement,
+        every: usize,
+        operation: &'static str,
+    ) -> Result<Batches> {
         let started = Instant::now();
-        let conn = self.conn("transaction.fetch_arrow")?;
+        let conn = self.conn(operation)?;
         let r = conn.query_arrow(statement, every).await;
         let r = observe(conn.metrics(), started, r, |b| b.rows() as u64);
-        r.map_err(|e| self.fail(e, "transaction.fetch_arrow"))
+        r.map_err(|e| self.fail(e, operation))
     }
 
     /// The statement's Arrow batches into `sink` while the caller reads

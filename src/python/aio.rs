@@ -333,6 +333,9 @@ impl PyAsyncDatabaseManager {
     /// integers and decimals exact; `"pyarrow"` gives `ArrowDtype` columns).
     /// Partitioned as `fetch_arrow`.
     #[pyo3(signature = (sql, params=None, *, dtype_backend="numpy_nullable".to_owned(), partition_on=None, partitions=None))]
+    #[pyo3(
+        text_signature = "(self, sql, params=None, *, dtype_backend='numpy_nullable', partition_on=None, partitions=None)"
+    )]
     fn fetch_pandas<'py>(
         &self,
         py: Python<'py>,
@@ -357,6 +360,7 @@ impl PyAsyncDatabaseManager {
     /// read from the server as they are consumed (bounded memory); the
     /// object also exports the Arrow C stream (`__arrow_c_stream__`).
     #[pyo3(signature = (sql, params=None, *, batch_rows=crate::arrow::DEFAULT_BATCH_ROWS))]
+    #[pyo3(text_signature = "(self, sql, params=None, *, batch_rows=65536)")]
     fn iter_arrow(
         &self,
         py: Python<'_>,

@@ -111,6 +111,7 @@ impl AsyncTransaction {
         let failed = exc_type.is_some_and(|t| !t.is_none());
         let (db, inner) = (self.db.clone(), self.inner.clone());
         awaitable(py, async move {
+            inner.stop_stream().await;
             let tx = inner.claim_async(&db, "transaction").await?.take();
             // Already committed or rolled back explicitly inside the block.
             if let Some(mut tx) = tx.filter(|t| t.is_active()) {
@@ -201,7 +202,12 @@ impl AsyncTransaction {
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Table, None))
+        self.fetch(
+            py,
+            sql,
+            params,
+            ArrowArgs::plain(&self.db, Shape::Table, None)?,
+        )
     }
 
     /// The statement's result as a `polars.DataFrame`, inside the transaction.
@@ -212,12 +218,18 @@ impl AsyncTransaction {
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Polars, None))
+        self.fetch(
+            py,
+            sql,
+            params,
+            ArrowArgs::plain(&self.db, Shape::Polars, None)?,
+        )
     }
 
     /// The statement's result as a `pandas.DataFrame` (`dtype_backend` as
     /// in `pandas.read_sql`), inside the transaction.
     #[pyo3(signature = (sql, params=None, *, dtype_backend="numpy_nullable".to_owned()))]
+    #[pyo3(text_signature = "(self, sql, params=None, *, dtype_backend='numpy_nullable')")]
     fn fetch_pandas<'py>(
         &self,
         py: Python<'py>,
@@ -229,7 +241,7 @@ impl AsyncTransaction {
             py,
             sql,
             params,
-            ArrowArgs::plain(Shape::Pandas, Some(dtype_backend)),
+            ArrowArgs::plain(&self.db, Shape::Pandas, Some(dtype_backend))?,
         )
     }
 
@@ -237,6 +249,7 @@ impl AsyncTransaction {
     /// consumed; the transaction's connection is busy until the stream ends
     /// or is closed.
     #[pyo3(signature = (sql, params=None, *, batch_rows=crate::arrow::DEFAULT_BATCH_ROWS))]
+    #[pyo3(text_signature = "(self, sql, params=None, *, batch_rows=65536)")]
     fn iter_arrow(
         &self,
         py: Python<'_>,

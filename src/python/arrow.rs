@@ -8,7 +8,7 @@
 use std::ffi::CStr;
 use std::sync::{Arc, Mutex};
 
-type BatchReceiver = Arc<AsyncMutex<Receiver<Result<RecordBatch>>>>;
+type BatchReceiver = Arc<AsyncMutex<tokio::sync::mpsc::Receiver<Result<RecordBatch>>>>;
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
@@ -17,7 +17,6 @@ use arrow_schema::{ArrowError, SchemaRef};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
-use tokio::sync::mpsc::Receiver;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::errors::{to_pyerr, IntoPyResult};
@@ -80,6 +79,11 @@ impl ArrowResult {
         stream_capsule(py, Box::new(reader))
     }
 
+    /// The schema alone (DuckDB asks for it before the stream).
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        schema_capsule(py, &self.batches.schema)
+    }
+
     #[getter]
     fn column_names(&self) -> Vec<String> {
         names(&self.batches.schema)
@@ -89,6 +93,11 @@ impl ArrowResult {
     fn num_rows(&self) -> usize {
         self.batches.rows()
     }
+}
+
+fn schema_capsule<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'py, PyCapsule>> {
+    let ffi = FFI_ArrowSchema::try_from(schema.as_ref()).map_err(ffi_error)?;
+    PyCapsule::new_with_value(py, ffi, SCHEMA)
 }
 
 fn names(schema: &SchemaRef) -> Vec<String> {
@@ -184,6 +193,8 @@ fn receive(receiver: &BatchReceiver) -> Result<Option<RecordBatch>> {
 #[pyclass(module = "dbflow._native", name = "ArrowStream", frozen)]
 pub struct ArrowStream {
     receiver: BatchReceiver,
+    /// Completes when the producer has let go of its connection.
+    done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// The first batch, read ahead for the schema.
     peeked: Mutex<Peeked>,
 }
@@ -196,9 +207,10 @@ struct Peeked {
 }
 
 impl ArrowStream {
-    pub(crate) fn new(receiver: Receiver<Result<RecordBatch>>) -> Self {
+    pub(crate) fn new(stream: crate::engine::BatchStream) -> Self {
         ArrowStream {
-            receiver: Arc::new(AsyncMutex::new(receiver)),
+            receiver: Arc::new(AsyncMutex::new(stream.batches)),
+            done: Mutex::new(Some(stream.done)),
             peeked: Mutex::new(Peeked::default()),
         }
     }
@@ -301,6 +313,13 @@ impl ArrowStream {
         stream_capsule(py, Box::new(ChannelReader { schema, batches }))
     }
 
+    /// The schema alone, without taking the stream (DuckDB asks for it
+    /// first).
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        let schema = self.schema(py)?;
+        schema_capsule(py, &schema)
+    }
+
     #[getter]
     fn column_names(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         Ok(names(&self.schema(py)?))
@@ -310,7 +329,17 @@ impl ArrowStream {
     /// collection).
     fn close(&self, py: Python<'_>) {
         let receiver = &self.receiver;
-        py.detach(|| receiver.blocking_lock().close());
+        // Returns once the reader has let go of its connection: the
+        // channel ends when the producer does.
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        py.detach(|| {
+            let mut rx = receiver.blocking_lock();
+            rx.close();
+            while rx.blocking_recv().is_some() {}
+            if let Some(done) = done {
+                let _ = done.blocking_recv();
+            }
+        });
         let mut peeked = self.peeked();
         peeked.first = None;
         peeked.exported = true;
@@ -353,8 +382,14 @@ impl ArrowStream {
             peeked.exported = true;
         }
         let receiver = self.receiver.clone();
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
         super::aio::awaitable(py, async move {
-            receiver.lock().await.close();
+            let mut rx = receiver.lock().await;
+            rx.close();
+            while rx.recv().await.is_some() {}
+            if let Some(done) = done {
+                let _ = done.await;
+            }
             super::ops::nothing(Ok(()))
         })
     }

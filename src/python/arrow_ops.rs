@@ -104,10 +104,9 @@ impl ArrowArgs {
                 .py_result()
             }
         };
-        let dtype_backend = dtype_backend.unwrap_or_else(|| "numpy_nullable".into());
         Ok(ArrowArgs {
             shape,
-            dtype_backend,
+            dtype_backend: checked_dtype_backend(db, operation, dtype_backend)?,
             partitioning,
         })
     }
@@ -115,13 +114,80 @@ impl ArrowArgs {
 
 impl ArrowArgs {
     /// A read inside a transaction: never partitioned (one connection).
-    pub(crate) fn plain(shape: Shape, dtype_backend: Option<String>) -> Self {
-        ArrowArgs {
+    pub(crate) fn plain(
+        db: &Database,
+        shape: Shape,
+        dtype_backend: Option<String>,
+    ) -> PyResult<Self> {
+        Ok(ArrowArgs {
             shape,
-            dtype_backend: dtype_backend.unwrap_or_else(|| "numpy_nullable".into()),
+            dtype_backend: checked_dtype_backend(db, shape.in_transaction(), dtype_backend)?,
             partitioning: None,
-        }
+        })
     }
+}
+
+/// `dtype_backend=` as `pandas.read_sql` takes it, checked before the query.
+fn checked_dtype_backend(
+    db: &Database,
+    operation: &'static str,
+    value: Option<String>,
+) -> PyResult<String> {
+    let value = value.unwrap_or_else(|| "numpy_nullable".into());
+    if matches!(value.as_str(), "numpy_nullable" | "pyarrow") {
+        return Ok(value);
+    }
+    Err(db.fail(
+        Error::parameter(format!(
+            "dtype_backend='{value}' is not one of 'numpy_nullable', 'pyarrow'"
+        )),
+        operation,
+    ))
+    .py_result()
+}
+
+/// Column names made unique for a frame library that requires it (`id`,
+/// `id_2`): the same arrays under a new schema, nothing copied.
+fn unique_names(batches: Batches) -> Result<Batches> {
+    let fields = batches.schema.fields();
+    let mut taken: std::collections::HashSet<String> =
+        fields.iter().map(|f| f.name().clone()).collect();
+    if taken.len() == fields.len() {
+        return Ok(batches);
+    }
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let renamed: Vec<arrow_schema::Field> = fields
+        .iter()
+        .map(|f| {
+            let n = seen.entry(f.name().clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                return f.as_ref().clone();
+            }
+            let mut k = *n;
+            let mut name = format!("{}_{k}", f.name());
+            while taken.contains(&name) {
+                k += 1;
+                name = format!("{}_{k}", f.name());
+            }
+            taken.insert(name.clone());
+            f.as_ref().clone().with_name(name)
+        })
+        .collect();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new_with_metadata(
+        renamed,
+        batches.schema.metadata().clone(),
+    ));
+    let renamed = batches
+        .batches
+        .into_iter()
+        .map(|b| arrow_array::RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::query(format!("cannot rename the columns: {e}")))?;
+    Ok(Batches {
+        schema,
+        batches: renamed,
+    })
 }
 
 fn repr(value: &Bound<'_, PyAny>) -> String {
@@ -170,7 +236,11 @@ impl<'py> IntoPyObject<'py> for Fetched {
             self.started,
             self.batches.rows(),
         );
-        let result = Bound::new(py, ArrowResult::new(self.batches))?;
+        let batches = match self.shape {
+            Shape::Polars => unique_names(self.batches).map_err(super::errors::to_pyerr)?,
+            _ => self.batches,
+        };
+        let result = Bound::new(py, ArrowResult::new(batches))?;
         match self.shape {
             Shape::Table => convert(py, "to_table", (result, self.operation)),
             Shape::Polars => convert(py, "to_polars", (result,)),
@@ -221,13 +291,14 @@ pub(crate) async fn fetch_in(
     args: ArrowArgs,
 ) -> Result<Fetched> {
     let started = Instant::now();
-    let batches = tx.query_arrow(stmt, FETCH_BATCH_ROWS).await?;
+    let operation = args.shape.in_transaction();
+    let batches = tx.query_arrow(stmt, FETCH_BATCH_ROWS, operation).await?;
     Ok(Fetched {
         batches,
         shape: args.shape,
         dtype_backend: args.dtype_backend,
         database: db,
-        operation: args.shape.in_transaction(),
+        operation,
         started,
     })
 }

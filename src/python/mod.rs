@@ -133,6 +133,14 @@ fn check_params(
         "execute_transaction" => "execute_transaction",
         "transaction.execute_query" => "transaction.execute_query",
         "transaction.execute_many" => "transaction.execute_many",
+        "fetch_arrow" => "fetch_arrow",
+        "fetch_polars" => "fetch_polars",
+        "fetch_pandas" => "fetch_pandas",
+        "iter_arrow" => "iter_arrow",
+        "transaction.fetch_arrow" => "transaction.fetch_arrow",
+        "transaction.fetch_polars" => "transaction.fetch_polars",
+        "transaction.fetch_pandas" => "transaction.fetch_pandas",
+        "transaction.iter_arrow" => "transaction.iter_arrow",
         _ => "execute_query",
     };
     convert::params_for(&parsed, params).map_err(|mut e| {

@@ -123,7 +123,11 @@ impl PyTransaction {
         let failed = exc_type.is_some_and(|t| !t.is_none());
         let slot = &self.slot;
         let tx = py
-            .detach(|| slot.claim(&self.db, "transaction").map(|mut g| g.take()))
+            .detach(|| {
+                let rt = runtime()?;
+                crate::runtime::block_on(&rt, slot.stop_stream());
+                slot.claim(&self.db, "transaction").map(|mut g| g.take())
+            })
             .py_result()?;
         // Already committed or rolled back explicitly inside the block.
         let Some(mut tx) = tx.filter(|t| t.is_active()) else {
@@ -188,7 +192,12 @@ impl PyTransaction {
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Table, None))
+        self.fetch(
+            py,
+            sql,
+            params,
+            ArrowArgs::plain(&self.db, Shape::Table, None)?,
+        )
     }
 
     /// The statement's result as a `polars.DataFrame`, inside the transaction.
@@ -199,12 +208,18 @@ impl PyTransaction {
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.fetch(py, sql, params, ArrowArgs::plain(Shape::Polars, None))
+        self.fetch(
+            py,
+            sql,
+            params,
+            ArrowArgs::plain(&self.db, Shape::Polars, None)?,
+        )
     }
 
     /// The statement's result as a `pandas.DataFrame` (`dtype_backend` as
     /// in `pandas.read_sql`), inside the transaction.
     #[pyo3(signature = (sql, params=None, *, dtype_backend="numpy_nullable".to_owned()))]
+    #[pyo3(text_signature = "(self, sql, params=None, *, dtype_backend='numpy_nullable')")]
     fn fetch_pandas<'py>(
         &self,
         py: Python<'py>,
@@ -216,7 +231,7 @@ impl PyTransaction {
             py,
             sql,
             params,
-            ArrowArgs::plain(Shape::Pandas, Some(dtype_backend)),
+            ArrowArgs::plain(&self.db, Shape::Pandas, Some(dtype_backend))?,
         )
     }
 
@@ -224,6 +239,7 @@ impl PyTransaction {
     /// consumed; the transaction's connection is busy until the stream ends
     /// or is closed.
     #[pyo3(signature = (sql, params=None, *, batch_rows=crate::arrow::DEFAULT_BATCH_ROWS))]
+    #[pyo3(text_signature = "(self, sql, params=None, *, batch_rows=65536)")]
     fn iter_arrow(
         &self,
         py: Python<'_>,

@@ -7,17 +7,20 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use tokio::sync::{mpsc, Mutex as AsyncMutex, MutexGuard};
+use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::Statement;
-use crate::engine::{Database, Transaction};
+use crate::engine::{BatchStream, Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone, Default)]
 pub(crate) struct TxSlot {
     tx: Arc<AsyncMutex<Option<Transaction>>>,
     streaming: Arc<AtomicBool>,
+    /// Stops the stream holding the connection (the block ends while its
+    /// caller has not finished reading it).
+    stop: Arc<std::sync::Mutex<Option<CancellationToken>>>,
 }
 
 pub(crate) type Claimed<'a> = MutexGuard<'a, Option<Transaction>>;
@@ -64,6 +67,21 @@ impl TxSlot {
         Ok(self.tx.lock().await)
     }
 
+    /// End the stream that holds the connection, if any, and wait until it
+    /// has let go: its rows stay unread on the wire, so the connection is
+    /// discarded and the transaction is lost (the server rolls it back).
+    /// Leaving the block does this; a statement sent meanwhile is refused.
+    pub(crate) async fn stop_stream(&self) {
+        let token = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(token) = token {
+            token.cancel();
+        }
+        // The producer resets the flag once it has dropped the connection.
+        while self.streaming.load(Ordering::Acquire) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Open, as far as can be seen without waiting (a statement in flight
     /// means it is).
     pub(crate) fn is_active(&self) -> bool {
@@ -80,18 +98,28 @@ impl TxSlot {
         db: &Arc<Database>,
         statement: Statement,
         every: usize,
-    ) -> Result<mpsc::Receiver<Result<RecordBatch>>> {
+    ) -> Result<BatchStream> {
         let operation = "transaction.iter_arrow";
         if self.streaming.swap(true, Ordering::AcqRel) {
             return Err(busy(db, operation));
         }
         let (sender, receiver) = mpsc::channel(2);
+        let (finished, done) = oneshot::channel::<()>();
+        let token = CancellationToken::new();
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
         let (slot, streaming, db) = (self.tx.clone(), self.streaming.clone(), db.clone());
         let producer = async move {
+            // Dropped last: the reader knows the connection is free again.
+            let _finished = finished;
             let outcome = crate::runtime::catch_panic_async(async {
                 let mut guard = slot.lock().await;
                 match guard.as_mut().filter(|t| t.is_active()) {
-                    Some(tx) => tx.stream_arrow(&statement, every.max(1), &sender).await,
+                    Some(tx) => tokio::select! {
+                        read = tx.stream_arrow(&statement, every.max(1), &sender) => read,
+                        // Dropped mid-read, the request leaves its connection
+                        // marked in flight: the seam discards it.
+                        _ = token.cancelled() => Ok(()),
+                    },
                     None => Err(not_open(&db, operation)),
                 }
             })
@@ -108,6 +136,9 @@ impl TxSlot {
             producer,
             tracing::Span::current(),
         ));
-        Ok(receiver)
+        Ok(BatchStream {
+            batches: receiver,
+            done,
+        })
     }
 }

@@ -206,6 +206,29 @@ impl ArrowColumn for MsArrowColumn {
     }
 }
 
+fn is_null(data: &ColumnData<'_>) -> bool {
+    match data {
+        ColumnData::U8(v) => v.is_none(),
+        ColumnData::I16(v) => v.is_none(),
+        ColumnData::I32(v) => v.is_none(),
+        ColumnData::I64(v) => v.is_none(),
+        ColumnData::F32(v) => v.is_none(),
+        ColumnData::F64(v) => v.is_none(),
+        ColumnData::Bit(v) => v.is_none(),
+        ColumnData::String(v) => v.is_none(),
+        ColumnData::Guid(v) => v.is_none(),
+        ColumnData::Binary(v) => v.is_none(),
+        ColumnData::Numeric(v) => v.is_none(),
+        ColumnData::Xml(v) => v.is_none(),
+        ColumnData::DateTime(v) => v.is_none(),
+        ColumnData::SmallDateTime(v) => v.is_none(),
+        ColumnData::Time(v) => v.is_none(),
+        ColumnData::Date(v) => v.is_none(),
+        ColumnData::DateTime2(v) => v.is_none(),
+        ColumnData::DateTimeOffset(v) => v.is_none(),
+    }
+}
+
 /// Any integer cell, widened.
 fn integer(data: &ColumnData<'_>) -> Option<Option<i64>> {
     Some(match data {
@@ -255,6 +278,12 @@ fn mismatch(data: &ColumnData<'_>) -> String {
 
 impl Cells {
     fn append(&mut self, data: &ColumnData<'_>) -> std::result::Result<(), String> {
+        // A NULL may come typed otherwise than the column (a NULL money is
+        // sent as a float's NULL).
+        if is_null(data) {
+            self.append_null();
+            return Ok(());
+        }
         let bad = || mismatch(data);
         match self {
             Cells::Bool(x) => match data {
@@ -336,6 +365,27 @@ impl Cells {
             }
         }
         Ok(())
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Cells::Bool(x) => x.append_null(),
+            Cells::UInt8(x) => x.append_null(),
+            Cells::Int16(x) => x.append_null(),
+            Cells::Int32(x) => x.append_null(),
+            Cells::Int64(x) => x.append_null(),
+            Cells::Float32(x) => x.append_null(),
+            Cells::Float64(x) => x.append_null(),
+            Cells::Decimal(x, ..) => x.append_null(),
+            Cells::Text(x) => x.append_null(),
+            Cells::Binary(x) => x.append_null(),
+            Cells::Uuid(x) => x.append_null(),
+            Cells::Date(x) => x.append_null(),
+            Cells::TimeMicros(x) => x.append_null(),
+            Cells::TimeNanos(x) => x.append_null(),
+            Cells::TimestampMicros(x) => x.append_null(),
+            Cells::TimestampNanos(x) => x.append_null(),
+        }
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -427,6 +477,13 @@ mod tests {
         let a = c.finish();
         let a = a.as_primitive::<TimestampNanosecondType>();
         assert_eq!(a.value(0), 86_400_000_000_000 + 100);
+    }
+
+    #[test]
+    fn a_null_of_another_type_is_a_null() {
+        let (_, mut c) = decimal(19, 4);
+        c.append(&ColumnData::F64(None)).unwrap();
+        assert!(c.finish().is_null(0));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use arrow_array::builder::{
 };
 use arrow_array::types::IntervalMonthDayNano;
 use arrow_array::{ArrayRef, ListArray};
-use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{i256, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 use sqlx::postgres::{PgColumn, PgTypeInfo, PgTypeKind};
 use sqlx::{Column, TypeInfo};
@@ -380,31 +380,49 @@ fn numeric_scaled(b: &[u8], scale: i32) -> std::result::Result<i128, String> {
     let sign = u16::from_be_bytes(be(b, 4)?);
     match sign {
         0x0000 | 0x4000 => {}
-        0xC000 => return Err("NaN cannot be held by decimal128".into()),
-        _ => return Err("an infinite numeric cannot be held by decimal128".into()),
+        0xC000 => {
+            return Err(
+                "NaN cannot be held by decimal128; filter it out or cast the column to \
+                        text in the query"
+                    .into(),
+            )
+        }
+        _ => {
+            return Err(
+                "an infinite numeric cannot be held by decimal128; filter it out or cast \
+                        the column to text in the query"
+                    .into(),
+            )
+        }
     }
     let overflow = || "a numeric too large for decimal128".to_owned();
-    let mut acc: i128 = 0;
+    // 38 digits take ten base-10000 groups, whose padding can pass i128
+    // before the scale is applied: accumulate in 256 bits.
+    let ten_thousand = i256::from_i128(10_000);
+    let mut acc = i256::ZERO;
     for i in 0..ndigits as usize {
-        let digit = u16::from_be_bytes(be(b, 8 + 2 * i)?) as i128;
+        let digit = i256::from_i128(u16::from_be_bytes(be(b, 8 + 2 * i)?) as i128);
         acc = acc
-            .checked_mul(10_000)
+            .checked_mul(ten_thousand)
             .and_then(|a| a.checked_add(digit))
             .ok_or_else(overflow)?;
     }
     let exponent = 4 * (weight - ndigits + 1) + scale;
+    let ten = i256::from_i128(10);
     let value = if exponent >= 0 {
-        10i128
-            .checked_pow(exponent as u32)
+        ten.checked_pow(exponent as u32)
             .and_then(|f| acc.checked_mul(f))
             .ok_or_else(overflow)?
     } else {
-        match 10i128.checked_pow((-exponent) as u32) {
-            Some(f) if acc % f == 0 => acc / f,
-            None if acc == 0 => 0,
+        match ten.checked_pow((-exponent) as u32) {
+            Some(f) if acc.checked_rem(f) == Some(i256::ZERO) => {
+                acc.checked_div(f).ok_or_else(overflow)?
+            }
+            None if acc == i256::ZERO => i256::ZERO,
             _ => return Err(format!("more than {scale} fractional digits")),
         }
     };
+    let value = value.to_i128().ok_or_else(overflow)?;
     Ok(if sign == 0x4000 { -value } else { value })
 }
 
@@ -440,6 +458,15 @@ mod tests {
         assert_eq!(numeric_scaled(&numeric(&[], 0, false, 0), 2), Ok(0));
         let nan = [0u8, 0, 0, 0, 0xC0, 0, 0, 0];
         assert!(numeric_scaled(&nan, 2).unwrap_err().contains("NaN"));
+        // numeric(38,38): ten groups, the last padded, fit once scaled.
+        let digits = [
+            1234u16, 5678, 9012, 3456, 7890, 1234, 5678, 9012, 3456, 7800,
+        ];
+        let b = numeric(&digits, -1, false, 38);
+        assert_eq!(
+            numeric_scaled(&b, 38),
+            Ok(12345678901234567890123456789012345678)
+        );
     }
 
     #[test]
