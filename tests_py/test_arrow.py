@@ -356,6 +356,30 @@ def test_partitioned_polars_and_pandas(bdb: dbflow.DatabaseManager, numbered: st
     pd.testing.assert_frame_equal(ordered, expected)
 
 
+def test_more_partitions_than_the_pool_holds_wait_their_turn(
+    env,
+    backend: Backend,
+    bdb: dbflow.DatabaseManager,
+    numbered: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """Eight ranges on a pool of one connection: read one after another, in
+    range order, without waiting on the pool's timeout."""
+    name = env.database(backend=backend, pool_size=1, max_overflow=0, pool_timeout=2)
+    small = env.manager(name)
+    try:
+        sql = f"SELECT id, name FROM {numbered}"
+        parted = small.fetch_arrow(sql, partition_on="id", partitions=8)
+        plain = bdb.fetch_arrow(sql)
+        assert sorted(
+            parted.to_pylist(), key=lambda r: (r["id"] is not None, r["id"] or 0)
+        ) == sorted(plain.to_pylist(), key=lambda r: (r["id"] is not None, r["id"] or 0))
+        ids = [i for i in parted.column("id").to_pylist() if i is not None]
+        assert ids == sorted(ids)
+        assert small.get_pool_status()["connections_opened"] == 1
+    finally:
+        small.dispose()
+
+
 def test_partition_on_a_column_that_is_not_an_integer(
     bdb: dbflow.DatabaseManager, numbered: str
 ) -> None:

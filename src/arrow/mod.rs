@@ -11,7 +11,7 @@ pub mod load;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use tokio::sync::mpsc;
 
@@ -108,7 +108,17 @@ impl<'a, C: ArrowColumn> ArrowBuffer<'a, C> {
     }
 
     fn cut(&mut self) -> Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(ArrowColumn::finish).collect();
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|c| {
+                // Builders grow by doubling: give back what the batch did
+                // not use (a whole result is the sum of its batches).
+                let mut array = c.finish();
+                array.shrink_to_fit();
+                array
+            })
+            .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
         self.rows = 0;
         RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Database;
@@ -151,7 +152,13 @@ impl Database {
                 };
                 async move { self.query_arrow(&part, every, operation).await }
             });
-        let parts = futures_util::future::try_join_all(reads).await?;
+        // At most the pool's size at once (more would only queue for a
+        // connection, and could time out waiting); results in range order.
+        let limit = (self.config().pool.size + self.config().pool.max_overflow).max(1);
+        let parts: Vec<Batches> = futures_util::stream::iter(reads)
+            .buffered(limit)
+            .try_collect()
+            .await?;
         let schema = parts[0].schema.clone();
         if let Some(other) = parts.iter().find(|p| p.schema != schema) {
             return Err(self.fail(

@@ -97,22 +97,37 @@ pub(crate) fn input(data: &Bound<'_, PyAny>) -> Result<Option<ArrowInput>> {
     Ok(None)
 }
 
+/// Rows per part of the feed: a large batch (a whole table is often one)
+/// goes as slices of this many rows (no copy), so the server parses the
+/// first while the next is written.
+const PART_ROWS: usize = 16_384;
+
 /// Read every batch into the feed as it comes; one that cannot be read
 /// ends the feed with its error (the load then undoes itself).
 fn pump(batches: Batches, sender: FeedSender) {
     let mut first_row = 0;
     for batch in batches {
-        let part = batch.map(|batch| {
-            let rows = batch.num_rows();
-            let part = Part::Batch { batch, first_row };
-            first_row += rows;
-            part
-        });
-        let failed = part.is_err();
-        // A closed feed: the load ended (its error is the answer).
-        if sender.blocking_send(part).is_err() || failed {
-            return;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                let _ = sender.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let rows = PART_ROWS.min(batch.num_rows() - offset);
+            let part = Part::Batch {
+                batch: batch.slice(offset, rows),
+                first_row: first_row + offset,
+            };
+            // A closed feed: the load ended (its error is the answer).
+            if sender.blocking_send(Ok(part)).is_err() {
+                return;
+            }
+            offset += rows;
         }
+        first_row += batch.num_rows();
     }
 }
 
