@@ -311,7 +311,9 @@ def report(ctx: Ctx, all_of: list[Peer], measured: dict, memory: dict[str, int],
         peers = [p for p in all_of if p.group == group]
         if group in ("ms_read", "transfer") and not ctx.ms_url:
             continue
-        base = next(p for p in peers if p.baseline)
+        base = next((p for p in peers if p.baseline), None)
+        if base is None:  # a group left out (--groups)
+            continue
         ref = measured["times"].get(base.key)
         lines += ["", f"## {title.format(n=ctx.rows)}", "",
                   "| contestant | into / from | median | min–max | ratio | client CPU | peak RSS growth | notes |",
