@@ -56,6 +56,8 @@ pub use database::Postgres;
 pub use error::{PgDatabaseError, PgErrorPosition};
 pub use listener::{PgListener, PgNotification};
 pub use message::PgSeverity;
+// dbflow: a server notice, as `PgConnection::take_notices` returns it.
+pub use message::Notice as PgNotice;
 pub use options::{PgConnectOptions, PgSslMode};
 pub use query_result::PgQueryResult;
 pub use row::PgRow;

@@ -23,7 +23,7 @@ use crate::{
         codec::{self, IteratorJoin},
         stream::{QueryStream, TokenStream},
     },
-    BulkLoadRequest, MetaDataColumn, SqlReadBytes, ToSql,
+    BulkLoadRequest, MetaDataColumn, ServerMessage, SqlReadBytes, ToSql,
 };
 use codec::{
     BatchRequest, ColumnData, IsolationLevel, PacketHeader, RpcParam, RpcProcId, TokenRpcRequest,
@@ -723,6 +723,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<S> {
     pub async fn cancel_query(&mut self) -> crate::Result<()> {
         self.connection.cancel_request().await?;
         Ok(())
+    }
+
+    /// dbflow: drains the messages the server sent in INFO tokens on this
+    /// connection (`PRINT`, `RAISERROR` with severity 10 or less, "Changed
+    /// database context" at login, ...) since the connection was opened or
+    /// since the last call, in arrival order, from every request: queries,
+    /// `execute`, `simple_query`, [`Command::exec`](crate::Command::exec)
+    /// (RPC) and bulk loads. A message is kept once its token has been read,
+    /// so a result stream must be consumed (or dropped) before all of its
+    /// messages are here; a stream dropped unread loses the messages in the
+    /// part of the response it did not read.
+    ///
+    /// At most 10,000 messages are kept between two calls; later ones are
+    /// counted but not kept. Returns `(messages, dropped)`: the kept
+    /// messages and how many were dropped past that bound. Both start afresh
+    /// after the call.
+    pub fn take_messages(&mut self) -> (Vec<ServerMessage>, u64) {
+        self.connection.context_mut().take_messages()
     }
 
     /// Closes this database connection explicitly.

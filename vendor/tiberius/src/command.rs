@@ -113,6 +113,24 @@ impl<'a> SqlTableDataRow<'a> {
 }
 
 impl<'a> SqlTableData<'a> {
+    /// dbflow: table-valued parameter data built from values, for a caller
+    /// whose rows are not [`TableValueRow`] types (dynamic data): `db_type` is
+    /// the table type's name (e.g. `dbo.MyType`, a trusted identifier: see
+    /// [`Command::bind_table_with_dbtype`]), and each row holds one value per
+    /// column of the type, in column order. A NULL must be the `None` of the
+    /// variant the column's type takes (`ColumnData::I32(None)` for an `int`
+    /// column, `ColumnData::String(None)` for an `nvarchar` one, ...). The
+    /// rows are moved, not copied. Bind it with [`Command::bind_table_data`].
+    pub fn from_rows(db_type: &'a str, rows: Vec<Vec<ColumnData<'a>>>) -> Self {
+        SqlTableData {
+            rows: rows
+                .into_iter()
+                .map(|col_data| SqlTableDataRow { col_data })
+                .collect(),
+            db_type,
+        }
+    }
+
     /// The rows collected for this table-valued parameter. Exposed for testing
     /// `TableValue`/`TableValueRow` implementations without a live server.
     #[doc(hidden)]
@@ -235,6 +253,18 @@ impl<'a> Command<'a> {
                 db_type,
                 ..data.into_sql()
             }),
+        });
+    }
+
+    /// dbflow: binds table-valued parameter data as it is, e.g. built with
+    /// [`SqlTableData::from_rows`] (no copy of the rows). The same security
+    /// note as [`bind_table_with_dbtype`](Self::bind_table_with_dbtype)
+    /// applies to its type name.
+    pub fn bind_table_data(&mut self, name: impl Into<Cow<'a, str>>, data: SqlTableData<'a>) {
+        self.params.push(CommandParam {
+            name: name.into(),
+            out: false,
+            data: CommandParamData::Table(data),
         });
     }
 
@@ -389,6 +419,28 @@ mod tests {
         assert_eq!(cmd.params[0].name, "@tvp");
         match &cmd.params[0].data {
             CommandParamData::Table(t) => assert_eq!(t.db_type, "explicit.Type"),
+            other => panic!("expected a table parameter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bind_table_data_from_rows_keeps_type_and_values() {
+        let data = SqlTableData::from_rows(
+            "dbo.Pairs",
+            vec![
+                vec![ColumnData::I32(Some(1)), ColumnData::String(None)],
+                vec![ColumnData::I32(None), ColumnData::String(Some("b".into()))],
+            ],
+        );
+        let mut cmd = Command::new("proc");
+        cmd.bind_table_data("@tvp", data);
+
+        match &cmd.params[0].data {
+            CommandParamData::Table(t) => {
+                assert_eq!(t.db_type(), "dbo.Pairs");
+                assert_eq!(t.rows().len(), 2);
+                assert_eq!(t.rows()[1].columns()[0], ColumnData::I32(None));
+            }
             other => panic!("expected a table parameter, got {other:?}"),
         }
     }

@@ -107,6 +107,25 @@ impl PgConnection {
             .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// dbflow: drains the notices the server sent on this connection
+    /// (NoticeResponse: `RAISE NOTICE`, `RAISE INFO`, `RAISE WARNING`, the
+    /// server's own notices and warnings) since it was opened or since the
+    /// last call, in arrival order. A notice is kept once the message has
+    /// been read, so a query's stream must be consumed before all of its
+    /// notices are here.
+    ///
+    /// At most 10,000 notices are kept between two calls; later ones are
+    /// counted but not kept. Returns `(notices, dropped)`: the kept notices
+    /// and how many were dropped past that bound. Both start afresh after the
+    /// call. [`PgNotice::severity`](crate::PgNotice::severity) tells a
+    /// `WARNING` from a `NOTICE` or `INFO`.
+    pub fn take_notices(&mut self) -> (Vec<crate::PgNotice>, u64) {
+        (
+            std::mem::take(&mut self.inner.stream.notices),
+            std::mem::take(&mut self.inner.stream.notices_dropped),
+        )
+    }
+
     // will return when the connection is ready for another query
     pub(crate) async fn wait_until_ready(&mut self) -> Result<(), Error> {
         if !self.inner.stream.write_buffer_mut().is_empty() {

@@ -16,7 +16,7 @@ use crate::message::{
 #[cfg(not(unix))]
 use crate::net;
 use crate::net::{BufferedSocket, Socket};
-use crate::{PgConnectOptions, PgDatabaseError, PgSeverity};
+use crate::{PgConnectOptions, PgDatabaseError};
 
 // the stream is a separate type from the connection to uphold the invariant where an instantiated
 // [PgConnection] is a **valid** connection to postgres
@@ -49,7 +49,19 @@ pub struct PgStream {
     // socket under any TLS, so a caller can tell a request none of which
     // left this process from one that may have reached the server.
     pub(crate) bytes_written: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+
+    // dbflow: the server's notices (NoticeResponse: RAISE NOTICE / INFO /
+    // WARNING, ...) since the last `PgConnection::take_notices`, in arrival
+    // order, at most `MAX_KEPT_NOTICES` of them; past that they are counted
+    // in `notices_dropped`.
+    pub(crate) notices: Vec<Notice>,
+    pub(crate) notices_dropped: u64,
 }
+
+/// dbflow: the most notices a connection keeps between two
+/// `PgConnection::take_notices` calls; later ones are only counted, so a
+/// function that raises millions of notices cannot exhaust memory.
+pub(crate) const MAX_KEPT_NOTICES: usize = 10_000;
 
 /// dbflow: a socket that counts the bytes it hands to the kernel.
 #[cfg(unix)]
@@ -132,6 +144,8 @@ impl PgStream {
             server_version_num: None,
             raw_fd: Some(raw_fd),
             bytes_written: Some(written),
+            notices: Vec::new(),
+            notices_dropped: 0,
         })
     }
 
@@ -151,6 +165,8 @@ impl PgStream {
             server_version_num: None,
             raw_fd: None,
             bytes_written: None,
+            notices: Vec::new(),
+            notices_dropped: 0,
         })
     }
 
@@ -256,34 +272,41 @@ impl PgStream {
                 }
 
                 BackendMessageFormat::NoticeResponse => {
-                    // do we need this to be more configurable?
-                    // if you are reading this comment and think so, open an issue
-
-                    let notice: Notice = message.decode()?;
-
-                    let (log_level, tracing_level) = match notice.severity() {
-                        PgSeverity::Fatal | PgSeverity::Panic | PgSeverity::Error => {
-                            (Level::Error, tracing::Level::ERROR)
+                    // dbflow: the notice is kept for `PgConnection::take_notices`
+                    // (dbflow logs it itself), so sqlx's own event is at DEBUG.
+                    // A kept notice gets its own copy of its bytes: the
+                    // received message shares the read buffer's allocation,
+                    // which a kept notice would otherwise pin.
+                    let keep = self.notices.len() < MAX_KEPT_NOTICES;
+                    let notice: Notice = if keep {
+                        ReceivedMessage {
+                            format: message.format,
+                            contents: sqlx_core::bytes::Bytes::copy_from_slice(&message.contents),
                         }
-                        PgSeverity::Warning => (Level::Warn, tracing::Level::WARN),
-                        PgSeverity::Notice => (Level::Info, tracing::Level::INFO),
-                        PgSeverity::Debug => (Level::Debug, tracing::Level::DEBUG),
-                        PgSeverity::Info | PgSeverity::Log => (Level::Trace, tracing::Level::TRACE),
+                        .decode()?
+                    } else {
+                        message.decode()?
                     };
 
                     let log_is_enabled = log::log_enabled!(
                         target: "sqlx::postgres::notice",
-                        log_level
+                        Level::Debug
                     ) || sqlx_core::private_tracing_dynamic_enabled!(
                         target: "sqlx::postgres::notice",
-                        tracing_level
+                        tracing::Level::DEBUG
                     );
                     if log_is_enabled {
                         sqlx_core::private_tracing_dynamic_event!(
                             target: "sqlx::postgres::notice",
-                            tracing_level,
+                            tracing::Level::DEBUG,
                             message = notice.message()
                         );
+                    }
+
+                    if keep {
+                        self.notices.push(notice);
+                    } else {
+                        self.notices_dropped += 1;
                     }
 
                     continue;

@@ -52,6 +52,10 @@ impl TryFrom<&str> for PgSeverity {
     }
 }
 
+/// A notice or error the server sent (NoticeResponse / ErrorResponse).
+/// dbflow: public as `PgNotice` (see `PgConnection::take_notices`); its
+/// fields are those of
+/// <https://www.postgresql.org/docs/current/protocol-error-fields.html>.
 #[derive(Debug)]
 pub struct Notice {
     storage: Bytes,
@@ -61,16 +65,20 @@ pub struct Notice {
 }
 
 impl Notice {
+    /// The severity (`WARNING`, `NOTICE`, `INFO`, ...).
     #[inline]
     pub fn severity(&self) -> PgSeverity {
         self.severity
     }
 
+    /// The SQLSTATE code (`01000` for a plain `RAISE WARNING`, `00000` for
+    /// `RAISE NOTICE`).
     #[inline]
     pub fn code(&self) -> &str {
         self.get_cached_str(self.code.clone())
     }
 
+    /// The primary message.
     #[inline]
     pub fn message(&self) -> &str {
         self.get_cached_str(self.message.clone())
@@ -79,11 +87,14 @@ impl Notice {
     // Field descriptions available here:
     //  https://www.postgresql.org/docs/current/protocol-error-fields.html
 
+    /// A field by its type byte (`b'D'` detail, `b'H'` hint, `b'W'` where,
+    /// ...), when present and UTF-8.
     #[inline]
     pub fn get(&self, ty: u8) -> Option<&str> {
         self.get_raw(ty).and_then(|v| from_utf8(v).ok())
     }
 
+    /// A field's bytes by its type byte, when present.
     pub fn get_raw(&self, ty: u8) -> Option<&[u8]> {
         self.fields()
             .filter(|(field, _)| *field == ty)

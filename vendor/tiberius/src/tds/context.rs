@@ -28,7 +28,19 @@ pub(crate) struct Context {
     /// [`Config::lossy_utf16_decoding`](crate::Config::lossy_utf16_decoding) at
     /// connect time. Defaults to `false` (strict decoding).
     lossy_utf16: bool,
+    /// dbflow: the server's INFO messages since the last
+    /// `Client::take_messages`, in arrival order, at most
+    /// `MAX_KEPT_MESSAGES` of them.
+    messages: Vec<ServerMessage>,
+    /// dbflow: how many INFO messages arrived past `MAX_KEPT_MESSAGES` since
+    /// the last `Client::take_messages` (counted, not kept).
+    messages_dropped: u64,
 }
+
+/// dbflow: the most server messages a connection keeps between two
+/// `Client::take_messages` calls; later ones are only counted, so a procedure
+/// that PRINTs millions of lines cannot exhaust memory.
+pub(crate) const MAX_KEPT_MESSAGES: usize = 10_000;
 
 impl Context {
     pub fn new() -> Context {
@@ -50,7 +62,28 @@ impl Context {
             spn: None,
             command_timeout: None,
             lossy_utf16: false,
+            messages: Vec::new(),
+            messages_dropped: 0,
         }
+    }
+
+    /// dbflow: keeps a server message (or counts it when
+    /// `MAX_KEPT_MESSAGES` are already kept).
+    pub(crate) fn push_message(&mut self, message: ServerMessage) {
+        if self.messages.len() < MAX_KEPT_MESSAGES {
+            self.messages.push(message);
+        } else {
+            self.messages_dropped += 1;
+        }
+    }
+
+    /// dbflow: the kept server messages and the count of dropped ones since
+    /// the last call; both start afresh.
+    pub(crate) fn take_messages(&mut self) -> (Vec<ServerMessage>, u64) {
+        (
+            std::mem::take(&mut self.messages),
+            std::mem::take(&mut self.messages_dropped),
+        )
     }
 
     pub fn next_packet_id(&mut self) -> u8 {

@@ -61,6 +61,20 @@ impl<'a> Encode<BytesMut> for TypeInfoTvp<'a> {
         // AllColumnData = *TvpColumnData
         // TVP_ROW       = TVP_ROW_TOKEN AllColumnData
         for row in self.data.into_iter() {
+            // dbflow: a row of another width than the type's columns would
+            // index past the metadata (a panic) or desynchronise the wire.
+            if let Some(ref metadata) = self.columns {
+                if row.len() != metadata.len() {
+                    return Err(crate::Error::BulkInput(
+                        format!(
+                            "a table-valued parameter row has {} values, its type {} columns",
+                            row.len(),
+                            metadata.len()
+                        )
+                        .into(),
+                    ));
+                }
+            }
             dst.put_u8(0x01u8); // TVP_ROW_TOKEN
             for (i, col) in row.into_iter().enumerate() {
                 let mut dst_ti = BytesMutWithTypeInfo::new(dst);

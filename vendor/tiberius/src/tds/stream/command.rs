@@ -330,16 +330,21 @@ impl<'a> Stream for CommandStream<'a> {
                         data: rv.value,
                     }))))
                 }
-                ReceivedToken::DoneProc(done) if done.is_final() => continue,
-                ReceivedToken::DoneProc(done) => {
+                // dbflow: a count only where the server reports one (the
+                // DONE_COUNT bit); without it (SET NOCOUNT ON, a statement
+                // that counts no rows, a procedure's final DONEPROC) the
+                // token's count is meaningless and nothing is yielded.
+                ReceivedToken::Done(done)
+                | ReceivedToken::DoneProc(done)
+                | ReceivedToken::DoneInProc(done)
+                    if done.has_count() =>
+                {
                     Poll::Ready(Some(Ok(CommandItem::RowsAffected(done.rows()))))
                 }
-                ReceivedToken::DoneInProc(done) => {
-                    Poll::Ready(Some(Ok(CommandItem::RowsAffected(done.rows()))))
-                }
-                ReceivedToken::Done(done) => {
-                    Poll::Ready(Some(Ok(CommandItem::RowsAffected(done.rows()))))
-                }
+                // An ERROR token is skipped here: the token stream keeps the
+                // first one and returns it after the response's last token,
+                // so the tokens after it (RETURNVALUE, RETURNSTATUS, later
+                // result sets) are still yielded first.
                 _ => continue,
             };
         }
@@ -375,6 +380,35 @@ mod tests {
     fn command_stream(tokens: Vec<ReceivedToken>) -> CommandStream<'static> {
         let s = stream::iter(tokens.into_iter().map(Ok::<_, crate::Error>));
         CommandStream::new(s.boxed())
+    }
+
+    // dbflow: RowsAffected only for DONE tokens with the DONE_COUNT bit.
+    #[tokio::test]
+    async fn rows_affected_only_where_the_server_counts() {
+        use crate::tds::codec::DoneStatus;
+        use enumflags2::BitFlags;
+
+        let counted = BitFlags::from_flag(DoneStatus::Count);
+        let more = BitFlags::from_flag(DoneStatus::More);
+        let items: Vec<CommandItem> = command_stream(vec![
+            ReceivedToken::DoneInProc(TokenDone::test_new(more, 99)),
+            ReceivedToken::DoneInProc(TokenDone::test_new(counted | more, 3)),
+            ReceivedToken::DoneProc(TokenDone::test_new(counted, 0)),
+            ReceivedToken::DoneProc(TokenDone::test_new(BitFlags::empty(), 0)),
+            ReceivedToken::Done(TokenDone::test_new(more, 7)),
+        ])
+        .try_collect()
+        .await
+        .expect("the stream");
+
+        let counts: Vec<u64> = items
+            .iter()
+            .map(|item| match item {
+                CommandItem::RowsAffected(n) => *n,
+                other => panic!("expected RowsAffected, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(counts, vec![3, 0]);
     }
 
     #[tokio::test]

@@ -144,10 +144,9 @@ pub enum ReceivedToken {
     #[allow(dead_code)]
     TabName(TokenTabName),
     EnvChange(TokenEnvChange),
-    // Informational messages are logged at DEBUG on decode; the payload is not
-    // otherwise consumed. TODO(surface): expose INFO messages to callers.
-    #[allow(dead_code)]
-    Info(TokenInfo),
+    // dbflow: an INFO token; its message was logged at DEBUG and moved into
+    // the connection's message buffer on decode (see `get_info`).
+    Info,
     // Consumed for its `tds_version` during login (see `get_login_ack`); the
     // remaining fields are retained for debugging but not otherwise read.
     #[allow(dead_code)]
@@ -403,7 +402,9 @@ where
     async fn get_info(&mut self) -> crate::Result<ReceivedToken> {
         let info = TokenInfo::decode(self.conn).await?;
         event!(Level::DEBUG, "{}", info.message);
-        Ok(ReceivedToken::Info(info))
+        // dbflow: keep it for `Client::take_messages` (moved, not copied).
+        self.conn.context_mut().push_message(info.into());
+        Ok(ReceivedToken::Info)
     }
 
     async fn get_login_ack(&mut self) -> crate::Result<ReceivedToken> {
@@ -736,6 +737,65 @@ mod tests {
             .await
             .expect("a plain DONE must succeed");
         assert!(done.is_final());
+    }
+
+    // --- dbflow: INFO tokens reach the connection's message buffer ---------
+
+    // INFO token (0xAB): the ERROR token's body under another token type.
+    fn info_token(number: u32, message: &str, line: u32) -> Vec<u8> {
+        let mut v = error_token(number, message, "srv", "proc", line);
+        v[0] = 0xAB;
+        v[3 + 4 + 1] = 10; // class
+        v
+    }
+
+    #[tokio::test]
+    async fn info_tokens_are_kept_in_arrival_order() {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&info_token(0, "first", 1));
+        let mut in_proc = done_token(0x11, 0, 1); // MORE | COUNT
+        in_proc[0] = 0xFF; // DONEINPROC: flush_done stops at the first DONE
+        payload.extend_from_slice(&in_proc);
+        payload.extend_from_slice(&info_token(50000, "second", 2));
+        payload.extend_from_slice(&done_token(0, 0, 0));
+
+        let mut conn = conn_over(&payload);
+        TokenStream::new(&mut conn).flush_done().await.unwrap();
+
+        let (messages, dropped) = conn.context_mut().take_messages();
+        assert_eq!(dropped, 0);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].message, "first");
+        assert_eq!(messages[0].line, 1);
+        assert_eq!(messages[1].number, 50000);
+        assert_eq!(messages[1].class, 10);
+        assert_eq!(messages[1].server, "srv");
+        assert_eq!(messages[1].procedure, "proc");
+        assert!(conn.context_mut().take_messages().0.is_empty());
+    }
+
+    #[test]
+    fn message_buffer_is_bounded_and_counts_the_rest() {
+        use crate::tds::context::{Context, MAX_KEPT_MESSAGES};
+        use crate::ServerMessage;
+
+        let mut context = Context::new();
+        for i in 0..MAX_KEPT_MESSAGES + 5 {
+            context.push_message(ServerMessage {
+                number: i as u32,
+                state: 1,
+                class: 0,
+                message: String::new(),
+                server: String::new(),
+                procedure: String::new(),
+                line: 1,
+            });
+        }
+        let (messages, dropped) = context.take_messages();
+        assert_eq!(messages.len(), MAX_KEPT_MESSAGES);
+        assert_eq!(messages.last().unwrap().number as usize, MAX_KEPT_MESSAGES - 1);
+        assert_eq!(dropped, 5);
+        assert_eq!(context.take_messages().1, 0);
     }
 
     // --- (b) get_env_change packet-size bound ------------------------------

@@ -71,6 +71,23 @@ impl TokenDone {
         self.status.contains(DoneStatus::Attention)
     }
 
+    /// dbflow: `true` when the server has set the `DONE_COUNT` status bit,
+    /// i.e. the token's row count is valid (MS-TDS section 2.2.7.6). It is
+    /// not set under `SET NOCOUNT ON` or for statements that count no rows.
+    pub(crate) fn has_count(&self) -> bool {
+        self.status.contains(DoneStatus::Count)
+    }
+
+    /// dbflow: a token with the given status bits and row count, for tests.
+    #[cfg(test)]
+    pub(crate) fn test_new(status: BitFlags<DoneStatus>, done_rows: u64) -> Self {
+        TokenDone {
+            status,
+            cur_cmd: 0,
+            done_rows,
+        }
+    }
+
     pub(crate) fn rows(&self) -> u64 {
         // The row count is only meaningful when the DONE_COUNT status bit is
         // set (MS-TDS §2.2.7.6); otherwise the field is not a valid count.

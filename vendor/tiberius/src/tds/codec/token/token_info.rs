@@ -1,10 +1,8 @@
 use super::token_error::decode_error_info_body;
 use crate::SqlReadBytes;
 
-// Fields are decoded from the INFO token and logged at DEBUG on receipt, but
-// are not otherwise read; retained for `Debug` diagnostics and future surfacing
-// of server informational messages to callers.
-#[allow(dead_code)]
+// dbflow: each decoded INFO token is moved into a `ServerMessage` and kept
+// in the connection's message buffer (see `Client::take_messages`).
 #[derive(Debug)]
 pub struct TokenInfo {
     /// info number
@@ -17,6 +15,44 @@ pub struct TokenInfo {
     pub(crate) server: String,
     pub(crate) procedure: String,
     pub(crate) line: u32,
+}
+
+/// dbflow: a message the server sent in an INFO token: `PRINT`, `RAISERROR`
+/// with a severity of 10 or less, "Changed database context to ..." at login.
+/// Collected per connection in arrival order; see [`Client::take_messages`].
+///
+/// [`Client::take_messages`]: crate::Client::take_messages
+#[derive(Debug, Clone)]
+pub struct ServerMessage {
+    /// The message number (`@@ERROR` style; 0 for `PRINT`).
+    pub number: u32,
+    /// The message state.
+    pub state: u8,
+    /// The severity (class), 0..=10 for an INFO token.
+    pub class: u8,
+    /// The message text.
+    pub message: String,
+    /// The name of the server that sent the message.
+    pub server: String,
+    /// The stored procedure or batch that raised it (empty when none).
+    pub procedure: String,
+    /// The line number in the batch or procedure.
+    pub line: u32,
+}
+
+impl From<TokenInfo> for ServerMessage {
+    fn from(info: TokenInfo) -> Self {
+        // Moves the decoded strings: no copy.
+        ServerMessage {
+            number: info.number,
+            state: info.state,
+            class: info.class,
+            message: info.message,
+            server: info.server,
+            procedure: info.procedure,
+            line: info.line,
+        }
+    }
 }
 
 impl TokenInfo {
