@@ -156,9 +156,11 @@ def test_the_transactions_have_the_same_members() -> None:
     members = public(Transaction)
     assert members == {
         "active",
+        "call_procedure",
         "commit",
         "execute_many",
         "execute_query",
+        "execute_query_sets",
         "fetch_arrow",
         "fetch_pandas",
         "fetch_polars",
@@ -177,6 +179,8 @@ def test_the_transactions_have_the_same_members() -> None:
         "rollback",
         "execute_query",
         "execute_many",
+        "execute_query_sets",
+        "call_procedure",
         "fetch_arrow",
         "fetch_polars",
         "fetch_pandas",
@@ -184,8 +188,16 @@ def test_the_transactions_have_the_same_members() -> None:
         assert inspect.iscoroutinefunction(getattr(_AsyncMockTransaction, name)), name
     # Used with `async for`, not awaited.
     assert not inspect.iscoroutinefunction(_AsyncMockTransaction.iter_arrow)
-    # The transactions' Arrow members take the same arguments (no partitions).
-    for name in ("fetch_arrow", "fetch_polars", "fetch_pandas", "iter_arrow"):
+    # The transactions' Arrow and procedure members take the same arguments
+    # (no partitions).
+    for name in (
+        "fetch_arrow",
+        "fetch_polars",
+        "fetch_pandas",
+        "iter_arrow",
+        "call_procedure",
+        "execute_query_sets",
+    ):
 
         def parameters(cls: type) -> list[tuple[str, Any]]:
             signature = inspect.signature(getattr(cls, name))  # noqa: B023

@@ -35,16 +35,37 @@ def test_exceptions_pickle_with_their_context(name: str) -> None:
         operation="x",
         sqlstate="23505",
         error_number=7,
+        may_have_run=True,
+        messages=["step 1", "step 2"],
     )
     copy = pickle.loads(pickle.dumps(original))
     assert type(copy) is cls
-    assert (copy.database, copy.operation, copy.sqlstate, copy.error_number) == (
-        "rpa_db",
-        "x",
-        "23505",
-        7,
-    )
+    assert (
+        copy.database,
+        copy.operation,
+        copy.sqlstate,
+        copy.error_number,
+        copy.may_have_run,
+        copy.messages,
+    ) == ("rpa_db", "x", "23505", 7, True, ["step 1", "step 2"])
     assert str(copy) == str(original)
+    assert cls("no messages").messages == []
+
+
+def test_multiple_result_sets_error_pickles_its_count() -> None:
+    error = dbflow.MultipleResultSetsError(
+        "[rpa_db] execute_query failed: 3 result sets",
+        database="rpa_db",
+        operation="execute_query",
+        may_have_run=True,
+        messages=["printed"],
+        result_sets=3,
+    )
+    assert isinstance(error, dbflow.QueryError)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is dbflow.MultipleResultSetsError
+    assert (copy.result_sets, copy.messages, copy.may_have_run) == (3, ["printed"], True)
+    assert dbflow.MultipleResultSetsError("x").result_sets == 0
 
 
 def raised_by_server(db: dbflow.DatabaseManager) -> dbflow.DatabaseError:

@@ -7,6 +7,8 @@ from typing import Any, Literal, Protocol, final, overload
 
 from typing_extensions import Self, disjoint_base
 
+from dbflow._procedures import ProcedureResult
+
 __version__: str
 __all__ = [
     "ArrowBatch",
@@ -131,6 +133,14 @@ class DatabaseManager:
     def execute_transaction(
         self, queries: Sequence[tuple[str, _Params | None] | tuple[str] | str]
     ) -> list[list[_Row]]: ...
+    def execute_query_sets(self, sql: str, params: _Params | None = None) -> list[list[_Row]]: ...
+    def call_procedure(
+        self,
+        name: str,
+        params: _Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> ProcedureResult: ...
     def transaction(self) -> Transaction: ...
     @overload
     def iter_query(
@@ -285,6 +295,16 @@ class AsyncDatabaseManager:
     def execute_transaction(
         self, queries: Sequence[tuple[str, _Params | None] | tuple[str] | str]
     ) -> Awaitable[list[list[_Row]]]: ...
+    def execute_query_sets(
+        self, sql: str, params: _Params | None = None
+    ) -> Awaitable[list[list[_Row]]]: ...
+    def call_procedure(
+        self,
+        name: str,
+        params: _Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> Awaitable[ProcedureResult]: ...
     @overload
     def iter_query(
         self,
@@ -373,6 +393,16 @@ class AsyncTransaction:
     ) -> Awaitable[bool]: ...
     def execute_query(self, sql: str, params: _Params | None = None) -> Awaitable[list[_Row]]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[_Params]) -> Awaitable[int]: ...
+    def execute_query_sets(
+        self, sql: str, params: _Params | None = None
+    ) -> Awaitable[list[list[_Row]]]: ...
+    def call_procedure(
+        self,
+        name: str,
+        params: _Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> Awaitable[ProcedureResult]: ...
     def fetch_arrow(self, sql: str, params: _Params | None = None) -> Awaitable[Any]: ...
     def fetch_polars(self, sql: str, params: _Params | None = None) -> Awaitable[Any]: ...
     def fetch_pandas(
@@ -420,6 +450,14 @@ class Transaction:
     ) -> bool: ...
     def execute_query(self, sql: str, params: _Params | None = None) -> list[_Row]: ...
     def execute_many(self, sql: str, seq_of_params: Iterable[_Params]) -> int: ...
+    def execute_query_sets(self, sql: str, params: _Params | None = None) -> list[list[_Row]]: ...
+    def call_procedure(
+        self,
+        name: str,
+        params: _Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> ProcedureResult: ...
     def fetch_arrow(self, sql: str, params: _Params | None = None) -> Any: ...
     def fetch_polars(self, sql: str, params: _Params | None = None) -> Any: ...
     def fetch_pandas(

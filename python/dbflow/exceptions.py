@@ -5,8 +5,12 @@ password. Query errors carry PostgreSQL's SQLSTATE (``sqlstate``) or SQL
 Server's error number (``error_number``). ``may_have_run`` is true when the
 request had reached the server before the failure (a connection lost
 mid-answer): the statement may have taken effect, and dbflow never sends it
-again by itself. All exceptions pickle, so they cross process boundaries
-(Prefect task results, multiprocessing) intact.
+again by itself. ``messages`` holds the server's messages up to the
+failure, in order (SQL Server ``PRINT``/low-severity ``RAISERROR``,
+PostgreSQL ``RAISE NOTICE``...), e.g. the PRINTs a procedure made before
+its ``RAISERROR``; empty when there were none. All exceptions pickle, so
+they cross process boundaries (Prefect task results, multiprocessing)
+intact.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ __all__ = [
     "DatabaseError",
     "IntegrityError",
     "MigrationError",
+    "MultipleResultSetsError",
     "ParameterError",
     "PoolTimeoutError",
     "QueryError",
@@ -29,7 +34,10 @@ __all__ = [
 
 
 class DatabaseError(Exception):
-    """Root of every dbflow error."""
+    """Root of every dbflow error: ``message``, ``database``, ``operation``,
+    ``sqlstate`` (PostgreSQL), ``error_number`` (SQL Server),
+    ``may_have_run``, and ``messages``: the server's messages up to the
+    failure (the PRINTs before a RAISERROR), in order."""
 
     def __init__(
         self,
@@ -40,6 +48,7 @@ class DatabaseError(Exception):
         sqlstate: str | None = None,
         error_number: int | None = None,
         may_have_run: bool = False,
+        messages: list[str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -48,22 +57,21 @@ class DatabaseError(Exception):
         self.sqlstate = sqlstate
         self.error_number = error_number
         self.may_have_run = may_have_run
+        self.messages: list[str] = list(messages) if messages is not None else []
+
+    def _context(self) -> dict[str, Any]:
+        """The keywords that rebuild this error (pickling)."""
+        return {
+            "database": self.database,
+            "operation": self.operation,
+            "sqlstate": self.sqlstate,
+            "error_number": self.error_number,
+            "may_have_run": self.may_have_run,
+            "messages": list(self.messages),
+        }
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild,
-            (
-                type(self),
-                self.message,
-                {
-                    "database": self.database,
-                    "operation": self.operation,
-                    "sqlstate": self.sqlstate,
-                    "error_number": self.error_number,
-                    "may_have_run": self.may_have_run,
-                },
-            ),
-        )
+        return (_rebuild, (type(self), self.message, self._context()))
 
     def __str__(self) -> str:
         return self.message
@@ -83,6 +91,40 @@ class DatabaseConnectionError(DatabaseError, ConnectionError):
 
 class QueryError(DatabaseError):
     """The server rejected a statement (``sqlstate`` / ``error_number`` say why)."""
+
+
+class MultipleResultSetsError(QueryError):
+    """The statement produced more than one result set (``result_sets`` says
+    how many), and ``execute_query`` returns one. Use
+    ``execute_query_sets`` for every result set of a batch, or
+    ``call_procedure`` for a procedure's result sets, OUTPUT parameters and
+    return value."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        database: str | None = None,
+        operation: str | None = None,
+        sqlstate: str | None = None,
+        error_number: int | None = None,
+        may_have_run: bool = False,
+        messages: list[str] | None = None,
+        result_sets: int = 0,
+    ) -> None:
+        super().__init__(
+            message,
+            database=database,
+            operation=operation,
+            sqlstate=sqlstate,
+            error_number=error_number,
+            may_have_run=may_have_run,
+            messages=messages,
+        )
+        self.result_sets = result_sets
+
+    def _context(self) -> dict[str, Any]:
+        return {**super()._context(), "result_sets": self.result_sets}
 
 
 class IntegrityError(QueryError):

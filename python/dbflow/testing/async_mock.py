@@ -11,6 +11,7 @@ from typing import Any, Literal, overload
 
 from typing_extensions import Self
 
+from dbflow._procedures import ProcedureResult
 from dbflow.protocol import DatabaseManagerProtocol
 from dbflow.testing.arrow_mock import BATCH_ROWS, ArrowArray, ArrowStream, AsyncMockArrowBatches
 
@@ -127,6 +128,18 @@ class AsyncMockDatabaseManager:
         self, queries: Sequence[tuple[str, Params | None] | tuple[str] | str]
     ) -> list[list[Row]]:
         return list(self.sync.execute_transaction(queries))
+
+    async def execute_query_sets(self, sql: str, params: Params | None = None) -> list[list[Row]]:
+        return list(self.sync.execute_query_sets(sql, params))
+
+    async def call_procedure(
+        self,
+        name: str,
+        params: Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> ProcedureResult:
+        return self.sync.call_procedure(name, params, output=output)
 
     async def bulk_insert(
         self,
@@ -307,6 +320,19 @@ class _AsyncMockTransaction:
 
     async def execute_many(self, sql: str, seq_of_params: Iterable[Params]) -> int:
         return int(self.sync.execute_many(sql, seq_of_params))
+
+    async def execute_query_sets(self, sql: str, params: Params | None = None) -> list[list[Row]]:
+        return list(self.sync.execute_query_sets(sql, params))
+
+    async def call_procedure(
+        self,
+        name: str,
+        params: Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> ProcedureResult:
+        result: ProcedureResult = self.sync.call_procedure(name, params, output=output)
+        return result
 
     async def fetch_arrow(self, sql: str, params: Params | None = None) -> Any:
         return self.sync.fetch_arrow(sql, params)

@@ -1,28 +1,43 @@
 """``MockDatabaseManager``: the real manager's interface with scripted
 results, recorded calls and real dbflow exceptions on demand (its asyncio
-face, ``AsyncMockDatabaseManager``, is in ``dbflow.testing.async_mock``)."""
+face, ``AsyncMockDatabaseManager``, is in ``dbflow.testing.async_mock``).
+
+Stored procedures: ``add_result("dbo.close_orders", ProcedureResult(...))``
+answers ``call_procedure("dbo.close_orders", ...)`` (a dict with
+``ProcedureResult``'s field names is turned into one), and
+``add_result(sql, [rows, rows])`` (a list of lists of rows) answers
+``execute_query_sets``. A ``call_procedure`` call is recorded with the
+procedure's name as ``Call.sql``, its parameters as ``Call.params`` and
+``output=`` as ``Call.output``. The messages of a scripted
+``ProcedureResult`` (or of a scripted ``DatabaseError``) are logged to the
+``dbflow`` logger as the real manager logs the server's."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, NoReturn, cast, overload
 
 from typing_extensions import Self
 
 from dbflow import (
     ConfigManager,
     DatabaseConnectionError,
+    DatabaseError,
     MigrationError,
+    MultipleResultSetsError,
     ParameterError,
     PoolTimeoutError,
+    ProcedureResult,
     QueryTimeoutError,
+    TableValue,
     check_params,
 )
 from dbflow._arrow import require, to_pandas, to_polars
@@ -37,7 +52,20 @@ from dbflow.testing.async_mock import as_async as as_async
 Params = Mapping[str, Any]
 Row = dict[str, Any]
 Matcher = str | re.Pattern[str] | Callable[[str, Any], bool]
-Response = list[Row] | int | BaseException | Callable[[str, Any], Any]
+Response = (
+    list[Row]
+    | list[list[Row]]
+    | int
+    | ProcedureResult
+    | Mapping[str, Any]
+    | BaseException
+    | Callable[[str, Any], Any]
+)
+
+#: How many server messages one call logs; the rest are counted in one line.
+MESSAGES_LOGGED = 50
+
+_logger = logging.getLogger("dbflow")
 
 
 class _Any:
@@ -65,10 +93,70 @@ class Call:
     in_transaction: bool = False
     #: The database name the code under test asked for.
     database: str | None = None
+    #: ``call_procedure``'s ``output=`` (OUTPUT parameter names to SQL
+    #: types), ``None`` for every other call. (``sql`` is the procedure's
+    #: name there, and ``params`` its parameters as given.)
+    output: dict[str, str] | None = None
 
 
 def _normalize(sql: str) -> str:
     return " ".join(sql.split())
+
+
+def _as_response(response: Any) -> Any:
+    """A scripted answer as the mock keeps it: a dict with
+    ``ProcedureResult``'s field names becomes one."""
+    if isinstance(response, Mapping):
+        fields = set(ProcedureResult.__dataclass_fields__)
+        unknown = sorted(set(response) - fields, key=str)
+        if unknown:
+            raise TypeError(
+                f"a dict result is a ProcedureResult's fields ({', '.join(sorted(fields))}); "
+                f"{', '.join(map(repr, unknown))} is none of them. Script rows as a list of "
+                "dicts, result sets as a list of lists of dicts"
+            )
+        return ProcedureResult(**response)
+    return response
+
+
+def _is_sets(response: Any) -> bool:
+    """Whether a scripted list is result sets (a list of lists of rows)."""
+    return (
+        isinstance(response, list)
+        and bool(response)
+        and all(isinstance(rows, list) for rows in response)
+    )
+
+
+def _result_sets(response: Any) -> list[list[Row]]:
+    """A scripted answer as ``execute_query_sets`` returns it: rows are one
+    result set, ``[]`` or a row count none."""
+    if isinstance(response, ProcedureResult):
+        return [list(rows) for rows in response.result_sets]
+    if isinstance(response, int):
+        return []
+    if _is_sets(response):
+        return [list(rows) for rows in response]
+    rows = list(response)
+    return [rows] if rows else []
+
+
+def log_server_messages(database: str, operation: str, messages: Sequence[str]) -> None:
+    """Log a call's server messages to the ``dbflow`` logger as the real
+    managers do: ``[<database>] <message>`` at INFO, at most
+    ``MESSAGES_LOGGED`` of them, then one line counting the rest."""
+    fields = {"database": database, "operation": operation}
+    for text in messages[:MESSAGES_LOGGED]:
+        _logger.info("[%s] %s", database, text, extra={"dbflow": fields})
+    rest = len(messages) - MESSAGES_LOGGED
+    if rest > 0:
+        _logger.info(
+            "[%s] ... and %d more server messages not logged "
+            "(ProcedureResult.messages and the error's .messages have them all)",
+            database,
+            rest,
+            extra={"dbflow": fields},
+        )
 
 
 @dataclass
@@ -149,13 +237,24 @@ class MockDatabaseManager:
         (for ``execute_many``), an exception to raise, or a callable
         ``(sql, params)`` returning either. `times` limits how often.
 
+        Procedures and batches: for ``call_procedure`` the matcher sees the
+        procedure's name as the SQL, and `response` is a
+        ``dbflow.ProcedureResult`` (or a dict of its fields; rows are taken
+        as its one result set, a row count as its ``rowcounts``); its
+        ``messages`` are logged to the ``dbflow`` logger as the real manager
+        logs the server's. For ``execute_query_sets``, a list of result sets
+        (each a list of rows); rows are one result set, ``[]`` none. Given
+        more than one result set (result sets or a ``ProcedureResult``),
+        ``execute_query`` and the other one-result reads raise
+        ``dbflow.MultipleResultSetsError`` as the real manager does.
+
         ``fetch_arrow``, ``iter_arrow``, ``fetch_polars`` and ``fetch_pandas``
         answer with the same rows, typed as pyarrow infers them from the
         values; `arrow_schema` (a ``pyarrow.Schema``) types them instead, for
         what inference cannot know: ``decimal128(12, 2)``, ``int32``, a column
         that is all NULL, the columns of an empty result. A row key the
         schema does not name is an error; a name missing from a row is NULL."""
-        self._rules.append(_Rule(matcher, response, times, arrow_schema))
+        self._rules.append(_Rule(matcher, _as_response(response), times, arrow_schema))
         return self
 
     def fail_on_call(self, number: int, error: BaseException) -> Self:
@@ -243,30 +342,103 @@ class MockDatabaseManager:
     def _dialect(self) -> str:
         return self._type
 
-    def _answer(self, method: str, sql: str, params: Any, in_transaction: bool) -> Any:
-        return self._respond(method, sql, params, in_transaction)[0]
+    def _answer(
+        self,
+        method: str,
+        sql: str,
+        params: Any,
+        in_transaction: bool,
+        output: dict[str, str] | None = None,
+    ) -> Any:
+        return self._respond(method, sql, params, in_transaction, output)[0]
 
-    def _respond(self, method: str, sql: str, params: Any, in_transaction: bool) -> tuple[Any, Any]:
-        """The scripted answer to a call (recorded), and its rule's Arrow schema."""
+    def _respond(
+        self,
+        method: str,
+        sql: str,
+        params: Any,
+        in_transaction: bool,
+        output: dict[str, str] | None = None,
+    ) -> tuple[Any, Any]:
+        """The scripted answer to a call (recorded), and its rule's Arrow
+        schema. Server messages it carries are logged, as the real manager
+        logs them (also those of an error, before it is raised)."""
         with self._lock:
-            self.calls.append(Call(method, sql, copy.deepcopy(params), in_transaction, self._name))
+            self.calls.append(
+                Call(method, sql, copy.deepcopy(params), in_transaction, self._name, output)
+            )
             number = len([c for c in self.calls if c.sql is not None])
             failure = self._failures.pop(number, None)
             rule = next((r for r in self._rules if r.matches(sql, params)), None)
             if rule is not None and rule.times is not None:
                 rule.times -= 1
         if failure is not None:
-            raise failure
+            self._raise(method, failure)
         if rule is None:
             if self.strict:
                 raise UnscriptedQueryError(self._unscripted(method, sql, params))
             return [], None
         response = rule.response
         if callable(response) and not isinstance(response, BaseException):
-            response = response(sql, params)
+            response = _as_response(response(sql, params))
         if isinstance(response, BaseException):
-            raise response
+            self._raise(method, response)
+        if isinstance(response, ProcedureResult) and response.messages:
+            log_server_messages(self._name, method, response.messages)
         return copy.deepcopy(response), rule.arrow_schema
+
+    def _raise(self, method: str, error: BaseException) -> NoReturn:
+        if isinstance(error, DatabaseError) and error.messages:
+            log_server_messages(self._name, method, error.messages)
+        raise error
+
+    def _one_result(self, method: str, response: Any) -> list[Row]:
+        """A scripted answer as a one-result read returns it; more than one
+        result set raises ``MultipleResultSetsError`` as the real one does."""
+        if isinstance(response, int):
+            return []
+        if not isinstance(response, ProcedureResult) and not _is_sets(response):
+            return list(response)
+        sets = _result_sets(response)
+        if len(sets) > 1:
+            operation = method.removeprefix("transaction.")
+            raise MultipleResultSetsError(
+                f"[{self._name}] {method} failed: the statement produced {len(sets)} result "
+                f"sets, and {operation} returns one; use execute_query_sets(sql, params) for "
+                "every result set, or call_procedure(name, params) for a procedure's result "
+                "sets, OUTPUT parameters and return value",
+                database=self._name,
+                operation=method,
+                may_have_run=True,
+                messages=list(getattr(response, "messages", [])),
+                result_sets=len(sets),
+            )
+        return sets[0] if sets else []
+
+    def _sendable(self, method: str, params: Any) -> Any:
+        """`params` as ``check_params`` can judge them: a ``TableValue`` is
+        accepted on SQL Server (checked by its constructor) and refused on
+        PostgreSQL, as by the real manager."""
+        if not isinstance(params, Mapping):
+            return params
+        tables = [name for name, value in params.items() if isinstance(value, TableValue)]
+        if not tables:
+            return params
+        if self._type != "sqlserver":
+            name = tables[0]
+            raise arrow_mock.parameter_error(
+                self._name,
+                method,
+                f"parameter :{name} is a TableValue ({params[name]!r}), and PostgreSQL has no "
+                f"table-valued parameters; pass a list as an array parameter and use "
+                f"unnest(:{name}) or = ANY(:{name})",
+            )
+        return {name: None if name in tables else value for name, value in params.items()}
+
+    def _check(self, method: str, sql: str, params: Params | None) -> None:
+        check_params(
+            sql, self._sendable(method, params), database_name=self._name, dialect=self._dialect()
+        )
 
     def _unscripted(self, method: str, sql: str, params: Any) -> str:
         scripted = [
@@ -279,12 +451,17 @@ class MockDatabaseManager:
             if r.times is None or r.times > 0
         ]
         listed = "; ".join(repr(m) for m in scripted) if scripted else "nothing yet"
+        answer, empty = "rows", "[]"
+        if method.endswith("call_procedure"):
+            answer, empty = "ProcedureResult(...)", "an empty ProcedureResult()"
+        elif method.endswith("execute_query_sets"):
+            answer = "[rows, rows]"
         return (
             f"[{self._name}] {method}: no result scripted for {_normalize(sql)!r} "
             f"(params {params!r}). Scripted: {listed}. Add "
-            f"add_result({_normalize(sql)!r}, rows), or make the mock lenient "
+            f"add_result({_normalize(sql)!r}, {answer}), or make the mock lenient "
             "(MockDatabaseManager(strict=False), @pytest.mark.dbflow_mock(strict=False)) "
-            "to answer [] to anything unscripted"
+            f"to answer {empty} to anything unscripted"
         )
 
     def named(self, database_name: str) -> MockDatabaseManager:
@@ -295,11 +472,105 @@ class MockDatabaseManager:
     def _query(
         self, method: str, sql: str, params: Params | None, in_transaction: bool = False
     ) -> list[Row]:
-        check_params(sql, params, database_name=self._name, dialect=self._dialect())
-        result = self._answer(method, sql, params, in_transaction)
+        self._check(method, sql, params)
+        return self._one_result(method, self._answer(method, sql, params, in_transaction))
+
+    def _query_sets(
+        self, method: str, sql: str, params: Params | None, in_transaction: bool = False
+    ) -> list[list[Row]]:
+        self._check(method, sql, params)
+        return _result_sets(self._answer(method, sql, params, in_transaction))
+
+    def _procedure(
+        self,
+        method: str,
+        name: str,
+        params: Params | None,
+        output: Mapping[str, str] | None,
+        in_transaction: bool = False,
+    ) -> ProcedureResult:
+        outputs = self._check_procedure(method, name, params, output)
+        result = self._answer(method, name, params, in_transaction, outputs)
+        if isinstance(result, ProcedureResult):
+            return result
         if isinstance(result, int):
-            return []
-        return list(result)
+            return ProcedureResult(rowcounts=[result])
+        return ProcedureResult(result_sets=_result_sets(result))
+
+    def _check_procedure(
+        self,
+        method: str,
+        name: str,
+        params: Params | None,
+        output: Mapping[str, str] | None,
+    ) -> dict[str, str] | None:
+        """Validate ``call_procedure``'s arguments as the real manager does
+        before anything is sent; ``output`` as recorded."""
+
+        def fail(message: str) -> ParameterError:
+            return arrow_mock.parameter_error(self._name, method, message)
+
+        if not isinstance(name, str) or not name.strip():
+            raise fail(f"the procedure's name must be a non-empty str, not {name!r}")
+        if params is not None and not isinstance(params, Mapping):
+            raise fail(
+                f"params must be a dict of parameter names to values, not {type(params).__name__}"
+            )
+        for key in params or {}:
+            if not isinstance(key, str) or not key:
+                raise fail(f"parameter names are non-empty str, not {key!r}")
+            if key.startswith("@"):
+                raise fail(f"parameter names are given without @: {key[1:]!r}, not {key!r}")
+        outputs: dict[str, str] | None = None
+        if output is not None:
+            if not isinstance(output, Mapping):
+                raise fail(
+                    "output must be a dict of OUTPUT parameter names to SQL types, e.g. "
+                    f"{{'total': 'int'}}, not {type(output).__name__}"
+                )
+            outputs = {}
+            for key, sql_type in output.items():
+                if not isinstance(key, str) or not key or key.startswith("@"):
+                    raise fail(
+                        f"output names are non-empty str without @ (e.g. 'total'), not {key!r}"
+                    )
+                if not isinstance(sql_type, str) or not sql_type.strip():
+                    raise fail(
+                        f"output[{key!r}] must be the parameter's SQL type as a str (e.g. "
+                        f"'int', 'nvarchar(200)'), not {sql_type!r}"
+                    )
+                outputs[key] = sql_type
+        values = self._sendable(method, params)
+        if values:
+            # The values are judged by the real conversion (a statement
+            # naming each parameter once).
+            named = [key for key in values if key.isidentifier()]
+            try:
+                check_params(
+                    "SELECT " + ", ".join(f":{key}" for key in named),
+                    {key: values[key] for key in named},
+                    database_name=self._name,
+                    dialect=self._dialect(),
+                )
+            except ParameterError as e:
+                raise arrow_mock.renamed(e, method) from None
+        return outputs
+
+    def call_procedure(
+        self,
+        name: str,
+        params: Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> ProcedureResult:
+        """The scripted ``ProcedureResult`` for procedure `name` (an empty
+        one when unscripted and not strict). Recorded with `name` as
+        ``Call.sql`` and `output` as ``Call.output``."""
+        return self._procedure("call_procedure", name, params, output)
+
+    def execute_query_sets(self, sql: str, params: Params | None = None) -> list[list[Row]]:
+        """The scripted result sets (``[]`` when unscripted and not strict)."""
+        return self._query_sets("execute_query_sets", sql, params)
 
     @overload
     def execute_query(
@@ -320,7 +591,7 @@ class MockDatabaseManager:
         for index, row in enumerate(rows):
             check_params(
                 sql,
-                row,
+                self._sendable("execute_many", row),
                 database_name=self._name,
                 operation="execute_many",
                 dialect=self._dialect(),
@@ -384,14 +655,19 @@ class MockDatabaseManager:
         """The scripted rows of a call as a ``pyarrow.Table``."""
         operation = method.removeprefix("transaction.")
         try:
-            check_params(sql, params, database_name=self._name, dialect=self._dialect())
+            check_params(
+                sql,
+                self._sendable(method, params),
+                database_name=self._name,
+                dialect=self._dialect(),
+            )
         except ParameterError as e:
             # The native check names only the operations it knows (others
             # as execute_query); the real Arrow reads name themselves.
             raise arrow_mock.renamed(e, method) from None
         require("pyarrow", operation)
         result, schema = self._respond(method, sql, params, in_transaction)
-        rows = [] if isinstance(result, int) else list(result)
+        rows = self._one_result(method, result)
         return arrow_mock.rows_to_table(rows, schema, operation)
 
     def fetch_arrow(
@@ -687,13 +963,27 @@ class MockTransaction:
         for index, row in enumerate(rows):
             check_params(
                 sql,
-                row,
+                self._db._sendable("transaction.execute_many", row),
                 database_name=self._db.database_name,
                 operation="transaction.execute_many",
                 row=index,
             )
         result = self._db._answer("transaction.execute_many", sql, rows, True)
         return result if isinstance(result, int) else len(rows)
+
+    def execute_query_sets(self, sql: str, params: Params | None = None) -> list[list[Row]]:
+        """The scripted result sets, recorded as ``transaction.execute_query_sets``."""
+        return self._db._query_sets("transaction.execute_query_sets", sql, params, True)
+
+    def call_procedure(
+        self,
+        name: str,
+        params: Params | None = None,
+        *,
+        output: Mapping[str, str] | None = None,
+    ) -> ProcedureResult:
+        """The scripted ``ProcedureResult``, recorded as ``transaction.call_procedure``."""
+        return self._db._procedure("transaction.call_procedure", name, params, output, True)
 
     def fetch_arrow(self, sql: str, params: Params | None = None) -> Any:
         return self._db._arrow("transaction.fetch_arrow", sql, params, in_transaction=True)
