@@ -20,10 +20,12 @@ use crate::value::Rows;
 
 mod arrow;
 mod health;
+mod procedure;
 mod transaction;
 
 pub use self::arrow::{BatchStream, Partitioning};
 pub use self::health::{Health, MigrationHealth};
+pub use self::procedure::WithMessages;
 pub use self::transaction::Transaction;
 
 /// A user of one database's shared pool.

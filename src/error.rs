@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Transaction,
     Migration,
     ChecksumMismatch,
+    /// A statement read as one result produced several.
+    MultipleResultSets,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,21 @@ pub struct Error {
     /// The seam has judged whether the request left (`backend::sent`):
     /// an outer operation does not judge it again.
     pub settled: bool,
+    /// What the server said besides the error (boxed: rarely there, and
+    /// errors travel by value).
+    pub detail: Option<Box<Detail>>,
+}
+
+/// What came with an error from the server.
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
+    /// The server's messages (PRINT, RAISE NOTICE) up to the failure.
+    pub messages: Vec<String>,
+    /// How many result sets there were ([`ErrorKind::MultipleResultSets`]).
+    pub result_sets: usize,
+    /// A procedure call that failed: what the server sent all the same
+    /// (result sets, OUTPUT values as the procedure left them).
+    pub partial: Option<crate::procedure::Called>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,7 +80,35 @@ impl Error {
             transient: false,
             not_sent: false,
             settled: false,
+            detail: None,
         }
+    }
+
+    /// The server's messages up to the failure.
+    pub fn messages(&self) -> &[String] {
+        self.detail.as_ref().map_or(&[], |d| &d.messages)
+    }
+
+    /// The detail, made when first needed.
+    pub fn detail_mut(&mut self) -> &mut Detail {
+        self.detail.get_or_insert_with(Default::default)
+    }
+
+    /// A statement read as one result produced `count` result sets; the
+    /// wire was drained first, so the connection stays usable.
+    pub fn multiple_result_sets(count: usize) -> Self {
+        let mut e = Self::new(
+            ErrorKind::MultipleResultSets,
+            format!(
+                "the statement produced {count} result sets, and execute_query returns one; \
+                 read them all with execute_query_sets(), or call a procedure with \
+                 call_procedure()"
+            ),
+        );
+        e.detail_mut().result_sets = count;
+        // The statement ran (its first result set may have been read).
+        e.maybe_executed = true;
+        e
     }
 
     /// An I/O failure of the connection: the request may have reached the

@@ -11,6 +11,7 @@ pub mod feed;
 pub mod metrics;
 pub mod migrate;
 pub mod pool;
+pub mod procedure;
 pub mod retry;
 pub mod runtime;
 pub mod sql;

@@ -101,6 +101,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Transaction => "transaction",
         ErrorKind::Migration => "migration",
         ErrorKind::ChecksumMismatch => "checksum_mismatch",
+        ErrorKind::MultipleResultSets => "query",
     }
 }
 
@@ -123,6 +124,11 @@ impl Metrics {
     }
 
     pub fn record_error(&self, kind: ErrorKind) {
+        // Several result sets where one was expected is a query error.
+        let kind = match kind {
+            ErrorKind::MultipleResultSets => ErrorKind::Query,
+            other => other,
+        };
         let i = ERROR_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
         self.errors[i].fetch_add(1, Ordering::Relaxed);
         if kind == ErrorKind::Timeout {

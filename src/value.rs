@@ -34,6 +34,20 @@ pub enum Value {
     /// objects straight from the text, with no tree in between.
     JsonText(String),
     Array(Vec<Value>),
+    /// A table-valued parameter (parameters only): rows for a server-side
+    /// table type. SQL Server sends it as one; PostgreSQL refuses it.
+    Table(std::sync::Arc<TableArg>),
+}
+
+/// The rows of a table-valued parameter and the table type they fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableArg {
+    /// The table type, as the caller wrote it (`dbo.IdList`).
+    pub type_name: String,
+    /// Column names, when the rows were dicts (matched to the type's
+    /// columns by name); `None`: rows are in the type's column order.
+    pub columns: Option<Vec<String>>,
+    pub rows: Vec<Vec<Value>>,
 }
 
 impl Value {
@@ -58,6 +72,7 @@ impl Value {
             Value::Uuid(_) => "UUID",
             Value::Json(_) | Value::JsonText(_) => "dict",
             Value::Array(_) => "list",
+            Value::Table(_) => "TableValue",
         }
     }
 
@@ -111,6 +126,7 @@ impl Value {
             Value::Uuid(u) => u.hyphenated().to_string(),
             Value::Json(_) | Value::Array(_) => self.json_text(),
             Value::JsonText(t) => t.clone(),
+            Value::Table(t) => format!("TableValue({:?}, {} rows)", t.type_name, t.rows.len()),
         }
     }
 

@@ -197,16 +197,16 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
         return as_async(patched)
 
     # The native awaitables as coroutine functions (see _coroutine); only
-    # execute_query (overloaded), run_migrations (the Prefect artifact),
-    # call_procedure and execute_query_sets are written out (the last two
-    # can become _coroutine lines: written out, this module imports on a
-    # native build that predates them).
+    # execute_query (overloaded) and run_migrations (the Prefect artifact)
+    # are written out.
     execute_query_with_timeout = _coroutine(_Native.execute_query_with_timeout)
     execute_query_with_retry = _coroutine(_Native.execute_query_with_retry)
     execute_query_safe = _coroutine(_Native.execute_query_safe)
     execute_query_with_timing = _coroutine(_Native.execute_query_with_timing)
     execute_many = _coroutine(_Native.execute_many)
     execute_transaction = _coroutine(_Native.execute_transaction)
+    call_procedure = _coroutine(_Native.call_procedure)
+    execute_query_sets = _coroutine(_Native.execute_query_sets)
     bulk_insert = _coroutine(_Native.bulk_insert)
     fetch_arrow = _coroutine(_Native.fetch_arrow)
     fetch_polars = _coroutine(_Native.fetch_polars)
@@ -238,27 +238,6 @@ class AsyncDatabaseManager(_Constructor, _NativeAsyncDatabaseManager):
         if as_tuples:
             return await super().execute_query(sql, params, as_tuples=True)
         return await super().execute_query(sql, params)
-
-    async def call_procedure(
-        self,
-        name: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        output: Mapping[str, str] | None = None,
-    ) -> ProcedureResult:
-        """Call the stored procedure `name` with `params` (names without
-        ``@``; a ``TableValue`` for a table-valued parameter); `output` maps
-        OUTPUT parameter names to SQL types (a name in both is INPUT
-        OUTPUT). Returns a ``ProcedureResult``: every result set, the OUTPUT
-        values, the return code, row counts and the server's messages."""
-        return await super().call_procedure(name, params, output=output)
-
-    async def execute_query_sets(
-        self, sql: str, params: Mapping[str, Any] | None = None
-    ) -> list[list[dict[str, Any]]]:
-        """Every result set of a batch, ``EXEC`` or multi-statement script,
-        in order, each a list of rows as dicts."""
-        return await super().execute_query_sets(sql, params)
 
     async def run_migrations(
         self,

@@ -8,7 +8,11 @@ mid-answer): the statement may have taken effect, and dbflow never sends it
 again by itself. ``messages`` holds the server's messages up to the
 failure, in order (SQL Server ``PRINT``/low-severity ``RAISERROR``,
 PostgreSQL ``RAISE NOTICE``...), e.g. the PRINTs a procedure made before
-its ``RAISERROR``; empty when there were none. All exceptions pickle, so
+its ``RAISERROR``; empty when there were none. A failed ``call_procedure``
+also carries ``result``: the :class:`~dbflow.ProcedureResult` of what the
+server sent all the same (result sets before the error, and the OUTPUT
+values and return code when the procedure returned after raising); ``None``
+elsewhere. All exceptions pickle, so
 they cross process boundaries (Prefect task results, multiprocessing)
 intact.
 """
@@ -36,8 +40,10 @@ __all__ = [
 class DatabaseError(Exception):
     """Root of every dbflow error: ``message``, ``database``, ``operation``,
     ``sqlstate`` (PostgreSQL), ``error_number`` (SQL Server),
-    ``may_have_run``, and ``messages``: the server's messages up to the
-    failure (the PRINTs before a RAISERROR), in order."""
+    ``may_have_run``, ``messages``: the server's messages up to the
+    failure (the PRINTs before a RAISERROR), in order, and ``result``: for
+    a failed ``call_procedure``, the ``ProcedureResult`` the server sent
+    before and after the error (else ``None``)."""
 
     def __init__(
         self,
@@ -49,6 +55,7 @@ class DatabaseError(Exception):
         error_number: int | None = None,
         may_have_run: bool = False,
         messages: list[str] | None = None,
+        result: Any = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -58,6 +65,8 @@ class DatabaseError(Exception):
         self.error_number = error_number
         self.may_have_run = may_have_run
         self.messages: list[str] = list(messages) if messages is not None else []
+        #: A failed call_procedure's ProcedureResult (what the server sent).
+        self.result: Any = result
 
     def _context(self) -> dict[str, Any]:
         """The keywords that rebuild this error (pickling)."""
@@ -68,6 +77,7 @@ class DatabaseError(Exception):
             "error_number": self.error_number,
             "may_have_run": self.may_have_run,
             "messages": list(self.messages),
+            "result": self.result,
         }
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -110,6 +120,7 @@ class MultipleResultSetsError(QueryError):
         error_number: int | None = None,
         may_have_run: bool = False,
         messages: list[str] | None = None,
+        result: Any = None,
         result_sets: int = 0,
     ) -> None:
         super().__init__(
@@ -120,6 +131,7 @@ class MultipleResultSetsError(QueryError):
             error_number=error_number,
             may_have_run=may_have_run,
             messages=messages,
+            result=result,
         )
         self.result_sets = result_sets
 

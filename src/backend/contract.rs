@@ -6,11 +6,13 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::messages::ServerMessage;
 use super::rows::{Destination, Read};
 use super::{Control, Statement};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::feed::RowFeed;
+use crate::procedure::{Call, Called};
 use crate::sql::ParsedSql;
 use crate::value::Rows;
 
@@ -27,7 +29,9 @@ pub trait Backend: Sized + Send + 'static {
     fn announce(_config: &DatabaseConfig) {}
 
     /// One statement (or batch); its rows go to `destination` as they are
-    /// decoded.
+    /// decoded. Every result set is reported to the row buffer
+    /// ([`super::rows::RowBuffer::start`]); [`Destination::Sets`] keeps
+    /// them all.
     fn query(
         &mut self,
         statement: &Statement,
@@ -62,6 +66,17 @@ pub trait Backend: Sized + Send + 'static {
     /// Parameterless SQL text as written (a migration chunk, a control
     /// statement), rows discarded.
     fn script(&mut self, sql: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// A stored procedure, in one round trip: every result set, OUTPUT
+    /// parameters, the return code and rowcounts. A failure after the
+    /// server answered carries what it sent in `Error::partial`.
+    fn call(&mut self, call: &Call) -> impl Future<Output = Result<Called>> + Send;
+
+    /// The server's messages since they were last taken, and how many
+    /// more the driver counted but did not keep.
+    fn take_messages(&mut self) -> (Vec<ServerMessage>, u64) {
+        (Vec::new(), 0)
+    }
 
     /// One round trip.
     fn ping(&mut self) -> impl Future<Output = Result<()>> + Send;

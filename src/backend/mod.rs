@@ -9,6 +9,7 @@ pub mod contract;
 pub mod fake;
 pub mod kind;
 pub mod liveness;
+pub mod messages;
 pub mod mssql;
 pub mod postgres;
 pub mod rows;
@@ -24,10 +25,11 @@ use crate::arrow::{ArrowTo, Batches};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
+use crate::procedure::{Call, Called};
 use crate::sql::{Dialect, ParsedSql};
 use crate::value::{Rows, Value};
 use arrow_array::RecordBatch;
-use rows::{BatchFn, Destination};
+use rows::{BatchFn, Destination, Read};
 
 /// One statement ready to run: parsed SQL and its values in parameter order.
 #[derive(Debug, Clone)]
@@ -127,6 +129,12 @@ pub struct Connection {
     /// The pool's permit for one server session, held until the connection
     /// is gone (closed, or dropped), so a replacement never overlaps it.
     pub session: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The database's name, for the server's messages in the log.
+    database: std::sync::Arc<str>,
+    /// The server's messages of the operation on the wire.
+    messages: messages::Messages,
+    /// Those of the last operation, for the caller that returns them.
+    last_messages: Vec<String>,
 }
 
 /// A transaction-control step; each backend spells it in its own SQL.
@@ -149,6 +157,7 @@ macro_rules! on_driver {
         let written = $self.bytes_written();
         let result = dispatch!(&mut $self.driver, $c => $call);
         $self.poisoned_check();
+        $self.collect_messages();
         $self.note(result, written)
     }};
 }
@@ -208,7 +217,7 @@ impl Connection {
                     config.connect_timeout
                 ))
             })??;
-        Ok(Connection {
+        let mut conn = Connection {
             driver,
             kind: config.database_type,
             last_used: tokio::time::Instant::now(),
@@ -217,7 +226,32 @@ impl Connection {
             in_flight: false,
             committing: false,
             session: None,
-        })
+            database: config.name.as_str().into(),
+            messages: messages::Messages::default(),
+            last_messages: Vec::new(),
+        };
+        // The login's own messages ("Changed database context to ...").
+        let (login, _) = dispatch!(&mut conn.driver, c => c.take_messages());
+        for m in login {
+            tracing::debug!(database = %conn.database, "at login: {}", m.text);
+        }
+        Ok(conn)
+    }
+
+    /// The server's messages of the operation that just ended: logged (up
+    /// to a cap) and kept for [`Connection::take_messages`].
+    fn collect_messages(&mut self) {
+        let (taken, dropped) = dispatch!(&mut self.driver, c => c.take_messages());
+        if taken.is_empty() && dropped == 0 && self.last_messages.is_empty() {
+            return;
+        }
+        self.messages.add(&self.database, taken, dropped);
+        self.last_messages = self.messages.finish(&self.database);
+    }
+
+    /// The server's messages of the last operation, in order.
+    pub fn take_messages(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.last_messages)
     }
 
     /// Check the driver-level settings (URL options, TLS) without I/O, so a
@@ -270,6 +304,11 @@ impl Connection {
     /// ([`sent::settle`]).
     fn note<T>(&mut self, mut result: Result<T>, written_before: Option<u64>) -> Result<T> {
         self.in_flight = false;
+        if let Err(e) = &mut result {
+            if e.messages().is_empty() && !self.last_messages.is_empty() {
+                e.detail_mut().messages = self.last_messages.clone();
+            }
+        }
         match &mut result {
             Ok(_) => self.last_used = tokio::time::Instant::now(),
             Err(e) if e.kind == ErrorKind::Connection => {
@@ -289,14 +328,46 @@ impl Connection {
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
         let first = on_driver!(self, c => c.query(statement, Destination::Collect).await);
-        match first {
+        let read = match first {
             Err(e) if self.stale_plan(&e) => {
                 self.forget_statements().await?;
                 on_driver!(self, c => c.query(statement, Destination::Collect).await)
             }
             other => other,
+        };
+        self.one_result_set(read).map(|r| r.rows)
+    }
+
+    /// Every result set of a statement or batch, in order.
+    pub async fn query_sets(&mut self, statement: &Statement) -> Result<Vec<Rows>> {
+        let first = on_driver!(self, c => c.query(statement, Destination::Sets).await);
+        match first {
+            Err(e) if self.stale_plan(&e) => {
+                self.forget_statements().await?;
+                on_driver!(self, c => c.query(statement, Destination::Sets).await)
+            }
+            other => other,
         }
-        .map(|r| r.rows)
+        .map(|r| r.sets)
+    }
+
+    /// A stored procedure's call in one round trip.
+    pub async fn call(&mut self, call: &Call) -> Result<Called> {
+        on_driver!(self, c => c.call(call).await)
+    }
+
+    /// A read that expected one result set and found several: an error,
+    /// raised once the row loop drained the wire (the connection stays
+    /// usable). Its first result set already reached a streaming consumer.
+    fn one_result_set(&mut self, read: Result<Read>) -> Result<Read> {
+        match read {
+            Ok(r) if r.result_sets > 1 => {
+                let mut e = Error::multiple_result_sets(r.result_sets);
+                e.detail_mut().messages = self.last_messages.clone();
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     /// A statement prepared before a DDL change (a migration altered a view
@@ -344,7 +415,7 @@ impl Connection {
             // The read stopped mid-result: unread rows are on the wire.
             self.broken = true;
         }
-        result.map(|r| r.rows)
+        self.one_result_set(result).map(|r| r.rows)
     }
 
     /// One statement that must stop at `deadline`: where the server can
@@ -372,7 +443,8 @@ impl Connection {
             every: batch_size,
             to: sink,
         };
-        let read = on_driver!(self, c => c.query(statement, destination()).await)?;
+        let read = on_driver!(self, c => c.query(statement, destination()).await);
+        let read = self.one_result_set(read)?;
         if !read.complete {
             self.broken = true;
         }
@@ -391,8 +463,8 @@ impl Connection {
                 on_driver!(self, c => c.query(statement, keep()).await)
             }
             other => other,
-        }?;
-        read.arrow.ok_or_else(no_arrow)
+        };
+        self.one_result_set(read)?.arrow.ok_or_else(no_arrow)
     }
 
     /// Stream the statement's result as Arrow batches into `sink`
@@ -408,7 +480,8 @@ impl Connection {
             every,
             to: ArrowTo::Channel(sink),
         };
-        let read = on_driver!(self, c => c.query(statement, destination).await)?;
+        let read = on_driver!(self, c => c.query(statement, destination).await);
+        let read = self.one_result_set(read)?;
         if !read.complete {
             self.broken = true;
         }

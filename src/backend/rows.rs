@@ -25,6 +25,8 @@ pub enum Destination<'a> {
     },
     /// Build Arrow columns instead of rows, in batches of `every`.
     Arrow { every: usize, to: ArrowTo<'a> },
+    /// Keep every result set of a batch, each as its own [`Rows`].
+    Sets,
 }
 
 impl Destination<'_> {
@@ -33,6 +35,7 @@ impl Destination<'_> {
     pub fn reborrow(&mut self) -> Destination<'_> {
         match self {
             Destination::Collect => Destination::Collect,
+            Destination::Sets => Destination::Sets,
             Destination::Flush { every, to } => Destination::Flush {
                 every: *every,
                 to: &mut **to,
@@ -59,19 +62,28 @@ pub struct Read {
     pub complete: bool,
     /// The batches kept by [`Destination::Arrow`] (`None` otherwise).
     pub arrow: Option<Batches>,
+    /// How many result sets (with columns) the statement produced. Only
+    /// the first reaches a destination other than [`Destination::Sets`];
+    /// the seam turns more into an error once the wire is drained.
+    pub result_sets: usize,
+    /// Every result set, for [`Destination::Sets`].
+    pub sets: Vec<Rows>,
 }
 
 impl Read {
+    /// One result: `rows` (with columns) or a statement without any.
     pub fn rows(rows: Rows) -> Self {
         Read {
+            result_sets: usize::from(!rows.columns.is_empty()),
             rows,
             complete: true,
             arrow: None,
+            sets: Vec::new(),
         }
     }
 
     /// What an Arrow row loop produced; `read` rows in all.
-    pub fn arrow(batches: Batches, complete: bool, read: u64) -> Self {
+    pub fn arrow(batches: Batches, complete: bool, read: u64, result_sets: usize) -> Self {
         Read {
             rows: Rows {
                 rows_affected: read,
@@ -79,6 +91,16 @@ impl Read {
             },
             complete,
             arrow: Some(batches),
+            result_sets,
+            sets: Vec::new(),
+        }
+    }
+
+    /// A consumer went away mid-result: unread rows are on the wire.
+    pub fn abandoned() -> Self {
+        Read {
+            complete: false,
+            ..Read::rows(Rows::default())
         }
     }
 }
@@ -88,6 +110,13 @@ pub struct RowBuffer<'a> {
     rows: Rows,
     read: u64,
     complete: bool,
+    /// Result sets begun so far.
+    result_sets: usize,
+    /// The finished result sets, for [`Destination::Sets`].
+    sets: Vec<Rows>,
+    /// A later result set's row, read and dropped (the first result set
+    /// is the answer; the seam reports that there were more).
+    scratch: Vec<Value>,
 }
 
 impl<'a> RowBuffer<'a> {
@@ -97,11 +126,30 @@ impl<'a> RowBuffer<'a> {
             rows: Rows::default(),
             read: 0,
             complete: true,
+            result_sets: 0,
+            sets: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
-    /// The result's columns, before its first row.
+    /// A result set's columns, before its first row; called once per result
+    /// set of a batch.
     pub fn start(&mut self, columns: Vec<String>) {
+        if columns.is_empty() {
+            // A statement without a result (PostgreSQL describes one).
+            return;
+        }
+        self.result_sets += 1;
+        if self.result_sets > 1 {
+            if !matches!(self.destination, Destination::Sets) {
+                return;
+            }
+            let done = std::mem::take(&mut self.rows);
+            self.sets.push(Rows {
+                rows_affected: done.row_count() as u64,
+                ..done
+            });
+        }
         let width = columns.len().max(1);
         self.rows.columns = columns;
         if let Some(every) = self.batch_rows() {
@@ -109,10 +157,15 @@ impl<'a> RowBuffer<'a> {
         }
     }
 
+    /// Rows of a result set after the first are dropped.
+    fn dropping(&self) -> bool {
+        self.result_sets > 1 && !matches!(self.destination, Destination::Sets)
+    }
+
     fn batch_rows(&self) -> Option<usize> {
         match self.destination {
             // An Arrow destination is built by the backends' own loops.
-            Destination::Collect | Destination::Arrow { .. } => None,
+            Destination::Collect | Destination::Sets | Destination::Arrow { .. } => None,
             Destination::Flush { every, .. } | Destination::Channel { every, .. } => {
                 Some(every.max(1))
             }
@@ -121,12 +174,19 @@ impl<'a> RowBuffer<'a> {
 
     /// Where the current row's values go, in column order.
     pub fn values(&mut self) -> &mut Vec<Value> {
+        if self.dropping() {
+            return &mut self.scratch;
+        }
         &mut self.rows.values
     }
 
     /// After each row: hands over a full batch. `Ok(false)`: stop reading,
     /// the consumer went away.
     pub async fn row_done(&mut self) -> Result<bool> {
+        if self.dropping() {
+            self.scratch.clear();
+            return Ok(true);
+        }
         self.read += 1;
         let Some(every) = self.batch_rows() else {
             return Ok(true);
@@ -136,7 +196,7 @@ impl<'a> RowBuffer<'a> {
         }
         let full = self.take();
         match &mut self.destination {
-            Destination::Collect | Destination::Arrow { .. } => {}
+            Destination::Collect | Destination::Sets | Destination::Arrow { .. } => {}
             Destination::Flush { to, .. } => to(full)?,
             Destination::Channel { to, .. } => {
                 if to.send(Ok(full)).await.is_err() {
@@ -166,10 +226,20 @@ impl<'a> RowBuffer<'a> {
     /// one (it still tells the consumer the columns).
     pub async fn finish(mut self) -> Read {
         if !self.complete {
+            return Read::abandoned();
+        }
+        if let Destination::Sets = self.destination {
+            if self.result_sets > 0 {
+                let last = std::mem::take(&mut self.rows);
+                self.sets.push(Rows {
+                    rows_affected: last.row_count() as u64,
+                    ..last
+                });
+            }
             return Read {
-                rows: Rows::default(),
-                complete: false,
-                arrow: None,
+                result_sets: self.result_sets,
+                sets: self.sets,
+                ..Read::rows(Rows::default())
             };
         }
         let mut rows = if let Destination::Channel { to, .. } = self.destination {
@@ -180,7 +250,10 @@ impl<'a> RowBuffer<'a> {
             std::mem::take(&mut self.rows)
         };
         rows.rows_affected = self.read;
-        Read::rows(rows)
+        Read {
+            result_sets: self.result_sets,
+            ..Read::rows(rows)
+        }
     }
 }
 
@@ -240,6 +313,37 @@ mod tests {
                 vec![Value::Int(2), Value::Int(3)]
             ]
         );
+    }
+
+    #[test]
+    fn later_result_sets_are_counted_not_kept() {
+        let mut buffer = RowBuffer::new(Destination::Collect);
+        buffer.start(vec!["n".into()]);
+        assert!(fill(&mut buffer, 2));
+        buffer.start(vec!["m".into()]);
+        assert!(fill(&mut buffer, 3));
+        let read = block_on(buffer.finish());
+        assert_eq!(read.result_sets, 2);
+        assert_eq!(read.rows.values, vec![Value::Int(0), Value::Int(1)]);
+        assert_eq!(read.rows.rows_affected, 2);
+    }
+
+    #[test]
+    fn sets_keeps_every_result_set_in_order() {
+        let mut buffer = RowBuffer::new(Destination::Sets);
+        buffer.start(vec!["n".into()]);
+        assert!(fill(&mut buffer, 2));
+        buffer.start(vec!["m".into(), "k".into()]);
+        buffer.start(vec!["o".into()]);
+        assert!(fill(&mut buffer, 1));
+        let read = block_on(buffer.finish());
+        assert_eq!(read.result_sets, 3);
+        let shapes: Vec<_> = read
+            .sets
+            .iter()
+            .map(|r| (r.columns.len(), r.row_count()))
+            .collect();
+        assert_eq!(shapes, [(1, 2), (2, 0), (1, 1)]);
     }
 
     #[test]

@@ -23,12 +23,12 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    fn fail(&self, e: Error, operation: &'static str) -> Error {
+    pub(super) fn fail(&self, e: Error, operation: &'static str) -> Error {
         e.context(&self.database, operation)
             .redact(self.secret.as_deref())
     }
 
-    fn conn(&mut self, operation: &'static str) -> Result<&mut PooledConnection> {
+    pub(super) fn conn(&mut self, operation: &'static str) -> Result<&mut PooledConnection> {
         let database = self.database.clone();
         self.conn.as_mut().ok_or_else(|| {
             Error::new(

@@ -26,6 +26,7 @@ use super::convert::rows_in_shape;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::{reraise, start_fed, RowSource};
 use super::ops::{self, Core, Retry};
+use super::procedures;
 use crate::error::{Error, Result};
 use crate::value::Rows;
 
@@ -284,6 +285,37 @@ impl PyAsyncDatabaseManager {
             awaitable_raising(py, fut, move |e| reraise(&raised, e))
         })?;
         started.map_or_else(|| awaitable(py, async { Ok(0u64) }), Ok)
+    }
+
+    /// A stored procedure in one round trip: every result set, OUTPUT
+    /// parameters (`output={"total": "int"}`; a name also in `params` is
+    /// INPUT OUTPUT), the return code, rowcounts and the server's messages,
+    /// as a `ProcedureResult` (awaitable).
+    #[pyo3(signature = (name, params=None, *, output=None))]
+    fn call_procedure<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        output: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(
+            py,
+            procedures::call_procedure(&self.core.db, name, params, output)?,
+        )
+    }
+
+    /// Every result set of a batch or `EXEC` (SQL Server), or of a script
+    /// of several statements without parameters (PostgreSQL, in one
+    /// transaction), in order: a list of lists of dicts (awaitable).
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query_sets<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::spawn(py, procedures::query_sets(&self.core.db, sql, params)?)
     }
 
     fn execute_transaction<'py>(

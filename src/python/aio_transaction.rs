@@ -13,6 +13,7 @@ use super::arrow_ops::{self, ArrowArgs, Shape};
 use super::errors::IntoPyResult;
 use super::feed::RowSource;
 use super::ops::PyRows;
+use super::procedures;
 use super::tx_slot::{not_open, TxSlot};
 use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
@@ -143,6 +144,59 @@ impl AsyncTransaction {
                 tx.query(&stmt).await.map(PyRows::from)
             })
             .await
+        })
+    }
+
+    /// `call_procedure` inside the transaction (awaitable).
+    #[pyo3(signature = (name, params=None, *, output=None))]
+    fn call_procedure<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        output: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = "transaction.call_procedure";
+        let call = procedures::call_of(&self.db, name, params, output, operation)?;
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            let started = std::time::Instant::now();
+            let result = on_open(&db, &inner, operation, async |tx| {
+                tx.call_procedure(&call).await
+            })
+            .await?;
+            Ok(procedures::PyCalled {
+                result,
+                database: db,
+                operation,
+                started,
+            })
+        })
+    }
+
+    /// `execute_query_sets` inside the transaction (awaitable).
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query_sets<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = "transaction.execute_query_sets";
+        let stmt = statement(&self.db, sql, params, operation).py_result()?;
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        awaitable(py, async move {
+            let started = std::time::Instant::now();
+            let sets = on_open(&db, &inner, operation, async |tx| {
+                tx.query_sets(&stmt).await
+            })
+            .await?;
+            Ok(procedures::PySets {
+                sets,
+                database: db,
+                operation,
+                started,
+            })
         })
     }
 

@@ -26,8 +26,8 @@ type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 /// Arrow data handed to `bulk_insert`, its batches not read yet.
 pub(crate) struct ArrowInput {
-    schema: SchemaRef,
-    batches: Batches,
+    pub(crate) schema: SchemaRef,
+    pub(crate) batches: Batches,
 }
 
 fn imported(e: impl std::fmt::Display) -> Error {

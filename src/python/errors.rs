@@ -22,6 +22,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Transaction => "TransactionError",
         ErrorKind::Migration => "MigrationError",
         ErrorKind::ChecksumMismatch => "ChecksumMismatchError",
+        ErrorKind::MultipleResultSets => "MultipleResultSetsError",
     }
 }
 
@@ -35,6 +36,17 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     kwargs.set_item("sqlstate", e.sqlstate.as_deref())?;
     kwargs.set_item("error_number", e.error_number)?;
     kwargs.set_item("may_have_run", e.maybe_executed)?;
+    kwargs.set_item("messages", e.messages())?;
+    if let Some(detail) = &e.detail {
+        if e.kind == ErrorKind::MultipleResultSets {
+            kwargs.set_item("result_sets", detail.result_sets)?;
+        }
+        if let Some(partial) = &detail.partial {
+            let result =
+                super::procedures::result_to_py(py, partial.clone(), detail.messages.clone())?;
+            kwargs.set_item("result", result)?;
+        }
+    }
     let instance = class.call((e.to_string(),), Some(&kwargs))?;
     Ok(PyErr::from_value(instance))
 }

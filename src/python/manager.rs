@@ -18,6 +18,7 @@ use super::convert;
 use super::errors::IntoPyResult;
 use super::feed::{run_fed, RowSource};
 use super::ops::{self, log_done, wait, Core, Retry};
+use super::procedures;
 use super::rows::RowIterator;
 use super::transaction::PyTransaction;
 use crate::sql::{self};
@@ -210,6 +211,37 @@ impl PyDatabaseManager {
         let n = done.unwrap_or(0);
         log_done(db.name(), "execute_many", started, n as usize);
         Ok(n)
+    }
+
+    /// A stored procedure in one round trip: every result set, OUTPUT
+    /// parameters (`output={"total": "int"}`; a name also in `params` is
+    /// INPUT OUTPUT), the return code, rowcounts and the server's messages,
+    /// as a `ProcedureResult`.
+    #[pyo3(signature = (name, params=None, *, output=None))]
+    fn call_procedure<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        output: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(
+            py,
+            procedures::call_procedure(&self.core.db, name, params, output)?,
+        )
+    }
+
+    /// Every result set of a batch or `EXEC` (SQL Server), or of a script
+    /// of several statements without parameters (PostgreSQL, in one
+    /// transaction), in order: a list of lists of dicts.
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query_sets<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        ops::block(py, procedures::query_sets(&self.core.db, sql, params)?)
     }
 
     /// Several statements (`"sql"`, `("sql",)` or `("sql", params)`) in one

@@ -14,6 +14,7 @@ mod health;
 mod logging;
 mod manager;
 mod ops;
+mod procedures;
 mod reports;
 mod rows;
 mod transaction;

@@ -13,6 +13,7 @@ use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::RowSource;
 use super::ops::{log_done, wait};
+use super::procedures;
 use super::tx_slot::TxSlot;
 use crate::engine::{Database, Transaction};
 use crate::error::{Error, ErrorKind, Result};
@@ -163,6 +164,54 @@ impl PyTransaction {
             rows.row_count(),
         );
         rows_to_py(py, rows)
+    }
+
+    /// `call_procedure` inside the transaction.
+    #[pyo3(signature = (name, params=None, *, output=None))]
+    fn call_procedure<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        output: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = "transaction.call_procedure";
+        let started = Instant::now();
+        let call = procedures::call_of(&self.db, name, params, output, operation)?;
+        let result = self.with(py, operation, |tx| {
+            Box::pin(async move { tx.call_procedure(&call).await })
+        })?;
+        procedures::PyCalled {
+            result,
+            database: self.db.clone(),
+            operation,
+            started,
+        }
+        .into_pyobject(py)
+    }
+
+    /// `execute_query_sets` inside the transaction.
+    #[pyo3(signature = (sql, params=None))]
+    fn execute_query_sets<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let operation = "transaction.execute_query_sets";
+        let started = Instant::now();
+        let stmt = statement(&self.db, sql, params, operation).py_result()?;
+        let sets = self.with(py, operation, |tx| {
+            Box::pin(async move { tx.query_sets(&stmt).await })
+        })?;
+        Ok(procedures::PySets {
+            sets,
+            database: self.db.clone(),
+            operation,
+            started,
+        }
+        .into_pyobject(py)?
+        .into_any())
     }
 
     /// One statement for every parameter set, inside the transaction; all

@@ -386,6 +386,15 @@ impl Backend for FakeConn {
         deliver(out, destination).await
     }
 
+    /// The fake has no procedures: a call is refused as a server would
+    /// refuse an unknown one (the engine's bookkeeping is what is tested).
+    async fn call(&mut self, call: &crate::procedure::Call) -> Result<crate::procedure::Called> {
+        Err(Error::query(format!(
+            "the procedure {} does not exist",
+            call.written
+        )))
+    }
+
     /// The client enforces the deadline (as for SQL Server): past it the
     /// seam discards the connection.
     async fn query_with_deadline(

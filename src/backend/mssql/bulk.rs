@@ -81,7 +81,7 @@ fn kind(ty: &TypeInfo) -> Kind {
 }
 
 /// The SQL Server type of a column, for messages (`decimal(12,4)`, `date`).
-fn type_name(column: &MetaDataColumn<'_>) -> String {
+pub(super) fn type_name(column: &MetaDataColumn<'_>) -> String {
     // Displayed as `[name] type`.
     let text = column.to_string();
     let name = format!("[{}] ", column.col_name.replace(']', "]]"));

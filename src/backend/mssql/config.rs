@@ -36,6 +36,7 @@ fn normalize(key: &str) -> std::result::Result<Option<&'static str>, ()> {
         "connecttimeout" | "connectiontimeout" | "logintimeout" | "timeout" => "connect_timeout",
         "instance" | "instancename" => "instance",
         "hostnameincertificate" => "hostname_in_certificate",
+        "tablevalues" => "table_values",
         _ if ODBC_ONLY.iter().any(|o| o.replace(['_', ' '], "") == k) => return Ok(None),
         _ => return Err(()),
     }))
@@ -64,7 +65,8 @@ fn set_option(spec: &mut ConnectSpec, raw_key: &str, value: String, key: &str) -
     let Ok(name) = normalize(raw_key) else {
         return Err(Error::config(format!(
             "{key}: unknown option '{raw_key}'; SQL Server connection strings accept encrypt, \
-             TrustServerCertificate, ca_file, ApplicationName, ConnectTimeout, instance \
+             TrustServerCertificate, ca_file, ApplicationName, ConnectTimeout, instance, \
+             table_values \
              (and ODBC-only options such as driver, which are ignored)"
         )));
     };
@@ -427,6 +429,24 @@ fn explicit_encrypt(spec: &ConnectSpec, key: &str) -> Result<Option<Encrypt>> {
 }
 
 /// The TLS settings of a parsed SQL Server spec; contradictions are errors.
+/// How table-valued parameters are sent (`table_values=native|json`);
+/// `None`: by the server (native, JSON on Babelfish).
+pub fn table_values(spec: &ConnectSpec, key: &str) -> Result<Option<super::tvp::Encoding>> {
+    use super::tvp::Encoding;
+    match spec
+        .option("table_values")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("auto") => Ok(None),
+        Some("native") => Ok(Some(Encoding::Native)),
+        Some("json") => Ok(Some(Encoding::Json)),
+        Some(other) => Err(Error::config(format!(
+            "{key}: table_values={other} is not a choice; use auto (the default), native or json"
+        ))),
+    }
+}
+
 pub fn tls_of(spec: &ConnectSpec, key: &str) -> Result<Tls> {
     let defaults = TlsDefaults::from_str(spec.option("tls_defaults").unwrap_or("dbflow"));
     let encrypt = explicit_encrypt(spec, key)?.unwrap_or(defaults.default_encrypt());

@@ -10,9 +10,12 @@
 
 mod arrow;
 mod bulk;
+mod call;
 pub mod config;
 mod dialect;
 mod error;
+mod rpc;
+mod tvp;
 pub mod values;
 
 use futures_util::TryStreamExt;
@@ -24,6 +27,7 @@ use self::config::{tls_of, Encrypt, Verify};
 use self::dialect::plain_name;
 pub use self::dialect::{KIND, LEXICON};
 use self::error::explain_connect_error;
+use super::messages::ServerMessage;
 use super::rows::{Destination, Read, RowBuffer};
 use super::sent::{Counted, WriteCount};
 use super::{with_backstop, Backend, Control, Kind, Statement};
@@ -31,8 +35,9 @@ use crate::arrow::ArrowBuffer;
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::feed::{RowFeed, ValuesBatches};
+use crate::procedure::{Call, Called};
 use crate::sql::ParsedSql;
-use crate::value::Rows;
+use crate::value::{Rows, Value};
 
 type Stream = Compat<Counted<TcpStream>>;
 
@@ -92,6 +97,11 @@ pub struct MsConn {
     raw_fd: Option<i32>,
     /// Bytes written on that socket, to tell a request that never left.
     written: WriteCount,
+    /// Whether the server is Babelfish (asked when a table-valued
+    /// parameter is first sent).
+    babelfish: Option<bool>,
+    /// `table_values=` of the connection string.
+    tvp: Option<tvp::Encoding>,
 }
 
 async fn open(config: &tiberius::Config) -> Result<MsConn> {
@@ -110,6 +120,8 @@ async fn open(config: &tiberius::Config) -> Result<MsConn> {
         client,
         raw_fd,
         written,
+        babelfish: None,
+        tvp: None,
     })
 }
 
@@ -135,10 +147,15 @@ impl Backend for MsConn {
                 other => other,
             }
         };
-        attempt.await.map_err(|e| explain_connect_error(e, config))
+        let mut conn = attempt
+            .await
+            .map_err(|e| explain_connect_error(e, config))?;
+        conn.tvp = config::table_values(&config.spec, &config.source_key)?;
+        Ok(conn)
     }
 
     fn validate(config: &DatabaseConfig) -> Result<()> {
+        config::table_values(&config.spec, &config.source_key)?;
         client_config(config).map(|_| ())
     }
 
@@ -172,11 +189,29 @@ impl Backend for MsConn {
         }
     }
 
-    /// One statement (batch); the rows of its first result set go to
-    /// `destination` as they arrive. The first result set that has columns
-    /// is the answer, as with pyodbc's first cursor result; later ones are
-    /// drained.
+    /// One statement (batch); its result sets go to the row buffer as they
+    /// arrive (the buffer keeps the first, or all for
+    /// [`Destination::Sets`]). Table-valued parameters go by this
+    /// backend's own RPC.
     async fn query(&mut self, statement: &Statement, destination: Destination<'_>) -> Result<Read> {
+        if statement
+            .values
+            .iter()
+            .any(|v| matches!(v, Value::Table(_)))
+        {
+            if matches!(destination, Destination::Arrow { .. }) {
+                return Err(Error::parameter(
+                    "Arrow reads do not take TableValue parameters; read with \
+                     execute_query, or load the rows into a table first",
+                ));
+            }
+            let prepared = self.prepare_rpc(&statement.sql, &statement.values).await?;
+            let read = self.run_rpc(prepared, destination).await?;
+            return match read.failed {
+                Some(e) => Err(e),
+                None => Ok(read.read),
+            };
+        }
         let (sql, params) = values::bind(&statement.sql, &statement.values)?;
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
         // A statement written with parameters always runs through
@@ -192,15 +227,13 @@ impl Backend for MsConn {
         }
         let mut buffer = RowBuffer::new(destination);
         let mut width = 0;
-        let mut result: Option<usize> = None;
         while let Some(item) = stream.try_next().await? {
             match item {
-                QueryItem::Metadata(meta) if result.is_none() => {
-                    result = Some(meta.result_index());
+                QueryItem::Metadata(meta) => {
                     buffer.start(meta.columns().iter().map(|c| c.name().to_owned()).collect());
                     width = meta.columns().len();
                 }
-                QueryItem::Row(row) if Some(row.result_index()) == result => {
+                QueryItem::Row(row) => {
                     let values = buffer.values();
                     values.reserve(width);
                     for (_, data) in row.cells() {
@@ -210,10 +243,36 @@ impl Backend for MsConn {
                         break;
                     }
                 }
-                _ => {}
             }
         }
         Ok(buffer.finish().await)
+    }
+
+    /// The procedure as one batch (see `call`), its answer read whole.
+    async fn call(&mut self, call: &Call) -> Result<Called> {
+        let (sql, values) = call::batch(call);
+        let prepared = self.prepare_rpc(&sql, &values).await?;
+        let read = self.run_rpc(prepared, Destination::Sets).await?;
+        let called = call::called(call, read.read.sets, read.rowcounts);
+        match read.failed {
+            None => Ok(called),
+            Some(mut e) => {
+                e.detail_mut().partial = Some(called);
+                Err(e)
+            }
+        }
+    }
+
+    fn take_messages(&mut self) -> (Vec<ServerMessage>, u64) {
+        let (kept, dropped) = self.client.take_messages();
+        let messages = kept
+            .into_iter()
+            .map(|m| ServerMessage {
+                text: m.message,
+                warning: false,
+            })
+            .collect();
+        (messages, dropped)
     }
 
     /// TDS bulk load into `table`, in one transaction: all rows or none.
@@ -382,9 +441,13 @@ async fn read_arrow(
     let mut buffer: Option<ArrowBuffer<'_, arrow::MsArrowColumn>> = None;
     let mut to = Some(to);
     let mut result: Option<usize> = None;
+    let mut result_sets = 0;
     let mut read = 0u64;
     let mut failed: Option<Error> = None;
     while let Some(item) = stream.try_next().await? {
+        if let QueryItem::Metadata(_) = &item {
+            result_sets += 1;
+        }
         if failed.is_some() {
             continue;
         }
@@ -418,7 +481,7 @@ async fn read_arrow(
                         schema: buffer.schema(),
                         batches: Vec::new(),
                     };
-                    return Ok(Read::arrow(batches, false, read));
+                    return Ok(Read::arrow(batches, false, read, result_sets));
                 }
             }
             _ => {}
@@ -436,5 +499,5 @@ async fn read_arrow(
         (None, None) => return Err(Error::query("a result set was planned but not read")),
     };
     let (batches, complete) = buffer.finish().await?;
-    Ok(Read::arrow(batches, complete, read))
+    Ok(Read::arrow(batches, complete, read, result_sets))
 }

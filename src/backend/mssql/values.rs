@@ -156,6 +156,12 @@ pub fn to_param(name: &str, value: &Value) -> Result<Option<Param>> {
         Value::Uuid(u) => Param::Uuid(*u),
         Value::JsonText(t) => Param::Text(t.clone()),
         Value::Json(_) | Value::Array(_) => Param::Text(value.json_text()),
+        Value::Table(_) => {
+            return Err(Error::parameter(format!(
+                "parameter :{name}: a TableValue is a whole parameter of a statement or \
+                 procedure, not a value inside a list or row"
+            )))
+        }
     }))
 }
 

@@ -203,6 +203,14 @@ impl PgConn {
         parsed: &ParsedSql,
         values: &[Value],
     ) -> Result<(sqlx::postgres::PgStatement, PgArguments)> {
+        if let Some(i) = values.iter().position(|v| matches!(v, Value::Table(_))) {
+            return Err(Error::parameter(format!(
+                "parameter :{}: PostgreSQL has no table-valued parameters; pass a list as an \
+                 array parameter and use unnest(:{0}) (SELECT * FROM unnest(:{0}) AS t(id)) \
+                 or = ANY(:{0})",
+                parsed.names[i]
+            )));
+        }
         let mut plan = Plan {
             declared: values.iter().map(encode::natural_oid).collect(),
             casts: vec![None; values.len()],

@@ -53,7 +53,12 @@ pub enum Mismatch {
 /// The type to declare for a value; 0 lets the server infer it.
 pub fn natural_oid(value: &Value) -> u32 {
     match value {
-        Value::Null | Value::Text(_) | Value::Json(_) | Value::JsonText(_) | Value::Array(_) => 0,
+        Value::Null
+        | Value::Text(_)
+        | Value::Json(_)
+        | Value::JsonText(_)
+        | Value::Array(_)
+        | Value::Table(_) => 0,
         Value::Bool(_) => oid::BOOL,
         Value::Int(i) if i32::try_from(*i).is_ok() => oid::INT4,
         Value::Int(_) => oid::INT8,

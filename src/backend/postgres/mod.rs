@@ -6,6 +6,7 @@
 
 mod arrow;
 mod bind;
+mod call;
 mod copy;
 mod copy_arrow;
 pub mod decode;
@@ -40,6 +41,8 @@ pub struct PgConn {
     /// Ending a transaction of our own failed: the session's state is
     /// unknown, so the seam discards the connection.
     pub poisoned: bool,
+    /// The caller's transaction is open.
+    in_transaction: bool,
 }
 
 /// Behind PgBouncer in transaction-pooling mode, consecutive transactions of
@@ -142,7 +145,7 @@ impl PgConn {
                 }
             }
             let (batches, complete) = buffer.finish().await?;
-            return Ok(Read::arrow(batches, complete, read));
+            return Ok(Read::arrow(batches, complete, read, 1));
         }
         let columns = stmt.columns();
         let readers: Vec<Reader> = columns.iter().map(|c| reader_of(c.type_info())).collect();
@@ -226,38 +229,8 @@ impl PgConn {
         Ok(rows)
     }
 
-    async fn simple(&mut self, sql: &str) -> Result<()> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut self.conn)
-            .await?;
-        Ok(())
-    }
-}
-
-impl Backend for PgConn {
-    async fn connect(config: &DatabaseConfig) -> Result<Self> {
-        let opts = connect_options(config)?;
-        let conn = opts
-            .connect()
-            .await
-            .map_err(|e| explain_connect_error(Error::from(e), config))?;
-        let pooled = (!config.prepared_statements).then(|| TxPooling {
-            in_transaction: false,
-            timeout_ms: config.query_timeout.map(|d| d.as_millis().max(1)),
-        });
-        Ok(PgConn {
-            conn,
-            pooled,
-            poisoned: false,
-        })
-    }
-
-    fn validate(config: &DatabaseConfig) -> Result<()> {
-        connect_options(config).map(|_| ())
-    }
-
     /// One statement; its rows go to `destination` as they are decoded.
-    async fn query(
+    pub(super) async fn query_one(
         &mut self,
         statement: &Statement,
         mut destination: Destination<'_>,
@@ -278,8 +251,61 @@ impl Backend for PgConn {
                     .await?;
                 Ok(Read::rows(Rows::default()))
             }
+            Err(mut e)
+                if e.sqlstate.as_deref() == Some("42601")
+                    && e.message.contains("multiple commands") =>
+            {
+                e.message.push_str(
+                    "; execute_query runs one statement: read every result set of several \
+                     with execute_query_sets()",
+                );
+                Err(e)
+            }
             other => other,
         }
+    }
+
+    async fn simple(&mut self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Backend for PgConn {
+    async fn connect(config: &DatabaseConfig) -> Result<Self> {
+        let opts = connect_options(config)?;
+        let conn = opts
+            .connect()
+            .await
+            .map_err(|e| explain_connect_error(Error::from(e), config))?;
+        let pooled = (!config.prepared_statements).then(|| TxPooling {
+            in_transaction: false,
+            timeout_ms: config.query_timeout.map(|d| d.as_millis().max(1)),
+        });
+        let mut conn = PgConn {
+            conn,
+            pooled,
+            poisoned: false,
+            in_transaction: false,
+        };
+        // Notices of the login (none are expected) are not an operation's.
+        let _ = conn.conn.take_notices();
+        Ok(conn)
+    }
+
+    fn validate(config: &DatabaseConfig) -> Result<()> {
+        connect_options(config).map(|_| ())
+    }
+
+    /// One statement; its rows go to `destination` as they are decoded
+    /// (every result set: a script's statements, see `call`).
+    async fn query(&mut self, statement: &Statement, destination: Destination<'_>) -> Result<Read> {
+        if let Destination::Sets = destination {
+            return self.query_sets(statement).await;
+        }
+        self.query_one(statement, destination).await
     }
 
     /// The server enforces the deadline (`statement_timeout`) and the
@@ -361,9 +387,26 @@ impl Backend for PgConn {
     /// The seam reports the caller's transactions, so statements inside one
     /// do not open their own.
     fn set_in_transaction(&mut self, open: bool) {
+        self.in_transaction = open;
         if let Some(p) = &mut self.pooled {
             p.in_transaction = open;
         }
+    }
+
+    async fn call(&mut self, call: &crate::procedure::Call) -> Result<crate::procedure::Called> {
+        self.call_here(call).await
+    }
+
+    fn take_messages(&mut self) -> (Vec<super::messages::ServerMessage>, u64) {
+        let (notices, dropped) = self.conn.take_notices();
+        let messages = notices
+            .into_iter()
+            .map(|n| super::messages::ServerMessage {
+                warning: matches!(n.severity(), sqlx::postgres::PgSeverity::Warning),
+                text: n.message().to_owned(),
+            })
+            .collect();
+        (messages, dropped)
     }
 
     fn transaction_pooling(&self) -> bool {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::sql::ParsedSql;
 use crate::value::Value;
 
-use super::{decimal_type, uuid_type};
+use super::{decimal_type, table_value_type, uuid_type};
 
 fn unsupported(name: &str, obj: &Bound<'_, PyAny>) -> Error {
     let ty = obj
@@ -21,7 +21,7 @@ fn unsupported(name: &str, obj: &Bound<'_, PyAny>) -> Error {
         .unwrap_or_else(|_| "?".into());
     Error::parameter(format!(
         "parameter :{name}: values of type {ty} cannot be sent; use None, bool, int, float, Decimal, str, \
-         bytes, date, time, datetime, timedelta, UUID, dict or list"
+         bytes, date, time, datetime, timedelta, UUID, dict, list or TableValue"
     ))
 }
 
@@ -147,6 +147,12 @@ pub fn to_value(name: &str, obj: &Bound<'_, PyAny>) -> Result<Value> {
         .map_err(|e| py_err(name, e))?
     {
         return uuid_value(name, obj);
+    }
+    if obj
+        .is_instance(table_value_type(py).map_err(|e| py_err(name, e))?)
+        .map_err(|e| py_err(name, e))?
+    {
+        return super::table_value::table_value(name, obj);
     }
     // Enum members and other wrappers: psycopg2 would fail too; say so clearly.
     Err(unsupported(name, obj))

@@ -5,6 +5,7 @@
 
 mod from_py;
 mod rows;
+mod table_value;
 mod to_py;
 
 use pyo3::prelude::*;
@@ -13,6 +14,7 @@ use pyo3::types::{PyDelta, PyType, PyTzInfo};
 
 pub use from_py::{param_keys, params_for, params_keyed, to_value};
 pub use rows::{rows_in_shape, rows_to_py, ListBuilder};
+pub use to_py::to_py;
 
 /// Results this large are built with the cyclic GC paused ([`GcPause`]);
 /// smaller ones cannot trigger enough collections to matter.
@@ -22,6 +24,7 @@ static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static UUID: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static UTC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TIMEZONE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static TABLE_VALUE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 pub(crate) fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     DECIMAL.import(py, "decimal", "Decimal")
@@ -29,6 +32,11 @@ pub(crate) fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 
 pub(crate) fn uuid_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     UUID.import(py, "uuid", "UUID")
+}
+
+/// `dbflow.TableValue`, a table-valued parameter.
+pub(crate) fn table_value_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    TABLE_VALUE.import(py, "dbflow._procedures", "TableValue")
 }
 
 pub(crate) fn utc(py: Python<'_>) -> PyResult<Bound<'_, PyTzInfo>> {

@@ -58,6 +58,8 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
             }
             list.into_any()
         }
+        // Parameters only; never decoded from a result.
+        Value::Table(_) => py.None().into_bound(py),
     })
 }
 
