@@ -429,8 +429,8 @@ fn explicit_encrypt(spec: &ConnectSpec, key: &str) -> Result<Option<Encrypt>> {
 }
 
 /// The TLS settings of a parsed SQL Server spec; contradictions are errors.
-/// How table-valued parameters are sent (`table_values=native|json`);
-/// `None`: by the server (native, JSON on Babelfish).
+/// How table-valued parameters are sent (`table_values=native|bulk`);
+/// `None`: by the server (native, bulk on Babelfish).
 pub fn table_values(spec: &ConnectSpec, key: &str) -> Result<Option<super::tvp::Encoding>> {
     use super::tvp::Encoding;
     match spec
@@ -440,9 +440,9 @@ pub fn table_values(spec: &ConnectSpec, key: &str) -> Result<Option<super::tvp::
     {
         None | Some("auto") => Ok(None),
         Some("native") => Ok(Some(Encoding::Native)),
-        Some("json") => Ok(Some(Encoding::Json)),
+        Some("bulk") => Ok(Some(Encoding::Bulk)),
         Some(other) => Err(Error::config(format!(
-            "{key}: table_values={other} is not a choice; use auto (the default), native or json"
+            "{key}: table_values={other} is not a choice; use auto (the default), native or bulk"
         ))),
     }
 }

@@ -102,6 +102,8 @@ pub struct MsConn {
     babelfish: Option<bool>,
     /// `table_values=` of the connection string.
     tvp: Option<tvp::Encoding>,
+    /// Temporary tables made for table-valued parameters so far.
+    temp_tables: u64,
 }
 
 async fn open(config: &tiberius::Config) -> Result<MsConn> {
@@ -122,6 +124,7 @@ async fn open(config: &tiberius::Config) -> Result<MsConn> {
         written,
         babelfish: None,
         tvp: None,
+        temp_tables: 0,
     })
 }
 

@@ -93,12 +93,12 @@ impl MsConn {
                 return Err(Error::parameter(format!(
                     "table_values=native sends Babelfish a table-valued parameter of {rows} rows; \
                      it handles at most {} safely (more has crashed its server); leave \
-                     table_values unset to send them as JSON",
+                     table_values unset to send them by bulk load",
                     tvp::BABELFISH_NATIVE_LIMIT
                 )))
             }
             (Some(chosen), _) => chosen,
-            (None, true) => Encoding::Json,
+            (None, true) => Encoding::Bulk,
             (None, false) => Encoding::Native,
         })
     }
@@ -124,33 +124,29 @@ impl MsConn {
             let n = format!("@P{}", i + 1);
             match value {
                 Value::Table(table) => {
-                    let (quoted_type, columns, rows) = self.table_rows(name, table).await?;
-                    match self.tvp_encoding(rows.len()).await? {
+                    let quoted_type = tvp::quoted_type(&table.type_name)?;
+                    match self.tvp_encoding(table.rows.len()).await? {
                         Encoding::Native => {
+                            let columns =
+                                tvp::describe(&mut self.client, &table.type_name, None).await?;
                             prepared
                                 .declarations
                                 .push(format!("{n} {quoted_type} READONLY"));
                             prepared.tables.push(Table {
                                 name: n.clone(),
                                 wire_type: tvp::wire_type(&table.type_name)?,
-                                rows,
+                                rows: tvp::cells(name, table, &columns)?,
                             });
                         }
-                        Encoding::Json => {
-                            let json_param = format!("{n}_json");
-                            prologue.push_str(&tvp::unpack(
-                                &n,
-                                &json_param,
-                                &quoted_type,
-                                &columns,
-                            ));
+                        Encoding::Bulk => {
+                            // A fresh name each time: Babelfish fails a
+                            // statement on a temporary table dropped and
+                            // made again under the same name in a session.
+                            self.temp_tables += 1;
+                            let temp = format!("#dbflow_tvp_{}", self.temp_tables);
+                            self.load_temp(name, table, &temp).await?;
+                            prologue.push_str(&tvp::unpack(&n, &temp, &quoted_type));
                             prepared.own_counts += 1;
-                            prepared
-                                .declarations
-                                .push(format!("{json_param} nvarchar(max)"));
-                            prepared
-                                .scalars
-                                .push((json_param, Param::Text(tvp::json(&rows)?)));
                         }
                     }
                     placeholder[i] = n;
@@ -170,20 +166,23 @@ impl MsConn {
         Ok(prepared)
     }
 
-    /// A table value's rows as cells of its type's columns.
-    async fn table_rows(
-        &mut self,
-        param: &str,
-        table: &TableArg,
-    ) -> Result<(
-        String,
-        Vec<tiberius::MetaDataColumn<'static>>,
-        Vec<Vec<ColumnData<'static>>>,
-    )> {
-        let quoted_type = tvp::quoted_type(&table.type_name)?;
-        let columns = tvp::describe(&mut self.client, &table.type_name).await?;
+    /// Bulk-load a table value's rows into the temporary table `temp`
+    /// (made in the same round trip as the type's description).
+    async fn load_temp(&mut self, param: &str, table: &TableArg, temp: &str) -> Result<()> {
+        let columns = tvp::describe(&mut self.client, &table.type_name, Some(temp)).await?;
+        // Every row is converted before the load starts: a bad value is
+        // refused with nothing sent.
         let rows = tvp::cells(param, table, &columns)?;
-        Ok((quoted_type, columns, rows))
+        let mut request = self.client.bulk_insert(temp).await?;
+        for cells in rows {
+            let mut row = tiberius::TokenRow::with_capacity(cells.len());
+            for cell in cells {
+                row.push(cell);
+            }
+            request.send(row).await?;
+        }
+        request.finalize().await?;
+        Ok(())
     }
 
     /// Send a prepared statement and read its answer into `destination`.

@@ -4,21 +4,20 @@
 //! both encodings below see the same values:
 //!
 //! - **native**: the protocol's TVP type, to Microsoft SQL Server;
-//! - **json**: Babelfish 4.2 takes the TVP type but mishandles it (string
-//!   values pasted into SQL unescaped, decimals beside NULLs garbled, a
-//!   large one kills its server process), so there the rows travel as one
-//!   `nvarchar(max)` JSON parameter, unpacked into a table variable of the
-//!   type by `OPENJSON ... WITH` in the same batch: one round trip, exact
-//!   values (numbers as text where a float would round them), and the
-//!   server parses the JSON in one pass.
-
-use std::fmt::Write as _;
+//! - **bulk**: Babelfish 4.2 takes the TVP type but mishandles it (string
+//!   values pasted into SQL unescaped, decimals beside NULLs and some
+//!   dates garbled, a large one kills its server process). There the rows
+//!   are bulk-loaded into a temporary table shaped like the type, copied
+//!   into a table variable of the type by the statement's own batch, and
+//!   the temporary table dropped. The bulk load is binary, so every value
+//!   arrives exact; `OPENJSON ... WITH` (the usual workaround) is not exact
+//!   on Babelfish 4.2: it leaves JSON escapes (`\"`) in strings and does
+//!   not decode binary.
 
 use futures_util::TryStreamExt;
 use tiberius::{ColumnData, MetaDataColumn, QueryItem};
 
 use super::bulk;
-use super::values::to_value;
 use crate::error::{Error, Result};
 use crate::procedure::split_name;
 use crate::value::{TableArg, Value};
@@ -27,7 +26,7 @@ use crate::value::{TableArg, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     Native,
-    Json,
+    Bulk,
 }
 
 /// Babelfish's native TVPs are only allowed this small (tests compare the
@@ -57,24 +56,30 @@ pub fn wire_type(name: &str) -> Result<String> {
     if parts.len() > 2 || !parts.iter().all(plain) {
         return Err(Error::parameter(format!(
             "{name:?}: a table-valued parameter sent natively names its type as schema.type \
-             in letters, digits and _; rename the type, or send it as JSON (table_values=json)"
+             in letters, digits and _; rename the type, or send it by bulk load (table_values=bulk)"
         )));
     }
     Ok(parts.join("."))
 }
 
-/// The columns of a table type, as the server describes them.
+/// The columns of a table type, as the server describes them; for the bulk
+/// encoding, with the temporary table `temp` made in the same batch.
 pub async fn describe<S>(
     client: &mut tiberius::Client<S>,
     type_name: &str,
+    temp: Option<&str>,
 ) -> Result<Vec<MetaDataColumn<'static>>>
 where
     S: futures_util::AsyncRead + futures_util::AsyncWrite + Unpin + Send,
 {
-    let sql = format!(
-        "DECLARE @dbflow_t AS {}; SELECT TOP 0 * FROM @dbflow_t",
-        quoted_type(type_name)?
-    );
+    let type_sql = quoted_type(type_name)?;
+    let sql = match temp {
+        None => format!("DECLARE @dbflow_t AS {type_sql}; SELECT TOP 0 * FROM @dbflow_t"),
+        Some(temp) => format!(
+            "DROP TABLE IF EXISTS {temp}; DECLARE @dbflow_t AS {type_sql}; \
+             SELECT * INTO {temp} FROM @dbflow_t WHERE 1 = 0; SELECT TOP 0 * FROM {temp}"
+        ),
+    };
     let mut stream = client.simple_query(sql).await?;
     let mut columns = None;
     while let Some(item) = stream.try_next().await? {
@@ -176,87 +181,10 @@ fn column_order(
     }
 }
 
-/// The rows as one JSON array of arrays, each cell as `OPENJSON` converts
-/// it exactly to its column's type.
-pub fn json(rows: &[Vec<ColumnData<'static>>]) -> Result<String> {
-    let mut out = String::with_capacity(rows.len() * 16 + 2);
-    out.push('[');
-    for (r, row) in rows.iter().enumerate() {
-        if r > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        for (c, cell) in row.iter().enumerate() {
-            if c > 0 {
-                out.push(',');
-            }
-            write_cell(&mut out, cell)?;
-        }
-        out.push(']');
-    }
-    out.push(']');
-    Ok(out)
-}
-
-fn write_cell(out: &mut String, cell: &ColumnData<'static>) -> Result<()> {
-    let string = |out: &mut String, s: &str| {
-        out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
-    };
-    match to_value(cell)? {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        // Shortest text that round-trips, read back by the server as float.
-        Value::Float(f) => string(out, &format!("{f:?}")),
-        Value::Bytes(b) => {
-            out.push_str("\"0x");
-            for byte in b {
-                let _ = write!(out, "{byte:02X}");
-            }
-            out.push('"');
-        }
-        Value::DateTime(dt) => string(out, &dt.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
-        Value::DateTimeTz(dt) => string(out, &dt.format("%Y-%m-%dT%H:%M:%S%.f%:z").to_string()),
-        other => string(out, &other.to_text()),
-    }
-    Ok(())
-}
-
-/// The T-SQL that fills the table variable `var` of type `type_sql` from
-/// the JSON parameter `json_param`.
-pub fn unpack(
-    var: &str,
-    json_param: &str,
-    type_sql: &str,
-    columns: &[MetaDataColumn<'static>],
-) -> String {
-    let quote = |n: &str| format!("[{}]", n.replace(']', "]]"));
-    let names: Vec<String> = columns.iter().map(|c| quote(&c.col_name)).collect();
-    let mut with = Vec::with_capacity(columns.len());
-    let mut select = Vec::with_capacity(columns.len());
-    for (i, (column, name)) in columns.iter().zip(&names).enumerate() {
-        let declared = bulk::type_name(column);
-        let binary = declared.contains("binary") || declared == "image";
-        // Binary travels as 0x-hex text, turned back by CONVERT style 1.
-        let read_as = if binary {
-            "varchar(max)".to_owned()
-        } else {
-            declared.clone()
-        };
-        with.push(format!("{name} {read_as} '$[{i}]'"));
-        select.push(if binary {
-            format!("CONVERT({declared}, {name}, 1)")
-        } else {
-            name.clone()
-        });
-    }
+/// The T-SQL that fills the table variable `var` from `temp` and drops it.
+pub fn unpack(var: &str, temp: &str, type_sql: &str) -> String {
     format!(
-        "DECLARE {var} AS {type_sql}; INSERT INTO {var} ({}) SELECT {} FROM OPENJSON({json_param}) WITH ({});\n",
-        names.join(", "),
-        select.join(", "),
-        with.join(", ")
+        "DECLARE {var} AS {type_sql}; INSERT INTO {var} SELECT * FROM {temp}; DROP TABLE {temp};\n"
     )
 }
 
@@ -269,22 +197,5 @@ mod tests {
         assert_eq!(quoted_type("dbo.IdList").unwrap(), "[dbo].[IdList]");
         assert_eq!(quoted_type("[a]]b]").unwrap(), "[a]]b]");
         assert!(quoted_type("dbo.t; DROP TABLE x").is_err());
-    }
-
-    #[test]
-    fn json_cells_keep_exact_values() {
-        let rows = vec![vec![
-            ColumnData::I32(Some(7)),
-            ColumnData::String(Some("it's \"q\"".into())),
-            ColumnData::Numeric(Some(tiberius::numeric::Numeric::new_with_scale(-1250, 2))),
-            ColumnData::F64(Some(0.1)),
-            ColumnData::Bit(Some(true)),
-            ColumnData::Binary(Some(vec![0, 255].into())),
-            ColumnData::I32(None),
-        ]];
-        assert_eq!(
-            json(&rows).unwrap(),
-            r#"[[7,"it's \"q\"","-12.50","0.1",true,"0x00FF",null]]"#
-        );
     }
 }

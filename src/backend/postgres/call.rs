@@ -79,11 +79,14 @@ impl PgConn {
             .query_one(&statement, Destination::Collect)
             .await
             .map_err(|mut e| {
-                if e.sqlstate.as_deref() == Some("42809") {
-                    e.message.push_str(
-                        "; call_procedure runs procedures (CALL): read a function's rows with \
-                         execute_query(\"SELECT * FROM name(:arg)\")",
-                    );
+                // "is not a procedure", or no procedure of that signature:
+                // PostgreSQL looks up procedures and functions apart.
+                if matches!(e.sqlstate.as_deref(), Some("42809" | "42883")) {
+                    e.message.push_str(&format!(
+                        "; call_procedure runs procedures (CALL); if {} is a function, read its \
+                         rows with execute_query(\"SELECT * FROM {0}(:arg)\")",
+                        call.written
+                    ));
                 }
                 e
             })?;
