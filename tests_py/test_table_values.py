@@ -137,7 +137,8 @@ def test_native_and_bulk_encodings_give_the_same_rows(
         row_type = types(
             "TYPE",
             "CREATE TYPE {name} AS TABLE (id int NOT NULL, label nvarchar(50) NULL, "
-            "amount decimal(12, 2) NULL, day date NULL, flag bit NULL, ident uniqueidentifier NULL)",
+            "amount decimal(12, 2) NULL, day date NULL, flag bit NULL, "
+            "ident uniqueidentifier NULL)",
         )
         rows: list[dict[str, Any]] = [
             {
