@@ -132,6 +132,46 @@ def test_events_on_runtime_threads_reach_the_run_that_caused_them(
     assert any("the server closed an idle connection" in line for line in logs), logs
 
 
+def test_server_messages_reach_the_run_log_once(env) -> None:  # type: ignore[no-untyped-def]
+    """A procedure's RAISE NOTICE lands in the run's log, once, from a sync
+    task and from an async one, and in the ProcedureResult too."""
+    name = env.database(pool_release_grace=0)
+    config = env.config()
+    proc = f"progress_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with dbflow.DatabaseManager(name, config=config) as db:
+        db.execute_query(
+            f"CREATE PROCEDURE {proc}(step text) LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE NOTICE 'import step % done', step; END $$"
+        )
+
+    @task
+    def sync_step() -> list[str]:
+        with dbflow.DatabaseManager(name, config=config) as db:
+            return db.call_procedure(proc, {"step": "sync-one"}).messages
+
+    @task
+    async def async_step() -> list[str]:
+        async with dbflow.AsyncDatabaseManager(name, config=config) as db:
+            return (await db.call_procedure(proc, {"step": "async-two"})).messages
+
+    @flow
+    async def steps() -> Any:
+        assert sync_step() == ["import step sync-one done"]
+        assert await async_step() == ["import step async-two done"]
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    try:
+        logs = run_logs(asyncio.run(steps()))
+    finally:
+        with dbflow.DatabaseManager(name, config=config) as db:
+            db.execute_query(f"DROP PROCEDURE {proc}")
+    for step in ("sync-one", "async-two"):
+        lines = [line for line in logs if f"import step {step} done" in line]
+        assert lines == [f"[{name}] import step {step} done"], logs
+
+
 def test_outside_a_run_events_go_to_the_dbflow_logger(env, caplog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO, logger="dbflow")
     root = tmp_path / "m"
