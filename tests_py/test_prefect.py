@@ -514,3 +514,31 @@ def test_block_async_twins(block) -> None:  # type: ignore[no-untyped-def]
     first, rest, done, everything = asyncio.run(main())
     assert (first, rest, done) == ((1,), [(2,), (3,)], [])
     assert everything == [(1,), (2,), (3,)]
+
+
+def test_block_calls_procedures_and_runs_scripts(block) -> None:  # type: ignore[no-untyped-def]
+    """The block's `execute` runs a script of several statements (result
+    sets read and discarded); `call_procedure` returns a ProcedureResult."""
+    table = f"blockproc_{uuid.uuid4().hex[:8]}"
+    proc = f"blockproc_add_{uuid.uuid4().hex[:8]}"
+    block.execute(
+        f"CREATE TABLE {table} (n int); INSERT INTO {table} VALUES (1); SELECT n FROM {table}"
+    )
+    block.execute(
+        f"CREATE PROCEDURE {proc}(v int, INOUT total int) LANGUAGE plpgsql AS $$ BEGIN "
+        f"INSERT INTO {table} VALUES (v); SELECT sum(n) INTO total FROM {table}; "
+        "RAISE NOTICE 'added %', v; END $$"
+    )
+    try:
+        result = block.call_procedure(proc, {"v": 2, "total": None}, output={"total": "int"})
+        assert (result.output, result.messages) == ({"total": 3}, ["added 2"])
+
+        async def again() -> Any:
+            async with block as connector:
+                return await connector.acall_procedure(
+                    proc, {"v": 3, "total": None}, output={"total": "int"}
+                )
+
+        assert asyncio.run(again()).output == {"total": 6}
+    finally:
+        block.execute(f"DROP PROCEDURE {proc}; DROP TABLE {table}")

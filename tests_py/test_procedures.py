@@ -223,6 +223,8 @@ def test_a_batch_with_three_result_sets(
     assert sets == [[{"id": 1}, {"id": 2}], [{"second": "b"}], []]
     with pytest.raises(MultipleResultSetsError):
         list(bdb.iter_query("SELECT 1 AS a; SELECT 2 AS b"))
+    with pytest.raises(MultipleResultSetsError):
+        bdb.execute_query_with_timeout("SELECT 1 AS a; SELECT 2 AS b", timeout=5)
     pytest.importorskip("pyarrow")
     with pytest.raises(MultipleResultSetsError):
         bdb.fetch_arrow("SELECT 1 AS a; SELECT 2 AS b")

@@ -146,8 +146,21 @@ class DatabaseBlockMixin:
         return list(self._manager().execute_query(operation, parameters, as_tuples=True))
 
     def execute(self, operation: str, parameters: dict[str, Any] | None = None, **_: Any) -> None:
-        """Run `operation` and commit."""
-        self._manager().execute_query(operation, parameters)
+        """Run `operation` (a statement, or a batch with any number of
+        result sets, all read and discarded) and commit."""
+        self._manager().execute_query_sets(operation, parameters)
+
+    def call_procedure(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        output: dict[str, str] | None = None,
+    ) -> Any:
+        """``DatabaseManager.call_procedure`` on this block's database: a
+        ``ProcedureResult`` (result sets, OUTPUT values, return code,
+        rowcounts, the server's messages)."""
+        return self._manager().call_procedure(name, params, output=output)
 
     def execute_many(
         self, operation: str, seq_of_parameters: list[dict[str, Any]], **_: Any
@@ -203,7 +216,17 @@ class DatabaseBlockMixin:
     async def aexecute(
         self, operation: str, parameters: dict[str, Any] | None = None, **_: Any
     ) -> None:
-        await self._amanager().execute_query(operation, parameters)
+        await self._amanager().execute_query_sets(operation, parameters)
+
+    async def acall_procedure(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        output: dict[str, str] | None = None,
+    ) -> Any:
+        """``call_procedure`` for asyncio."""
+        return await self._amanager().call_procedure(name, params, output=output)
 
     async def aexecute_many(
         self, operation: str, seq_of_parameters: list[dict[str, Any]], **_: Any

@@ -35,7 +35,8 @@ class DatabaseCredentials(DatabaseBlockMixin, DatabaseBlock):  # type: ignore[mi
     string as a secret). Also Prefect's ``DatabaseBlock``: ``fetch_one``,
     ``fetch_many``, ``fetch_all``, ``execute``, ``execute_many`` (and
     ``afetch_one`` ... for asyncio), as prefect-sqlalchemy's
-    ``SqlAlchemyConnector`` offers them (see ``dbflow._dbblock``)."""
+    ``SqlAlchemyConnector`` offers them (see ``dbflow._dbblock``), and
+    ``call_procedure`` / ``acall_procedure`` for stored procedures."""
 
     _block_type_name = "dbflow Database Credentials"
     _block_type_slug = "dbflow-database-credentials"

@@ -376,9 +376,11 @@ impl Backend for MsConn {
         deadline: std::time::Duration,
     ) -> Result<Rows> {
         with_backstop(deadline, async {
-            self.query(statement, Destination::Collect)
-                .await
-                .map(|r| r.rows)
+            let read = self.query(statement, Destination::Collect).await?;
+            if read.result_sets > 1 {
+                return Err(Error::multiple_result_sets(read.result_sets));
+            }
+            Ok(read.rows)
         })
         .await
     }
