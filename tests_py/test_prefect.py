@@ -542,3 +542,62 @@ def test_block_calls_procedures_and_runs_scripts(block) -> None:  # type: ignore
         assert asyncio.run(again()).output == {"total": 6}
     finally:
         block.execute(f"DROP PROCEDURE {proc}; DROP TABLE {table}")
+
+
+def test_a_flow_calls_a_sql_server_procedure_with_a_table_value(env, mssql_test_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The issue's whole story in one flow: a procedure with a table-valued
+    parameter, two result sets, OUTPUT parameters, a return code and PRINT
+    messages, read in one call; the messages in the run's log, once."""
+    name = env.database(url=mssql_test_url, pool_release_grace=0)
+    config = env.config()
+    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    id_list, proc = f"dbo.flow_ids_{suffix}", f"dbo.flow_import_{suffix}"
+    with dbflow.DatabaseManager(name, config=config) as db:
+        db.execute_query(f"CREATE TYPE {id_list} AS TABLE (id int NOT NULL, label nvarchar(40))")
+        db.execute_query(
+            f"""CREATE PROCEDURE {proc} @batch int, @ids {id_list} READONLY,
+    @imported int OUTPUT, @note nvarchar(100) OUTPUT AS
+BEGIN
+    PRINT 'import of batch ' + CAST(@batch AS nvarchar(10)) + ' started';
+    SELECT @imported = COUNT(*) FROM @ids;
+    SELECT id, label FROM @ids ORDER BY id;
+    SELECT @batch AS batch, @imported AS imported;
+    SET @note = N'batch ' + CAST(@batch AS nvarchar(10)) + N' ok';
+    PRINT 'import of batch ' + CAST(@batch AS nvarchar(10)) + ' finished';
+    RETURN 0;
+END"""
+        )
+
+    @task
+    def import_batch() -> dbflow.ProcedureResult:
+        with dbflow.DatabaseManager(name, config=config) as db:
+            return db.call_procedure(
+                proc,
+                {"batch": 7, "ids": dbflow.TableValue(id_list, [(2, "b"), (1, "a's")])},
+                output={"imported": "int", "note": "nvarchar(100)"},
+            )
+
+    @flow
+    def survey_import() -> Any:
+        result = import_batch()
+        from prefect.runtime import flow_run
+
+        return flow_run.id, result
+
+    try:
+        flow_run_id, result = survey_import()
+    finally:
+        with dbflow.DatabaseManager(name, config=config) as db:
+            db.execute_query(f"DROP PROCEDURE {proc}")
+            db.execute_query(f"DROP TYPE {id_list}")
+    assert result.result_sets == [
+        [{"id": 1, "label": "a's"}, {"id": 2, "label": "b"}],
+        [{"batch": 7, "imported": 2}],
+    ]
+    assert result.output == {"imported": 2, "note": "batch 7 ok"}
+    assert result.return_value == 0
+    messages = ["import of batch 7 started", "import of batch 7 finished"]
+    assert result.messages == messages
+    logs = run_logs(flow_run_id)
+    for message in messages:
+        assert [line for line in logs if message in line] == [f"[{name}] {message}"], logs

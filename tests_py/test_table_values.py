@@ -210,3 +210,56 @@ def test_postgres_refuses_a_table_value_and_shows_the_idiom(bdb: dbflow.Database
     assert bdb.execute_query(
         "SELECT id FROM unnest(CAST(:ids AS int[])) AS t(id) ORDER BY id", {"ids": [2, 1]}
     ) == [{"id": 1}, {"id": 2}]
+
+
+def test_table_values_in_a_rolled_back_transaction_and_from_asyncio(
+    env: Any, backend: Any, bdb: dbflow.DatabaseManager, types: Any, btable: str
+) -> None:
+    import asyncio
+
+    bdb.execute_query(f"CREATE TABLE {btable} (id int, doc nvarchar(max))")
+    row_type = types("TYPE", "CREATE TYPE {name} AS TABLE (id int NOT NULL, doc nvarchar(max))")
+    store = types(
+        "PROCEDURE",
+        "CREATE PROCEDURE {name} @rows "
+        + row_type
+        + f" READONLY, @stored int OUTPUT AS BEGIN INSERT INTO {btable} SELECT id, doc FROM @rows; "
+        f"SELECT @stored = COUNT(*) FROM {btable}; END",
+    )
+    # A dict or list goes into a text column as JSON, as in any parameter.
+    rows = [{"id": 1, "doc": {"k": [1, 2]}}, {"id": 2, "doc": ["a", None]}]
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo):
+        with bdb.transaction() as tx:
+            result = tx.call_procedure(
+                store, {"rows": TableValue(row_type, rows)}, output={"stored": "int"}
+            )
+            assert result.output == {"stored": 2}
+            raise Undo
+    assert bdb.execute_query(f"SELECT COUNT(*) AS n FROM {btable}") == [{"n": 0}]
+
+    manager = dbflow.AsyncDatabaseManager(
+        env.database(backend=backend, pool_release_grace=0), config=env.config()
+    )
+
+    async def run() -> Any:
+        async with manager.transaction() as tx:
+            await tx.call_procedure(
+                store, {"rows": TableValue(row_type, rows)}, output={"stored": "int"}
+            )
+        return await manager.call_procedure(
+            store, {"rows": TableValue(row_type, [(3, "plain")])}, output={"stored": "int"}
+        )
+
+    try:
+        assert asyncio.run(run()).output == {"stored": 3}
+    finally:
+        manager.dispose()
+    assert bdb.execute_query(f"SELECT id, doc FROM {btable} ORDER BY id") == [
+        {"id": 1, "doc": '{"k": [1, 2]}'},
+        {"id": 2, "doc": '["a", null]'},
+        {"id": 3, "doc": "plain"},
+    ]

@@ -23,6 +23,8 @@ struct Table {
     name: String,
     /// `schema.type`, as the protocol carries it.
     wire_type: String,
+    /// The type's columns as the server described them.
+    columns: Vec<tiberius::MetaDataColumn<'static>>,
     rows: Vec<Vec<ColumnData<'static>>>,
 }
 
@@ -136,6 +138,7 @@ impl MsConn {
                                 name: n.clone(),
                                 wire_type: tvp::wire_type(&table.type_name)?,
                                 rows: tvp::cells(name, table, &columns)?,
+                                columns,
                             });
                         }
                         Encoding::Bulk => {
@@ -202,10 +205,14 @@ impl MsConn {
         for Table {
             name,
             wire_type,
+            columns,
             rows,
         } in prepared.tables.iter_mut()
         {
-            let data = SqlTableData::from_rows(wire_type.as_str(), std::mem::take(rows));
+            // The columns read for converting the values: the driver need
+            // not ask the server for them again.
+            let data = SqlTableData::from_rows(wire_type.as_str(), std::mem::take(rows))
+                .with_columns(std::mem::take(columns));
             command.bind_table_data(Cow::Borrowed(name.as_str()), data);
         }
         let mut own_counts = prepared.own_counts;

@@ -51,6 +51,7 @@ where
         SqlTableData {
             rows: data,
             db_type: R::get_db_type(),
+            columns: None,
         }
     }
 }
@@ -82,6 +83,9 @@ enum CommandParamData<'a> {
 pub struct SqlTableData<'a> {
     rows: Vec<SqlTableDataRow<'a>>,
     db_type: &'a str,
+    // dbflow: the type's columns when the caller already has them (see
+    // `with_columns`), so `exec` does not ask the server again.
+    columns: Option<Vec<crate::MetaDataColumn<'a>>>,
 }
 
 /// A single row of a table-valued parameter, used by [`TableValueRow`]
@@ -128,7 +132,16 @@ impl<'a> SqlTableData<'a> {
                 .map(|col_data| SqlTableDataRow { col_data })
                 .collect(),
             db_type,
+            columns: None,
         }
+    }
+
+    /// dbflow: the table type's columns as the caller read them from the
+    /// server (`DECLARE @P AS type; SELECT TOP 0 * FROM @P`, as `exec` would
+    /// ask): `exec` uses them instead of a round trip of its own.
+    pub fn with_columns(mut self, columns: Vec<crate::MetaDataColumn<'a>>) -> Self {
+        self.columns = Some(columns);
+        self
     }
 
     /// The rows collected for this table-valued parameter. Exposed for testing
@@ -334,13 +347,19 @@ impl<'a> Command<'a> {
                         t.db_type,
                         t.rows.into_iter().map(|r| r.col_data).collect(),
                     );
-                    // Resolve the TVP column layout from the server.
-                    let cols_metadata = client
-                        .query_run_for_metadata(format!(
-                            "DECLARE @P AS {};SELECT TOP 0 * FROM @P",
-                            t.db_type
-                        ))
-                        .await?;
+                    // Resolve the TVP column layout from the server (dbflow:
+                    // unless the caller gave it).
+                    let cols_metadata = match t.columns {
+                        Some(columns) => Some(columns),
+                        None => {
+                            client
+                                .query_run_for_metadata(format!(
+                                    "DECLARE @P AS {};SELECT TOP 0 * FROM @P",
+                                    t.db_type
+                                ))
+                                .await?
+                        }
+                    };
                     RpcValue::Table(if let Some(cm) = cols_metadata {
                         type_info_tvp.with_metadata(cm)
                     } else {
