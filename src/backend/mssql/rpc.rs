@@ -194,7 +194,7 @@ impl MsConn {
         mut prepared: Prepared,
         destination: Destination<'_>,
     ) -> Result<RpcRead> {
-        let mut command = Command::new("sp_executesql");
+        let mut command = Command::executesql();
         command.bind_param("@stmt", prepared.text.as_str());
         if !prepared.declarations.is_empty() {
             command.bind_param("@params", prepared.declarations.join(", "));

@@ -914,7 +914,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<S> {
     /// the resulting token stream.
     pub(crate) async fn rpc_run_command<'a, 'b>(
         &'a mut self,
-        command_name: Cow<'b, str>,
+        command_name: impl Into<crate::tds::codec::RpcProcIdValue<'b>>,
         rpc_params: Vec<RpcParam<'b>>,
     ) -> crate::Result<()>
     where
