@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,7 @@ def test_each_dbflow_event_reaches_the_console_once_inside_a_run(env, tmp_path: 
 # ---- distributed task runners -----------------------------------------------
 
 DISTRIBUTED_FLOW = """
-import json, os, sys
+import json, os, sys, uuid
 from prefect import flow, task
 import dbflow
 
@@ -246,15 +247,18 @@ def own_manager():
 def write(db, item):
     # Every task migrates (each file applies once) and writes with both the
     # manager it was handed and one of its own.
+    # `run` tells this execution of the task from another one of the same
+    # item, should the runner execute a task twice (a worker lost).
+    run = uuid.uuid4().hex
     mine = own_manager()
     mine.run_migrations()
     db.execute_query(
-        f"INSERT INTO {{TABLE}} (item, pid, how) VALUES (:item, :pid, 'passed')",
-        {{"item": item, "pid": os.getpid()}},
+        f"INSERT INTO {{TABLE}} (item, pid, how, run) VALUES (:item, :pid, 'passed', :run)",
+        {{"item": item, "pid": os.getpid(), "run": run}},
     )
     mine.execute_query(
-        f"INSERT INTO {{TABLE}} (item, pid, how) VALUES (:item, :pid, 'own')",
-        {{"item": item, "pid": os.getpid()}},
+        f"INSERT INTO {{TABLE}} (item, pid, how, run) VALUES (:item, :pid, 'own', :run)",
+        {{"item": item, "pid": os.getpid(), "run": run}},
     )
     return os.getpid()
 
@@ -275,9 +279,12 @@ def distributed_setup(env, tmp_path: Path) -> tuple[str, Path, str]:  # type: ig
     name = env.database(pool_size=2, max_overflow=1, auto_migrate="off")
     root = tmp_path / "migrations"
     (root / name).mkdir(parents=True)
-    table = f"fan_{os.getpid()}"
+    # Tables of their own (data and migration history), so what one run
+    # leaves behind cannot reach another test.
+    table = f"fan_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    env.set(f"{name.upper()}_MIGRATIONS_TABLE", f"{table}_history")
     (root / name / "V1__Fan.sql").write_text(
-        f"CREATE TABLE {table} (item int, pid int, how varchar(10));\n"
+        f"CREATE TABLE {table} (item int, pid int, how varchar(10), run varchar(32));\n"
     )
     (root / name / "V2__Marker.sql").write_text(
         f"CREATE TABLE {table}_marker (n int);\nINSERT INTO {table}_marker VALUES (1);\n"
@@ -292,17 +299,27 @@ def check_distributed(
     pids = last_json(done)["pids"]
     assert len(pids) >= 2, f"rows came from one process only: {pids}"
     with env.manager(name) as db:
-        rows = db.execute_query(f"SELECT item, how, pid FROM {table} ORDER BY item, how")
-        assert [(r["item"], r["how"]) for r in rows] == [
-            (i, how) for i in range(24) for how in ("own", "passed")
-        ]
-        assert {r["pid"] for r in rows} == set(pids)
-        assert db.execute_query(f"SELECT n FROM {table}_marker") == [{"n": 1}]
-        applied = db.execute_query("SELECT version FROM schema_version ORDER BY installed_rank")
-        assert [r["version"] for r in applied] == ["1", "2"]
-        db.execute_query(f"DROP TABLE {table}")
-        db.execute_query(f"DROP TABLE {table}_marker")
-        db.execute_query("DROP TABLE schema_version")
+        try:
+            rows = db.execute_query(f"SELECT item, how, pid, run FROM {table} ORDER BY item, how")
+            applied = db.execute_query(
+                f"SELECT version FROM {table}_history ORDER BY installed_rank"
+            )
+            marker = db.execute_query(f"SELECT n FROM {table}_marker")
+        finally:
+            for dropped in (table, f"{table}_marker", f"{table}_history"):
+                db.execute_query(f"DROP TABLE IF EXISTS {dropped}")
+    # Every item was written; each execution of a task wrote exactly one row
+    # each way (a statement sent twice would show as two rows of one run).
+    # A runner may execute a task again after losing a worker: that is a
+    # second run of the item, not a repeated statement.
+    runs: dict[tuple[int, str], list[str]] = {}
+    for r in rows:
+        runs.setdefault((r["item"], r["run"]), []).append(r["how"])
+    assert sorted({item for item, _ in runs}) == list(range(24))
+    assert all(sorted(hows) == ["own", "passed"] for hows in runs.values()), runs
+    assert {r["pid"] for r in rows} == set(pids)
+    assert marker == [{"n": 1}]
+    assert [r["version"] for r in applied] == ["1", "2"]
     assert peak <= processes * 3, f"{peak} sessions for {processes} processes of 2 + 1"
 
 
