@@ -184,9 +184,40 @@ impl Bell {
         };
     }
 
-    /// Block until `socket` is readable (or closed, or failed) or the bell
+    /// Wait until `socket` is readable (or closed, or failed) or the bell
     /// rings; a signal's interruption just returns (the caller polls again).
+    /// Where this thread's recent answers came within [`SPIN_CEILING`] and a
+    /// core is free, it first checks without sleeping for about twice that
+    /// long: an answer caught so needs no wake-up at all (a sleeping thread
+    /// takes tens of microseconds to wake on an idle core, as long as a
+    /// quick answer). Slower answers (a SQL Server round trip) are waited
+    /// for asleep from the start, so no core is spent on them.
     pub(crate) fn wait(&self, socket: RawFd) {
+        let started = std::time::Instant::now();
+        let expected = RECENT_WAIT.with(Cell::get);
+        if expected < SPIN_CEILING && spin_slot() {
+            let budget = (expected * 2).clamp(SPIN_FLOOR, SPIN_CEILING);
+            let ready = loop {
+                if self.poll(socket, 0) {
+                    break true;
+                }
+                if started.elapsed() >= budget {
+                    break false;
+                }
+                std::hint::spin_loop();
+            };
+            SPINNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            if ready {
+                remember(started.elapsed());
+                return;
+            }
+        }
+        self.poll(socket, -1);
+        remember(started.elapsed());
+    }
+
+    /// One poll(2) of the socket and the bell; true when either is ready.
+    fn poll(&self, socket: RawFd, timeout_ms: i32) -> bool {
         let mut fds = [
             libc::pollfd {
                 fd: socket,
@@ -199,12 +230,52 @@ impl Bell {
                 revents: 0,
             },
         ];
-        // SAFETY: two valid pollfd entries; no timeout (the future's own
-        // deadlines are timers, which ring the bell).
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        // SAFETY: two valid pollfd entries. No timeout when blocking: the
+        // future's own deadlines are timers, which ring the bell.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
         if fds[1].revents != 0 {
             self.drain();
         }
+        n != 0
+    }
+}
+
+/// Answers expected within this are checked for before sleeping.
+#[cfg(unix)]
+const SPIN_CEILING: std::time::Duration = std::time::Duration::from_micros(50);
+#[cfg(unix)]
+const SPIN_FLOOR: std::time::Duration = std::time::Duration::from_micros(10);
+
+thread_local! {
+    /// How long this thread's recent waits for an answer took (a moving
+    /// average; starting at the floor, so the first waits check first).
+    #[cfg(unix)]
+    static RECENT_WAIT: Cell<std::time::Duration> = const { Cell::new(SPIN_FLOOR) };
+}
+
+#[cfg(unix)]
+fn remember(waited: std::time::Duration) {
+    RECENT_WAIT.with(|r| r.set((r.get() * 3 + waited) / 4));
+}
+
+/// Threads checking without sleeping right now: at most one fewer than the
+/// cores, so a core is always left for the rest of the process.
+#[cfg(unix)]
+static SPINNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(unix)]
+fn spin_slot() -> bool {
+    static ALLOWED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let allowed = *ALLOWED.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+    });
+    if SPINNING.fetch_add(1, std::sync::atomic::Ordering::AcqRel) < allowed {
+        true
+    } else {
+        SPINNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        false
     }
 }
 
