@@ -16,5 +16,6 @@ pub mod retry;
 pub mod runtime;
 pub mod sql;
 pub mod value;
+pub mod wait;
 
 mod python;

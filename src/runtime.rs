@@ -130,6 +130,12 @@ static SPINNING: AtomicUsize = AtomicUsize::new(0);
 struct Signal {
     woken: AtomicBool,
     thread: std::thread::Thread,
+    /// The caller's bell, rung when it waits in `poll(2)` on a socket
+    /// ([`crate::wait`]) rather than parked.
+    #[cfg(unix)]
+    bell: Option<Arc<crate::wait::Bell>>,
+    #[cfg(unix)]
+    polling: AtomicBool,
 }
 
 impl Wake for Signal {
@@ -138,7 +144,16 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
+        // SeqCst pairs with the caller's store to `polling` then load of
+        // `woken`: one of the two sides sees the other, so a wake is never
+        // lost between the caller's check and its poll.
+        self.woken.store(true, Ordering::SeqCst);
+        #[cfg(unix)]
+        if self.polling.load(Ordering::SeqCst) {
+            if let Some(bell) = &self.bell {
+                bell.ring();
+            }
+        }
         self.thread.unpark();
     }
 }
@@ -153,25 +168,48 @@ fn spinners_allowed() -> usize {
 }
 
 /// Drive `fut` to completion on the calling thread, inside `rt`'s context
-/// (its I/O and timers run on the runtime's workers). Unlike
-/// `Runtime::block_on`, a pending future first spins briefly (yielding the
-/// core) before the thread parks, so a quick answer is picked up without
-/// the sleep-and-wake hop between the worker and the caller.
+/// (its timers, and the I/O of asyncio callers, run on the runtime's
+/// workers). A future waiting for a socket's answer is waited for on that
+/// socket itself, so the kernel wakes this thread directly when it
+/// arrives ([`crate::wait`]); any other wait spins briefly (yielding the
+/// core), then parks.
 pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
     let _context = rt.enter();
     let signal = Arc::new(Signal {
         woken: AtomicBool::new(false),
         thread: std::thread::current(),
+        #[cfg(unix)]
+        bell: crate::wait::Bell::of_thread(),
+        #[cfg(unix)]
+        polling: AtomicBool::new(false),
     });
     let waker = Waker::from(signal.clone());
     let mut cx = Context::from_waker(&waker);
     let mut fut = std::pin::pin!(fut);
     loop {
+        crate::wait::take_read_wait();
         if let Poll::Ready(value) = fut.as_mut().poll(&mut cx) {
             return value;
         }
-        wait_for(&signal);
+        match crate::wait::take_read_wait() {
+            #[cfg(unix)]
+            Some(socket) if signal.bell.is_some() => wait_on_socket(&signal, socket),
+            _ => wait_for(&signal),
+        }
     }
+}
+
+/// Wait until the socket the future waits on is readable or the waker
+/// rings (anything else the future waits for).
+#[cfg(unix)]
+fn wait_on_socket(signal: &Signal, socket: crate::wait::RawFd) {
+    let Some(bell) = &signal.bell else { return };
+    signal.polling.store(true, Ordering::SeqCst);
+    if !signal.woken.load(Ordering::SeqCst) {
+        bell.wait(socket);
+    }
+    signal.polling.store(false, Ordering::SeqCst);
+    signal.woken.store(false, Ordering::SeqCst);
 }
 
 /// Poll `fut` once inside `rt`'s context without waiting: lets it send what

@@ -97,13 +97,14 @@ impl WriteCount {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+/// Reads straight from the kernel where the stream can (`crate::wait`).
+impl<S: crate::wait::ReadNow> AsyncRead for Counted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        self.inner.poll_read_now(cx, buf)
     }
 }
 

@@ -275,6 +275,9 @@ impl PgConn {
 
 impl Backend for PgConn {
     async fn connect(config: &DatabaseConfig) -> Result<Self> {
+        // A blocking caller waits on the socket itself (`crate::wait`).
+        #[cfg(unix)]
+        PgConnection::set_read_wait_hook(crate::wait::note_read_wait);
         let opts = connect_options(config)?;
         let conn = opts
             .connect()

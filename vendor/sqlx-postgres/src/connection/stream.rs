@@ -63,17 +63,43 @@ pub struct PgStream {
 /// function that raises millions of notices cannot exhaust memory.
 pub(crate) const MAX_KEPT_NOTICES: usize = 10_000;
 
-/// dbflow: a socket that counts the bytes it hands to the kernel.
+/// dbflow: a socket that counts the bytes it hands to the kernel, and reads
+/// straight from the kernel (see `PgConnection::set_read_wait_hook`).
 #[cfg(unix)]
 struct CountingSocket<S> {
     inner: S,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    // The descriptor of the socket `inner` is (TCP or Unix).
+    fd: i32,
 }
 
 #[cfg(unix)]
 impl<S: Socket> Socket for CountingSocket<S> {
     fn try_read(&mut self, buf: &mut dyn sqlx_core::io::ReadBuf) -> std::io::Result<usize> {
-        self.inner.try_read(buf)
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        // dbflow: read what the kernel holds now, whatever the runtime's
+        // cached readiness says (a caller blocked on the socket itself was
+        // woken by the kernel before the runtime's worker ran).
+        // SAFETY: a borrowed view of our own non-blocking socket, never
+        // closed here (ManuallyDrop); the destination is the buffer's spare
+        // capacity, cast as tokio's `try_read_buf` casts it (read(2) only
+        // writes to it), and only the bytes read are committed.
+        let socket = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(self.fd) });
+        let chunk = sqlx_core::bytes::BufMut::chunk_mut(buf);
+        let dst = unsafe {
+            &mut *(chunk as *mut sqlx_core::bytes::buf::UninitSlice as *mut [std::mem::MaybeUninit<u8>] as *mut [u8])
+        };
+        match (&*socket).read(dst) {
+            Ok(n) => {
+                unsafe { sqlx_core::bytes::BufMut::advance_mut(buf, n) };
+                Ok(n)
+            }
+            // Nothing there: the runtime's own read clears a readiness it
+            // still holds (or finds what has just arrived).
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.inner.try_read(buf),
+            Err(e) => Err(e),
+        }
     }
 
     fn try_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -87,7 +113,13 @@ impl<S: Socket> Socket for CountingSocket<S> {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        self.inner.poll_read_ready(cx)
+        let ready = self.inner.poll_read_ready(cx);
+        if ready.is_pending() {
+            if let Some(hook) = super::READ_WAIT_HOOK.get() {
+                hook(self.fd);
+            }
+        }
+        ready
     }
 
     fn poll_write_ready(
@@ -122,7 +154,7 @@ impl PgStream {
             Some(ref path) => {
                 let stream = tokio::net::UnixStream::connect(path).await?;
                 let fd = stream.as_raw_fd();
-                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone() }).await, fd)
+                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone(), fd }).await, fd)
             }
             None => {
                 let stream = tokio::net::TcpStream::connect((options.host.as_str(), options.port)).await?;
@@ -131,7 +163,7 @@ impl PgStream {
                 // delayed ACK behind Nagle's algorithm.
                 stream.set_nodelay(true)?;
                 let fd = stream.as_raw_fd();
-                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone() }).await, fd)
+                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone(), fd }).await, fd)
             }
         };
 
