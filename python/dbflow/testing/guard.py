@@ -5,10 +5,11 @@ production data."""
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 from collections.abc import Iterable
 
-from dbflow import ConfigurationError, DatabaseManager, DatabaseManagerProtocol
+from dbflow import ConfigurationError, DatabaseManager, DatabaseManagerProtocol, QueryError
 from dbflow._native import maintenance_sql
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -50,11 +51,25 @@ def create_test_database(admin: DatabaseManagerProtocol, name: str) -> None:
         admin.execute_query(statement)
 
 
-def drop_test_database(admin: DatabaseManagerProtocol, name: str) -> None:
-    """Drop database `name` (must be ``test_*``), closing its sessions."""
+def drop_test_database(admin: DatabaseManagerProtocol, name: str, *, wait: float = 15.0) -> None:
+    """Drop database `name` (must be ``test_*``), closing its sessions.
+
+    Where the server cannot end other sessions (Babelfish has no ``ALTER
+    DATABASE ... ROLLBACK IMMEDIATE``), a session still running a statement
+    a test abandoned keeps the database in use: the drop is tried again for
+    up to `wait` seconds, then its error is raised."""
     ensure_test_database(name)
-    for statement in maintenance_sql(admin.database_type, "drop_database", [_checked_ident(name)]):
-        admin.execute_query(statement)
+    statements = maintenance_sql(admin.database_type, "drop_database", [_checked_ident(name)])
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            for statement in statements:
+                admin.execute_query(statement)
+            return
+        except QueryError as e:
+            if "currently in use" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
 
 
 def truncate_tables(
