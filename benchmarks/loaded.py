@@ -1,7 +1,9 @@
 """Small calls on a busy machine (issue #29): dbflow against psycopg 3
 (PostgreSQL) and pymssql (SQL Server), and optionally a second dbflow build,
 with 0, 1 and 2 cores kept busy by CPU burners this harness starts and
-stops.
+stops, and with two threads of pure-Python work in the client's own process
+("pool", as Prefect's thread runner has them: they take the GIL whenever
+the caller lets go of it).
 
     python benchmarks/loaded.py --pg-url postgresql://... --mssql-url mssql://... \\
         [--a-python VENV_A/bin/python --a-name main] [--rounds 5] [--ops 400]
@@ -33,7 +35,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 WORKLOADS = ("select1", "param")
-LEVELS = (0, 1, 2)
+# Cores kept busy by burner processes; "pool": two threads of pure-Python
+# work in the client's own process, as Prefect's thread runner has them
+# (they hold the GIL whenever the caller lets go of it).
+LEVELS: tuple[int | str, ...] = (0, 1, 2, "pool")
+
+
+def python_work(stop: Any) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(2000))
 
 
 def serve(kind: str, pg_url: str, mssql_url: str) -> None:
@@ -67,9 +77,15 @@ def serve(kind: str, pg_url: str, mssql_url: str) -> None:
         call["param"] = lambda b, i: peer(
             b, "SELECT %s::int AS v" if b == "pg" else "SELECT %d AS v", (i,)
         )
+    import threading
+
     for line in sys.stdin:
-        backend, workload, ops = json.loads(line)
+        backend, workload, ops, pool = json.loads(line)
         expected = (lambda i: 1) if workload == "select1" else (lambda i: i)
+        stop = threading.Event()
+        workers = [threading.Thread(target=python_work, args=(stop,)) for _ in range(2 * pool)]
+        for w in workers:
+            w.start()
         latencies = []
         cpu = time.process_time()
         for i in range(ops):
@@ -79,6 +95,9 @@ def serve(kind: str, pg_url: str, mssql_url: str) -> None:
             if got != expected(i):
                 raise SystemExit(f"{kind} {backend} {workload}: {got!r} for call {i}")
         cpu = time.process_time() - cpu
+        stop.set()
+        for w in workers:
+            w.join()
         latencies.sort()
         print(
             json.dumps(
@@ -146,8 +165,10 @@ def main() -> None:
     names = list(contestants)
     try:
         for level in LEVELS:
+            pool = level == "pool"
             burners = [
-                subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(level)
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(0 if pool else int(level))
             ]
             time.sleep(0.5)
             load = os.getloadavg()[0]
@@ -156,10 +177,10 @@ def main() -> None:
                     for workload in WORKLOADS:
                         samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
                         for name in names:
-                            ask(name, [backend, workload, 50])  # warm
+                            ask(name, [backend, workload, 50, pool])  # warm
                         for r in range(args.rounds):
                             for name in names if r % 2 == 0 else reversed(names):
-                                samples[name].append(ask(name, [backend, workload, args.ops]))
+                                samples[name].append(ask(name, [backend, workload, args.ops, pool]))
                         row = {
                             name: {
                                 k: statistics.median(s[k] for s in samples[name])
@@ -187,10 +208,12 @@ def report(lines: list[Any], names: list[str], args: argparse.Namespace) -> None
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}. {args.rounds} rounds of {args.ops} calls per "
         "contestant and line, interleaved; medians over rounds of each sample's median "
-        "and p99 (µs per call) and client CPU (µs per call). Load: CPU burners started "
-        "by the harness (`while True: pass`).",
+        "and p99 (µs per call) and client CPU (µs per call; with `pool`, the "
+        "threads' work is counted too). Load: CPU burners started by the harness "
+        "(`while True: pass`), or `pool`: two threads of pure-Python work in the "
+        "client's own process.",
         "",
-        "| burners | backend | workload | "
+        "| load | backend | workload | "
         + " | ".join(f"{n if n != 'peer' else 'peer'} median / p99 / cpu" for n in names)
         + " |",
         "|---|---|---|" + "---|" * len(names),
