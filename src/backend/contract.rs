@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::feed::RowFeed;
 use crate::procedure::{Call, Called};
 use crate::sql::ParsedSql;
-use crate::value::Rows;
 
 pub trait Backend: Sized + Send + 'static {
     /// Open one connection (the seam bounds it by `CONNECT_TIMEOUT`).
@@ -45,7 +44,7 @@ pub trait Backend: Sized + Send + 'static {
         &mut self,
         statement: &Statement,
         deadline: Duration,
-    ) -> impl Future<Output = Result<Rows>> + Send;
+    ) -> impl Future<Output = Result<Read>> + Send;
 
     /// The server's bulk path into `table` (`columns` in row order); all
     /// rows or none.

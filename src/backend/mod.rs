@@ -427,7 +427,8 @@ impl Connection {
         statement: &Statement,
         deadline: Duration,
     ) -> Result<Rows> {
-        on_driver!(self, c => c.query_with_deadline(statement, deadline).await)
+        let read = on_driver!(self, c => c.query_with_deadline(statement, deadline).await);
+        self.one_result_set(read).map(|r| r.rows)
     }
 
     /// Stream the statement's rows in batches into `sink` (bounded), so a

@@ -87,7 +87,7 @@ use crate::config::{DatabaseConfig, StringForm};
 use crate::error::{Error, Result};
 use crate::feed::RowFeed;
 use crate::sql::{Lexicon, ParsedSql};
-use crate::value::{Rows, Value};
+use crate::value::Value;
 
 pub static KIND: KindInfo = KindInfo {
     name: "fake",
@@ -401,11 +401,8 @@ impl Backend for FakeConn {
         &mut self,
         statement: &Statement,
         deadline: Duration,
-    ) -> Result<Rows> {
-        with_backstop(deadline, async {
-            Ok(self.query(statement, Destination::Collect).await?.rows)
-        })
-        .await
+    ) -> Result<Read> {
+        with_backstop(deadline, self.query(statement, Destination::Collect)).await
     }
 
     /// All rows or none: the feed is read whole before anything is sent.

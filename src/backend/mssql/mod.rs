@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::feed::{RowFeed, ValuesBatches};
 use crate::procedure::{Call, Called};
 use crate::sql::ParsedSql;
-use crate::value::{Rows, Value};
+use crate::value::Value;
 
 type Stream = Compat<Counted<TcpStream>>;
 
@@ -374,15 +374,8 @@ impl Backend for MsConn {
         &mut self,
         statement: &Statement,
         deadline: std::time::Duration,
-    ) -> Result<Rows> {
-        with_backstop(deadline, async {
-            let read = self.query(statement, Destination::Collect).await?;
-            if read.result_sets > 1 {
-                return Err(Error::multiple_result_sets(read.result_sets));
-            }
-            Ok(read.rows)
-        })
-        .await
+    ) -> Result<Read> {
+        with_backstop(deadline, self.query(statement, Destination::Collect)).await
     }
 
     /// A statement returning no rows but `table`'s columns.

@@ -318,9 +318,11 @@ impl Backend for PgConn {
         &mut self,
         statement: &Statement,
         deadline: std::time::Duration,
-    ) -> Result<Rows> {
+    ) -> Result<Read> {
         let backstop = deadline + std::time::Duration::from_millis(150);
-        with_backstop(backstop, self.query_with_timeout(statement, deadline)).await
+        with_backstop(backstop, self.query_with_timeout(statement, deadline))
+            .await
+            .map(Read::rows)
     }
 
     /// `COPY table (columns) FROM STDIN` in PostgreSQL's binary format: one
