@@ -1,21 +1,33 @@
-"""Small calls on a busy machine (issue #29): dbflow against psycopg 3
-(PostgreSQL) and pymssql (SQL Server), and optionally a second dbflow build,
-with 0, 1 and 2 cores kept busy by CPU burners this harness starts and
-stops, and with two threads of pure-Python work in the client's own process
-("pool", as Prefect's thread runner has them: they take the GIL whenever
-the caller lets go of it).
+"""Small calls on a busy machine (issue #29): every line of the PostgreSQL
+and SQL Server tables, for dbflow and every peer of those tables (and
+optionally a second dbflow build), with 0, 1 and 2 cores kept busy by CPU
+burners this harness starts and stops, and with two threads of pure-Python
+work in the client's own process ("pool", as Prefect's thread runner has
+them: they take the GIL whenever the caller lets go of it).
 
-    python benchmarks/loaded.py --pg-url postgresql://... --mssql-url mssql://... \\
-        [--a-python VENV_A/bin/python --a-name main] [--rounds 5] [--ops 400]
+    scripts/bench --loaded [--rounds 3] [--a-python VENV_A/bin/python --a-name before]
+    python benchmarks/loaded.py --pg-url postgresql://... [--mssql-url mssql://...] \\
+        [--a-python VENV_A/bin/python --a-name before] [--rounds 3] [--levels 0,1,2,pool]
 
-Each contestant is a process of its own (this script's interpreter for the
-peers and dbflow, `--a-python` for a second dbflow build), driven over a
-pipe; per load level, backend and workload the contestants take turns
-(the order reversed every round). A sample is `--ops` calls, each timed
-and its answer checked (`SELECT 1` returns 1; `SELECT :v` returns v). The
-report gives, per line, the medians over rounds of each sample's median
-and p99 latency (µs per call) and of the client CPU the contestant's
-process burnt per call (`time.process_time`), to `results/loaded-<UTC>.md`.
+Each contestant (a client library on one backend) is a process of its own,
+driven over a pipe: pymssql and the FreeTDS ODBC driver must not share a
+process, and no contestant's threads compete with another's for the GIL.
+Per load level, backend and workload the contestants take turns, the order
+reversed every round. Every operation is timed on its own (the 8-thread
+line: every lookup, in its thread) and every answer checked: reads in the
+contestant (`SELECT 1` is 1, the lookup found its row, the fetch is
+checked as run.py / mssql.py check it), writes here, by the server, after
+the sample (run.check_written / mssql.check_written). The report gives, per
+line, the medians over rounds of each sample's median and p99 latency per
+operation and of the client CPU the contestant's process burnt per
+operation (`time.process_time`, all its threads: with `pool`, the pool's
+work too), to `results/loaded-<UTC>.md`.
+
+The 8-thread line reports the sample's wall time ÷ lookups (eight callers
+share the cores: throughput is what counts) and the p99 of one lookup's
+latency. asyncpg and psqlpy run one event-loop entry per timed operation
+(`run_until_complete`), as a sync caller of them must; their 8-thread line
+is their own 8-way `gather`, timed as a whole (no per-lookup p99).
 """
 
 from __future__ import annotations
@@ -28,100 +40,389 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-WORKLOADS = ("select1", "param")
-# Cores kept busy by burner processes; "pool": two threads of pure-Python
-# work in the client's own process, as Prefect's thread runner has them
-# (they hold the GIL whenever the caller lets go of it).
-LEVELS: tuple[int | str, ...] = (0, 1, 2, "pool")
+WORKLOADS = ("select1", "pk", "insert", "tx", "many", "fetch", "threads")
+LABELS = {
+    "select1": "`SELECT 1`",
+    "pk": "primary-key lookup",
+    "insert": "insert, one call per row",
+    "tx": "2000 inserts in one transaction (per insert)",
+    "many": "batched insert, 1000 rows per call",
+    "fetch": "100,000 mixed-type rows → dicts (per fetch)",
+    "threads": "8 threads × PK lookups (wall time ÷ lookups; p99: one lookup)",
+}
+# Operations per sample, quiet or with burners; with the in-process pool a
+# call takes milliseconds (the GIL), so a quarter of them.
+OPS = {"select1": 400, "pk": 400, "insert": 200, "tx": 2000, "many": 3, "fetch": 1, "threads": 400}
+LEVELS: tuple[str, ...] = ("0", "1", "2", "pool")
+# Contestant name -> backend -> (module, class) of run.py / mssql.py.
+CLIENTS: dict[str, dict[str, tuple[str, str]]] = {
+    "dbflow": {"pg": ("run", "Dbflow"), "ms": ("mssql", "Dbflow")},
+    "sqlalchemy": {"pg": ("run", "Replaced"), "ms": ("mssql", "Replaced")},
+    "psycopg3": {"pg": ("run", "Psycopg3")},
+    "asyncpg": {"pg": ("run", "Asyncpg")},
+    "psqlpy": {"pg": ("run", "Psqlpy")},
+    "pymssql": {"ms": ("mssql", "Pymssql")},
+    "python-tds": {"ms": ("mssql", "PythonTds")},
+}
+ASYNC = ("asyncpg", "psqlpy")
+# The method of run.py's / mssql.py's contestants each line calls; a
+# contestant without it has no such line in today's tables either.
+METHODS = {
+    "select1": "select1",
+    "pk": "pk",
+    "insert": "per_row",
+    "many": "many",
+    "fetch": "fetch",
+    "threads": "threads",
+}
+TX_CLIENTS = ("dbflow", "psycopg3", "sqlalchemy", "pymssql", "python-tds", "asyncpg")
 
 
-def python_work(stop: Any) -> None:
+def has_line(client: str, backend: str, workload: str) -> bool:
+    import importlib
+
+    if workload == "tx":
+        return client in TX_CLIENTS
+    module, cls = CLIENTS[client][backend]
+    return hasattr(getattr(importlib.import_module(module), cls), METHODS[workload])
+
+
+WRITE_OFFSET = 1_000_000
+
+
+def python_work(stop: threading.Event) -> None:
     while not stop.is_set():
         sum(i * i for i in range(2000))
 
 
-def serve(kind: str, pg_url: str, mssql_url: str) -> None:
-    """A contestant: answer one JSON request per line with its sample."""
-    call: dict[str, Any] = {}
-    if kind == "dbflow":
-        import dbflow
+# ---- the contestant's side -----------------------------------------------------
 
-        os.environ["BENCH_GLOBAL_PG_CONNECTION_STRING"] = pg_url
-        os.environ["BENCH_GLOBAL_MS_CONNECTION_STRING"] = mssql_url
-        dbs = {
-            backend: dbflow.DatabaseManager(backend, environment="bench")
-            for backend in ("pg", "ms")
-        }
-        call["select1"] = lambda b, i: dbs[b].execute_query("SELECT 1 AS v")[0]["v"]
-        call["param"] = lambda b, i: dbs[b].execute_query("SELECT :v AS v", {"v": i})[0]["v"]
-    else:
-        import psycopg
-        import pymssql
 
-        pg = psycopg.connect(pg_url, autocommit=True)
-        parts = mssql_parts(mssql_url)
-        ms = pymssql.connect(autocommit=True, **parts)
+def write_rows(backend: str, n: int) -> list[dict[str, Any]]:
+    import mssql
+    import run
 
-        def peer(backend: str, sql: str, args: Any) -> Any:
-            cursor = pg.cursor() if backend == "pg" else ms.cursor()
-            cursor.execute(sql, args)
-            return cursor.fetchall()[0][0]
+    return (run.rows if backend == "pg" else mssql.rows)(n, offset=WRITE_OFFSET)
 
-        call["select1"] = lambda b, i: peer(b, "SELECT 1 AS v", None)
-        call["param"] = lambda b, i: peer(
-            b, "SELECT %s::int AS v" if b == "pg" else "SELECT %d AS v", (i,)
+
+def one_transaction(
+    player: Any, client: str, backend: str, table: str, data: list[Any]
+) -> list[float]:
+    """`len(data)` inserts in one transaction, each timed; the commit is
+    timed with the last."""
+    import run
+
+    latencies: list[float] = []
+
+    def each(execute: Callable[[Any], Any]) -> None:
+        for row in data:
+            started = time.perf_counter()
+            execute(row)
+            latencies.append(time.perf_counter() - started)
+
+    cols = "id, amount, label, created_at, active, payload, ref"
+    if client == "dbflow":
+        values = (
+            run.DBFLOW_ROW
+            if backend == "pg"
+            else ("(:id, :amount, :label, :created_at, :active, :payload, :ref)")
         )
-    import threading
+        sql = f"INSERT INTO {table} ({cols}) VALUES {values}"
+        with player.db.transaction() as tx:
+            each(lambda r: tx.execute_query(sql, r))
+    elif client == "psycopg3":
+        sql = f"INSERT INTO {table} ({cols}) VALUES {run.PSYCOPG_ROW}"
+        with player.pool.connection() as conn, conn.transaction():
+            each(lambda r: conn.execute(sql, r))
+    elif client == "sqlalchemy":
+        values = run.SQLALCHEMY_ROW if backend == "pg" else None
+        sql = f"INSERT INTO {table} ({cols}) VALUES {values}" if values else player._named(table)
+        statement = player.text(sql)
+        with player.engine.begin() as conn:
+            each(lambda r: conn.execute(statement, r))
+    elif client in ("pymssql", "python-tds"):
+        sql = player._insert_sql(table)
+        conn = player.pool.connect()
+        try:
+            cur = conn.cursor()
+            each(lambda r: cur.execute(sql, player._tuple(r)))
+            started = time.perf_counter()
+            conn.commit()
+            latencies[-1] += time.perf_counter() - started
+        finally:
+            conn.close()
+    elif client == "asyncpg":
+        sql = f"INSERT INTO {table} ({cols}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 
+        async def go() -> None:
+            async with player.pool.acquire() as c, c.transaction():
+                for r in data:
+                    started = time.perf_counter()
+                    await c.execute(sql, *run.one_tuple(r))
+                    latencies.append(time.perf_counter() - started)
+
+        player.run(go())
+    else:
+        raise ValueError(f"{client} has no transaction line")
+    return latencies
+
+
+def sample(
+    player: Any,
+    client: str,
+    backend: str,
+    workload: str,
+    ops: int,
+    table: str | None,
+    wall: list[float],
+) -> list[float]:
+    """One sample's latencies, every answer checked; the 8-thread line also
+    sets `wall[0]` to the sample's wall time."""
+    import mssql
+    import run
+
+    latencies: list[float] = []
+
+    def timed(fn: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        out = fn()
+        latencies.append(time.perf_counter() - started)
+        return out
+
+    if workload == "select1":
+        for _ in range(ops):
+            got = timed(lambda: player.select1(1))
+            assert got == 1, f"SELECT 1 answered {got!r}"
+    elif workload == "pk":
+        for _ in range(ops):
+            got = timed(lambda: player.pk(1))
+            assert got == 0, f"the lookup of id 0 found {got!r}"
+    elif workload == "insert":
+        assert table
+        for row in write_rows(backend, ops):
+            timed(lambda row=row: player.per_row(table, [row]))
+    elif workload == "tx":
+        assert table
+        latencies = one_transaction(player, client, backend, table, write_rows(backend, ops))
+    elif workload == "many":
+        assert table
+        data = write_rows(backend, ops * 1000)
+        for i in range(ops):
+            timed(lambda i=i: player.many(table, data[i * 1000 : (i + 1) * 1000]))
+    elif workload == "fetch":
+        for _ in range(ops):
+            got = timed(player.fetch)
+            run.check_read("fetch", client, got) if backend == "pg" else mssql.check_fetch(got)
+            del got
+    elif workload == "threads" and client in ASYNC:
+        got = timed(lambda: player.threads(ops))
+        wall[0] = latencies[0]
+        want = sum(i % 1000 for i in range(ops))
+        assert got == want, f"the lookups' ids summed to {got}, not {want}"
+        latencies = []  # its lookups are not timed one by one
+    elif workload == "threads":
+        found: list[int] = []
+        lock = threading.Lock()
+
+        def lookups(n: int) -> None:
+            mine, ids = [], []
+            for _ in range(n):
+                started = time.perf_counter()
+                ids.append(player.pk(1))
+                mine.append(time.perf_counter() - started)
+            with lock:
+                latencies.extend(mine)
+                found.extend(ids)
+
+        workers = [threading.Thread(target=lookups, args=(ops // 8,)) for _ in range(8)]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        wall[0] = time.perf_counter() - started
+        assert found == [0] * (ops // 8 * 8), "a lookup did not find its row"
+    return latencies
+
+
+def serve(client: str, backend: str, url: str) -> None:
+    """A contestant: answer one JSON request per line with its sample."""
+    import importlib
+
+    module, cls = CLIENTS[client][backend]
+    player = getattr(importlib.import_module(module), cls)(url)
     for line in sys.stdin:
-        backend, workload, ops, pool = json.loads(line)
-        expected = (lambda i: 1) if workload == "select1" else (lambda i: i)
+        workload, ops, pool, table = json.loads(line)
         stop = threading.Event()
         workers = [threading.Thread(target=python_work, args=(stop,)) for _ in range(2 * pool)]
         for w in workers:
             w.start()
-        latencies = []
-        cpu = time.process_time()
-        for i in range(ops):
-            started = time.perf_counter()
-            got = call[workload](backend, i)
-            latencies.append(time.perf_counter() - started)
-            if got != expected(i):
-                raise SystemExit(f"{kind} {backend} {workload}: {got!r} for call {i}")
-        cpu = time.process_time() - cpu
-        stop.set()
-        for w in workers:
-            w.join()
-        latencies.sort()
-        print(
-            json.dumps(
-                {
-                    "median": statistics.median(latencies) * 1e6,
-                    "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1e6,
+        try:
+            cpu = time.process_time()
+            wall = [0.0]
+            latencies = sample(player, client, backend, workload, ops, table, wall)
+            cpu = time.process_time() - cpu
+            latencies.sort()
+            if workload == "threads":
+                # Eight callers share two cores: what counts is the lookups
+                # done per second (wall time ÷ lookups); p99 is one lookup's.
+                answer = {
+                    "median": wall[0] / ops * 1e6,
+                    "p99": latencies[int(len(latencies) * 0.99) - 1] * 1e6 if latencies else None,
                     "cpu": cpu / ops * 1e6,
                 }
-            ),
-            flush=True,
+            else:
+                answer = {
+                    "median": statistics.median(latencies) * 1e6,
+                    "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1e6,
+                    "cpu": cpu / len(latencies) * 1e6,
+                }
+        except Exception as e:  # reported to the harness, which stops the run
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        finally:
+            stop.set()
+            for w in workers:
+                w.join()
+        print(json.dumps(answer), flush=True)
+
+
+# ---- the harness -----------------------------------------------------------------
+
+
+class Contestant:
+    def __init__(self, name: str, client: str, backend: str, python: str, url: str) -> None:
+        self.name = name
+        self.client = client
+        self.proc = subprocess.Popen(
+            [python, str(Path(__file__).resolve()), "--serve", client, backend, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
 
+    def ask(self, workload: str, ops: int, pool: bool, table: str | None) -> dict[str, float]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps([workload, ops, int(pool), table]) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"{self.name} stopped during {workload}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise SystemExit(f"{self.name} {workload}: {answer['error']}")
+        return answer
 
-def mssql_parts(url: str) -> dict[str, Any]:
-    from urllib.parse import urlsplit
+    def close(self) -> None:
+        self.proc.kill()
 
-    u = urlsplit(url)
-    return {
-        "server": u.hostname,
-        "port": u.port or 1433,
-        "user": u.username,
-        "password": u.password,
-        "database": u.path.lstrip("/") or "master",
-    }
+
+class Tables:
+    """Fresh tables for the write lines, and the server's check of them."""
+
+    def __init__(self, backend: str, url: str) -> None:
+        self.backend, self.url, self.seq = backend, url, 0
+        if backend == "pg":
+            import psycopg
+            import run
+
+            run.setup_schema(url)
+            self.admin: Any = psycopg.connect(url, autocommit=True)
+        else:
+            import mssql
+
+            self.admin = mssql.Dbflow(url).db
+            mssql.setup(self.admin)
+
+    def fresh(self) -> str:
+        if self.backend == "pg":
+            import run
+
+            return run.fresh_table(self.url)
+        import mssql
+
+        self.seq += 1
+        name = f"bench_l_{self.seq}"
+        self.admin.execute_query(f"DROP TABLE IF EXISTS {name}")
+        self.admin.execute_query(mssql.DDL.format(table=name))
+        return name
+
+    def check_and_drop(self, table: str, n: int) -> None:
+        if self.backend == "pg":
+            import run
+
+            run.check_written(self.admin, table, n)
+            run.drop(self.url, table)
+        else:
+            import mssql
+
+            mssql.check_written(self.admin, table, mssql.rows(n, offset=WRITE_OFFSET))
+            self.admin.execute_query(f"DROP TABLE {table}")
+
+
+def lines_for(backend: str, url: str, args: argparse.Namespace) -> list[tuple[Any, ...]]:
+    contestants = [
+        Contestant(client, client, backend, sys.executable, url)
+        for client, backends in CLIENTS.items()
+        if backend in backends
+    ]
+    if args.a_python:
+        contestants.insert(1, Contestant(args.a_name, "dbflow", backend, args.a_python, url))
+    tables = Tables(backend, url)
+    out = []
+    try:
+        for level in args.levels:
+            pool = level == "pool"
+            burners = [
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(0 if pool else int(level))
+            ]
+            time.sleep(0.5)
+            try:
+                for workload in args.workloads:
+                    ops = OPS[workload] if not pool else max(1, OPS[workload] // 4)
+                    takers = [c for c in contestants if has_line(c.client, backend, workload)]
+                    for c in takers:  # warm: connections open, statements prepared
+                        run_one(c, tables, workload, min(ops, 20), pool)
+                    samples: dict[str, list[dict[str, float]]] = {c.name: [] for c in takers}
+                    for r in range(args.rounds):
+                        for c in takers if r % 2 == 0 else reversed(takers):
+                            samples[c.name].append(run_one(c, tables, workload, ops, pool))
+                    row = {
+                        name: {
+                            k: statistics.median(s[k] for s in got)
+                            if got[0][k] is not None
+                            else None
+                            for k in ("median", "p99", "cpu")
+                        }
+                        for name, got in samples.items()
+                    }
+                    out.append((level, backend, workload, row))
+                    print(level, backend, workload, json.dumps(row), flush=True)
+            finally:
+                for b in burners:
+                    b.kill()
+    finally:
+        for c in contestants:
+            c.close()
+    return out
+
+
+def run_one(c: Contestant, tables: Tables, workload: str, ops: int, pool: bool) -> dict[str, float]:
+    if workload not in ("insert", "tx", "many"):
+        return c.ask(workload, ops, pool, None)
+    table = tables.fresh()
+    answer = c.ask(workload, ops, pool, table)
+    tables.check_and_drop(table, ops * 1000 if workload == "many" else ops)
+    return answer
 
 
 def main() -> None:
@@ -130,105 +431,79 @@ def main() -> None:
     parser.add_argument("--mssql-url", default=os.environ.get("DBFLOW_TEST_MSSQL_URL"))
     parser.add_argument("--a-python", help="a second dbflow build's venv Python (A)")
     parser.add_argument("--a-name", default="A")
-    parser.add_argument("--b-name", default="dbflow")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ops", type=int, default=400)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--levels", default=",".join(LEVELS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--backends", default="pg,ms")
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.pg_url, args.mssql_url)
+        serve(*args.serve)
         return
-    if not (args.pg_url and args.mssql_url):
-        raise SystemExit("give --pg-url and --mssql-url (or DBFLOW_TEST_*_URL)")
-    me = str(Path(__file__).resolve())
-    urls = ["--pg-url", args.pg_url, "--mssql-url", args.mssql_url]
-    contestants = {args.b_name: [sys.executable, me, "--serve", "dbflow", *urls]}
-    if args.a_python:
-        contestants[args.a_name] = [args.a_python, me, "--serve", "dbflow", *urls]
-    contestants["peer"] = [sys.executable, me, "--serve", "peer", *urls]
-    procs = {
-        name: subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for name, cmd in contestants.items()
-    }
-
-    def ask(name: str, request: list[Any]) -> dict[str, float]:
-        proc = procs[name]
-        assert proc.stdin and proc.stdout
-        proc.stdin.write(json.dumps(request) + "\n")
-        proc.stdin.flush()
-        answer = proc.stdout.readline()
-        if not answer:
-            raise SystemExit(f"{name} stopped")
-        return dict(json.loads(answer))
-
+    args.levels = args.levels.split(",")
+    args.workloads = args.workloads.split(",")
+    unknown = set(args.levels) - set(LEVELS) | set(args.workloads) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown levels or workloads: {', '.join(sorted(unknown))}")
+    urls = {"pg": args.pg_url, "ms": args.mssql_url}
+    backends = [b for b in args.backends.split(",") if urls.get(b)]
+    if not backends:
+        raise SystemExit("give --pg-url and/or --mssql-url (or DBFLOW_TEST_*_URL)")
     lines = []
-    names = list(contestants)
-    try:
-        for level in LEVELS:
-            pool = level == "pool"
-            burners = [
-                subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                for _ in range(0 if pool else int(level))
-            ]
-            time.sleep(0.5)
-            load = os.getloadavg()[0]
-            try:
-                for backend in ("pg", "ms"):
-                    for workload in WORKLOADS:
-                        samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-                        for name in names:
-                            ask(name, [backend, workload, 50, pool])  # warm
-                        for r in range(args.rounds):
-                            for name in names if r % 2 == 0 else reversed(names):
-                                samples[name].append(ask(name, [backend, workload, args.ops, pool]))
-                        row = {
-                            name: {
-                                k: statistics.median(s[k] for s in samples[name])
-                                for k in ("median", "p99", "cpu")
-                            }
-                            for name in names
-                        }
-                        lines.append((level, backend, workload, row, load))
-                        print(level, backend, workload, json.dumps(row), flush=True)
-            finally:
-                for b in burners:
-                    b.kill()
-    finally:
-        for p in procs.values():
-            p.kill()
-    report(lines, names, args)
+    for backend in backends:
+        lines += lines_for(backend, urls[backend], args)
+    report(lines, args)
 
 
-def report(lines: list[Any], names: list[str], args: argparse.Namespace) -> None:
+def report(lines: list[tuple[Any, ...]], args: argparse.Namespace) -> None:
     now = dt.datetime.now(dt.timezone.utc)
-    peer = {"pg": "psycopg 3", "ms": "pymssql"}
     out = [
-        f"# Small calls, quiet and loaded — {now:%Y-%m-%d %H:%M} UTC",
+        f"# Every line, quiet and loaded — {now:%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}. {args.rounds} rounds of {args.ops} calls per "
-        "contestant and line, interleaved; medians over rounds of each sample's median "
-        "and p99 (µs per call) and client CPU (µs per call; with `pool`, the "
-        "threads' work is counted too). Load: CPU burners started by the harness "
-        "(`while True: pass`), or `pool`: two threads of pure-Python work in the "
-        "client's own process.",
+        f"{platform.python_version()}. {args.rounds} rounds per contestant and line, "
+        "interleaved (order reversed every round); per line, medians over rounds of each "
+        "sample's median and p99 latency per operation (µs) and of the client CPU per "
+        "operation (µs, the contestant's whole process: with `pool`, the pool's work too). "
+        "Load: `0`/`1`/`2` CPU burners (`while True: pass`) started by the harness, or "
+        "`pool`: two threads of pure-Python work in the client's own process. "
+        "**Bold**: the lowest median and the lowest p99 of the line.",
         "",
-        "| load | backend | workload | "
-        + " | ".join(f"{n if n != 'peer' else 'peer'} median / p99 / cpu" for n in names)
-        + " |",
-        "|---|---|---|" + "---|" * len(names),
     ]
-    for level, backend, workload, row, _load in lines:
-        cells = [
-            f"{row[n]['median']:.1f} / {row[n]['p99']:.1f} / {row[n]['cpu']:.1f}" for n in names
+    for backend in ("pg", "ms"):
+        mine = [line for line in lines if line[1] == backend]
+        if not mine:
+            continue
+        names = list(dict.fromkeys(n for line in mine for n in line[3]))
+        title = "PostgreSQL" if backend == "pg" else "SQL Server"
+        out += [
+            f"## {title}",
+            "",
+            "| load | line | " + " | ".join(f"{n} median / p99 / cpu" for n in names) + " |",
+            "|---|---|" + "---|" * len(names),
         ]
-        out.append(f"| {level} | {backend} | {workload} | " + " | ".join(cells) + " |")
-    out += ["", f"peer: {peer['pg']} on pg, {peer['ms']} on ms (values written into the SQL)."]
-    text = "\n".join(out) + "\n"
+        for level, _, workload, row in mine:
+            best_median = min(v["median"] for v in row.values())
+            best_p99 = min(v["p99"] for v in row.values() if v["p99"] is not None)
+            cells = []
+            for n in names:
+                if n not in row:
+                    cells.append("—")
+                    continue
+                v = row[n]
+                median = f"{v['median']:.0f}"
+                p99 = "—" if v["p99"] is None else f"{v['p99']:.0f}"
+                median = f"**{median}**" if v["median"] == best_median else median
+                p99 = f"**{p99}**" if v["p99"] == best_p99 else p99
+                cells.append(f"{median} / {p99} / {v['cpu']:.0f}")
+            out.append(f"| {level} | {LABELS[workload]} | " + " | ".join(cells) + " |")
+        out.append("")
+    text = "\n".join(out)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     path = results / f"loaded-{now:%Y%m%d-%H%M%S}.md"
     path.write_text(text)
+    (results / f"loaded-{now:%Y%m%d-%H%M%S}.json").write_text(json.dumps(lines, indent=1))
     print(text)
     print(f"written to {path}")
 

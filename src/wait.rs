@@ -186,16 +186,21 @@ impl Bell {
 
     /// Wait until `socket` is readable (or closed, or failed) or the bell
     /// rings; a signal's interruption just returns (the caller polls again).
-    /// Where this thread's recent answers came within [`SPIN_CEILING`] and a
-    /// core is free, it first checks without sleeping for about twice that
-    /// long: an answer caught so needs no wake-up at all (a sleeping thread
-    /// takes tens of microseconds to wake on an idle core, as long as a
-    /// quick answer). Slower answers (a SQL Server round trip) are waited
-    /// for asleep from the start, so no core is spent on them.
+    /// Where this thread's recent answers came within [`SPIN_CEILING`], its
+    /// recent checks caught them ([`SpinRecord`]) and a core is free, it
+    /// first checks without sleeping for about twice that long: an answer
+    /// caught so needs no wake-up at all (a sleeping thread takes tens of
+    /// microseconds to wake on an idle core, as long as a quick answer).
+    /// Slower answers (a SQL Server round trip) are waited for asleep from
+    /// the start, so no core is spent on them.
     pub(crate) fn wait(&self, socket: RawFd) {
         let started = std::time::Instant::now();
         let expected = RECENT_WAIT.with(Cell::get);
-        if expected < SPIN_CEILING && spin_slot() {
+        let record = SPIN_RECORD.with(Cell::get);
+        let quick = expected < SPIN_CEILING;
+        if quick && !record.worth_trying() {
+            SPIN_RECORD.with(|r| r.set(record.skipped()));
+        } else if quick && spin_slot() {
             let budget = (expected * 2).clamp(SPIN_FLOOR, SPIN_CEILING);
             let ready = loop {
                 if self.poll(socket, 0) {
@@ -207,6 +212,7 @@ impl Bell {
                 std::hint::spin_loop();
             };
             SPINNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            SPIN_RECORD.with(|r| r.set(record.after(ready)));
             if ready {
                 remember(started.elapsed());
                 return;
@@ -253,6 +259,66 @@ thread_local! {
     static RECENT_WAIT: Cell<std::time::Duration> = const { Cell::new(SPIN_FLOOR) };
 }
 
+thread_local! {
+    #[cfg(unix)]
+    static SPIN_RECORD: Cell<SpinRecord> = const { Cell::new(SpinRecord::FRESH) };
+}
+
+/// Whether this thread's checks before sleeping have been catching answers.
+///
+/// A check that misses is worse than none on a busy machine: the thread
+/// used its share of the core spinning, so when it then sleeps and the
+/// answer wakes it, the scheduler lets a CPU-bound neighbour finish its
+/// slice first (milliseconds; measured with `perf sched timehist`, issue
+/// #29). So checking stops once more than about one in ten misses, and is
+/// tried again only now and then (one wait in [`SpinRecord::RETRY_EVERY`]),
+/// a rare enough miss to stay out of the 99th percentile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SpinRecord {
+    /// Moving hit rate, out of [`SpinRecord::FULL`].
+    hits: u16,
+    /// Waits since checking stopped.
+    skipped: u16,
+}
+
+impl SpinRecord {
+    const FULL: u16 = 1024;
+    /// Check while the hit rate is at least ~90%.
+    const THRESHOLD: u16 = 922;
+    const RETRY_EVERY: u16 = 512;
+    pub(crate) const FRESH: SpinRecord = SpinRecord {
+        hits: SpinRecord::FULL,
+        skipped: 0,
+    };
+
+    /// Whether to check before sleeping this time (counts a skipped wait).
+    pub(crate) fn worth_trying(self) -> bool {
+        self.hits >= Self::THRESHOLD || self.skipped >= Self::RETRY_EVERY
+    }
+
+    /// The record after a check before sleeping: `caught` whether it
+    /// caught the answer.
+    pub(crate) fn after(self, caught: bool) -> SpinRecord {
+        if self.hits < Self::THRESHOLD && caught {
+            // A retry that caught it: start believing again.
+            return SpinRecord::FRESH;
+        }
+        let hits = self.hits - self.hits / 16 + if caught { Self::FULL / 16 } else { 0 };
+        SpinRecord {
+            hits: hits.min(Self::FULL),
+            skipped: 0,
+        }
+    }
+
+    /// The record after a wait that did not check.
+    pub(crate) fn skipped(self) -> SpinRecord {
+        SpinRecord {
+            skipped: self.skipped.saturating_add(1),
+            ..self
+        }
+    }
+}
+
 #[cfg(unix)]
 fn remember(waited: std::time::Duration) {
     RECENT_WAIT.with(|r| r.set((r.get() * 3 + waited) / 4));
@@ -282,6 +348,40 @@ fn spin_slot() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checking_before_sleeping_stops_when_it_misses_and_is_retried_rarely() {
+        let mut record = SpinRecord::FRESH;
+        for _ in 0..100 {
+            record = record.after(true);
+        }
+        assert!(record.worth_trying(), "every check caught its answer");
+        // One miss in twenty keeps it on; a run of misses turns it off.
+        for i in 0..200 {
+            record = record.after(i % 20 != 0);
+        }
+        assert!(record.worth_trying(), "95% caught: {record:?}");
+        let mut misses = 0;
+        while record.worth_trying() {
+            record = record.after(false);
+            misses += 1;
+        }
+        assert!(misses <= 3, "stopped after {misses} misses in a row");
+        // Off: skipped waits count up to one retry.
+        for _ in 0..SpinRecord::RETRY_EVERY {
+            assert!(!record.worth_trying());
+            record = record.skipped();
+        }
+        assert!(
+            record.worth_trying(),
+            "retried after {} waits",
+            SpinRecord::RETRY_EVERY
+        );
+        // A retry that misses waits another round; one that catches resumes.
+        let missed = record.after(false);
+        assert!(!missed.worth_trying());
+        assert_eq!(record.after(true), SpinRecord::FRESH);
+    }
 
     #[test]
     fn a_noted_socket_is_taken_once() {

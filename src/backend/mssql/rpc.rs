@@ -74,22 +74,7 @@ impl MsConn {
     /// How table-valued parameters go to this server: as configured, else
     /// native unless the server is Babelfish (asked once per connection).
     async fn tvp_encoding(&mut self, rows: usize) -> Result<Encoding> {
-        let babelfish = match self.babelfish {
-            Some(b) => b,
-            None => {
-                let version = self
-                    .client
-                    .simple_query("SELECT @@VERSION")
-                    .await?
-                    .into_row()
-                    .await?
-                    .and_then(|r| r.get::<&str, _>(0).map(str::to_owned))
-                    .unwrap_or_default();
-                let b = version.contains("Babelfish");
-                self.babelfish = Some(b);
-                b
-            }
-        };
+        let babelfish = self.is_babelfish().await?;
         Ok(match (self.tvp, babelfish) {
             (Some(Encoding::Native), true) if rows > tvp::BABELFISH_NATIVE_LIMIT => {
                 return Err(Error::parameter(format!(
