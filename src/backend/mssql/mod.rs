@@ -15,6 +15,7 @@ pub mod config;
 mod dialect;
 mod error;
 mod rpc;
+mod statements;
 mod tvp;
 pub mod values;
 
@@ -27,6 +28,7 @@ use self::config::{tls_of, Encrypt, Verify};
 use self::dialect::plain_name;
 pub use self::dialect::{KIND, LEXICON};
 use self::error::explain_connect_error;
+use self::statements::Handles;
 use super::messages::ServerMessage;
 use super::rows::{Destination, Read, RowBuffer};
 use super::sent::{Counted, WriteCount};
@@ -112,6 +114,8 @@ pub struct MsConn {
     tvp: Option<tvp::Encoding>,
     /// Temporary tables made for table-valued parameters so far.
     temp_tables: u64,
+    /// Statements prepared on this connection.
+    handles: Handles,
 }
 
 async fn open(config: &tiberius::Config) -> Result<MsConn> {
@@ -133,6 +137,7 @@ async fn open(config: &tiberius::Config) -> Result<MsConn> {
         babelfish: None,
         tvp: None,
         temp_tables: 0,
+        handles: Handles::new(false, statements::CAPACITY),
     })
 }
 
@@ -162,6 +167,7 @@ impl Backend for MsConn {
             .await
             .map_err(|e| explain_connect_error(e, config))?;
         conn.tvp = config::table_values(&config.spec, &config.source_key)?;
+        conn.handles = Handles::new(config.prepared_statements, statements::CAPACITY);
         Ok(conn)
     }
 
@@ -225,16 +231,32 @@ impl Backend for MsConn {
         }
         let (sql, params) = values::bind(&statement.sql, &statement.values)?;
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-        // A statement written with parameters always runs through
-        // sp_executesql (its scope, e.g. for #temp tables, must not depend on
-        // whether every value happened to be None).
+        self.unprepare_evicted().await?;
+        // A statement written with parameters always runs as a parameterized
+        // statement (its scope, e.g. for #temp tables, must not depend on
+        // whether every value happened to be None): by its handle once
+        // prepared, else through sp_executesql.
+        let mut preparing = None;
         let mut stream = if statement.sql.names.is_empty() {
             self.client.simple_query(sql).await?
+        } else if self.handles.enabled() {
+            let declared = Client::<Stream>::declare_params(&refs);
+            let key = Handles::key(&sql, &declared);
+            let handle = self.handles.get(&key);
+            if handle.is_none() {
+                preparing = Some(key);
+            }
+            self.client
+                .query_prepared(handle, sql, &declared, &refs)
+                .await?
         } else {
             self.client.query(sql, &refs).await?
         };
         if let Destination::Arrow { every, to } = destination {
-            return read_arrow(&mut stream, every, to).await;
+            let read = read_arrow(&mut stream, every, to).await;
+            drop(stream);
+            self.keep_prepared(preparing);
+            return read;
         }
         let mut buffer = RowBuffer::new(destination);
         let mut width = 0;
@@ -256,6 +278,8 @@ impl Backend for MsConn {
                 }
             }
         }
+        drop(stream);
+        self.keep_prepared(preparing);
         Ok(buffer.finish().await)
     }
 
@@ -368,17 +392,28 @@ impl Backend for MsConn {
         if let Some(mut batches) = ValuesBatches::new(sql, params) {
             while let Some(batch) = batches.next(feed).await? {
                 let (text, params) = values::bind(batch.sql, batch.values)?;
-                let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-                total += self.client.execute(text, &refs).await?.total();
+                total += self.execute(text, &params).await?;
             }
             return Ok(total);
         }
         while let Some(row) = feed.next_row().await? {
             let (text, params) = values::bind(sql, &row)?;
-            let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-            total += self.client.execute(text, &refs).await?.total();
+            total += self.execute(text, &params).await?;
         }
         Ok(total)
+    }
+
+    /// A statement prepared by a previous run refused before it ran (a
+    /// table changed shape since: Babelfish keeps the plan it made).
+    fn stale_plan(&self, e: &Error) -> bool {
+        e.message
+            .contains("cached plan must not change result type")
+    }
+
+    /// Unprepared before the next request.
+    async fn forget_statements(&mut self) -> Result<()> {
+        self.handles.forget_all();
+        Ok(())
     }
 
     /// SQL Server has no per-statement deadline the client can set without
@@ -434,6 +469,52 @@ impl Backend for MsConn {
 }
 
 impl MsConn {
+    /// Keep the handle a statement was just prepared under (its response
+    /// read to the end).
+    fn keep_prepared(&mut self, key: Option<String>) {
+        if let (Some(key), Some(handle)) = (key, self.client.take_prepared_handle()) {
+            tracing::debug!(handle, "statement prepared");
+            self.handles.insert(key, handle);
+        }
+    }
+
+    /// Unprepare the statements the cache let go of and those whose
+    /// preparing response was cut short, before the next request.
+    async fn unprepare_evicted(&mut self) -> Result<()> {
+        for orphan in self.client.take_orphaned_handles() {
+            self.handles.evict(orphan);
+        }
+        match self.handles.unprepare_sql() {
+            Some(sql) => {
+                tracing::debug!("statements unprepared: {sql}");
+                self.batch(&sql).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// One parameterized statement's rows affected, prepared as `query`
+    /// prepares it.
+    async fn execute(&mut self, sql: String, params: &[values::Param]) -> Result<u64> {
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        self.unprepare_evicted().await?;
+        if !self.handles.enabled() {
+            return Ok(self.client.execute(sql, &refs).await?.total());
+        }
+        let declared = Client::<Stream>::declare_params(&refs);
+        let key = Handles::key(&sql, &declared);
+        let handle = self.handles.get(&key);
+        let done = self
+            .client
+            .execute_prepared(handle, sql, &declared, &refs)
+            .await?
+            .total();
+        if handle.is_none() {
+            self.keep_prepared(Some(key));
+        }
+        Ok(done)
+    }
+
     /// Run a parameterless T-SQL batch to completion.
     pub async fn batch(&mut self, sql: &str) -> Result<()> {
         self.client.simple_query(sql).await?.into_results().await?;

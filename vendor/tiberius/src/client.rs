@@ -26,7 +26,8 @@ use crate::{
     BulkLoadRequest, MetaDataColumn, ServerMessage, SqlReadBytes, ToSql,
 };
 use codec::{
-    BatchRequest, ColumnData, IsolationLevel, PacketHeader, RpcParam, RpcProcId, TokenRpcRequest,
+    BatchRequest, ColumnData, IsolationLevel, PacketHeader, RpcParam, RpcProcId, RpcStatus,
+    TokenRpcRequest,
     TransactionManagerRequest,
 };
 use enumflags2::BitFlags;
@@ -866,6 +867,124 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<S> {
                 value: RpcValue::Scalar(ColumnData::I32(Some(0))),
             },
         ]
+    }
+
+    /// dbflow: the parameter declarations (`@P1 int,@P2 nvarchar(4000)`)
+    /// a statement with these parameters is sent with: a statement prepared
+    /// with one list must not be run with values another would declare.
+    pub fn declare_params(params: &[&dyn ToSql]) -> String {
+        let mut declared = String::new();
+        for (i, param) in params.iter().enumerate() {
+            if i > 0 {
+                declared.push(',')
+            }
+            declared.push_str(&format!("@P{} ", i + 1));
+            declared.push_str(&param.to_sql().type_name());
+        }
+        declared
+    }
+
+    /// dbflow: runs a statement prepared on this connection by its handle
+    /// (`sp_execute`), or, without one, prepares and runs it in one request
+    /// (`sp_prepexec`; the new handle is then kept for
+    /// [`Client::take_prepared_handle`] once the stream has been read).
+    /// `declared` is [`Client::declare_params`] of `params`.
+    pub async fn query_prepared<'a, 'b>(
+        &'a mut self,
+        handle: Option<i32>,
+        query: impl Into<Cow<'b, str>>,
+        declared: &'b str,
+        params: &'b [&'b dyn ToSql],
+    ) -> crate::Result<QueryStream<'a>>
+    where
+        'a: 'b,
+    {
+        self.send_prepared(handle, query, declared, params).await?;
+        let ts = TokenStream::new(&mut self.connection);
+        let mut result = QueryStream::new(ts.try_unfold());
+        result.forward_to_metadata().await?;
+        Ok(result)
+    }
+
+    /// dbflow: [`Client::query_prepared`] for a statement whose rows
+    /// affected are wanted.
+    pub async fn execute_prepared<'b>(
+        &mut self,
+        handle: Option<i32>,
+        query: impl Into<Cow<'b, str>>,
+        declared: &'b str,
+        params: &'b [&'b dyn ToSql],
+    ) -> crate::Result<ExecuteResult> {
+        self.send_prepared(handle, query, declared, params).await?;
+        ExecuteResult::new(&mut self.connection).await
+    }
+
+    /// dbflow: the handle the last `sp_prepexec` returned, if any.
+    pub fn take_prepared_handle(&mut self) -> Option<i32> {
+        self.connection.context_mut().take_prepared_handle()
+    }
+
+    /// dbflow: handles of statements prepared by an `sp_prepexec` whose
+    /// response was not read to the end (an error, an early stop), found
+    /// when the next request drained it: still prepared on the server.
+    pub fn take_orphaned_handles(&mut self) -> Vec<i32> {
+        self.connection.context_mut().take_orphaned_handles()
+    }
+
+    async fn send_prepared<'b>(
+        &mut self,
+        handle: Option<i32>,
+        query: impl Into<Cow<'b, str>>,
+        declared: &'b str,
+        params: &'b [&'b dyn ToSql],
+    ) -> crate::Result<()> {
+        self.connection.flush_stream().await?;
+        self.connection.context_mut().orphan_prepared_handle();
+        let (proc_id, mut rpc_params) = match handle {
+            Some(handle) => (
+                RpcProcId::Execute,
+                vec![RpcParam {
+                    name: Cow::Borrowed("handle"),
+                    flags: BitFlags::empty(),
+                    value: RpcValue::Scalar(ColumnData::I32(Some(handle))),
+                }],
+            ),
+            None => (
+                RpcProcId::PrepExec,
+                vec![
+                    RpcParam {
+                        name: Cow::Borrowed("handle"),
+                        flags: BitFlags::from(RpcStatus::ByRefValue),
+                        value: RpcValue::Scalar(ColumnData::I32(None)),
+                    },
+                    RpcParam {
+                        name: Cow::Borrowed("params"),
+                        flags: BitFlags::empty(),
+                        value: RpcValue::Scalar(ColumnData::String(Some(declared.into()))),
+                    },
+                    RpcParam {
+                        name: Cow::Borrowed("stmt"),
+                        flags: BitFlags::empty(),
+                        value: RpcValue::Scalar(ColumnData::String(Some(query.into()))),
+                    },
+                ],
+            ),
+        };
+        for (i, param) in params.iter().enumerate() {
+            rpc_params.push(RpcParam {
+                name: Cow::Owned(format!("@P{}", i + 1)),
+                flags: BitFlags::empty(),
+                value: RpcValue::Scalar(param.to_sql()),
+            });
+        }
+        let req = TokenRpcRequest::new(
+            proc_id,
+            rpc_params,
+            self.connection.context().transaction_descriptor(),
+        );
+        let id = self.connection.context_mut().next_packet_id();
+        self.connection.send(PacketHeader::rpc(id), req).await?;
+        Ok(())
     }
 
     pub(crate) async fn rpc_perform_query<'a, 'b>(

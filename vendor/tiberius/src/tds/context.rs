@@ -35,6 +35,12 @@ pub(crate) struct Context {
     /// dbflow: how many INFO messages arrived past `MAX_KEPT_MESSAGES` since
     /// the last `Client::take_messages` (counted, not kept).
     messages_dropped: u64,
+    /// dbflow: the handle `sp_prepexec` returned (its output parameter),
+    /// until `Client::take_prepared_handle`.
+    prepared_handle: Option<i32>,
+    /// dbflow: handles no caller took (read while draining an unfinished
+    /// response), until `Client::take_orphaned_handles`.
+    orphaned_handles: Vec<i32>,
 }
 
 /// dbflow: the most server messages a connection keeps between two
@@ -64,7 +70,33 @@ impl Context {
             lossy_utf16: false,
             messages: Vec::new(),
             messages_dropped: 0,
+            prepared_handle: None,
+            orphaned_handles: Vec::new(),
         }
+    }
+
+    /// dbflow: keeps the handle an `sp_prepexec` returned.
+    pub(crate) fn set_prepared_handle(&mut self, handle: i32) {
+        self.prepared_handle = Some(handle);
+    }
+
+    /// dbflow: the handle an `sp_prepexec` returned, if one came since the
+    /// last call.
+    pub(crate) fn take_prepared_handle(&mut self) -> Option<i32> {
+        self.prepared_handle.take()
+    }
+
+    /// dbflow: a handle left untaken is an orphan (its statement's response
+    /// was not read to the end), kept to be unprepared.
+    pub(crate) fn orphan_prepared_handle(&mut self) {
+        if let Some(handle) = self.prepared_handle.take() {
+            self.orphaned_handles.push(handle);
+        }
+    }
+
+    /// dbflow: the orphaned handles, taken.
+    pub(crate) fn take_orphaned_handles(&mut self) -> Vec<i32> {
+        std::mem::take(&mut self.orphaned_handles)
     }
 
     /// dbflow: keeps a server message (or counts it when

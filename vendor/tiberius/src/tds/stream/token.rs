@@ -1,4 +1,4 @@
-use crate::tds::codec::TokenSspi;
+use crate::tds::codec::{ColumnData, TokenSspi};
 use crate::{
     client::Connection,
     tds::codec::{
@@ -311,6 +311,12 @@ where
     async fn get_return_value(&mut self) -> crate::Result<ReceivedToken> {
         let return_value = TokenReturnValue::decode(self.conn).await?;
         event!(Level::TRACE, message = ?return_value);
+        // dbflow: the output parameter of an `sp_prepexec` is the
+        // statement's handle; kept for `Client::take_prepared_handle`, since
+        // a query stream does not hand return values to its reader.
+        if let ColumnData::I32(Some(handle)) = &return_value.value {
+            self.conn.context_mut().set_prepared_handle(*handle);
+        }
         Ok(ReceivedToken::ReturnValue(return_value))
     }
 
