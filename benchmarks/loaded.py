@@ -20,8 +20,9 @@ checked as run.py / mssql.py check it), writes here, by the server, after
 the sample (run.check_written / mssql.check_written). The report gives, per
 line, the medians over rounds of each sample's median and p99 latency per
 operation and of the client CPU the contestant's process burnt per
-operation (`time.process_time`, all its threads: with `pool`, the pool's
-work too), to `results/loaded-<UTC>.md`.
+operation (`time.process_time` around the timed operations, not the
+checks; all its threads: with `pool`, the pool's work too), to
+`results/loaded-<UTC>.md` (and the raw lines to a `.json` beside it).
 
 The 8-thread line reports the sample's wall time ÷ lookups (eight callers
 share the cores: throughput is what counts) and the p99 of one lookup's
@@ -55,7 +56,7 @@ LABELS = {
     "pk": "primary-key lookup",
     "insert": "insert, one call per row",
     "tx": "2000 inserts in one transaction (per insert)",
-    "many": "batched insert, 1000 rows per call",
+    "many": "batched insert, 1000 rows per call (`pool`: 250)",
     "fetch": "100,000 mixed-type rows → dicts (per fetch)",
     "threads": "8 threads × PK lookups (wall time ÷ lookups; p99: one lookup)",
 }
@@ -97,6 +98,12 @@ def has_line(client: str, backend: str, workload: str) -> bool:
 
 
 WRITE_OFFSET = 1_000_000
+
+
+def batch_rows(pool: bool) -> int:
+    """Rows per call of the batched line (row-by-row peers take seconds a
+    call under the pool's GIL pressure)."""
+    return 250 if pool else 1000
 
 
 def python_work(stop: threading.Event) -> None:
@@ -183,19 +190,23 @@ def sample(
     workload: str,
     ops: int,
     table: str | None,
-    wall: list[float],
+    spent: list[float],
+    batch: int,
 ) -> list[float]:
-    """One sample's latencies, every answer checked; the 8-thread line also
-    sets `wall[0]` to the sample's wall time."""
+    """One sample's latencies, every answer checked (outside the timing);
+    adds the operations' client CPU to `spent[1]`, and the 8-thread line
+    sets `spent[0]` to its wall time."""
     import mssql
     import run
 
     latencies: list[float] = []
 
     def timed(fn: Callable[[], Any]) -> Any:
+        cpu = time.process_time()
         started = time.perf_counter()
         out = fn()
         latencies.append(time.perf_counter() - started)
+        spent[1] += time.process_time() - cpu
         return out
 
     if workload == "select1":
@@ -212,12 +223,15 @@ def sample(
             timed(lambda row=row: player.per_row(table, [row]))
     elif workload == "tx":
         assert table
-        latencies = one_transaction(player, client, backend, table, write_rows(backend, ops))
+        data = write_rows(backend, ops)
+        cpu = time.process_time()
+        latencies = one_transaction(player, client, backend, table, data)
+        spent[1] += time.process_time() - cpu
     elif workload == "many":
         assert table
-        data = write_rows(backend, ops * 1000)
+        data = write_rows(backend, ops * batch)
         for i in range(ops):
-            timed(lambda i=i: player.many(table, data[i * 1000 : (i + 1) * 1000]))
+            timed(lambda i=i: player.many(table, data[i * batch : (i + 1) * batch]))
     elif workload == "fetch":
         for _ in range(ops):
             got = timed(player.fetch)
@@ -225,7 +239,7 @@ def sample(
             del got
     elif workload == "threads" and client in ASYNC:
         got = timed(lambda: player.threads(ops))
-        wall[0] = latencies[0]
+        spent[0] = latencies[0]
         want = sum(i % 1000 for i in range(ops))
         assert got == want, f"the lookups' ids summed to {got}, not {want}"
         latencies = []  # its lookups are not timed one by one
@@ -244,12 +258,14 @@ def sample(
                 found.extend(ids)
 
         workers = [threading.Thread(target=lookups, args=(ops // 8,)) for _ in range(8)]
+        cpu = time.process_time()
         started = time.perf_counter()
         for w in workers:
             w.start()
         for w in workers:
             w.join()
-        wall[0] = time.perf_counter() - started
+        spent[0] = time.perf_counter() - started
+        spent[1] += time.process_time() - cpu
         assert found == [0] * (ops // 8 * 8), "a lookup did not find its row"
     return latencies
 
@@ -267,16 +283,17 @@ def serve(client: str, backend: str, url: str) -> None:
         for w in workers:
             w.start()
         try:
-            cpu = time.process_time()
-            wall = [0.0]
-            latencies = sample(player, client, backend, workload, ops, table, wall)
-            cpu = time.process_time() - cpu
+            spent = [0.0, 0.0]
+            latencies = sample(
+                player, client, backend, workload, ops, table, spent, batch_rows(bool(pool))
+            )
+            wall, cpu = spent
             latencies.sort()
             if workload == "threads":
                 # Eight callers share two cores: what counts is the lookups
                 # done per second (wall time ÷ lookups); p99 is one lookup's.
                 answer = {
-                    "median": wall[0] / ops * 1e6,
+                    "median": wall / ops * 1e6,
                     "p99": latencies[int(len(latencies) * 0.99) - 1] * 1e6 if latencies else None,
                     "cpu": cpu / ops * 1e6,
                 }
@@ -368,7 +385,8 @@ class Tables:
             self.admin.execute_query(f"DROP TABLE {table}")
 
 
-def lines_for(backend: str, url: str, args: argparse.Namespace) -> list[tuple[Any, ...]]:
+def lines_for(backend: str, url: str, args: argparse.Namespace, out: list[tuple[Any, ...]]) -> None:
+    """Measure `backend`'s lines into `out` (kept if the run stops early)."""
     contestants = [
         Contestant(client, client, backend, sys.executable, url)
         for client, backends in CLIENTS.items()
@@ -377,7 +395,6 @@ def lines_for(backend: str, url: str, args: argparse.Namespace) -> list[tuple[An
     if args.a_python:
         contestants.insert(1, Contestant(args.a_name, "dbflow", backend, args.a_python, url))
     tables = Tables(backend, url)
-    out = []
     try:
         for level in args.levels:
             pool = level == "pool"
@@ -413,7 +430,6 @@ def lines_for(backend: str, url: str, args: argparse.Namespace) -> list[tuple[An
     finally:
         for c in contestants:
             c.close()
-    return out
 
 
 def run_one(c: Contestant, tables: Tables, workload: str, ops: int, pool: bool) -> dict[str, float]:
@@ -421,7 +437,7 @@ def run_one(c: Contestant, tables: Tables, workload: str, ops: int, pool: bool) 
         return c.ask(workload, ops, pool, None)
     table = tables.fresh()
     answer = c.ask(workload, ops, pool, table)
-    tables.check_and_drop(table, ops * 1000 if workload == "many" else ops)
+    tables.check_and_drop(table, ops * batch_rows(pool) if workload == "many" else ops)
     return answer
 
 
@@ -449,10 +465,13 @@ def main() -> None:
     backends = [b for b in args.backends.split(",") if urls.get(b)]
     if not backends:
         raise SystemExit("give --pg-url and/or --mssql-url (or DBFLOW_TEST_*_URL)")
-    lines = []
-    for backend in backends:
-        lines += lines_for(backend, urls[backend], args)
-    report(lines, args)
+    lines: list[tuple[Any, ...]] = []
+    try:
+        for backend in backends:
+            lines_for(backend, urls[backend], args, lines)
+    finally:
+        if lines:  # what was measured, also when the run stops early
+            report(lines, args)
 
 
 def report(lines: list[tuple[Any, ...]], args: argparse.Namespace) -> None:
