@@ -113,7 +113,9 @@ def test_execute_many_prepares_its_chunk_once(
     one.execute_query("CREATE TABLE prep_many (id int PRIMARY KEY, label nvarchar(20))")
     try:
         rows = [{"id": i, "label": f"row {i}"} for i in range(1000)]
-        assert one.execute_many("INSERT INTO prep_many (id, label) VALUES (:id, :label)", rows) == 1000
+        assert (
+            one.execute_many("INSERT INTO prep_many (id, label) VALUES (:id, :label)", rows) == 1000
+        )
         got = one.execute_query("SELECT COUNT(*) AS n, SUM(id) AS ids FROM prep_many")
         assert got == [{"n": 1000, "ids": sum(range(1000))}]
         # Full chunks share one statement; the last, shorter one has its own.
