@@ -390,7 +390,7 @@ def lines_for(backend: str, url: str, args: argparse.Namespace, out: list[tuple[
     contestants = [
         Contestant(client, client, backend, sys.executable, url)
         for client, backends in CLIENTS.items()
-        if backend in backends
+        if backend in backends and client in args.clients
     ]
     if args.a_python:
         contestants.insert(1, Contestant(args.a_name, "dbflow", backend, args.a_python, url))
@@ -451,6 +451,9 @@ def main() -> None:
     parser.add_argument("--levels", default=",".join(LEVELS))
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--backends", default="pg,ms")
+    parser.add_argument(
+        "--clients", default=",".join(CLIENTS), help="a subset of the contestants, for a quick look"
+    )
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -458,7 +461,12 @@ def main() -> None:
         return
     args.levels = args.levels.split(",")
     args.workloads = args.workloads.split(",")
-    unknown = set(args.levels) - set(LEVELS) | set(args.workloads) - set(WORKLOADS)
+    args.clients = args.clients.split(",")
+    unknown = (
+        set(args.levels) - set(LEVELS)
+        | set(args.workloads) - set(WORKLOADS)
+        | set(args.clients) - set(CLIENTS)
+    )
     if unknown:
         parser.error(f"unknown levels or workloads: {', '.join(sorted(unknown))}")
     urls = {"pg": args.pg_url, "ms": args.mssql_url}
