@@ -274,7 +274,7 @@ thread_local! {
 /// tried again only now and then (one wait in [`SpinRecord::RETRY_EVERY`]),
 /// a rare enough miss to stay out of the 99th percentile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SpinRecord {
+struct SpinRecord {
     /// Moving hit rate, out of [`SpinRecord::FULL`].
     hits: u16,
     /// Waits since checking stopped.
@@ -286,19 +286,19 @@ impl SpinRecord {
     /// Check while the hit rate is at least ~90%.
     const THRESHOLD: u16 = 922;
     const RETRY_EVERY: u16 = 512;
-    pub(crate) const FRESH: SpinRecord = SpinRecord {
+    const FRESH: SpinRecord = SpinRecord {
         hits: SpinRecord::FULL,
         skipped: 0,
     };
 
-    /// Whether to check before sleeping this time (counts a skipped wait).
-    pub(crate) fn worth_trying(self) -> bool {
+    /// Whether to check before sleeping this time.
+    fn worth_trying(self) -> bool {
         self.hits >= Self::THRESHOLD || self.skipped >= Self::RETRY_EVERY
     }
 
     /// The record after a check before sleeping: `caught` whether it
     /// caught the answer.
-    pub(crate) fn after(self, caught: bool) -> SpinRecord {
+    fn after(self, caught: bool) -> SpinRecord {
         if self.hits < Self::THRESHOLD && caught {
             // A retry that caught it: start believing again.
             return SpinRecord::FRESH;
@@ -311,7 +311,7 @@ impl SpinRecord {
     }
 
     /// The record after a wait that did not check.
-    pub(crate) fn skipped(self) -> SpinRecord {
+    fn skipped(self) -> SpinRecord {
         SpinRecord {
             skipped: self.skipped.saturating_add(1),
             ..self

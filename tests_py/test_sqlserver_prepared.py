@@ -118,8 +118,9 @@ def test_execute_many_prepares_its_chunk_once(
         )
         got = one.execute_query("SELECT COUNT(*) AS n, SUM(id) AS ids FROM prep_many")
         assert got == [{"n": 1000, "ids": sum(range(1000))}]
-        # Full chunks share one statement; the last, shorter one has its own.
-        assert prepared(caplog) <= 3
+        # Full chunks share one statement; the last, shorter one has its own
+        # (SQL Server takes the 1000 rows in one statement: one).
+        assert prepared(caplog) in (1, 2)
     finally:
         one.execute_query("DROP TABLE IF EXISTS prep_many")
 

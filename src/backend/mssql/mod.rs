@@ -118,7 +118,7 @@ pub struct MsConn {
     handles: Handles,
 }
 
-async fn open(config: &tiberius::Config) -> Result<MsConn> {
+async fn open(config: &tiberius::Config, prepare: bool) -> Result<MsConn> {
     // Asks SQL Browser for a named instance's port; connects directly otherwise.
     let tcp = TcpStream::connect_named(config).await?;
     tcp.set_nodelay(true)
@@ -137,15 +137,18 @@ async fn open(config: &tiberius::Config) -> Result<MsConn> {
         babelfish: None,
         tvp: None,
         temp_tables: 0,
-        handles: Handles::new(false, statements::CAPACITY),
+        handles: Handles::new(prepare, statements::CAPACITY),
     })
 }
 
 impl Backend for MsConn {
     async fn connect(config: &DatabaseConfig) -> Result<Self> {
         let mut tconfig = client_config(config)?;
+        // SQL Server re-plans a prepared statement whose tables changed
+        // (so does Babelfish, tested): no stale plans to forget.
+        let prepare = config.prepared_statements;
         let attempt = async {
-            match open(&tconfig).await {
+            match open(&tconfig, prepare).await {
                 // Azure SQL gateways redirect to the database's own node.
                 Err(e) if e.message.starts_with("the server redirected to ") => {
                     let target = e
@@ -158,7 +161,7 @@ impl Backend for MsConn {
                             tconfig.port(p);
                         }
                     }
-                    open(&tconfig).await
+                    open(&tconfig, prepare).await
                 }
                 other => other,
             }
@@ -167,7 +170,6 @@ impl Backend for MsConn {
             .await
             .map_err(|e| explain_connect_error(e, config))?;
         conn.tvp = config::table_values(&config.spec, &config.source_key)?;
-        conn.handles = Handles::new(config.prepared_statements, statements::CAPACITY);
         Ok(conn)
     }
 
@@ -239,15 +241,10 @@ impl Backend for MsConn {
         let mut preparing = None;
         let mut stream = if statement.sql.names.is_empty() {
             self.client.simple_query(sql).await?
-        } else if self.handles.enabled() {
-            let declared = Client::<Stream>::declare_params(&refs);
-            let key = Handles::key(&sql, &declared);
-            let handle = self.handles.get(&key);
-            if handle.is_none() {
-                preparing = Some(key);
-            }
+        } else if let Some(plan) = self.plan(&sql, &refs) {
+            preparing = plan.new_key;
             self.client
-                .query_prepared(handle, sql, &declared, &refs)
+                .query_prepared(plan.handle, sql, &plan.declared, &refs)
                 .await?
         } else {
             self.client.query(sql, &refs).await?
@@ -403,19 +400,6 @@ impl Backend for MsConn {
         Ok(total)
     }
 
-    /// A statement prepared by a previous run refused before it ran (a
-    /// table changed shape since: Babelfish keeps the plan it made).
-    fn stale_plan(&self, e: &Error) -> bool {
-        e.message
-            .contains("cached plan must not change result type")
-    }
-
-    /// Unprepared before the next request.
-    async fn forget_statements(&mut self) -> Result<()> {
-        self.handles.forget_all();
-        Ok(())
-    }
-
     /// SQL Server has no per-statement deadline the client can set without
     /// a round trip: the command timeout (or this deadline) discards the
     /// connection, which may still be working on the server.
@@ -468,6 +452,14 @@ impl Backend for MsConn {
     }
 }
 
+/// See [`MsConn::plan`].
+struct Plan {
+    handle: Option<i32>,
+    new_key: Option<String>,
+    /// The values' declarations, as sent.
+    declared: String,
+}
+
 impl MsConn {
     /// Keep the handle a statement was just prepared under (its response
     /// read to the end).
@@ -498,21 +490,33 @@ impl MsConn {
     async fn execute(&mut self, sql: String, params: &[values::Param]) -> Result<u64> {
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
         self.unprepare_evicted().await?;
-        if !self.handles.enabled() {
+        let Some(plan) = self.plan(&sql, &refs) else {
             return Ok(self.client.execute(sql, &refs).await?.total());
-        }
-        let declared = Client::<Stream>::declare_params(&refs);
-        let key = Handles::key(&sql, &declared);
-        let handle = self.handles.get(&key);
+        };
         let done = self
             .client
-            .execute_prepared(handle, sql, &declared, &refs)
+            .execute_prepared(plan.handle, sql, &plan.declared, &refs)
             .await?
             .total();
-        if handle.is_none() {
-            self.keep_prepared(Some(key));
-        }
+        self.keep_prepared(plan.new_key);
         Ok(done)
+    }
+
+    /// How a parameterized statement runs when statements are prepared: by
+    /// the handle it was prepared under, or prepared now (`new_key`: where
+    /// to keep its handle). `None`: through `sp_executesql`.
+    fn plan(&mut self, sql: &str, refs: &[&dyn ToSql]) -> Option<Plan> {
+        if !self.handles.enabled() {
+            return None;
+        }
+        let declared = Client::<Stream>::declare_params(refs);
+        let key = Handles::key(sql, &declared);
+        let handle = self.handles.get(&key);
+        Some(Plan {
+            handle,
+            new_key: handle.is_none().then_some(key),
+            declared,
+        })
     }
 
     /// Run a parameterless T-SQL batch to completion.

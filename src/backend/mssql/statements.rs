@@ -83,13 +83,6 @@ impl Handles {
         self.evicted.push(handle);
     }
 
-    /// Forget every handle (a stale plan, see `SqlServerConn::stale_plan`):
-    /// all are to be unprepared.
-    pub(super) fn forget_all(&mut self) {
-        self.evicted
-            .extend(self.prepared.drain().map(|(_, (handle, _))| handle));
-    }
-
     /// The T-SQL that unprepares the evicted handles, if any (taken).
     pub(super) fn unprepare_sql(&mut self) -> Option<String> {
         if self.evicted.is_empty() {
@@ -152,18 +145,16 @@ mod tests {
     }
 
     #[test]
-    fn forgetting_unprepares_every_handle_and_a_replaced_one() {
+    fn a_handle_prepared_again_and_an_orphan_are_unprepared() {
         let mut handles = Handles::new(true, 8);
         handles.insert(Handles::key("a", ""), 1);
         handles.insert(Handles::key("a", ""), 5); // prepared again: 1 goes
-        handles.insert(Handles::key("b", ""), 2);
-        handles.forget_all();
-        assert_eq!(handles.len(), 0);
-        let mut sql = handles.unprepare_sql().expect("three to unprepare");
-        for h in ["1", "2", "5"] {
-            assert!(sql.contains(&format!("sp_unprepare {h};")), "{sql}");
-            sql = sql.replace(&format!("EXEC sp_unprepare {h};"), "");
-        }
-        assert!(sql.trim().is_empty());
+        handles.evict(9); // prepared, never kept
+        assert_eq!(handles.len(), 1);
+        assert_eq!(handles.get(&Handles::key("a", "")), Some(5));
+        assert_eq!(
+            handles.unprepare_sql().as_deref(),
+            Some("EXEC sp_unprepare 1; EXEC sp_unprepare 9;")
+        );
     }
 }
