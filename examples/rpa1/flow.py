@@ -35,11 +35,19 @@ def rpa1_workflow() -> dict[str, Any]:
             "FROM rpa1_processed_surveys WHERE status = :status",
             {"status": "completed"},
         )[0]
-        logger.info("Wrote %d rows; rpa_db now holds %s", written, summary)
+        logger.info(
+            "Wrote %d rows to rpa1_processed_surveys: %d scored (average satisfaction %s of 5), "
+            "%d could not be read",
+            written,
+            summary["surveys"],
+            summary["average_score"],
+            written - summary["surveys"],
+        )
         return {
             "surveys_processed": len(processed),
             "responses_found": len(responses),
             "rows_written": written,
+            "scored": summary["surveys"],
             "average_score": summary["average_score"],
             "migrations_applied": migrations["applied"],
             "schema_version": migrations["current_version"],
