@@ -14,6 +14,7 @@ pub mod mssql;
 pub mod postgres;
 pub mod rows;
 pub mod sent;
+pub mod silence;
 
 use std::future::Future;
 use std::time::Duration;
@@ -135,6 +136,12 @@ pub struct Connection {
     messages: messages::Messages,
     /// Those of the last operation, for the caller that returns them.
     last_messages: Vec<String>,
+    /// `<DB>_SOCKET_TIMEOUT`: the kernel ends the connection when the server
+    /// acknowledged nothing for this long ([`silence`]).
+    silence_deadline: Option<std::time::Duration>,
+    /// `<DB>_POOL_RECYCLE` ±10%, drawn once per connection so a pool's
+    /// connections, opened together, are not all replaced together.
+    pub lifetime: Option<std::time::Duration>,
 }
 
 /// A transaction-control step; each backend spells it in its own SQL.
@@ -229,7 +236,20 @@ impl Connection {
             database: config.name.as_str().into(),
             messages: messages::Messages::default(),
             last_messages: Vec::new(),
+            silence_deadline: config.socket_timeout,
+            lifetime: config
+                .pool
+                .recycle
+                .map(|age| age.mul_f64(0.9 + 0.2 * fastrand::f64())),
         };
+        if let (Some(deadline), Some(fd)) = (conn.silence_deadline, conn.raw_fd()) {
+            silence::watch(fd, deadline).map_err(|e| {
+                Error::connection(format!(
+                    "could not set the socket's dead-peer deadline ({}): {e}",
+                    config.spec.redacted()
+                ))
+            })?;
+        }
         // The login's own messages ("Changed database context to ...").
         let (login, _) = dispatch!(&mut conn.driver, c => c.take_messages());
         for m in login {
@@ -277,7 +297,11 @@ impl Connection {
     /// Whether the server has closed this connection, asked of its socket
     /// without I/O (see [`liveness`]).
     pub fn liveness(&self) -> liveness::Liveness {
-        liveness::check(driver_ref!(self, c => c.raw_fd()))
+        liveness::check(self.raw_fd())
+    }
+
+    fn raw_fd(&self) -> Option<i32> {
+        driver_ref!(self, c => c.raw_fd())
     }
 
     pub fn sql(&self) -> &'static DialectSql {
@@ -318,12 +342,30 @@ impl Connection {
                     (false, false) => sent::Phase::Autocommit,
                 };
                 sent::settle(e, written_before, self.bytes_written(), phase);
+                self.name_the_silence(e);
                 self.broken = true;
             }
             Err(e) if e.kind == ErrorKind::Timeout && e.maybe_executed => self.broken = true,
             Err(_) => {}
         }
         result
+    }
+
+    /// A connection the kernel ended because the server acknowledged
+    /// nothing for the whole deadline: say so, rather than the driver's
+    /// "timed out" or "broken pipe".
+    fn name_the_silence(&self, e: &mut Error) {
+        let Some(deadline) = self.silence_deadline else {
+            return;
+        };
+        if silence::stopped_answering(self.raw_fd().and_then(silence::unheard_for), deadline) {
+            e.message = format!(
+                "the server stopped answering: nothing came back for {}s (socket_timeout), \
+                 so the network path or the server is down; {}",
+                deadline.as_secs_f64(),
+                e.message
+            );
+        }
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {

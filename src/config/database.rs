@@ -9,6 +9,11 @@ use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 
+/// How long a server may stay silent before its connection counts as dead:
+/// long enough for a busy server or a slow link to acknowledge, short
+/// enough that a flow notices a dead network path within a minute.
+pub const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where a database lives: its connection string parsed by its backend.
 struct Target {
     /// `<DB>_CONNECTION_STRING`, as written in keys.
@@ -37,6 +42,11 @@ impl ConfigManager {
                     ))
                 })?),
                 None => secs("CONNECT_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
+            },
+            socket_timeout: match secs("SOCKET_TIMEOUT")? {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => Some(DEFAULT_SOCKET_TIMEOUT),
             },
             database_timeout: secs("DATABASE_TIMEOUT")?.unwrap_or(Duration::from_secs(30)),
             query_timeout: secs("QUERY_TIMEOUT")?.filter(|d| !d.is_zero()),
@@ -337,6 +347,9 @@ pub struct DatabaseConfig {
     /// migrations applied inside a Prefect flow run.
     pub migration_artifact: bool,
     pub connect_timeout: Duration,
+    /// A connection whose server acknowledged nothing for this long is dead
+    /// (`<DB>_SOCKET_TIMEOUT`; `None`: the kernel's own rules).
+    pub socket_timeout: Option<Duration>,
     /// Default deadline of `execute_query_with_timeout` (`DATABASE_TIMEOUT`).
     pub database_timeout: Duration,
     /// Deadline of every statement, when configured (`<DB>_QUERY_TIMEOUT`).

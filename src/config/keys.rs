@@ -40,6 +40,7 @@ const SETTINGS: &[(&str, Reach)] = &[
     ("POOL_RECYCLE", Reach::Both),
     ("POOL_RELEASE_GRACE", Reach::Both),
     ("CONNECT_TIMEOUT", Reach::Both),
+    ("SOCKET_TIMEOUT", Reach::Both),
     ("DATABASE_TIMEOUT", Reach::Both),
     ("QUERY_TIMEOUT", Reach::Both),
     ("PREPARED_STATEMENTS", Reach::Both),

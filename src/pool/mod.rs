@@ -78,7 +78,7 @@ impl managed::Manager for ConnectionManager {
                 "connection was left in an unknown state",
             ));
         }
-        if let Some(max_age) = self.config.pool.recycle {
+        if let Some(max_age) = conn.lifetime {
             if metrics.age() > max_age {
                 return Err(RecycleError::message("connection reached pool_recycle age"));
             }

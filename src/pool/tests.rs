@@ -251,3 +251,30 @@ fn a_refused_connection_is_a_connection_error() {
         pool.get().await.unwrap();
     });
 }
+
+#[test]
+fn recycle_ages_are_spread_so_connections_opened_together_expire_apart() {
+    run(async {
+        let host = "pool-recycle-jitter";
+        let pool = pool(
+            host,
+            &[("APP_POOL_SIZE", "8"), ("APP_POOL_RECYCLE", "100")],
+        );
+        let held: Vec<_> = futures_util::future::join_all((0..8).map(|_| pool.get()))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let lifetimes: Vec<Duration> = held.iter().map(|c| c.lifetime.unwrap()).collect();
+        for lifetime in &lifetimes {
+            assert!(
+                (Duration::from_secs(90)..=Duration::from_secs(110)).contains(lifetime),
+                "{lifetime:?} is not within 100 s ± 10%"
+            );
+        }
+        let mut distinct = lifetimes.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 1, "every connection got {lifetimes:?}");
+    });
+}

@@ -39,10 +39,13 @@ impl From<tiberius::error::Error> for Error {
                 e.server_line = Some(token.line());
                 e
             }
+            // The command timeout's own error; the kernel's ETIMEDOUT (a
+            // server that stopped answering, `backend::silence`) shares the
+            // kind but carries the OS error, and is a connection failure.
             T::Io {
                 kind: std::io::ErrorKind::TimedOut,
-                ..
-            } => {
+                ref message,
+            } if !message.contains("(os error") => {
                 // The command timeout fired mid-response: the server may still
                 // be working; the connection is discarded (see `Connection::note`).
                 let mut e = Error::new(
