@@ -130,13 +130,13 @@ def draw_ratios(table: RatioTable, title: str) -> Figure:
         color = DBFLOW_COLOR if name == "dbflow" else PALETTE[1:][i % (len(PALETTE) - 1)]
         bars = ax.barh(ys, values, height=height, label=name, color=color)
         if name == "dbflow":
-            ax.bar_label(bars, fmt="%.1fx", padding=2, fontsize=8)
-    ax.set_yticks(range(len(workloads)), [wrap(w, 38) for w in workloads], fontsize=9)
+            ax.bar_label(bars, fmt="%.1fx", padding=2, fontsize=10)
+    ax.set_yticks(range(len(workloads)), [wrap(w, 38) for w in workloads], fontsize=10)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("speed as a ratio to the replaced design (higher is faster)")
-    ax.set_title(title, fontsize=11)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=13)
+    ax.legend(loc="lower right", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -160,14 +160,14 @@ def draw_seconds(groups: dict[str, dict[str, list[float]]], title: str) -> Figur
         values = [m for m, _ in medians]
         colors = [DBFLOW_COLOR if "dbflow" in name else PEER_COLOR for _, name in medians]
         bars = ax.barh(range(len(values)), values, color=colors)
-        ax.bar_label(bars, fmt="%.2f s", padding=2, fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.bar_label(bars, fmt="%.2f s", padding=2, fontsize=10)
+        ax.set_yticks(range(len(names)), names, fontsize=10)
         ax.invert_yaxis()
-        ax.set_title(group, fontsize=10, loc="left")
+        ax.set_title(group, fontsize=12, loc="left")
         ax.set_xlim(0, max(values) * 1.15)
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("seconds, median over rounds (shorter is faster)")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     return fig
 
@@ -203,7 +203,7 @@ def draw_loaded(lines: list[list[Any]], backend: str, title: str) -> Figure | No
     contestants = list(dict.fromkeys(name for line in mine for name in line[3]))
     cols = 2
     rows = (len(workloads) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.0 * rows + 1), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.6 * rows + 1.2), squeeze=False)
     width = 0.8 / len(contestants)
     for ax, workload in zip(axes.flat, workloads, strict=False):
         for i, name in enumerate(contestants):
@@ -216,19 +216,19 @@ def draw_loaded(lines: list[list[Any]], backend: str, title: str) -> Figure | No
                         p99s.append(row[name]["p99"])
             color = PALETTE[i % len(PALETTE)]
             ax.bar(xs, medians, width=width, color=color, label=name)
-            ax.scatter(xs, p99s, marker="_", s=80, color="black", linewidths=1.2, zorder=3)
+            ax.scatter(xs, p99s, marker="_", s=110, color="black", linewidths=1.2, zorder=3)
         ax.set_yscale("log")
-        ax.set_xticks(range(len(levels)), [LEVEL_NAMES.get(lv, lv) for lv in levels], fontsize=8)
+        ax.set_xticks(range(len(levels)), [LEVEL_NAMES.get(lv, lv) for lv in levels], fontsize=10)
         label = LOADED_LABELS.get(workload, workload).replace("`", "")
-        ax.set_title(label, fontsize=10, loc="left")
-        ax.set_ylabel("µs per operation", fontsize=8)
+        ax.set_title(label, fontsize=12, loc="left")
+        ax.set_ylabel("µs per operation", fontsize=10)
         ax.grid(axis="y", alpha=0.3, which="both")
     for ax in axes.flat[len(workloads) :]:
         ax.set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncols=len(contestants), fontsize=8)
+    fig.legend(handles, labels, loc="upper right", ncols=len(contestants), fontsize=10)
     fig.suptitle(
-        f"{title}\nbars: median; black ticks: p99 (log scale)", fontsize=11, x=0.01, ha="left"
+        f"{title}\nbars: median; black ticks: p99 (log scale)", fontsize=13, x=0.01, ha="left"
     )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
@@ -237,12 +237,17 @@ def draw_loaded(lines: list[list[Any]], backend: str, title: str) -> Figure | No
 # --- all families --------------------------------------------------------------
 
 
-def report_body(report: Path) -> str:
-    """A Markdown report without its title, its headings as bold lines and
-    its `[n]` note marks escaped, to show inside another page."""
+def report_body(report: Path, section: str | None = None) -> str:
+    """A Markdown report without its title (and, given a `section`, without
+    the other `## ` sections), its headings as bold lines and its `[n]`
+    note marks escaped, to show inside another page."""
     if not report.exists():
         return ""
     lines = report.read_text().splitlines()[1:]
+    if section is not None:
+        parts = re.split(r"^(?=## )", "\n".join(lines), flags=re.M)
+        kept = [p for p in parts if not p.startswith("## ") or p.startswith(f"## {section}\n")]
+        lines = "".join(kept).splitlines()
     body = "\n".join(f"**{ln.lstrip('#').strip()}**" if ln.startswith("#") else ln for ln in lines)
     return escape_note_marks(body.strip())
 
@@ -285,8 +290,8 @@ def charts() -> list[Chart]:
         ("sqlserver", "sqlalchemy+pyodbc", "SQL Server (Babelfish), quiet machine"),
     ):
         if found := newest_ratio_table(replaced):
-            path, table = found
-            add(family, title, path, draw_ratios(table, title), escape_note_marks(table.markdown))
+            report, table = found
+            add(family, title, report, draw_ratios(table, title), escape_note_marks(table.markdown))
     if path := newest("arrow-*.json"):
         groups = arrow_groups(json.loads(path.read_text()))
         add("arrow", "Arrow reads and loads", path, draw_seconds(groups, "Arrow"))
@@ -295,11 +300,12 @@ def charts() -> list[Chart]:
         add("procedures", "Stored procedures", path, draw_seconds(procs, "Stored procedures"))
     if path := newest("loaded-*.json"):
         lines = json.loads(path.read_text())
-        for backend, family, title in (
-            ("pg", "loaded-postgresql", "PostgreSQL on a busy machine"),
-            ("ms", "loaded-sqlserver", "SQL Server (Babelfish) on a busy machine"),
+        for backend, family, section, title in (
+            ("pg", "loaded-postgresql", "PostgreSQL", "PostgreSQL on a busy machine"),
+            ("ms", "loaded-sqlserver", "SQL Server", "SQL Server (Babelfish) on a busy machine"),
         ):
-            add(family, title, path, draw_loaded(lines, backend, title))
+            section_report = report_body(path.with_suffix(".md"), section)
+            add(family, title, path, draw_loaded(lines, backend, title), section_report)
     return drawn
 
 

@@ -65,7 +65,8 @@ def settings_table() -> str:
     for s in settings_reference():
         key = keys[s["scope"]].format(key=s["key"])
         rows.append(f"| {key} | {s['scope']} | {s['default']} | {s['meaning']} |")
-    return "\n".join(rows)
+    # md_in_html: the div gives the table its own style (docs/css/extra.css).
+    return '<div class="settings-table" markdown>\n\n' + "\n".join(rows) + "\n\n</div>"
 
 
 def cli_reference() -> str:
@@ -95,7 +96,7 @@ def chart_markdown(family: str) -> str:
         return f"*No `{family}` results in `benchmarks/results/` yet.*"
     source = f"`benchmarks/results/{chart.source.name}`"
     return (
-        f"![{chart.title}]({CHART_DIR}/{family}.png)\n\n"
+        f"[![{chart.title}]({CHART_DIR}/{family}.png){{ .chart }}]({CHART_DIR}/{family}.png)\n\n"
         f"*{chart.title}: drawn from {source}.*\n\n"
         f'??? note "The numbers: {chart.title} ({chart.source.stem})"\n\n'
         + indent(chart.tables, "    ")
