@@ -180,7 +180,7 @@ def test_wrong_password_names_the_login_problem(env, mssql_test_url: str) -> Non
 
 # ---- NULLs, every type, every position ---------------------------------------
 
-#: A column of each type of the README's values list, and a value for it.
+#: A column of each type of the values list in docs/sqlserver.md, and a value for it.
 TYPED_COLUMNS: list[tuple[str, str, Any]] = [
     ("c_tinyint", "tinyint", 7),
     ("c_smallint", "smallint", -7),

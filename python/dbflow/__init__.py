@@ -1,9 +1,11 @@
 """dbflow: pooled, migrated, monitored PostgreSQL and SQL Server access for Prefect flows.
 
->>> from dbflow import DatabaseManager
->>> with DatabaseManager("rpa_db") as db:
-...     rows = db.execute_query("SELECT * FROM customers WHERE status = :status",
-...                             {"status": "active"})
+Flow code writes
+
+    from dbflow import DatabaseManager
+    with DatabaseManager("rpa_db") as db:
+        rows = db.execute_query("SELECT * FROM customers WHERE status = :status",
+                                {"status": "active"})
 """
 
 from __future__ import annotations

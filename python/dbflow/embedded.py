@@ -3,8 +3,8 @@
 system packages. Unlike that package's own helper it listens on TCP
 127.0.0.1 with password (SCRAM) authentication, like a real deployment.
 
->>> with EmbeddedPostgres() as pg:
-...     url = pg.url("rpa_db")      # creates the database if missing
+    with EmbeddedPostgres() as pg:
+        url = pg.url("rpa_db")      # creates the database if missing
 
 Or kept between runs in a directory of your own: ``EmbeddedPostgres("pgdata")``
 starts on first use (``url()``), and a later process pointed at the same

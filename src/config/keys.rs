@@ -27,47 +27,255 @@ enum Reach {
     Both,
 }
 
-/// Every setting dbflow reads (the README's configuration reference).
-const SETTINGS: &[(&str, Reach)] = &[
-    ("CONNECTION_STRING", Reach::Database),
-    ("TYPE", Reach::Database),
-    ("POOL_SIZE", Reach::Database),
-    ("CONNECTION_POOL_SIZE", Reach::Global),
-    ("MAX_OVERFLOW", Reach::Both),
-    ("OVERFLOW_IDLE_TIMEOUT", Reach::Both),
-    ("POOL_TIMEOUT", Reach::Both),
-    ("POOL_PRE_PING", Reach::Both),
-    ("POOL_RECYCLE", Reach::Both),
-    ("POOL_RELEASE_GRACE", Reach::Both),
-    ("CONNECT_TIMEOUT", Reach::Both),
-    ("SOCKET_TIMEOUT", Reach::Both),
-    ("DATABASE_TIMEOUT", Reach::Both),
-    ("QUERY_TIMEOUT", Reach::Both),
-    ("PREPARED_STATEMENTS", Reach::Both),
-    ("MIGRATIONS_DIR", Reach::Both),
-    ("MIGRATIONS_TABLE", Reach::Database),
-    ("MIGRATIONS_SCHEMA", Reach::Database),
-    ("AUTO_MIGRATE", Reach::Database),
-    ("RETRY_ATTEMPTS", Reach::Both),
-    ("RETRY_MIN_DELAY", Reach::Both),
-    ("RETRY_MAX_DELAY", Reach::Both),
-    ("HEALTH_TIMEOUT", Reach::Both),
-    ("HEALTH_SLOW_THRESHOLD", Reach::Both),
-    ("PLACEHOLDER_REPLACEMENT", Reach::Database),
-    ("BASELINE_ON_MIGRATE", Reach::Database),
-    ("BASELINE_VERSION", Reach::Database),
-    ("MIGRATION_ARTIFACT", Reach::Database),
+/// One setting dbflow reads: its name (the key's tail), where it may be
+/// written, its default and what it means. The documentation's
+/// configuration table is generated from [`SETTINGS`], so this is the one
+/// place a setting is described.
+pub struct Setting {
+    pub name: &'static str,
+    reach: Reach,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+impl Setting {
+    const fn new(
+        name: &'static str,
+        reach: Reach,
+        default: &'static str,
+        meaning: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            reach,
+            default,
+            meaning,
+        }
+    }
+
+    /// `database` (after `<DB>_`), `global` (right after the scope) or
+    /// `both` (either; the database's key wins).
+    pub fn scope(&self) -> &'static str {
+        match self.reach {
+            Reach::Database => "database",
+            Reach::Global => "global",
+            Reach::Both => "both",
+        }
+    }
+}
+
+/// Every setting dbflow reads. Defaults and meanings are Markdown: they are
+/// the documentation's configuration reference.
+pub const SETTINGS: &[Setting] = &[
+    Setting::new(
+        "CONNECTION_STRING",
+        Reach::Database,
+        "required",
+        "`postgresql://`, `postgres://`, `postgresql+psycopg2://` URLs; options `sslmode`, \
+         `sslrootcert`, `sslcert`, `sslkey`, `connect_timeout`, `application_name`, `options`, \
+         `host=/socket/dir` (socket: `postgresql:///db?host=/var/run/postgresql`); SQL Server's \
+         forms are in [Connection strings and TLS](connection-strings.md). Unknown options are an error naming them.",
+    ),
+    Setting::new(
+        "TYPE",
+        Reach::Database,
+        "detected",
+        "`postgresql` or `sqlserver`; must agree with the connection string",
+    ),
+    Setting::new(
+        "POOL_SIZE",
+        Reach::Database,
+        "`CONNECTION_POOL_SIZE`, else 5",
+        "connections kept open",
+    ),
+    Setting::new(
+        "CONNECTION_POOL_SIZE",
+        Reach::Global,
+        "5",
+        "the `POOL_SIZE` of every database that sets none",
+    ),
+    Setting::new(
+        "MAX_OVERFLOW",
+        Reach::Both,
+        "10",
+        "extra connections under load, beyond `POOL_SIZE`",
+    ),
+    Setting::new(
+        "OVERFLOW_IDLE_TIMEOUT",
+        Reach::Both,
+        "2",
+        "seconds an extra connection may sit idle before it is closed, so repeated bursts \
+         reuse it; `0` closes it when returned (SQLAlchemy QueuePool's rule)",
+    ),
+    Setting::new(
+        "POOL_TIMEOUT",
+        Reach::Both,
+        "30",
+        "seconds to wait for a free connection, then `PoolTimeoutError`",
+    ),
+    Setting::new(
+        "POOL_PRE_PING",
+        Reach::Both,
+        "true",
+        "ping a connection idle for over a second before handing it out; a dead one is \
+         replaced transparently. Every checkout also asks the socket, without a round trip, \
+         whether the server closed it (a terminated session, a restart): such a connection \
+         is never handed out, with or without pre-ping",
+    ),
+    Setting::new(
+        "POOL_RECYCLE",
+        Reach::Both,
+        "off",
+        "seconds after which a connection is replaced, each connection's age drawn \
+         within ±10% of it (as HikariCP's `maxLifetime`) so connections opened together \
+         are not all replaced together",
+    ),
+    Setting::new(
+        "POOL_RELEASE_GRACE",
+        Reach::Both,
+        "5",
+        "seconds an unused pool keeps its connections after its last manager left",
+    ),
+    Setting::new(
+        "CONNECT_TIMEOUT",
+        Reach::Both,
+        "10",
+        "seconds to establish a connection (`connect_timeout` in the URL wins)",
+    ),
+    Setting::new(
+        "SOCKET_TIMEOUT",
+        Reach::Both,
+        "30",
+        "seconds a server may acknowledge nothing before its connection counts as dead: \
+         TCP keepalive probes and `TCP_USER_TIMEOUT` (Linux) end a call on a network path \
+         that died without a reset with `DatabaseConnectionError` (\"the server stopped \
+         answering\"); a long statement on a healthy network is never cut (the server's \
+         kernel answers the probes). `0`: the kernel's own rules (minutes to hours)",
+    ),
+    Setting::new(
+        "DATABASE_TIMEOUT",
+        Reach::Both,
+        "30",
+        "default deadline of `execute_query_with_timeout`, in seconds",
+    ),
+    Setting::new(
+        "QUERY_TIMEOUT",
+        Reach::Both,
+        "none",
+        "deadline of every statement, in seconds (PostgreSQL: `statement_timeout`; \
+         SQL Server: the command timeout) → `QueryTimeoutError`",
+    ),
+    Setting::new(
+        "PREPARED_STATEMENTS",
+        Reach::Both,
+        "true",
+        "statements are prepared once per connection and cached (PostgreSQL: named \
+         statements; SQL Server: `sp_prepexec` once, then `sp_execute` by handle, at most 256 \
+         per connection, the least recently used unprepared); `false` is PgBouncer's \
+         transaction-pooling mode (see [Behind PgBouncer](pgbouncer.md)), and on SQL Server sends every \
+         parameterized statement through `sp_executesql`",
+    ),
+    Setting::new(
+        "MIGRATIONS_DIR",
+        Reach::Both,
+        "`migrations`, then `core/migrations`",
+        "`<DB>_MIGRATIONS_DIR`: this database's migrations directory; `MIGRATIONS_DIR`: the \
+         root holding `<database_name>/` directories",
+    ),
+    Setting::new(
+        "MIGRATIONS_TABLE",
+        Reach::Database,
+        "`schema_version`",
+        "the migration history table",
+    ),
+    Setting::new(
+        "MIGRATIONS_SCHEMA",
+        Reach::Database,
+        "the default schema",
+        "the schema of the migration history table",
+    ),
+    Setting::new(
+        "AUTO_MIGRATE",
+        Reach::Database,
+        "`check`",
+        "`off`, `check` (warn about pending), `apply` (run before the first query)",
+    ),
+    Setting::new(
+        "RETRY_ATTEMPTS",
+        Reach::Both,
+        "3",
+        "attempts of `execute_query_with_retry`",
+    ),
+    Setting::new(
+        "RETRY_MIN_DELAY",
+        Reach::Both,
+        "4",
+        "seconds `execute_query_with_retry` waits before its first retry",
+    ),
+    Setting::new(
+        "RETRY_MAX_DELAY",
+        Reach::Both,
+        "10",
+        "the longest wait between retries, in seconds",
+    ),
+    Setting::new(
+        "HEALTH_TIMEOUT",
+        Reach::Both,
+        "5",
+        "seconds a health check may take",
+    ),
+    Setting::new(
+        "HEALTH_SLOW_THRESHOLD",
+        Reach::Both,
+        "1",
+        "the response time, in seconds, above which a health check reports `degraded`",
+    ),
+    Setting::new(
+        "PLACEHOLDER_REPLACEMENT",
+        Reach::Database,
+        "true",
+        "`false` leaves `${...}` text in migration files alone",
+    ),
+    Setting::new(
+        "BASELINE_ON_MIGRATE",
+        Reach::Database,
+        "false",
+        "baseline a schema that has tables but no history table when migrating (see \
+         [Migrations](migrations.md))",
+    ),
+    Setting::new(
+        "BASELINE_VERSION",
+        Reach::Database,
+        "1",
+        "the version `BASELINE_ON_MIGRATE` records",
+    ),
+    Setting::new(
+        "MIGRATION_ARTIFACT",
+        Reach::Database,
+        "true",
+        "inside a Prefect flow run, `run_migrations()` publishes a markdown artifact of what \
+         it applied",
+    ),
 ];
+
+/// Settings whose name has a part the user chooses; matched by shape, not
+/// by name (see `is_known`), and documented beside [`SETTINGS`].
+pub const PATTERNS: &[Setting] = &[Setting::new(
+    "PLACEHOLDER_<NAME>",
+    Reach::Database,
+    "—",
+    "the value of `${name}` in migration files",
+)];
 
 fn settings(global: bool) -> impl Iterator<Item = &'static str> {
     SETTINGS
         .iter()
-        .filter(move |(_, reach)| match reach {
+        .filter(move |s| match s.reach {
             Reach::Database => !global,
             Reach::Global => global,
             Reach::Both => true,
         })
-        .map(|(name, _)| *name)
+        .map(|s| s.name)
 }
 
 /// Environment names people use; a key starting with a near miss of one of
@@ -294,6 +502,22 @@ mod tests {
         assert_eq!(nearest("RPA_BD", ["RPA_DB", "SHOP"]), Some("RPA_DB"));
         assert_eq!(nearest("CRM", ["RPA_DB", "SHOP"]), None);
         assert_eq!(nearest("SHOP", ["SHOP"]), None);
+    }
+
+    #[test]
+    fn every_setting_is_documented() {
+        for setting in SETTINGS.iter().chain(PATTERNS) {
+            assert!(
+                !setting.default.trim().is_empty(),
+                "{} has no default",
+                setting.name
+            );
+            assert!(
+                setting.meaning.trim().len() > 10,
+                "{} has no meaning",
+                setting.name
+            );
+        }
     }
 
     #[test]

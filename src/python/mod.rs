@@ -70,6 +70,25 @@ fn database_types() -> Vec<&'static str> {
         .collect()
 }
 
+/// Every setting dbflow reads, as the documentation's configuration
+/// reference shows it: `key` (the key's tail), `scope` (`database`,
+/// `global` or `both`), `default` and `meaning` (Markdown).
+#[pyfunction]
+fn settings_reference() -> Vec<std::collections::HashMap<&'static str, &'static str>> {
+    let keys = &crate::config::keys::SETTINGS;
+    keys.iter()
+        .chain(crate::config::keys::PATTERNS)
+        .map(|s| {
+            std::collections::HashMap::from([
+                ("key", s.name),
+                ("scope", s.scope()),
+                ("default", s.default),
+                ("meaning", s.meaning),
+            ])
+        })
+        .collect()
+}
+
 /// What a database type needs for test-database upkeep (`action`:
 /// `create_database` or `drop_database` with one name, `empty_tables` with
 /// table names; names must be plain identifiers, checked by the caller), so
@@ -173,6 +192,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_open_pools, m)?)?;
     m.add_function(wrap_pyfunction!(rewrite_sql, m)?)?;
     m.add_function(wrap_pyfunction!(database_types, m)?)?;
+    m.add_function(wrap_pyfunction!(settings_reference, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance_sql, m)?)?;
     m.add_function(wrap_pyfunction!(timeout_sqlstate, m)?)?;
     m.add_function(wrap_pyfunction!(check_params, m)?)?;

@@ -1,11 +1,11 @@
 """Test doubles and helpers for flows that use dbflow.
 
->>> from dbflow.testing import MockDatabaseManager, patch_databases
->>> mock = MockDatabaseManager("SurveyHub")
->>> mock.add_result("SELECT * FROM survey_responses", [{"survey_id": 1}])
->>> with patch_databases({"SurveyHub": mock}):
-...     run_my_flow()
->>> mock.assert_called_with_sql("SELECT * FROM survey_responses")
+    from dbflow.testing import MockDatabaseManager, patch_databases
+    mock = MockDatabaseManager("SurveyHub")
+    mock.add_result("SELECT * FROM survey_responses", [{"survey_id": 1}])
+    with patch_databases({"SurveyHub": mock}):
+        run_my_flow()
+    mock.assert_called_with_sql("SELECT * FROM survey_responses")
 
 ``pytest`` picks up the fixtures ``dbflow_mock`` and ``dbflow_database``
 automatically once dbflow is installed (see :mod:`dbflow.testing.plugin`).
