@@ -256,10 +256,7 @@ fn a_refused_connection_is_a_connection_error() {
 fn recycle_ages_are_spread_so_connections_opened_together_expire_apart() {
     run(async {
         let host = "pool-recycle-jitter";
-        let pool = pool(
-            host,
-            &[("APP_POOL_SIZE", "8"), ("APP_POOL_RECYCLE", "100")],
-        );
+        let pool = pool(host, &[("APP_POOL_SIZE", "8"), ("APP_POOL_RECYCLE", "100")]);
         let held: Vec<_> = futures_util::future::join_all((0..8).map(|_| pool.get()))
             .await
             .into_iter()
