@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ import dbflow
 
 ROOT = Path(__file__).parents[1]
 WHEEL_DIR = ROOT / "target" / "wheels"
-PLATFORM_TAG = "manylinux_2_28_x86_64"
+PLATFORM_TAG = f"manylinux_2_28_{platform.machine()}"
 CPYTHON_TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}"
 
 # Passed through to pip in the fresh venv: where packages come from (index,
@@ -109,7 +110,8 @@ def test_the_wheel_is_manylinux_and_well_formed() -> None:
     # auditwheel names the most compatible policy the wheel's symbols allow.
     report = " ".join(shown.stdout.split())
     policy = re.search(
-        r'consistent with the following platform tag: "manylinux_2_(\d+)_x86_64"', report
+        rf'consistent with the following platform tag: "manylinux_2_(\d+)_{platform.machine()}"',
+        report,
     )
     assert policy and int(policy.group(1)) <= 28, report
     contents = subprocess.run(
