@@ -263,3 +263,23 @@ def test_a_warning_outside_prefect_names_its_level_and_logger(env) -> None:  # t
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "WARNING dbflow: TEST_GLOBAL_WARNED_QUERY_TIMOUT is not a dbflow setting" in run.stderr
+
+
+def test_version_is_the_one_in_cargo_toml() -> None:
+    """`dbflow --version`, dbflow.__version__ and Cargo.toml's version (the
+    one place it is written; the wheel's metadata takes it from there) agree."""
+    import re
+
+    import dbflow
+
+    cargo_toml = (Path(__file__).parents[1] / "Cargo.toml").read_text()
+    # The first `version =` line is [package]'s (tomllib is 3.11+; dbflow runs on 3.10).
+    found = re.search(r'^version = "([^"]+)"$', cargo_toml, re.MULTILINE)
+    assert found, "Cargo.toml has no version line"
+    version = found.group(1)
+    shown = subprocess.run(
+        [sys.executable, "-m", "dbflow", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"dbflow {version}"
+    assert dbflow.__version__ == version

@@ -10,6 +10,7 @@
     dbflow health rpa_db SurveyHub
     dbflow pool rpa_db
     dbflow config check
+    dbflow --version
 
 Common options: --env ENVIRONMENT, --flow FLOW, --envs-dir DIR,
 --migrations-dir ROOT, --json.
@@ -46,6 +47,7 @@ from dbflow import (
     DatabaseError,
     DatabaseManager,
     MigrationError,
+    __version__,
     health_check_all,
 )
 
@@ -79,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     migrate = sub.add_parser("migrate", parents=[common], help="apply pending migrations")
     migrate.add_argument("database")
