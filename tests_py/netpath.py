@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 RELAY = Path(__file__).with_name("relay.py")
@@ -59,6 +60,7 @@ class DeadablePath:
         self._dir = tempfile.mkdtemp(prefix="dbflow-netpath-")
         socket_path = f"{self._dir}/relay.sock"
         self._relays: list[subprocess.Popen[str]] = []
+        self.cut_at: float | None = None
         _ip("netns", "add", self.namespace)
         try:
             _ip("link", "add", self._host_end, "type", "veth", "peer", "name", self._ns_end)
@@ -104,8 +106,9 @@ class DeadablePath:
             raise
 
     def cut(self) -> None:
-        """Every packet either way is dropped from now on."""
+        """Every packet either way is dropped from now on (`cut_at`: when)."""
         _ip("link", "set", self._ns_end, "down", namespace=self.namespace)
+        self.cut_at = time.monotonic()
 
     def restore(self) -> None:
         _ip("link", "set", self._ns_end, "up", namespace=self.namespace)

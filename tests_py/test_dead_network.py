@@ -111,9 +111,17 @@ class Call:
             self.error = e
         self.ended_at = time.monotonic()
 
-    def join(self) -> None:
+    def seconds_after_cut(
+        self, path: netpath.DeadablePath, record: Callable[[str, object], None]
+    ) -> float:
+        """Wait for the call to end; how long after the cut it did (also
+        written to the test report)."""
         self._thread.join(DEADLINE + SLACK + 30)
         assert not self._thread.is_alive(), "the call still waits on a dead network"
+        assert path.cut_at is not None, "the path was never cut"
+        after = self.ended_at - path.cut_at
+        record("seconds_after_cut", round(after, 2))
+        return after
 
 
 def assert_stopped_answering(error: BaseException | None) -> None:
@@ -144,10 +152,7 @@ def test_a_black_hole_while_the_server_works_ends_the_call_at_the_deadline(
     call = Call(lambda: db.execute_query(backend.sleep_sql(30)))
     time.sleep(0.5)
     path.cut()
-    cut_at = time.monotonic()
-    call.join()
-    after = call.ended_at - cut_at
-    record_property("seconds_after_cut", round(after, 2))
+    after = call.seconds_after_cut(path, record_property)
     assert_stopped_answering(call.error)
     assert DEADLINE - 1.0 <= after <= DEADLINE + SLACK, after
     assert call.error.may_have_run  # type: ignore[union-attr]
@@ -165,11 +170,8 @@ def test_a_request_swallowed_by_the_network_ends_at_the_deadline_and_runs_nowher
     db = across(pool_pre_ping=False)
     db.execute_query("SELECT 1 AS one")
     path.cut()
-    cut_at = time.monotonic()
     call = Call(lambda: db.execute_query(f"INSERT INTO {marks} (v, pad) VALUES (1, 'x')"))
-    call.join()
-    after = call.ended_at - cut_at
-    record_property("seconds_after_cut", round(after, 2))
+    after = call.seconds_after_cut(path, record_property)
     assert_stopped_answering(call.error)
     assert DEADLINE - 0.5 <= after <= DEADLINE + SLACK, after
     # The kernel had taken the bytes: dbflow cannot know they never arrived.
@@ -189,11 +191,8 @@ def test_a_dead_path_at_checkout_is_found_by_the_pre_ping_and_the_connect_timeou
     db.execute_query("SELECT 1 AS one")
     time.sleep(1.2)  # idle long enough for the pre-ping
     path.cut()
-    cut_at = time.monotonic()
     call = Call(lambda: db.execute_query(f"INSERT INTO {marks} (v, pad) VALUES (1, 'x')"))
-    call.join()
-    after = call.ended_at - cut_at
-    record_property("seconds_after_cut", round(after, 2))
+    after = call.seconds_after_cut(path, record_property)
     # The ping dies at the socket deadline, the new connection's SYN at the
     # connect timeout: the insert was never sent.
     assert isinstance(call.error, dbflow.DatabaseConnectionError), repr(call.error)
@@ -238,16 +237,12 @@ def test_a_black_hole_mid_stream_ends_iteration_at_the_deadline(
             seen += 1
             if seen == 500:
                 path.cut()
-                cut.append(time.monotonic())
             if seen % 500 == 0:
                 # A consumer slower than the wire: the stream waits on it.
                 time.sleep(0.01)
 
-    cut: list[float] = []
     call = Call(read_all)
-    call.join()
-    after = call.ended_at - cut[0]
-    record_property("seconds_after_cut", round(after, 2))
+    after = call.seconds_after_cut(path, record_property)
     record_property("rows_before_the_error", seen)
     assert_stopped_answering(call.error)
     assert seen < 50_000, "the whole result arrived before the cut"
@@ -266,19 +261,15 @@ def test_a_black_hole_mid_bulk_load_writes_nothing(
 ) -> None:
     db = across()
     db.execute_query("SELECT 1 AS one")
-    cut: list[float] = []
 
     def rows() -> Iterator[tuple[int, str]]:
         for i in range(2_000_000):
             if i == 20_000:
                 path.cut()
-                cut.append(time.monotonic())
             yield (i, "p" * 100)
 
     call = Call(lambda: db.bulk_insert(marks, rows()))
-    call.join()
-    after = call.ended_at - cut[0]
-    record_property("seconds_after_cut", round(after, 2))
+    after = call.seconds_after_cut(path, record_property)
     assert_stopped_answering(call.error)
     assert after <= DEADLINE + SLACK, after
     assert_recovers(db, path)
