@@ -13,9 +13,9 @@ brings it up again. Needs root and iproute2's ``ip``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 RELAY = Path(__file__).with_name("relay.py")
+_numbers = itertools.count()
 
 
 def available() -> str | None:
@@ -51,10 +52,12 @@ def _start(command: list[str]) -> subprocess.Popen[str]:
 
 class DeadablePath:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        tag = f"{os.getpid() % 100000}{random.randrange(100)}"
+        # Unique among this process's paths (a test may hold several).
+        number = next(_numbers)
+        tag = f"{os.getpid() % 100000}{number % 100}"
         self.namespace = f"dbflow{tag}"
         self._host_end, self._ns_end = f"dfh{tag}", f"dfn{tag}"
-        subnet = f"10.{random.randrange(200, 250)}.{random.randrange(256)}"
+        subnet = f"10.{200 + os.getpid() % 50}.{number % 256}"
         self.host = f"{subnet}.2"
         self.port = 15432
         self._dir = tempfile.mkdtemp(prefix="dbflow-netpath-")

@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod rows;
 pub mod sent;
 pub mod silence;
+pub mod targets;
 
 use std::future::Future;
 use std::time::Duration;
@@ -142,7 +143,14 @@ pub struct Connection {
     /// `<DB>_POOL_RECYCLE` ±10%, drawn once per connection so a pool's
     /// connections, opened together, are not all replaced together.
     pub lifetime: Option<std::time::Duration>,
+    /// `target_session_attrs` asked for writes: a session the server has
+    /// since made read-only (a demoted primary) is given up.
+    writes_only: bool,
 }
+
+/// SQLSTATE 25006: a write in a read-only transaction (PostgreSQL; a
+/// standby answers every write with it).
+const READ_ONLY_TRANSACTION: &str = "25006";
 
 /// A transaction-control step; each backend spells it in its own SQL.
 #[derive(Clone, Copy)]
@@ -211,10 +219,81 @@ pub struct DialectSql {
     /// The SQLSTATE a statement stopped at its deadline carries, if the
     /// server reports one (the mocks in `dbflow.testing` raise the same).
     pub timeout_sqlstate: Option<&'static str>,
+    /// One row: is the session read-only, is the server a standby (two
+    /// bools), for `target_session_attrs`; `None`: the backend cannot tell.
+    pub session_role: Option<&'static str>,
 }
 
 impl Connection {
+    /// Open a connection to the server the configuration names, or to the
+    /// first of several that gives the session it asks for ([`targets`]).
     pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
+        let checkable = config.database_type.sql().session_role.is_some();
+        let plan = targets::Plan::of(&config.spec, &config.source_key, checkable)?;
+        let mut conn = if plan.is_direct() {
+            Self::connect_to(config).await?
+        } else {
+            Self::choose(config, &plan).await?
+        };
+        conn.writes_only = plan.attrs.needs_writes();
+        Ok(conn)
+    }
+
+    /// libpq's rules: each server in turn, each within the connect timeout;
+    /// a server that fails or gives the wrong kind of session is skipped.
+    async fn choose(config: &DatabaseConfig, plan: &targets::Plan) -> Result<Self> {
+        let mut refusals = targets::Refusals::default();
+        for &strict in plan.passes() {
+            for endpoint in &plan.endpoints {
+                let mut one = config.clone();
+                one.spec = config.spec.at(endpoint);
+                let mut conn = match Self::connect_to(&one).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        refusals.failed(e);
+                        continue;
+                    }
+                };
+                if plan.attrs == targets::SessionAttrs::Any {
+                    return Ok(conn);
+                }
+                match conn.session_role().await {
+                    Ok(role) if plan.accepts(role, strict) => return Ok(conn),
+                    Ok(role) => {
+                        refusals.mismatched(endpoint, role);
+                        conn.close().await;
+                    }
+                    Err(e) => refusals.failed(e),
+                }
+            }
+        }
+        Err(refusals.into_error(plan))
+    }
+
+    /// Whether the session is read-only and the server a standby.
+    async fn session_role(&mut self) -> Result<targets::SessionRole> {
+        let text = self
+            .sql()
+            .session_role
+            .ok_or_else(|| Error::config("this database type cannot tell a session's role"))?;
+        let rows = self
+            .query(&Statement {
+                sql: crate::sql::parse(text, self.dialect()),
+                values: Vec::new(),
+            })
+            .await?;
+        match rows.values.as_slice() {
+            [Value::Bool(read_only), Value::Bool(standby)] => Ok(targets::SessionRole {
+                read_only: *read_only,
+                standby: *standby,
+            }),
+            other => Err(Error::query(format!(
+                "the session's role came back as {other:?}, not two booleans"
+            ))),
+        }
+    }
+
+    async fn connect_to(config: &DatabaseConfig) -> Result<Self> {
         let driver = tokio::time::timeout(config.connect_timeout, open(config))
             .await
             .map_err(|_| {
@@ -241,6 +320,7 @@ impl Connection {
                 .pool
                 .recycle
                 .map(|age| age.mul_f64(0.9 + 0.2 * fastrand::f64())),
+            writes_only: false,
         };
         if let (Some(deadline), Some(fd)) = (conn.silence_deadline, conn.raw_fd()) {
             silence::watch(fd, deadline).map_err(|e| {
@@ -277,6 +357,8 @@ impl Connection {
     /// Check the driver-level settings (URL options, TLS) without I/O, so a
     /// misconfiguration surfaces when the manager is created.
     pub fn validate(config: &DatabaseConfig) -> Result<()> {
+        let checkable = config.database_type.sql().session_role.is_some();
+        targets::Plan::of(&config.spec, &config.source_key, checkable)?;
         for_kind!(config.database_type, B => B::validate(config))?
     }
 
@@ -346,6 +428,17 @@ impl Connection {
                 self.broken = true;
             }
             Err(e) if e.kind == ErrorKind::Timeout && e.maybe_executed => self.broken = true,
+            Err(e) if self.writes_only && e.sqlstate.as_deref() == Some(READ_ONLY_TRANSACTION) => {
+                // The server was made a standby (a failover): the pool must
+                // reconnect to the new primary. The statement was refused
+                // whole, so outside a transaction it may run again there.
+                self.broken = true;
+                e.transient = !self.in_transaction;
+                e.message.push_str(
+                    "; the server is read-only now (a failover?), so this connection is \
+                     discarded and the next one goes to the read-write server",
+                );
+            }
             Err(_) => {}
         }
         result

@@ -27,12 +27,36 @@ pub fn scheme_of(conn: &str) -> Option<String> {
     Some(scheme.split('+').next().unwrap_or(scheme).to_owned())
 }
 
+/// One server a connection string names (`port: None`: the backend's default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A parsed connection target. `Debug` and `Display` never show the password.
 #[derive(Clone)]
 pub struct ConnectSpec {
     pub database_type: Kind,
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// Servers to try after `host`/`port`, in order: the further hosts of a
+    /// PostgreSQL URL, SQL Server's failover partner ([`crate::backend::targets`]).
+    pub fallbacks: Vec<Endpoint>,
     pub user: Option<String>,
     pub password: Option<String>,
     pub database: Option<String>,
@@ -47,6 +71,27 @@ impl ConnectSpec {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every server this names, in the order written.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let first = Endpoint {
+            host: self.host.clone().unwrap_or_else(|| "localhost".to_owned()),
+            port: self.port,
+        };
+        std::iter::once(first)
+            .chain(self.fallbacks.iter().cloned())
+            .collect()
+    }
+
+    /// This target narrowed to one of its servers.
+    pub fn at(&self, endpoint: &Endpoint) -> ConnectSpec {
+        ConnectSpec {
+            host: Some(endpoint.host.clone()),
+            port: endpoint.port,
+            fallbacks: Vec::new(),
+            ..self.clone()
+        }
     }
 
     /// `scheme://user:***@host:port/db?opts` with any secret masked.
@@ -69,6 +114,9 @@ impl ConnectSpec {
         }
         if let Some(port) = self.port {
             out.push_str(&format!(":{port}"));
+        }
+        for endpoint in &self.fallbacks {
+            out.push_str(&format!(",{endpoint}"));
         }
         out.push('/');
         if let Some(db) = &self.database {
@@ -145,6 +193,7 @@ pub fn parse_url(conn: &str, database_type: Kind, key: &str) -> Result<ConnectSp
         database_type,
         host: None,
         port: None,
+        fallbacks: Vec::new(),
         user: None,
         password: None,
         database: None,
@@ -162,10 +211,11 @@ pub fn parse_url(conn: &str, database_type: Kind, key: &str) -> Result<ConnectSp
             spec.password = Some(decode(pw, "password", key)?);
         }
     }
-    parse_host_port(hostport, &mut spec, key)?;
+    let mut hosts = parse_hosts(hostport, key)?;
     if let Some(path) = path.filter(|p| !p.is_empty()) {
         spec.database = Some(decode(path, "database name", key)?);
     }
+    let mut ports = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = decode(k, "option name", key)?.to_ascii_lowercase();
@@ -174,11 +224,62 @@ pub fn parse_url(conn: &str, database_type: Kind, key: &str) -> Result<ConnectSp
             "user" | "username" => spec.user = Some(v),
             "password" => spec.password = Some(v),
             "dbname" | "database" => spec.database = Some(v),
-            "port" => spec.port = Some(parse_port(&v, key)?),
+            "port" => ports = Some(v),
+            // libpq's `?host=h1,h2`: a list of hosts, as in the authority.
+            "host" if v.contains(',') => {
+                hosts = v
+                    .split(',')
+                    .map(|h| Endpoint {
+                        host: h.trim().to_owned(),
+                        port: None,
+                    })
+                    .collect()
+            }
             _ => spec.options.push((k, v)),
         }
     }
+    if let Some(ports) = ports {
+        assign_ports(&mut hosts, &ports, key)?;
+    }
+    let mut hosts = hosts.into_iter();
+    if let Some(first) = hosts.next() {
+        spec.host = (!first.host.is_empty()).then_some(first.host);
+        spec.port = first.port;
+    }
+    spec.fallbacks = hosts.collect();
+    if spec.fallbacks.iter().any(|e| e.host.is_empty()) {
+        return Err(Error::config(format!(
+            "{key}: an empty host in the list of hosts; write host1:port1,host2:port2"
+        )));
+    }
     Ok(spec)
+}
+
+/// libpq's rule for `?port=`: one port for every host, or one per host.
+fn assign_ports(hosts: &mut Vec<Endpoint>, ports: &str, key: &str) -> Result<()> {
+    let ports = ports
+        .split(',')
+        .map(|p| match p.trim() {
+            "" => Ok(None),
+            p => parse_port(p, key).map(Some),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if hosts.is_empty() {
+        hosts.push(Endpoint {
+            host: String::new(),
+            port: None,
+        });
+    }
+    match (ports.len(), hosts.len()) {
+        (1, _) => hosts.iter_mut().for_each(|h| h.port = ports[0]),
+        (p, h) if p == h => hosts.iter_mut().zip(ports).for_each(|(h, p)| h.port = p),
+        (p, h) => {
+            return Err(Error::config(format!(
+                "{key}: {p} ports for {h} hosts; give one port for all hosts or one per host"
+            )))
+        }
+    }
+    Ok(())
 }
 
 fn parse_port(value: &str, key: &str) -> Result<u16> {
@@ -189,33 +290,42 @@ fn parse_port(value: &str, key: &str) -> Result<u16> {
     })
 }
 
-fn parse_host_port(hostport: &str, spec: &mut ConnectSpec, key: &str) -> Result<()> {
+/// The authority's servers: `host[:port]` items separated by commas, an
+/// IPv6 address in brackets.
+fn parse_hosts(hostport: &str, key: &str) -> Result<Vec<Endpoint>> {
     if hostport.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    hostport
+        .split(',')
+        .map(|item| parse_host_port(item, key))
+        .collect()
+}
+
+fn parse_host_port(hostport: &str, key: &str) -> Result<Endpoint> {
     if let Some(inner) = hostport.strip_prefix('[') {
         let end = inner
             .find(']')
             .ok_or_else(|| Error::config(format!("{key}: unterminated '[' in an IPv6 host")))?;
-        spec.host = Some(inner[..end].to_owned());
-        if let Some(port) = inner[end + 1..].strip_prefix(':') {
-            spec.port = Some(parse_port(port, key)?);
-        }
-        return Ok(());
+        let port = match inner[end + 1..].strip_prefix(':') {
+            Some(port) => Some(parse_port(port, key)?),
+            None => None,
+        };
+        return Ok(Endpoint {
+            host: inner[..end].to_owned(),
+            port,
+        });
     }
-    if hostport.contains(',') {
-        return Err(Error::config(format!(
-            "{key}: several hosts in one connection string are not supported; name one host"
-        )));
-    }
-    match hostport.rsplit_once(':') {
-        Some((host, port)) => {
-            spec.host = Some(decode(host, "host", key)?);
-            spec.port = Some(parse_port(port, key)?);
-        }
-        None => spec.host = Some(decode(hostport, "host", key)?),
-    }
-    Ok(())
+    Ok(match hostport.rsplit_once(':') {
+        Some((host, port)) => Endpoint {
+            host: decode(host, "host", key)?,
+            port: Some(parse_port(port, key)?),
+        },
+        None => Endpoint {
+            host: decode(hostport, "host", key)?,
+            port: None,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -278,6 +388,42 @@ mod tests {
         let err =
             parse_url("postgresql://h:99999/db", any(), "RPA_DB_CONNECTION_STRING").unwrap_err();
         assert!(err.message.contains("RPA_DB_CONNECTION_STRING"));
+    }
+
+    #[test]
+    fn several_hosts_in_the_authority_or_the_query() {
+        let spec = parse_url(
+            "postgresql://u:pw@h1:5432,[::1]:5433,h3/db?target_session_attrs=read-write",
+            any(),
+            "K",
+        )
+        .unwrap();
+        let shown: Vec<String> = spec.endpoints().iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown, ["h1:5432", "[::1]:5433", "h3"]);
+        assert_eq!(
+            spec.redacted(),
+            "postgresql://u:***@h1:5432,[::1]:5433,h3/db?target_session_attrs=read-write"
+        );
+        let second = spec.at(&spec.endpoints()[1]);
+        assert_eq!(
+            (second.host.as_deref(), second.port),
+            (Some("::1"), Some(5433))
+        );
+        assert!(second.fallbacks.is_empty());
+
+        let spec = parse_url("postgresql:///db?host=a,b&port=1,2", any(), "K").unwrap();
+        let shown: Vec<String> = spec.endpoints().iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown, ["a:1", "b:2"]);
+        let spec = parse_url("postgresql:///db?host=a,b&port=7", any(), "K").unwrap();
+        assert_eq!(spec.endpoints()[1].port, Some(7));
+        let err = parse_url("postgresql:///db?host=a,b,c&port=1,2", any(), "K").unwrap_err();
+        assert!(
+            err.message.contains("2 ports for 3 hosts"),
+            "{}",
+            err.message
+        );
+        let err = parse_url("postgresql://a,,b/db", any(), "K").unwrap_err();
+        assert!(err.message.contains("empty host"), "{}", err.message);
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub static SQL: DialectSql = DialectSql {
     empty_tables: |tables| tables.iter().map(|t| format!("DELETE FROM {t}")).collect(),
     // Deadlines are the client's backstop; the fake reports no SQLSTATE.
     timeout_sqlstate: None,
+    session_role: None,
 };
 
 /// A transaction's own copy of the data, the writes to replay at COMMIT,

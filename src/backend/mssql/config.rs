@@ -4,9 +4,10 @@
 //! (`Server=tcp:host,1433;Database=db;User Id=u;Password=p`) — into one
 //! [`ConnectSpec`] with normalized option names:
 //! `encrypt`, `trust_server_certificate`, `ca_file`, `application_name`,
-//! `connect_timeout`, `instance`.
+//! `connect_timeout`, `instance`, `multi_subnet_failover`; a failover
+//! partner becomes the spec's second server ([`crate::backend::targets`]).
 
-use crate::config::url::{parse_url, ConnectSpec, StringForm};
+use crate::config::url::{parse_url, ConnectSpec, Endpoint, StringForm};
 use crate::error::{Error, Result};
 
 /// Options only ODBC drivers understand: accepted, and without effect here.
@@ -37,6 +38,7 @@ fn normalize(key: &str) -> std::result::Result<Option<&'static str>, ()> {
         "instance" | "instancename" => "instance",
         "hostnameincertificate" => "hostname_in_certificate",
         "tablevalues" => "table_values",
+        "multisubnetfailover" => "multi_subnet_failover",
         _ if ODBC_ONLY.iter().any(|o| o.replace(['_', ' '], "") == k) => return Ok(None),
         _ => return Err(()),
     }))
@@ -57,6 +59,9 @@ fn refused(key: &str) -> Option<&'static str> {
 }
 
 fn set_option(spec: &mut ConnectSpec, raw_key: &str, value: String, key: &str) -> Result<()> {
+    if raw_key.to_ascii_lowercase().replace(['_', ' '], "") == "failoverpartner" {
+        return add_partner(spec, &value, key);
+    }
     if let Some(why) = refused(raw_key) {
         return Err(Error::config(format!(
             "{key}: option '{raw_key}' is not supported: {why}"
@@ -66,7 +71,7 @@ fn set_option(spec: &mut ConnectSpec, raw_key: &str, value: String, key: &str) -
         return Err(Error::config(format!(
             "{key}: unknown option '{raw_key}'; SQL Server connection strings accept encrypt, \
              TrustServerCertificate, ca_file, ApplicationName, ConnectTimeout, instance, \
-             table_values \
+             table_values, Failover_Partner, MultiSubnetFailover \
              (and ODBC-only options such as driver, which are ignored)"
         )));
     };
@@ -115,11 +120,37 @@ fn set_server(spec: &mut ConnectSpec, server: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// `Failover_Partner=host[,port]` (ADO.NET, ODBC) / `failoverPartner`
+/// (JDBC): the server tried when the first does not answer. A named
+/// instance there must be the first server's (its port is asked of the
+/// partner's SQL Browser).
+fn add_partner(spec: &mut ConnectSpec, server: &str, key: &str) -> Result<()> {
+    if server.trim().is_empty() {
+        return Ok(());
+    }
+    let mut partner = empty_spec();
+    set_server(&mut partner, server, key)?;
+    if let Some(instance) = partner.option("instance") {
+        if spec.option("instance") != Some(instance) {
+            return Err(Error::config(format!(
+                "{key}: the failover partner names instance '{instance}', which the server does \
+                 not; give the partner as host,port"
+            )));
+        }
+    }
+    spec.fallbacks.push(Endpoint {
+        host: partner.host.unwrap_or_else(|| "localhost".to_owned()),
+        port: partner.port,
+    });
+    Ok(())
+}
+
 fn empty_spec() -> ConnectSpec {
     ConnectSpec {
         database_type: super::kind(),
         host: None,
         port: None,
+        fallbacks: Vec::new(),
         user: None,
         password: None,
         database: None,
@@ -228,6 +259,12 @@ pub fn parse(conn: &str, form: StringForm, key: &str) -> Result<ConnectSpec> {
     let mut spec = match form {
         StringForm::Url => {
             let mut url = parse_url(conn, super::kind(), key)?;
+            if !url.fallbacks.is_empty() {
+                return Err(Error::config(format!(
+                    "{key}: a SQL Server URL names one server; give a mirror or availability \
+                     group partner with ?failover_partner=host,port"
+                )));
+            }
             let options = std::mem::take(&mut url.options);
             let scheme = conn
                 .trim()

@@ -114,6 +114,7 @@ pub static SQL: DialectSql = DialectSql {
     // (identities keep counting, as the T-SQL DELETE leaves them).
     empty_tables: |tables| tables.iter().map(|t| format!("DELETE FROM {t}")).collect(),
     timeout_sqlstate: None,
+    session_role: None,
 };
 
 /// SQL Server batches: split on lines holding only `GO` (any case).

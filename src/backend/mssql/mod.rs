@@ -118,9 +118,46 @@ pub struct MsConn {
     handles: Handles,
 }
 
-async fn open(config: &tiberius::Config, prepare: bool) -> Result<MsConn> {
-    // Asks SQL Browser for a named instance's port; connects directly otherwise.
-    let tcp = TcpStream::connect_named(config).await?;
+/// `MultiSubnetFailover=Yes`: connect to every address of the server's
+/// name at once and keep the first to answer, as Microsoft's drivers do
+/// (an availability group listener names one address per subnet, and only
+/// the primary's answers). Refused with a named instance (give its port).
+fn parallel_connect(config: &DatabaseConfig) -> Result<bool> {
+    let parallel = self::config::flag(&config.spec, "multi_subnet_failover", &config.source_key)?;
+    if parallel && config.spec.option("instance").is_some() {
+        return Err(Error::config(format!(
+            "{}: MultiSubnetFailover needs the server's port, not a named instance; write \
+             Server=host,port",
+            config.source_key
+        )));
+    }
+    Ok(parallel)
+}
+
+async fn connect_tcp(config: &tiberius::Config, parallel: bool) -> Result<TcpStream> {
+    if !parallel {
+        // Asks SQL Browser for a named instance's port; connects directly otherwise.
+        return Ok(TcpStream::connect_named(config).await?);
+    }
+    let addr = config.get_addr();
+    let lookup = |e: std::io::Error| Error::connection(format!("cannot resolve {addr}: {e}"));
+    let attempts: Vec<_> = tokio::net::lookup_host(&addr)
+        .await
+        .map_err(lookup)?
+        .map(|a| Box::pin(TcpStream::connect(a)))
+        .collect();
+    if attempts.is_empty() {
+        return Err(Error::connection(format!("{addr} resolves to no address")));
+    }
+    // The losers are dropped mid-handshake: nothing was sent on them.
+    futures_util::future::select_ok(attempts)
+        .await
+        .map(|(tcp, _)| tcp)
+        .map_err(|e| Error::connection(format!("no address of {addr} answered: {e}")))
+}
+
+async fn open(config: &tiberius::Config, prepare: bool, parallel: bool) -> Result<MsConn> {
+    let tcp = connect_tcp(config, parallel).await?;
     tcp.set_nodelay(true)
         .map_err(|e| Error::connection(e.to_string()))?;
     #[cfg(unix)]
@@ -147,8 +184,9 @@ impl Backend for MsConn {
         // SQL Server re-plans a prepared statement whose tables changed
         // (so does Babelfish, tested): no stale plans to forget.
         let prepare = config.prepared_statements;
+        let parallel = parallel_connect(config)?;
         let attempt = async {
-            match open(&tconfig, prepare).await {
+            match open(&tconfig, prepare, parallel).await {
                 // Azure SQL gateways redirect to the database's own node.
                 Err(e) if e.message.starts_with("the server redirected to ") => {
                     let target = e
@@ -161,7 +199,7 @@ impl Backend for MsConn {
                             tconfig.port(p);
                         }
                     }
-                    open(&tconfig, prepare).await
+                    open(&tconfig, prepare, parallel).await
                 }
                 other => other,
             }
@@ -175,6 +213,7 @@ impl Backend for MsConn {
 
     fn validate(config: &DatabaseConfig) -> Result<()> {
         config::table_values(&config.spec, &config.source_key)?;
+        parallel_connect(config)?;
         client_config(config).map(|_| ())
     }
 

@@ -76,6 +76,9 @@ pub static SQL: DialectSql = DialectSql {
         )]
     },
     timeout_sqlstate: Some("57014"),
+    session_role: Some(
+        "SELECT current_setting('transaction_read_only') = 'on', pg_is_in_recovery()",
+    ),
 };
 
 /// A plain identifier, quoted (`"name"`); anything else is refused rather

@@ -20,6 +20,9 @@ const KNOWN_OPTIONS: &[&str] = &[
     "options",
     "statement_cache_capacity",
     "client_encoding",
+    // Several hosts: which one to use (`backend::targets`).
+    "target_session_attrs",
+    "load_balance_hosts",
 ];
 
 pub(super) fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions> {

@@ -132,3 +132,45 @@ fn local_aliases() {
     let s = parse("Server=(local);Database=x", StringForm::AdoNet, "K").unwrap();
     assert_eq!(s.host.as_deref(), Some("localhost"));
 }
+
+#[test]
+fn failover_partner_in_every_form() {
+    let shown =
+        |s: &ConnectSpec| -> Vec<String> { s.endpoints().iter().map(|e| e.to_string()).collect() };
+    let ado = "Server=tcp:db1,1433;Failover Partner=db2,1434;Database=x;User Id=u;Password=p;\
+               MultiSubnetFailover=Yes";
+    let s = parse(ado, StringForm::AdoNet, "K").unwrap();
+    assert_eq!(shown(&s), ["db1:1433", "db2:1434"]);
+    assert_eq!(s.option("multi_subnet_failover"), Some("Yes"));
+    let jdbc = "jdbc:sqlserver://db1:1433;databaseName=x;failoverPartner=db2;user=u;password=p";
+    let s = parse(jdbc, StringForm::Jdbc, "K").unwrap();
+    assert_eq!(shown(&s), ["db1:1433", "db2"]);
+    let s = url("mssql://u:p@db1:1433/x?failover_partner=db2,1500");
+    assert_eq!(shown(&s), ["db1:1433", "db2:1500"]);
+    assert!(
+        s.redacted().contains("db1:1433,db2:1500"),
+        "{}",
+        s.redacted()
+    );
+
+    let e = parse("mssql://u:p@db1,db2/x", StringForm::Url, "K").unwrap_err();
+    assert!(
+        e.message.contains("failover_partner=host,port"),
+        "{}",
+        e.message
+    );
+    let e = parse(
+        "Server=db1\\a;Failover_Partner=db2\\b;User Id=u",
+        StringForm::AdoNet,
+        "K",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("instance 'b'"), "{}", e.message);
+    let same = parse(
+        "Server=db1\\a;Failover_Partner=db2\\a;User Id=u",
+        StringForm::AdoNet,
+        "K",
+    )
+    .unwrap();
+    assert_eq!(shown(&same), ["db1", "db2"]);
+}
