@@ -215,6 +215,8 @@ pub struct DialectSql {
 
 impl Connection {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
+        // This connection's secret, when it rotates (config::credentials).
+        let config = &*crate::config::credentials::for_connection(config).await?;
         let driver = tokio::time::timeout(config.connect_timeout, open(config))
             .await
             .map_err(|_| {
