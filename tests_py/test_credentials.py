@@ -88,8 +88,14 @@ class Load:
     """Threads calling the database until stopped, keeping every failure and
     the server sessions they ran on."""
 
-    def __init__(self, db: dbflow.DatabaseManager, threads: int = 4) -> None:
+    def __init__(
+        self,
+        db: dbflow.DatabaseManager,
+        threads: int = 4,
+        sql: str = "SELECT pg_backend_pid() AS pid, pg_sleep(0.02) IS NULL AS slept",
+    ) -> None:
         self.db = db
+        self.sql = sql
         self.errors: list[BaseException] = []
         self.pids: set[int] = set()
         self.calls = 0
@@ -102,9 +108,7 @@ class Load:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                row = self.db.execute_query(
-                    "SELECT pg_backend_pid() AS pid, pg_sleep(0.02) IS NULL AS slept"
-                )[0]
+                row = self.db.execute_query(self.sql)[0]
                 with self._lock:
                     self.pids.add(row["pid"])
                     self.calls += 1
