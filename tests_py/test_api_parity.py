@@ -241,3 +241,13 @@ def test_every_public_member_says_what_it_does(cls: Any) -> None:
         # The default is shown, not pyo3's placeholder for a Rust constant.
         signature = str(inspect.signature(cls.baseline_migrations))
         assert "description='<< Flyway Baseline >>'" in signature, signature
+
+
+def test_the_constructors_take_the_same_login_arguments() -> None:
+    """A flow that passes ``password_provider=`` runs on the real managers and
+    on ``MockDatabaseManager`` (which ``patch_databases`` hands out for both)."""
+    for cls in (DatabaseManager, AsyncDatabaseManager):
+        assert "password_provider" in inspect.signature(cls.__new__).parameters, cls
+    mock = inspect.signature(MockDatabaseManager.__init__).parameters
+    assert mock["password_provider"].kind is inspect.Parameter.KEYWORD_ONLY
+    MockDatabaseManager("m", password_provider=lambda: "secret")

@@ -7,6 +7,7 @@ import pickle
 import socket
 
 import pytest
+from conftest import with_options
 
 import dbflow
 from dbflow import exceptions as exc
@@ -139,7 +140,7 @@ def test_missing_database_explains_itself(env) -> None:  # type: ignore[no-untyp
 
 
 def test_bad_sslmode_is_a_configuration_error(env) -> None:  # type: ignore[no-untyped-def]
-    env.set("BADSSL_CONNECTION_STRING", env.pg_url + "?sslmode=sometimes")
+    env.set("BADSSL_CONNECTION_STRING", with_options(env.pg_url, sslmode="sometimes"))
     with pytest.raises(dbflow.ConfigurationError, match="sslmode"):
         env.manager("badssl")
 

@@ -66,11 +66,12 @@ class _Constructor:
     """The constructor both managers share: ``dbflow.testing.patch_databases``
     may hand out a test double instead, and ``credentials=`` (a
     ``dbflow.prefect.DatabaseCredentials`` block, or anything with
-    ``.settings()``) beats the environment and env files. Managers pickle as
-    what they are (``dbflow._travel``)."""
+    ``.settings()``) beats the environment and env files;
+    ``password_provider=`` is asked for the password of every new connection.
+    Managers pickle as what they are (``dbflow._travel``)."""
 
     # What the manager was made from; turned into a ticket only when pickled.
-    _made_from: tuple[Any, Any, Any]
+    _made_from: tuple[Any, Any, Any, Any]
 
     def __new__(
         cls,
@@ -81,6 +82,7 @@ class _Constructor:
         config: ConfigManager | None = None,
         migrations_dir: str | PathLike[str] | None = None,
         credentials: Any = None,
+        password_provider: Callable[[], str] | None = None,
     ) -> Self:
         patched = _patching.lookup(database_name)
         if patched is not None:
@@ -100,8 +102,9 @@ class _Constructor:
             flow_name=flow_name,
             config=config,
             migrations_dir=migrations_dir,
+            password_provider=password_provider,
         )
-        manager._made_from = (base, migrations_dir, credentials)
+        manager._made_from = (base, migrations_dir, credentials, password_provider)
         return manager
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -118,7 +121,7 @@ class DatabaseManager(_Constructor, _NativeDatabaseManager):
     """Pooled access to one configured database.
 
     ``DatabaseManager(database_name, *, environment=None, flow_name=None,
-    config=None, migrations_dir=None, credentials=None)``:
+    config=None, migrations_dir=None, credentials=None, password_provider=None)``:
 
     - ``database_name``: the logical name the settings use
       (``<ENV>_GLOBAL_<NAME>_CONNECTION_STRING`` and the other keys).
@@ -131,6 +134,11 @@ class DatabaseManager(_Constructor, _NativeDatabaseManager):
       ``<NAME>_MIGRATIONS_DIR``, ``MIGRATIONS_DIR``, then ``migrations/``).
     - ``credentials``: a ``dbflow.prefect.DatabaseCredentials`` block (or
       anything with ``.settings()``), whose settings beat the environment.
+    - ``password_provider``: a callable taking no arguments that returns the
+      password (a ``str``); called for every new connection (on a worker
+      thread, within ``<NAME>_CREDENTIAL_TIMEOUT``), never cached, so a
+      rotated password is picked up by the next connection while open ones
+      keep working. The connection string then carries no password.
 
     Managers of one database share one pool per process; ``close()`` (or
     leaving ``with``) releases it. The work happens in the native core with

@@ -1,6 +1,14 @@
 """Type stubs for dbflow's native core (checked against it by mypy stubtest)."""
 
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from os import PathLike
 from types import TracebackType
 from typing import Any, Literal, Protocol, final, overload
@@ -109,6 +117,7 @@ class DatabaseManager:
         flow_name: str | None = None,
         config: ConfigManager | None = None,
         migrations_dir: str | PathLike[str] | None = None,
+        password_provider: Callable[[], str] | None = None,
     ) -> Self: ...
     @property
     def database_name(self) -> str: ...
@@ -250,6 +259,7 @@ class AsyncDatabaseManager:
         flow_name: str | None = None,
         config: ConfigManager | None = None,
         migrations_dir: str | PathLike[str] | None = None,
+        password_provider: Callable[[], str] | None = None,
     ) -> Self: ...
     @property
     def database_name(self) -> str: ...

@@ -28,8 +28,8 @@ from typing import Any
 
 from dbflow.exceptions import ConfigurationError
 
-# Unsaved credentials blocks and configs with settings given in code, of this
-# process, by ticket (never pickled).
+# Unsaved credentials blocks, configs with settings given in code and
+# password providers, of this process, by ticket (never pickled).
 _LOCAL_BLOCKS: dict[str, Any] = {}
 _LOCAL_IDS: dict[int, str] = {}
 _LOCK = threading.Lock()
@@ -48,9 +48,14 @@ class Ticket:
     #: A ConfigManager with settings given in code: ("local", pid, key, the
     #: settings' names) — it stays in this process, like an unsaved block.
     config: tuple[Any, ...] | None = None
+    #: A ``password_provider`` callable: ("local", pid, key) — it stays in
+    #: this process (it may close over a secret or a client).
+    password_provider: tuple[Any, ...] | None = None
 
     @staticmethod
-    def of(manager: Any, config: Any, migrations_dir: Any, credentials: Any) -> Ticket:
+    def of(
+        manager: Any, config: Any, migrations_dir: Any, credentials: Any, provider: Any = None
+    ) -> Ticket:
         env_file = getattr(config, "env_file", None) if config is not None else None
         in_code = config.settings_in_code() if config is not None else []
         return Ticket(
@@ -61,6 +66,7 @@ class Ticket:
             migrations_dir=str(Path(migrations_dir).resolve()) if migrations_dir else None,
             credentials=_reference(credentials),
             config=(*_local(config), tuple(in_code)) if in_code else None,
+            password_provider=_local(provider) if provider is not None else None,
         )
 
 
@@ -93,34 +99,52 @@ def _credentials(ticket: Ticket) -> Any:
         _, module, qualname, name = ref
         kind = getattr(importlib.import_module(module), qualname)
         return kind.load(name)
-    _, pid, key = ref
-    block = _LOCAL_BLOCKS.get(key) if pid == os.getpid() else None
-    if block is None:
+    return _here(
+        ticket,
+        ref,
+        "with an unsaved credentials block, which does not travel (it holds the password); "
+        "save the block (DatabaseCredentials(...).save('name')) and create the manager from "
+        "DatabaseCredentials.load('name')",
+    )
+
+
+def _here(ticket: Ticket, ref: tuple[Any, ...], why: str) -> Any:
+    """The thing `ref` names if it was made in this process, else the
+    ConfigurationError saying `why` it stayed behind."""
+    pid, key = ref[1], ref[2]
+    thing = _LOCAL_BLOCKS.get(key) if pid == os.getpid() else None
+    if thing is None:
         raise ConfigurationError(
             f"[{ticket.database_name}] DatabaseManager() failed: this manager was made in "
-            "another process with an unsaved credentials block, which does not travel (it "
-            "holds the password); save the block (DatabaseCredentials(...).save('name')) and "
-            "create the manager from DatabaseCredentials.load('name')",
+            f"another process {why}",
             database=ticket.database_name,
             operation="DatabaseManager()",
         )
-    return block
+    return thing
 
 
 def _config_in_code(ticket: Ticket, ref: tuple[Any, ...]) -> Any:
-    _, pid, key, names = ref
-    config = _LOCAL_BLOCKS.get(key) if pid == os.getpid() else None
-    if config is None:
-        raise ConfigurationError(
-            f"[{ticket.database_name}] DatabaseManager() failed: this manager was made in "
-            "another process from settings given in code (ConfigManager.with_settings: "
-            f"{', '.join(names)}), which do not travel (they may hold a password); put them "
-            "in the env file or environment of the process that runs this, or use a saved "
-            "DatabaseCredentials block",
-            database=ticket.database_name,
-            operation="DatabaseManager()",
-        )
-    return config
+    return _here(
+        ticket,
+        ref,
+        "from settings given in code (ConfigManager.with_settings: "
+        f"{', '.join(ref[3])}), which do not travel (they may hold a password); put them "
+        "in the env file or environment of the process that runs this, or use a saved "
+        "DatabaseCredentials block",
+    )
+
+
+def _provider(ticket: Ticket) -> Any:
+    ref = ticket.password_provider
+    if ref is None:
+        return None
+    return _here(
+        ticket,
+        ref,
+        "with password_provider=, which does not travel (a callable may hold a secret or a "
+        "client); set the database's PASSWORD_COMMAND or AUTH in the env file or environment "
+        "of the process that runs this, or make the manager there",
+    )
 
 
 def arrive(kind: type, ticket: Ticket) -> Any:
@@ -139,4 +163,5 @@ def arrive(kind: type, ticket: Ticket) -> Any:
         config=config,
         migrations_dir=ticket.migrations_dir,
         credentials=_credentials(ticket),
+        password_provider=_provider(ticket),
     )

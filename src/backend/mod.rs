@@ -293,7 +293,10 @@ impl Connection {
         }
     }
 
+    /// One server. Its secret is fetched here, per server and per
+    /// connection, when it rotates (an RDS token is signed for one host).
     async fn connect_to(config: &DatabaseConfig) -> Result<Self> {
+        let config = &*crate::config::credentials::for_connection(config).await?;
         let driver = tokio::time::timeout(config.connect_timeout, open(config))
             .await
             .map_err(|_| {

@@ -30,6 +30,7 @@ impl ConfigManager {
         let db = key_part(database);
         let target = self.target(database, &db)?;
         let secs = |key: &str| self.db_seconds(&db, key);
+        let login = self.credentials(&db, &target.spec, &target.source)?;
         Ok(DatabaseConfig {
             name: database.to_owned(),
             environment: self.environment.clone(),
@@ -83,6 +84,10 @@ impl ConfigManager {
                 .flag(&format!("{db}_MIGRATION_ARTIFACT"))?
                 .unwrap_or(true),
             login_refs: self.references(&target.key),
+            auth: login.auth,
+            auth_key: login.auth_key,
+            credentials: login.credentials,
+            credential_timeout: login.timeout,
             database_type: target.kind,
             spec: target.spec,
             source_key: target.source,
@@ -305,7 +310,9 @@ pub struct PoolSettings {
 impl DatabaseConfig {
     /// Where a rejected login's user and password came from, for the message.
     pub fn login_source(&self) -> String {
-        if self.login_refs.is_empty() {
+        if let Some(origin) = self.credentials.origin() {
+            format!("{} (the user) and {origin} (the password)", self.source_key)
+        } else if self.login_refs.is_empty() {
             self.source_key.clone()
         } else {
             format!(
@@ -333,6 +340,13 @@ pub struct DatabaseConfig {
     pub source_key: String,
     /// The `${VAR}`s the connection string takes, and where each came from.
     pub login_refs: Vec<String>,
+    /// `<DB>_AUTH` and the key it was found under (or would be).
+    pub auth: super::credentials::Auth,
+    pub auth_key: String,
+    /// Where each new connection's secret comes from.
+    pub credentials: super::credentials::Credentials,
+    /// `<DB>_CREDENTIAL_TIMEOUT`: how long a source may take.
+    pub credential_timeout: Duration,
     pub pool: PoolSettings,
     /// `${name}` values for migration files (`<DB>_PLACEHOLDER_<NAME>`),
     /// names lower-cased.
@@ -371,25 +385,23 @@ pub struct DatabaseConfig {
 
 impl DatabaseConfig {
     /// Identity of the pool this configuration may share: same target, same
-    /// credentials, same pool settings.
+    /// credentials, same pool settings. A rotating source is part of it by
+    /// what it is, not by the secret it gives now, so a rotation keeps the pool.
     pub fn pool_key(&self) -> String {
         format!(
-            "{}|{}|{}|{:?}|{:?}|{}",
+            "{}|{}|{}|{:?}|{}|{}|{:?}|{}",
             self.name,
             self.environment,
             self.spec.redacted(),
             self.spec.password.as_deref().map(fingerprint),
+            self.auth.name(),
+            self.credentials.identity(),
             self.pool,
             self.prepared_statements
         )
     }
 }
 
-/// A short non-reversible fingerprint so a changed password makes a new pool
-/// without the password being kept in the key.
-fn fingerprint(secret: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    secret.hash(&mut h);
-    h.finish()
-}
+/// A changed password makes a new pool without the password being kept in
+/// the key.
+use super::credentials::fingerprint;

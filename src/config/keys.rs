@@ -83,6 +83,40 @@ pub const SETTINGS: &[Setting] = &[
         "`postgresql` or `sqlserver`; must agree with the connection string",
     ),
     Setting::new(
+        "PASSWORD_COMMAND",
+        Reach::Database,
+        "off",
+        "a command whose standard output is the password, run (through `sh -c`) for every \
+         new connection, so a rotated password is used by the next connection; one trailing \
+         newline is removed. Its output and standard error are never shown; a failure, an \
+         empty output or the deadline (`CREDENTIAL_TIMEOUT`) is a `ConfigurationError` \
+         naming the exit status. The connection string then carries no password \
+         ([Credentials that rotate](connection-strings.md#credentials-that-rotate))",
+    ),
+    Setting::new(
+        "AUTH",
+        Reach::Database,
+        "`password`",
+        "`rds-iam`: an Amazon RDS IAM token (boto3, `dbflow[rds-iam]`) for every new \
+         connection, PostgreSQL only; `entra`: a Microsoft Entra token (azure-identity's \
+         `DefaultAzureCredential`, `dbflow[entra]`), on SQL Server as the login's access \
+         token, on Azure Database for PostgreSQL as the password. Both need TLS \
+         (`sslmode=require` or stronger, `encrypt=yes`)",
+    ),
+    Setting::new(
+        "AUTH_REGION",
+        Reach::Database,
+        "boto3's (`AWS_REGION`)",
+        "the AWS region an `AUTH=rds-iam` token is signed for",
+    ),
+    Setting::new(
+        "CREDENTIAL_TIMEOUT",
+        Reach::Both,
+        "10",
+        "seconds a `PASSWORD_COMMAND` (then killed), a `password_provider` or an `AUTH` \
+         token source may take to give a new connection its secret",
+    ),
+    Setting::new(
         "POOL_SIZE",
         Reach::Database,
         "`CONNECTION_POOL_SIZE`, else 5",

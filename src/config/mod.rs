@@ -5,9 +5,11 @@
 //! process env `ENV_FLOW_K`, file `ENV_FLOW_K`, process env `ENV_GLOBAL_K`,
 //! file `ENV_GLOBAL_K`, then the documented default.
 
+pub mod credentials;
 mod database;
 pub mod envfile;
 pub mod keys;
+mod password_command;
 pub mod url;
 
 use std::collections::HashMap;

@@ -203,3 +203,55 @@ fn key_part_normalizes() {
     assert_eq!(key_part("SurveyHub"), "SURVEYHUB");
     assert_eq!(key_part("rpa-db.x"), "RPA_DB_X");
 }
+
+#[test]
+fn login_sources_are_read_and_contradictions_refused() {
+    let url = "DEVELOPMENT_GLOBAL_R_CONNECTION_STRING=postgresql://app@h/db?sslmode=require\n";
+    let (m, _d) = manager(
+        &format!("{url}DEVELOPMENT_GLOBAL_R_PASSWORD_COMMAND=vault read pw\n"),
+        &[],
+        None,
+    );
+    let c = m.database_config("r").unwrap();
+    assert_eq!(
+        c.credentials.origin(),
+        Some("DEVELOPMENT_GLOBAL_R_PASSWORD_COMMAND")
+    );
+    assert!(
+        !c.pool_key().contains("vault"),
+        "the command is fingerprinted"
+    );
+    let (m, _d) = manager(
+        &format!(
+            "{url}DEVELOPMENT_GLOBAL_R_AUTH=rds-iam\nDEVELOPMENT_GLOBAL_R_AUTH_REGION=eu-west-1\n"
+        ),
+        &[],
+        None,
+    );
+    let c = m.database_config("r").unwrap();
+    assert_eq!(
+        c.auth,
+        credentials::Auth::RdsIam {
+            region: Some("eu-west-1".into())
+        }
+    );
+    let (m, _d) = manager(
+        "DEVELOPMENT_GLOBAL_R_CONNECTION_STRING=postgresql://app:pw@h/db\n\
+         DEVELOPMENT_GLOBAL_R_PASSWORD_COMMAND=echo x\n",
+        &[],
+        None,
+    );
+    let e = m.database_config("r").unwrap_err();
+    assert!(e.message.contains("has a password and"), "{}", e.message);
+    let (m, _d) = manager(
+        &format!("{url}DEVELOPMENT_GLOBAL_R_AUTH=kerberos\n"),
+        &[],
+        None,
+    );
+    let e = m.database_config("r").unwrap_err();
+    assert!(
+        e.message.contains("use password, rds-iam or entra"),
+        "{}",
+        e.message
+    );
+}

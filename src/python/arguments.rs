@@ -97,6 +97,7 @@ pub(crate) fn open_database(
     flow_name: Option<&str>,
     config: Option<PyRef<'_, PyConfigManager>>,
     migrations_dir: Option<std::path::PathBuf>,
+    password_provider: Option<Bound<'_, PyAny>>,
 ) -> PyResult<(Arc<Database>, ConfigManager)> {
     let manager = match config {
         Some(c) => {
@@ -117,7 +118,7 @@ pub(crate) fn open_database(
         None => ConfigManager::new(environment, flow_name, None).py_result()?,
     };
     super::config::warn_suspect_keys(&manager);
-    let db_config = manager
+    let mut db_config = manager
         .database_config(database_name)
         .map_err(|mut e| {
             // A misspelt key is the likeliest reason a database is missing.
@@ -133,6 +134,9 @@ pub(crate) fn open_database(
             }
             e.context(database_name, "DatabaseManager()")
         })
+        .py_result()?;
+    super::credentials::attach(&mut db_config, password_provider)
+        .map_err(|e| e.context(database_name, "DatabaseManager()"))
         .py_result()?;
     let db = Database::open(db_config, migrations_dir).py_result()?;
     Ok((Arc::new(db), manager))

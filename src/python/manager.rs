@@ -35,13 +35,14 @@ pub struct PyDatabaseManager {
 #[pymethods]
 impl PyDatabaseManager {
     #[new]
-    #[pyo3(signature = (database_name, *, environment=None, flow_name=None, config=None, migrations_dir=None))]
+    #[pyo3(signature = (database_name, *, environment=None, flow_name=None, config=None, migrations_dir=None, password_provider=None))]
     fn new(
         database_name: &str,
         environment: Option<&str>,
         flow_name: Option<&str>,
         config: Option<PyRef<'_, PyConfigManager>>,
         migrations_dir: Option<std::path::PathBuf>,
+        password_provider: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let core = Core::open(
             database_name,
@@ -49,6 +50,7 @@ impl PyDatabaseManager {
             flow_name,
             config,
             migrations_dir,
+            password_provider,
         )?;
         Ok(PyDatabaseManager { core })
     }

@@ -8,6 +8,7 @@ mod arrow_feed;
 mod arrow_ops;
 mod config;
 mod convert;
+mod credentials;
 mod errors;
 mod feed;
 mod health;

@@ -92,6 +92,7 @@ impl Core {
         flow_name: Option<&str>,
         config: Option<PyRef<'_, PyConfigManager>>,
         migrations_dir: Option<std::path::PathBuf>,
+        password_provider: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let (db, config) = open_database(
             database_name,
@@ -99,6 +100,7 @@ impl Core {
             flow_name,
             config,
             migrations_dir,
+            password_provider,
         )?;
         Ok(Core { db, config })
     }

@@ -29,6 +29,7 @@ from typing_extensions import Self
 
 from dbflow import (
     ConfigManager,
+    ConfigurationError,
     DatabaseConnectionError,
     DatabaseError,
     MigrationError,
@@ -204,9 +205,20 @@ class MockDatabaseManager:
         flow_name: str | None = None,
         config: ConfigManager | None = None,
         migrations_dir: str | PathLike[str] | None = None,
+        password_provider: Callable[[], str] | None = None,
         database_type: str = "postgresql",
         strict: bool = False,
     ) -> None:
+        if password_provider is not None and not callable(password_provider):
+            raise ConfigurationError(
+                f"[{database_name}] DatabaseManager() failed: password_provider must be a "
+                "callable taking no arguments that returns the password (a str)",
+                database=database_name,
+                operation="DatabaseManager()",
+            )
+        # Accepted as the real manager accepts it; a mock opens no connection
+        # and never calls it.
+        self._password_provider = password_provider
         self._name = database_name
         self._type = database_type
         self._migrations_dir = Path(migrations_dir) if migrations_dir is not None else None

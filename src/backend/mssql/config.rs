@@ -52,7 +52,7 @@ fn refused(key: &str) -> Option<&'static str> {
             Some("dbflow pools connections itself; set <DB>_POOL_SIZE / _MAX_OVERFLOW instead")
         }
         "integratedsecurity" | "trustedconnection" | "authentication" => {
-            Some("only SQL Server logins (user and password) are supported")
+            Some("dbflow logs in with a user and password, or an Entra token with <DB>_AUTH=entra")
         }
         _ => None,
     }

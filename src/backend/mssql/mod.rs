@@ -34,6 +34,7 @@ use super::rows::{Destination, Read, RowBuffer};
 use super::sent::{Counted, WriteCount};
 use super::{with_backstop, Backend, Control, Kind, Statement};
 use crate::arrow::ArrowBuffer;
+use crate::config::credentials::{self, Auth};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::feed::{RowFeed, ValuesBatches};
@@ -71,16 +72,27 @@ pub fn client_config(config: &DatabaseConfig) -> Result<tiberius::Config> {
         c.instance_name(instance);
     }
     c.application_name(spec.option("application_name").unwrap_or("dbflow"));
-    let user = spec.user.as_deref().ok_or_else(|| {
-        Error::config(format!(
-            "{key}: no user given; SQL Server needs a login (user and password)"
-        ))
-    })?;
-    c.authentication(AuthMethod::sql_server(
-        user,
-        spec.password.as_deref().unwrap_or(""),
-    ));
     let tls = tls_of(spec, key)?;
+    credentials::require_tls(
+        config,
+        tls.encrypt == Encrypt::Required,
+        "write encrypt=yes",
+    )?;
+    if let Some(token) = config.credentials.access_token() {
+        c.authentication(AuthMethod::aad_token(token));
+    } else if config.auth == Auth::Entra {
+        // Validation, before a token exists: the login is the token's.
+    } else {
+        let user = spec.user.as_deref().ok_or_else(|| {
+            Error::config(format!(
+                "{key}: no user given; SQL Server needs a login (user and password)"
+            ))
+        })?;
+        c.authentication(AuthMethod::sql_server(
+            user,
+            spec.password.as_deref().unwrap_or(""),
+        ));
+    }
     c.encryption(match tls.encrypt {
         Encrypt::Disabled => EncryptionLevel::NotSupported,
         Encrypt::LoginOnly => EncryptionLevel::Off,

@@ -299,6 +299,12 @@ impl Backend for PgConn {
     }
 
     fn validate(config: &DatabaseConfig) -> Result<()> {
+        let verified = matches!(
+            config.spec.option("sslmode"),
+            Some("require" | "verify-ca" | "verify-full")
+        );
+        let how = "write sslmode=verify-full (or require)";
+        crate::config::credentials::require_tls(config, verified, how)?;
         connect_options(config).map(|_| ())
     }
 
