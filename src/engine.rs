@@ -16,6 +16,7 @@ use crate::pool::registry::{self, SharedPool};
 use crate::pool::{PoolStatus, PooledConnection};
 use crate::retry::{self, RetryPolicy};
 use crate::sql::{Dialect, ParsedSql};
+use crate::telemetry::{self, count_rows, Count, Subject};
 use crate::value::Rows;
 
 mod arrow;
@@ -151,11 +152,10 @@ impl Database {
                 operation,
             ));
         }
-        self.pool()
-            .pool
-            .get()
-            .await
-            .map_err(|e| self.fail(e, operation))
+        let waiting = Instant::now();
+        let conn = self.pool().pool.get().await;
+        telemetry::pool_waited(waiting.elapsed().as_secs_f64());
+        conn.map_err(|e| self.fail(e, operation))
     }
 
     /// A request that found its connection closed before it was sent
@@ -200,7 +200,7 @@ impl Database {
     ) -> Result<Rows> {
         let operation = "execute_query";
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection(operation).await?;
             match conn.query_in_batches(statement, every, &mut *to).await {
                 Err(e) if e.not_sent => {
@@ -209,15 +209,27 @@ impl Database {
                 }
                 done => done,
             }
-        }
-        .await
-        .map_err(|e| self.fail(e, operation));
+        };
+        let result = self
+            .traced(operation, statement, 1, count_rows, work)
+            .await
+            .map_err(|e| self.fail(e, operation));
         self.observe(started, result, |r| r.rows_affected)
     }
 
     async fn query_as(&self, statement: &Statement, operation: &'static str) -> Result<Rows> {
+        self.query_attempt(statement, operation, 1).await
+    }
+
+    /// `attempt`: which try of `execute_query_with_retry` this is.
+    async fn query_attempt(
+        &self,
+        statement: &Statement,
+        operation: &'static str,
+        attempt: u32,
+    ) -> Result<Rows> {
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection(operation).await?;
             match conn.query(statement).await {
                 Err(e) if e.not_sent => {
@@ -226,10 +238,26 @@ impl Database {
                 }
                 done => done,
             }
-        }
-        .await
-        .map_err(|e| self.fail(e, operation));
+        };
+        let result = self
+            .traced(operation, statement, attempt, count_rows, work)
+            .await
+            .map_err(|e| self.fail(e, operation));
         self.observe(started, result, |r| r.row_count() as u64)
+    }
+
+    /// `work` on `statement` inside its operation span (see [`telemetry`]).
+    pub(crate) async fn traced<T>(
+        &self,
+        operation: &'static str,
+        statement: &Statement,
+        attempt: u32,
+        count: impl FnOnce(&T) -> Count,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let subject = Subject::Sql(&statement.sql, &statement.values);
+        let about = telemetry::About::new(self.config(), operation, subject).attempt(attempt);
+        telemetry::run(about, count, work).await
     }
 
     /// One statement the server stops at the deadline (`None`: the
@@ -242,21 +270,23 @@ impl Database {
         let operation = "execute_query_with_timeout";
         let deadline = timeout.unwrap_or(self.config().database_timeout);
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection(operation).await?;
             conn.query_with_deadline(statement, deadline).await
-        }
-        .await
-        .map_err(|mut e| {
-            if e.kind == ErrorKind::Timeout {
-                e.message = format!(
-                    "the statement ran past its deadline of {:.3} s and was stopped ({})",
-                    deadline.as_secs_f64(),
-                    e.message
-                );
-            }
-            self.fail(e, operation)
-        });
+        };
+        let result = self
+            .traced(operation, statement, 1, count_rows, work)
+            .await
+            .map_err(|mut e| {
+                if e.kind == ErrorKind::Timeout {
+                    e.message = format!(
+                        "the statement ran past its deadline of {:.3} s and was stopped ({})",
+                        deadline.as_secs_f64(),
+                        e.message
+                    );
+                }
+                self.fail(e, operation)
+            });
         self.observe(started, result, |r| r.row_count() as u64)
     }
 
@@ -272,7 +302,8 @@ impl Database {
         let policy = policy.unwrap_or_else(|| self.config().retry.clone());
         let mut attempt = 1;
         loop {
-            match self.query_as(statement, "execute_query_with_retry").await {
+            let operation = "execute_query_with_retry";
+            match self.query_attempt(statement, operation, attempt).await {
                 Ok(rows) => return Ok(rows),
                 Err(e) if attempt < policy.attempts && retry::is_transient(&e, idempotent) => {
                     attempt += 1;
@@ -311,6 +342,12 @@ impl Database {
     ) -> Result<tokio::sync::mpsc::Receiver<Result<Rows>>> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let db = self.clone();
+        // The span covers the whole iteration: the producer's life. It is a
+        // child of the caller's span (the bindings put the calling Python
+        // context there, for the logs and the span's parent).
+        let subject = Subject::Sql(&statement.sql, &statement.values);
+        let span = telemetry::span(&telemetry::About::new(self.config(), "iter_query", subject));
+        let producer_span = span.clone();
         let producer = async move {
             // A panic would end the task and close the channel, which the
             // reader would take for the end of the rows: it is an error.
@@ -319,16 +356,12 @@ impl Database {
                 conn.stream(&statement, batch_size.max(1), &tx).await
             })
             .await;
+            telemetry::finish(&span, &outcome.as_ref().map(|_| Count::Nothing));
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_query"))).await;
             }
         };
-        // The caller's span follows the producer (the bindings put the
-        // calling Python context there, for the logs).
-        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(
-            producer,
-            tracing::Span::current(),
-        ));
+        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(producer, producer_span));
         Ok(rx)
     }
 
@@ -342,16 +375,18 @@ impl Database {
         mut feed: RowFeed,
     ) -> Result<u64> {
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection("bulk_insert").await?;
             let columns = match columns {
                 Some(c) => c,
                 None => conn.table_columns(table).await?,
             };
             conn.bulk_insert(table, &columns, &mut feed).await
-        }
-        .await
-        .map_err(|e| self.fail(e, "bulk_insert"));
+        };
+        let about = telemetry::About::new(self.config(), "bulk_insert", Subject::Table(table));
+        let result = telemetry::run(about, count_loaded, work)
+            .await
+            .map_err(|e| self.fail(e, "bulk_insert"));
         self.observe(started, result, |_| 0)
     }
 
@@ -366,7 +401,7 @@ impl Database {
         mut feed: RowFeed,
     ) -> Result<u64> {
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection("bulk_insert").await?;
             let have = conn.table_columns(table).await?;
             let missing: Vec<&str> = columns
@@ -382,20 +417,30 @@ impl Database {
                 )));
             }
             conn.bulk_insert(table, &columns, &mut feed).await
-        }
-        .await
-        .map_err(|e| self.fail(e, "bulk_insert"));
+        };
+        let about = telemetry::About::new(self.config(), "bulk_insert", Subject::Table(table));
+        let result = telemetry::run(about, count_loaded, work)
+            .await
+            .map_err(|e| self.fail(e, "bulk_insert"));
         self.observe(started, result, |_| 0)
     }
 
     /// Many parameter sets for one statement, all in one transaction.
     pub async fn execute_many(&self, sql: &ParsedSql, feed: RowFeed) -> Result<u64> {
         let started = Instant::now();
-        let result = self.execute_many_inner(sql, feed).await;
+        let about = telemetry::About::new(self.config(), "execute_many", Subject::Sql(sql, &[]));
+        let result = telemetry::run(
+            about,
+            |&(affected, size)| Count::Batch { size, affected },
+            self.execute_many_inner(sql, feed),
+        )
+        .await
+        .map(|(affected, _)| affected);
         self.observe(started, result, |_| 0)
     }
 
-    async fn execute_many_inner(&self, sql: &ParsedSql, mut feed: RowFeed) -> Result<u64> {
+    /// Rows affected, and how many parameter sets were sent.
+    async fn execute_many_inner(&self, sql: &ParsedSql, mut feed: RowFeed) -> Result<(u64, u64)> {
         let mut conn = self.connection("execute_many").await?;
         conn.begin()
             .await
@@ -405,7 +450,7 @@ impl Database {
                 conn.commit()
                     .await
                     .map_err(|e| self.fail(commit_failed(e), "execute_many"))?;
-                Ok(n)
+                Ok((n, feed.taken()))
             }
             Err(e) => {
                 rollback_quietly(&mut conn).await;
@@ -439,29 +484,46 @@ impl Database {
         Ok(results)
     }
 
-    /// Start an explicit transaction on a dedicated connection.
+    /// Start an explicit transaction on a dedicated connection. Its span
+    /// (a parent for its statements') lasts until it ends.
     pub async fn begin(&self, operation: &'static str) -> Result<Transaction> {
-        let mut conn = self.connection(operation).await?;
-        let conn = match conn.begin().await {
-            Err(e) if e.not_sent => {
-                let mut conn = self.replace_unsent(operation, conn).await?;
-                conn.begin().await.map(|()| conn)
+        let span = telemetry::span(&telemetry::About::new(
+            self.config(),
+            "transaction",
+            Subject::None,
+        ));
+        let begin = async {
+            let mut conn = self.connection(operation).await?;
+            match conn.begin().await {
+                Err(e) if e.not_sent => {
+                    let mut conn = self.replace_unsent(operation, conn).await?;
+                    conn.begin().await.map(|()| conn)
+                }
+                begun => begun.map(|()| conn),
             }
-            begun => begun.map(|()| conn),
-        }
-        .map_err(|e| self.fail(e, operation))?;
+        };
+        let conn = tracing::Instrument::instrument(begin, span.clone())
+            .await
+            .inspect_err(|e| telemetry::failed(&span, e))
+            .map_err(|e| self.fail(e, operation))?;
         Ok(Transaction {
             conn: Some(conn),
             savepoints: 0,
-            database: self.name().to_owned(),
-            secret: self.config().spec.password.clone(),
+            config: self.config.clone(),
+            span,
         })
     }
 
     /// Take one connection from the pool and check it with a round trip.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.connection("ping").await?;
-        conn.ping().await.map_err(|e| self.fail(e, "ping"))
+        let work = async {
+            let mut conn = self.connection("ping").await?;
+            conn.ping().await
+        };
+        let about = telemetry::About::new(self.config(), "ping", Subject::None);
+        telemetry::run(about, |_| Count::Nothing, work)
+            .await
+            .map_err(|e| self.fail(e, "ping"))
     }
 
     pub fn pool_status(&self) -> PoolStatus {
@@ -510,6 +572,14 @@ impl crate::migrate::Connections for Database {
 impl Drop for Database {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// A bulk load's rows, as its span says them.
+fn count_loaded(rows: &u64) -> Count {
+    Count::Batch {
+        size: *rows,
+        affected: *rows,
     }
 }
 

@@ -33,6 +33,13 @@ pub enum Part {
 }
 
 impl Part {
+    fn rows(&self) -> u64 {
+        match self {
+            Part::Rows(rows) => rows.len() as u64,
+            Part::Batch { batch, first_row } => (batch.num_rows() - first_row) as u64,
+        }
+    }
+
     fn into_rows(self) -> Result<Vec<Vec<Value>>> {
         match self {
             Part::Rows(rows) => Ok(rows),
@@ -49,6 +56,8 @@ pub struct RowFeed {
     /// How each column's values were typed where they came from ("an Arrow
     /// int64"), for messages; `None`: Python objects.
     origin: Option<Vec<String>>,
+    /// Rows handed to the operation so far (a span's batch size).
+    taken: u64,
 }
 
 /// The caller's end.
@@ -64,6 +73,7 @@ impl RowFeed {
                 rx,
                 pending: Vec::new().into_iter(),
                 origin: None,
+                taken: 0,
             },
         )
     }
@@ -108,29 +118,41 @@ impl RowFeed {
                 None => break,
             }
         }
+        self.taken += (rows.len() - before) as u64;
         Ok(rows.len() > before)
+    }
+
+    /// Rows handed to the operation so far.
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// Whatever rows are ready, as soon as any are: the rest of a chunk
     /// `fill` started, or the next chunk whole; `None` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<Vec<Value>>>> {
         let rest: Vec<Vec<Value>> = self.pending.by_ref().collect();
-        if !rest.is_empty() {
-            return Ok(Some(rest));
-        }
-        match self.rx.recv().await {
-            Some(part) => part?.into_rows().map(Some),
-            None => Ok(None),
-        }
+        let chunk = if !rest.is_empty() {
+            Some(rest)
+        } else {
+            match self.rx.recv().await {
+                Some(part) => Some(part?.into_rows()?),
+                None => None,
+            }
+        };
+        self.taken += chunk.as_ref().map_or(0, |c| c.len() as u64);
+        Ok(chunk)
     }
 
     /// Like [`RowFeed::next_chunk`], with Arrow batches left whole.
     pub async fn next_part(&mut self) -> Result<Option<Part>> {
         let rest: Vec<Vec<Value>> = self.pending.by_ref().collect();
-        if !rest.is_empty() {
-            return Ok(Some(Part::Rows(rest)));
-        }
-        self.rx.recv().await.transpose()
+        let part = if !rest.is_empty() {
+            Some(Part::Rows(rest))
+        } else {
+            self.rx.recv().await.transpose()?
+        };
+        self.taken += part.as_ref().map_or(0, Part::rows);
+        Ok(part)
     }
 
     /// The next row, `None` at the end.

@@ -15,6 +15,7 @@ pub mod procedure;
 pub mod retry;
 pub mod runtime;
 pub mod sql;
+pub mod telemetry;
 pub mod value;
 pub mod wait;
 

@@ -52,6 +52,8 @@ impl ConfigManager {
             database_timeout: secs("DATABASE_TIMEOUT")?.unwrap_or(Duration::from_secs(30)),
             query_timeout: secs("QUERY_TIMEOUT")?.filter(|d| !d.is_zero()),
             prepared_statements: self.db_flag(&db, "PREPARED_STATEMENTS")?.unwrap_or(true),
+            trace_parameters: self.db_flag(&db, "TRACE_PARAMETERS")?.unwrap_or(false),
+            slow_query: secs("SLOW_QUERY_SECONDS")?.filter(|d| !d.is_zero()),
             retry: self.retry_policy(&db)?,
             health_timeout: secs("HEALTH_TIMEOUT")?.unwrap_or(Duration::from_secs(5)),
             health_slow: secs("HEALTH_SLOW_THRESHOLD")?.unwrap_or(Duration::from_secs(1)),
@@ -369,6 +371,12 @@ pub struct DatabaseConfig {
     /// Deadline of every statement, when configured (`<DB>_QUERY_TIMEOUT`).
     pub query_timeout: Option<Duration>,
     pub prepared_statements: bool,
+    /// `<DB>_TRACE_PARAMETERS`: spans carry parameter values and the
+    /// server's wording of errors.
+    pub trace_parameters: bool,
+    /// `<DB>_SLOW_QUERY_SECONDS`: a statement slower than this is logged
+    /// at WARNING.
+    pub slow_query: Option<Duration>,
     pub retry: crate::retry::RetryPolicy,
     /// A health check reports by this deadline whatever the server does.
     pub health_timeout: Duration,

@@ -200,6 +200,22 @@ pub const SETTINGS: &[Setting] = &[
          SQL Server: the command timeout) → `QueryTimeoutError`",
     ),
     Setting::new(
+        "TRACE_PARAMETERS",
+        Reach::Both,
+        "false",
+        "OpenTelemetry spans carry the statement's parameter values (`dbflow.query.parameters`) \
+         and the server's own wording of an error, which may quote values; off, a span names \
+         the statement as written (`:name` placeholders) and an error by its type and code",
+    ),
+    Setting::new(
+        "SLOW_QUERY_SECONDS",
+        Reach::Both,
+        "off",
+        "a statement slower than this logs one WARNING through the `dbflow` logger (so the \
+         Prefect run log shows it): its text as written, duration, rows and database, never a \
+         parameter value",
+    ),
+    Setting::new(
         "PREPARED_STATEMENTS",
         Reach::Both,
         "true",

@@ -14,6 +14,7 @@ use crate::arrow::Batches;
 use crate::backend::Statement;
 use crate::error::{Error, Result};
 use crate::sql::{ParsedSql, Segment};
+use crate::telemetry::{self, Count, Subject};
 use crate::value::Value;
 
 /// Batches as the producer reads them, and its end: `done` completes (with
@@ -43,7 +44,7 @@ impl Database {
         operation: &'static str,
     ) -> Result<Batches> {
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection(operation).await?;
             match conn.query_arrow(statement, every).await {
                 Err(e) if e.not_sent => {
@@ -52,9 +53,12 @@ impl Database {
                 }
                 done => done,
             }
-        }
-        .await
-        .map_err(|e| self.fail(e, operation));
+        };
+        let count = |b: &Batches| Count::Returned(b.rows() as u64);
+        let result = self
+            .traced(operation, statement, 1, count, work)
+            .await
+            .map_err(|e| self.fail(e, operation));
         self.observe(started, result, |b| b.rows() as u64)
     }
 
@@ -69,6 +73,10 @@ impl Database {
         let (tx, rx) = mpsc::channel(2);
         let (finished, done) = oneshot::channel();
         let db = self.clone();
+        // The span covers the whole iteration, as `iter_query`'s.
+        let subject = Subject::Sql(&statement.sql, &statement.values);
+        let span = telemetry::span(&telemetry::About::new(self.config(), "iter_arrow", subject));
+        let producer_span = span.clone();
         let producer = async move {
             // Dropped last: the reader knows the connection is back.
             let _finished = finished;
@@ -77,14 +85,12 @@ impl Database {
                 conn.stream_arrow(&statement, every.max(1), &tx).await
             })
             .await;
+            telemetry::finish(&span, &outcome.as_ref().map(|_| Count::Nothing));
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_arrow"))).await;
             }
         };
-        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(
-            producer,
-            tracing::Span::current(),
-        ));
+        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(producer, producer_span));
         Ok(BatchStream { batches: rx, done })
     }
 

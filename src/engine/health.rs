@@ -29,10 +29,20 @@ pub struct Health {
     pub error: Option<String>,
 }
 
+use crate::telemetry;
+
 impl Database {
     /// Connection test, query test and migration status, reported within
     /// the health deadline whatever the server does. Never fails.
     pub async fn health(&self) -> Health {
+        let about = telemetry::About::new(self.config(), "health_check", telemetry::Subject::None);
+        let span = telemetry::span(&about);
+        let health = tracing::Instrument::instrument(self.checked_health(), span.clone()).await;
+        span.record("dbflow.health.status", health.status);
+        health
+    }
+
+    async fn checked_health(&self) -> Health {
         let started = Instant::now();
         let deadline = self.config().health_timeout;
         let remaining = || deadline.saturating_sub(started.elapsed());

@@ -9,6 +9,7 @@ use crate::backend::Statement;
 use crate::error::Result;
 use crate::pool::PooledConnection;
 use crate::procedure::{Call, Called};
+use crate::telemetry::{self, Count, Subject};
 use crate::value::Rows;
 
 /// A result and the server's messages that came with it.
@@ -38,7 +39,7 @@ impl Database {
     pub async fn query_sets(&self, statement: &Statement) -> Result<WithMessages<Vec<Rows>>> {
         let operation = "execute_query_sets";
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection(operation).await?;
             let sets = match conn.query_sets(statement).await {
                 Err(e) if e.not_sent => {
@@ -48,9 +49,12 @@ impl Database {
                 done => done,
             }?;
             Ok(with_messages(&mut conn, sets))
-        }
-        .await
-        .map_err(|e| self.fail(e, operation));
+        };
+        let count = |s: &WithMessages<Vec<Rows>>| Count::Returned(rows_of_sets(s));
+        let result = self
+            .traced(operation, statement, 1, count, work)
+            .await
+            .map_err(|e| self.fail(e, operation));
         self.observe(started, result, rows_of_sets)
     }
 
@@ -58,7 +62,7 @@ impl Database {
     pub async fn call_procedure(&self, call: &Call) -> Result<WithMessages<Called>> {
         let operation = "call_procedure";
         let started = Instant::now();
-        let result = async {
+        let work = async {
             let mut conn = self.connection(operation).await?;
             let called = match conn.call(call).await {
                 Err(e) if e.not_sent => {
@@ -68,11 +72,18 @@ impl Database {
                 done => done,
             }?;
             Ok(with_messages(&mut conn, called))
-        }
-        .await
-        .map_err(|e| self.fail(e, operation));
+        };
+        let subject = Subject::Procedure(&call.written);
+        let about = telemetry::About::new(self.config(), operation, subject);
+        let result = telemetry::run(about, count_call, work)
+            .await
+            .map_err(|e| self.fail(e, operation));
         self.observe(started, result, rows_of_call)
     }
+}
+
+fn count_call(called: &WithMessages<Called>) -> Count {
+    Count::Returned(rows_of_call(called))
 }
 
 fn with_messages<T>(conn: &mut PooledConnection, value: T) -> WithMessages<T> {
@@ -86,11 +97,18 @@ impl Transaction {
     pub async fn query_sets(&mut self, statement: &Statement) -> Result<WithMessages<Vec<Rows>>> {
         let operation = "transaction.execute_query_sets";
         let started = Instant::now();
+        let span = self.span.clone();
+        let config = self.config.clone();
         let conn = self.conn(operation)?;
-        let r = conn
-            .query_sets(statement)
-            .await
-            .map(|value| with_messages(conn, value));
+        let subject = Subject::Sql(&statement.sql, &statement.values);
+        let about = telemetry::About::new(&config, operation, subject).parent(&span);
+        let count = |s: &WithMessages<Vec<Rows>>| Count::Returned(rows_of_sets(s));
+        let work = async {
+            let value = conn.query_sets(statement).await?;
+            Ok(with_messages(conn, value))
+        };
+        let r = telemetry::run(about, count, work).await;
+        let conn = self.conn(operation)?;
         let r = observe(conn.metrics(), started, r, rows_of_sets);
         r.map_err(|e| self.fail(e, operation))
     }
@@ -98,11 +116,17 @@ impl Transaction {
     pub async fn call_procedure(&mut self, call: &Call) -> Result<WithMessages<Called>> {
         let operation = "transaction.call_procedure";
         let started = Instant::now();
+        let span = self.span.clone();
+        let config = self.config.clone();
         let conn = self.conn(operation)?;
-        let r = conn
-            .call(call)
-            .await
-            .map(|value| with_messages(conn, value));
+        let subject = Subject::Procedure(&call.written);
+        let about = telemetry::About::new(&config, operation, subject).parent(&span);
+        let work = async {
+            let value = conn.call(call).await?;
+            Ok(with_messages(conn, value))
+        };
+        let r = telemetry::run(about, count_call, work).await;
+        let conn = self.conn(operation)?;
         let r = observe(conn.metrics(), started, r, rows_of_call);
         r.map_err(|e| self.fail(e, operation))
     }

@@ -1,5 +1,6 @@
 //! An explicit transaction on one pooled connection.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{commit_failed, observe};
@@ -7,10 +8,12 @@ use arrow_array::RecordBatch;
 
 use crate::arrow::Batches;
 use crate::backend::Statement;
+use crate::config::DatabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::feed::RowFeed;
 use crate::pool::PooledConnection;
 use crate::sql::ParsedSql;
+use crate::telemetry::{self, count_rows, About, Count, Subject};
 use crate::value::Rows;
 
 /// An open transaction. Dropping it without commit discards its connection,
@@ -18,18 +21,27 @@ use crate::value::Rows;
 pub struct Transaction {
     pub(super) conn: Option<PooledConnection>,
     pub(super) savepoints: u32,
-    pub(super) database: String,
-    pub(super) secret: Option<String>,
+    pub(super) config: Arc<DatabaseConfig>,
+    /// Open from BEGIN until the transaction ends; its statements' spans
+    /// are its children.
+    pub(super) span: tracing::Span,
 }
 
 impl Transaction {
     pub(super) fn fail(&self, e: Error, operation: &'static str) -> Error {
-        e.context(&self.database, operation)
-            .redact(self.secret.as_deref())
+        e.context(&self.config.name, operation)
+            .redact(self.config.spec.password.as_deref())
+    }
+
+    /// The transaction ended (or failed to): its span says how, and closes.
+    fn end<T>(&mut self, result: &Result<T>) {
+        let counted = result.as_ref().map(|_| Count::Nothing);
+        telemetry::finish(&self.span, &counted);
+        self.span = tracing::Span::none();
     }
 
     pub(super) fn conn(&mut self, operation: &'static str) -> Result<&mut PooledConnection> {
-        let database = self.database.clone();
+        let database = self.config.name.clone();
         self.conn.as_mut().ok_or_else(|| {
             Error::new(
                 ErrorKind::Transaction,
@@ -44,11 +56,19 @@ impl Transaction {
     }
 
     pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+        let operation = "transaction.execute_query";
         let started = Instant::now();
-        let conn = self.conn("transaction.execute_query")?;
-        let r = conn.query(statement).await;
+        let span = self.span.clone();
+        let config = self.config.clone();
+        let conn = self.conn(operation)?;
+        let about = About::new(
+            &config,
+            operation,
+            Subject::Sql(&statement.sql, &statement.values),
+        );
+        let r = telemetry::run(about.parent(&span), count_rows, conn.query(statement)).await;
         let r = observe(conn.metrics(), started, r, |rows| rows.row_count() as u64);
-        r.map_err(|e| self.fail(e, "transaction.execute_query"))
+        r.map_err(|e| self.fail(e, operation))
     }
 
     pub async fn query_arrow(
@@ -58,8 +78,21 @@ impl Transaction {
         operation: &'static str,
     ) -> Result<Batches> {
         let started = Instant::now();
+        let span = self.span.clone();
+        let config = self.config.clone();
         let conn = self.conn(operation)?;
-        let r = conn.query_arrow(statement, every).await;
+        let about = About::new(
+            &config,
+            operation,
+            Subject::Sql(&statement.sql, &statement.values),
+        );
+        let count = |b: &Batches| Count::Returned(b.rows() as u64);
+        let r = telemetry::run(
+            about.parent(&span),
+            count,
+            conn.query_arrow(statement, every),
+        )
+        .await;
         let r = observe(conn.metrics(), started, r, |b| b.rows() as u64);
         r.map_err(|e| self.fail(e, operation))
     }
@@ -78,9 +111,21 @@ impl Transaction {
     }
 
     pub async fn execute_many(&mut self, sql: &ParsedSql, mut feed: RowFeed) -> Result<u64> {
+        let operation = "transaction.execute_many";
         let started = Instant::now();
-        let conn = self.conn("transaction.execute_many")?;
-        let r = conn.execute_many(sql, &mut feed).await;
+        let span = self.span.clone();
+        let config = self.config.clone();
+        let conn = self.conn(operation)?;
+        let about = About::new(&config, operation, Subject::Sql(sql, &[]));
+        let work = async {
+            let affected = conn.execute_many(sql, &mut feed).await?;
+            Ok((affected, feed.taken()))
+        };
+        let count = |&(affected, size): &(u64, u64)| Count::Batch { size, affected };
+        let r = telemetry::run(about.parent(&span), count, work)
+            .await
+            .map(|(affected, _)| affected);
+        let conn = self.conn(operation)?;
         let r = observe(conn.metrics(), started, r, |_| 0);
         r.map_err(|e| self.fail(e, "transaction.execute_many"))
     }
@@ -96,7 +141,8 @@ impl Transaction {
                 )
             })
             .map_err(|e| self.fail(e, "transaction.commit"))?;
-        let r = conn.commit().await;
+        let r = tracing::Instrument::instrument(conn.commit(), self.span.clone()).await;
+        self.end(&r);
         r.map_err(|e| self.fail(commit_failed(e), "transaction.commit"))
     }
 
@@ -104,10 +150,11 @@ impl Transaction {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
-        let r = conn.rollback().await;
+        let r = tracing::Instrument::instrument(conn.rollback(), self.span.clone()).await;
         if r.is_err() {
             conn.broken = true;
         }
+        self.end(&r);
         r.map_err(|e| self.fail(e, "transaction.rollback"))
     }
 

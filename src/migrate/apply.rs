@@ -10,6 +10,7 @@ use super::plan::{Hooks, Prepared};
 use super::Migrator;
 use crate::backend::Connection;
 use crate::error::{ErrorKind, Result};
+use crate::telemetry::{self, About, Count, Subject};
 use crate::value::Value;
 
 impl Migrator<'_> {
@@ -73,7 +74,24 @@ impl Migrator<'_> {
 
     /// One versioned or repeatable file with its each-callbacks, recorded in
     /// the history: all of it in one unit when the file is transactional.
+    /// Each file is one span (`migration`, its script and version).
     pub(super) async fn apply(
+        &self,
+        conn: &mut Connection,
+        hooks: &Hooks<'_>,
+        item: &Prepared<'_>,
+        history: &[Applied],
+    ) -> Result<Applied> {
+        let subject = Subject::Migration {
+            script: &item.file.script,
+            version: item.version.map(|v| v.written.as_str()),
+        };
+        let about = About::new(self.db.config(), "migration", subject);
+        let work = self.apply_file(conn, hooks, item, history);
+        telemetry::run(about, |_| Count::Nothing, work).await
+    }
+
+    async fn apply_file(
         &self,
         conn: &mut Connection,
         hooks: &Hooks<'_>,

@@ -136,6 +136,11 @@ pub fn dispose(shared: &Arc<SharedPool>) {
     shared.pool.dispose();
 }
 
+/// Every open pool (for the pool metrics observers read).
+pub fn open() -> Vec<Arc<SharedPool>> {
+    lock().pools.values().cloned().collect()
+}
+
 /// How many pools are open (diagnostics and tests).
 pub fn open_pools() -> usize {
     lock().pools.len()

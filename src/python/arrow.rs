@@ -180,7 +180,7 @@ fn receive(receiver: &BatchReceiver) -> Result<Option<RecordBatch>> {
     };
     // SAFETY: PyGILState_Check only reads the thread's state.
     if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
-        Python::attach(|py| py.detach(wait))
+        Python::attach(|py| super::otel::detach(py, wait))
     } else {
         wait()
     }
@@ -226,7 +226,7 @@ impl ArrowStream {
             return Ok(schema.clone());
         }
         let receiver = &self.receiver;
-        let first = py.detach(|| receive(receiver)).map_err(to_pyerr)?;
+        let first = super::otel::detach(py, || receive(receiver)).map_err(to_pyerr)?;
         let Some(first) = first else {
             return Err(PyValueError::new_err(
                 "iter_arrow: the stream was closed before its first batch",
@@ -271,7 +271,7 @@ impl ArrowStream {
                 Some(b) => Some(b),
                 None => {
                     let receiver = &self.receiver;
-                    py.detach(|| receive(receiver)).py_result()?
+                    super::otel::detach(py, || receive(receiver)).py_result()?
                 }
             };
             match batch {
@@ -332,7 +332,7 @@ impl ArrowStream {
         // Returns once the reader has let go of its connection: the
         // channel ends when the producer does.
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
-        py.detach(|| {
+        super::otel::detach(py, || {
             let mut rx = receiver.blocking_lock();
             rx.close();
             while rx.blocking_recv().is_some() {}

@@ -174,7 +174,7 @@ pub(crate) fn load_blocking(
 ) -> PyResult<u64> {
     let _caller = super::logging::caller_span(py).entered();
     let (handle, pump) = data.start(db, table).py_result()?;
-    py.detach(|| {
+    super::otel::detach(py, || {
         pump();
         let rt = crate::runtime::runtime()?;
         joined(crate::runtime::block_on(&rt, handle))

@@ -276,6 +276,7 @@ pub(crate) fn run_fed<T: Send, F>(
 where
     F: Future<Output = Result<T>> + Send,
 {
+    super::otel::refresh(py);
     let raised = source.raised();
     let Some(first) = source.next_chunk(CHUNK_ROWS) else {
         return Ok(None);
@@ -330,9 +331,9 @@ fn feed_while_running<T: Send>(
     let mut operation = std::pin::pin!(operation);
     // Started at once: the checkout and the statement's start overlap the
     // conversion of the second chunk.
-    if let Poll::Ready(result) =
-        py.detach(|| crate::runtime::poll_once(&rt, &mut operation.as_mut()))
-    {
+    if let Poll::Ready(result) = super::otel::detach(py, || {
+        crate::runtime::poll_once(&rt, &mut operation.as_mut())
+    }) {
         return result;
     }
     let mut closed = false;
@@ -347,7 +348,7 @@ fn feed_while_running<T: Send>(
                 Err(TrySendError::Full(chunk)) => {
                     pending = Some(chunk);
                     // Wait (GIL released) for room, or for the end.
-                    let ended = py.detach(|| {
+                    let ended = super::otel::detach(py, || {
                         crate::runtime::block_on(&rt, async {
                             tokio::select! {
                                 result = operation.as_mut() => Some(result),
@@ -363,12 +364,12 @@ fn feed_while_running<T: Send>(
                 Err(TrySendError::Closed(_)) => closed = true,
             }
         }
-        if let Poll::Ready(result) =
-            py.detach(|| crate::runtime::poll_once(&rt, &mut operation.as_mut()))
-        {
+        if let Poll::Ready(result) = super::otel::detach(py, || {
+            crate::runtime::poll_once(&rt, &mut operation.as_mut())
+        }) {
             return result;
         }
     }
     drop(feed); // the end of the rows
-    py.detach(|| crate::runtime::block_on(&rt, operation))
+    super::otel::detach(py, || crate::runtime::block_on(&rt, operation))
 }

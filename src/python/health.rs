@@ -140,20 +140,19 @@ pub fn health_check_all<'py>(
             .map_err(|e| e.to_string());
         opened.push((name.clone(), db));
     }
-    let healths: Vec<Option<Health>> = py
-        .detach(|| {
-            runtime().map(|rt| {
-                rt.block_on(futures_util::future::join_all(opened.iter().map(
-                    |(_, db)| async move {
-                        match db {
-                            Ok(db) => Some(db.health().await),
-                            Err(_) => None,
-                        }
-                    },
-                )))
-            })
+    let healths: Vec<Option<Health>> = super::otel::detach(py, || {
+        runtime().map(|rt| {
+            rt.block_on(futures_util::future::join_all(opened.iter().map(
+                |(_, db)| async move {
+                    match db {
+                        Ok(db) => Some(db.health().await),
+                        Err(_) => None,
+                    }
+                },
+            )))
         })
-        .map_err(to_pyerr)?;
+    })
+    .map_err(to_pyerr)?;
     let databases = PyDict::new(py);
     let mut statuses = Vec::with_capacity(opened.len());
     let mut healthy = 0;

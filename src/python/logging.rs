@@ -64,13 +64,17 @@ fn python_level(level: &Level) -> u8 {
 }
 
 /// The `contextvars.Context` of the Python call a span's work belongs to.
-struct CallerContext(Py<PyAny>);
+/// Shared, so a span made under it can keep it without the GIL.
+struct CallerContext(std::sync::Arc<Py<PyAny>>);
 
 /// A span carrying the calling Python context, for work the runtime runs on
 /// its own threads. Without Prefect imported no run logger can be reached,
 /// so there is nothing to carry (and nothing to pay).
 pub fn caller_span(py: Python<'_>) -> tracing::Span {
-    if SHUTTING_DOWN.load(Ordering::Acquire) || !prefect_imported(py) {
+    super::otel::refresh(py);
+    if SHUTTING_DOWN.load(Ordering::Acquire)
+        || !(prefect_imported(py) || crate::telemetry::wanted())
+    {
         return tracing::Span::none();
     }
     let Ok(context) = py
@@ -84,10 +88,23 @@ pub fn caller_span(py: Python<'_>) -> tracing::Span {
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
         let data = tracing_subscriber::registry::LookupSpan::span(registry, id)?;
-        data.extensions_mut().insert(CallerContext(context.take()?));
+        let context = std::sync::Arc::new(context.take()?);
+        data.extensions_mut().insert(CallerContext(context));
         Some(())
     });
     span
+}
+
+/// The calling Python context a span carries, if it is a caller span.
+pub(crate) fn caller_context<S>(
+    span: &tracing_subscriber::registry::SpanRef<'_, S>,
+) -> Option<std::sync::Arc<Py<PyAny>>>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    span.extensions()
+        .get::<CallerContext>()
+        .map(|c| c.0.clone())
 }
 
 fn prefect_imported(py: Python<'_>) -> bool {
@@ -175,6 +192,8 @@ fn emit(py: Python<'_>, level: u8, event: &Event<'_>, caller: Option<Py<PyAny>>)
 
 /// Install the bridge once per process (a second import is a no-op).
 pub fn install() {
-    let _ =
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(PythonLogging));
+    let subscriber = tracing_subscriber::registry()
+        .with(PythonLogging)
+        .with(super::otel::OtelBridge);
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -15,6 +15,7 @@ mod health;
 mod logging;
 mod manager;
 mod ops;
+mod otel;
 mod procedures;
 mod reports;
 mod rows;
@@ -39,6 +40,16 @@ fn _shutdown(py: Python<'_>) {
 #[pyfunction]
 fn dispose_all(py: Python<'_>) {
     py.detach(crate::pool::registry::dispose_all);
+}
+
+/// Every open pool's status (`get_pool_status()`'s keys), for the pool
+/// metrics `dbflow._pool_metrics` reports.
+#[pyfunction]
+fn _pool_statuses(py: Python<'_>) -> PyResult<Vec<Bound<'_, pyo3::types::PyDict>>> {
+    crate::pool::registry::open()
+        .iter()
+        .map(|shared| reports::shared_pool_dict(py, shared))
+        .collect()
 }
 
 /// Number of open pools in this process.
@@ -191,6 +202,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(dispose_all, m)?)?;
     m.add_function(wrap_pyfunction!(_open_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(_pool_statuses, m)?)?;
     m.add_function(wrap_pyfunction!(rewrite_sql, m)?)?;
     m.add_function(wrap_pyfunction!(database_types, m)?)?;
     m.add_function(wrap_pyfunction!(settings_reference, m)?)?;

@@ -11,10 +11,19 @@ pub(crate) fn pool_status_dict<'py>(
     py: Python<'py>,
     db: &Database,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let s = db.pool_status();
+    shared_pool_dict(py, &db.shared())
+}
+
+/// `get_pool_status()` of a pool, whichever manager holds it.
+pub(crate) fn shared_pool_dict<'py>(
+    py: Python<'py>,
+    shared: &crate::pool::registry::SharedPool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let s = shared.pool.status();
+    let config = &shared.pool.config;
     let d = PyDict::new(py);
-    d.set_item("database_name", db.name())?;
-    d.set_item("database_type", db.config().database_type.as_str())?;
+    d.set_item("database_name", config.name.as_str())?;
+    d.set_item("database_type", config.database_type.as_str())?;
     d.set_item("pool_size", s.pool_size)?;
     d.set_item("max_overflow", s.max_overflow)?;
     d.set_item("checked_in", s.checked_in)?;
@@ -29,7 +38,7 @@ pub(crate) fn pool_status_dict<'py>(
     )?;
     d.set_item("connections_opened", s.opened)?;
     d.set_item("connections_closed", s.closed)?;
-    d.set_item("users", db.shared().users())?;
+    d.set_item("users", shared.users())?;
     d.set_item(
         "timestamp",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),

@@ -52,7 +52,7 @@ impl RowIterator {
                 }
             }
             let receiver = &self.receiver;
-            let next = py.detach(|| {
+            let next = super::otel::detach(py, || {
                 let mut rx = receiver.lock().unwrap_or_else(|p| p.into_inner());
                 runtime().map(|rt| crate::runtime::block_on(&rt, rx.recv()))
             });

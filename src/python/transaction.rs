@@ -53,7 +53,7 @@ impl PyTransaction {
         let slot = &self.slot;
         // The lock is held by this (GIL-free) thread for the whole call, so
         // two Python threads sharing one transaction take turns.
-        py.detach(move || {
+        super::otel::detach(py, move || {
             let mut guard = slot.claim(db, operation)?;
             match guard.as_mut().filter(|t| t.is_active()) {
                 Some(tx) => {
@@ -123,13 +123,12 @@ impl PyTransaction {
     ) -> PyResult<bool> {
         let failed = exc_type.is_some_and(|t| !t.is_none());
         let slot = &self.slot;
-        let tx = py
-            .detach(|| {
-                let rt = runtime()?;
-                crate::runtime::block_on(&rt, slot.stop_stream());
-                slot.claim(&self.db, "transaction").map(|mut g| g.take())
-            })
-            .py_result()?;
+        let tx = super::otel::detach(py, || {
+            let rt = runtime()?;
+            crate::runtime::block_on(&rt, slot.stop_stream());
+            slot.claim(&self.db, "transaction").map(|mut g| g.take())
+        })
+        .py_result()?;
         // Already committed or rolled back explicitly inside the block.
         let Some(mut tx) = tx.filter(|t| t.is_active()) else {
             return Ok(false);

@@ -1,0 +1,285 @@
+//! The core's operation spans (`crate::telemetry`) → OpenTelemetry's
+//! Python API, through `dbflow._telemetry`.
+//!
+//! A span's attributes are gathered in Rust while the operation runs; the
+//! OpenTelemetry span is made when the operation ends (one call into
+//! Python), with the start time it had, or earlier when a child needs it as
+//! its parent (a transaction's statements). Its parent is the span of the
+//! operation around it, else the span current where the call was made: the
+//! calling thread's, or, for work on the runtime's threads, the context the
+//! call captured (`logging::caller_span`) — a Prefect task's span either way.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::marker::Ungil;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::Subscriber;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::telemetry::{self, TARGET};
+
+/// Whether a tracer or meter provider is set; checked before operations
+/// until one is (a provider, once set, stays set). Costs a dictionary
+/// lookup while OpenTelemetry was never imported.
+pub(crate) fn refresh(py: Python<'_>) {
+    if telemetry::wanted() {
+        return;
+    }
+    if providers_set(py).unwrap_or(false) {
+        telemetry::set_wanted(true);
+    }
+}
+
+fn providers_set(py: Python<'_>) -> PyResult<bool> {
+    static MODULES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let modules = MODULES.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("sys")?.getattr("modules")?.unbind())
+    })?;
+    let modules = modules.bind(py);
+    let (Some(trace), Some(metrics)) = (
+        modules.get_item("opentelemetry.trace").ok(),
+        modules.get_item("opentelemetry.metrics._internal").ok(),
+    ) else {
+        return Ok(false);
+    };
+    // The API's globals, None until a provider is set: cheaper than asking
+    // for the provider (which reads the environment each time).
+    let unset =
+        |module: &Bound<'_, PyAny>, name: &str| module.getattr(name).map_or(true, |v| v.is_none());
+    if unset(&trace, "_TRACER_PROVIDER") && unset(&metrics, "_METER_PROVIDER") {
+        return Ok(false);
+    }
+    telemetry_module(py)?
+        .call_method0("providers_set")?
+        .is_truthy()
+}
+
+fn telemetry_module(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    MODULE
+        .get_or_try_init(py, || {
+            Ok(py.import("dbflow._telemetry")?.into_any().unbind())
+        })
+        .map(|m| m.bind(py))
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+enum Attr {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// An operation span's state between its start and its end. Shared (a
+/// child keeps its parent's), and complete without the registry, so a span
+/// that ends where Python cannot be reached is made later ([`detach`]).
+struct Pending {
+    start_ns: u64,
+    attributes: Mutex<Vec<(&'static str, Attr)>>,
+    parent: Parent,
+    /// The OpenTelemetry span, once made.
+    started: Mutex<Option<Py<PyAny>>>,
+}
+
+/// Where a span belongs, decided when it is made.
+enum Parent {
+    /// The operation around it (a transaction, for its statements).
+    Operation(Arc<Pending>),
+    /// The Python context of the call it works for.
+    Caller(Arc<Py<PyAny>>),
+    /// Whatever is current where the span is made in Python.
+    Current,
+}
+
+struct Shared(Arc<Pending>);
+
+struct Recorder<'a>(&'a mut Vec<(&'static str, Attr)>);
+
+impl Recorder<'_> {
+    fn set(&mut self, name: &'static str, value: Attr) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl Visit for Recorder<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field.name(), Attr::Str(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field.name(), Attr::Int(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field.name(), Attr::Int(value.min(i64::MAX as u64) as i64));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field.name(), Attr::Float(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field.name(), Attr::Bool(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.set(field.name(), Attr::Str(format!("{value:?}")));
+    }
+}
+
+impl Pending {
+    fn attributes(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, Attr)>> {
+        self.attributes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn name(&self) -> String {
+        self.attributes()
+            .iter()
+            .find_map(|(k, v)| match (k, v) {
+                (&"otel.name", Attr::Str(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "db".to_owned())
+    }
+
+    fn dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.attributes().iter() {
+            match v {
+                Attr::Str(s) => d.set_item(*k, s)?,
+                Attr::Int(i) => d.set_item(*k, i)?,
+                Attr::Float(f) => d.set_item(*k, f)?,
+                Attr::Bool(b) => d.set_item(*k, b)?,
+            }
+        }
+        Ok(d)
+    }
+
+    /// The OpenTelemetry span, made now (with its parent) if it was not.
+    fn started(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if let Some(made) = &*self.started.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(Some(made.clone_ref(py)));
+        }
+        let (parent, caller) = match &self.parent {
+            Parent::Operation(op) => (op.started(py)?, None),
+            Parent::Caller(context) => (None, Some(context.clone_ref(py))),
+            Parent::Current => (None, None),
+        };
+        let made = telemetry_module(py)?.call_method1(
+            "start",
+            (self.name(), parent, caller, self.start_ns, self.dict(py)?),
+        )?;
+        let made = (!made.is_none()).then(|| made.unbind());
+        let mut slot = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = made.as_ref().map(|m| m.clone_ref(py));
+        Ok(made)
+    }
+
+    fn end(&self, py: Python<'_>, end_ns: u64) -> PyResult<()> {
+        let made = self.started(py)?;
+        telemetry_module(py)?.call_method1("end", (made, self.start_ns, end_ns, self.dict(py)?))?;
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Spans that ended on this thread while it had let go of Python
+    /// (a sync call waiting for its answer): made when it takes it back.
+    static ENDED: RefCell<Vec<(Arc<Pending>, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `py.detach(work)`, then the spans that ended meanwhile are handed to
+/// OpenTelemetry — before the call returns, so they are there when it has.
+/// A sync call's work carries its Python context (for their parent).
+pub(crate) fn detach<T: Send>(py: Python<'_>, work: impl Ungil + FnOnce() -> T + Send) -> T {
+    refresh(py);
+    if !telemetry::wanted() {
+        return py.detach(work);
+    }
+    let caller = super::logging::caller_span(py);
+    let result = py.detach(|| caller.in_scope(work));
+    drop(caller);
+    flush(py);
+    result
+}
+
+fn flush(py: Python<'_>) {
+    let ended = ENDED.with(|e| std::mem::take(&mut *e.borrow_mut()));
+    for (pending, end_ns) in ended {
+        if let Err(e) = pending.end(py, end_ns) {
+            tracing::debug!(target: "dbflow::telemetry", "a span could not be exported: {e}");
+        }
+    }
+}
+
+pub(crate) struct OtelBridge;
+
+impl<S> Layer<S> for OtelBridge
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().target() != TARGET {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut parent = Parent::Current;
+        for ancestor in span.scope().skip(1) {
+            if let Some(op) = ancestor.extensions().get::<Shared>() {
+                parent = Parent::Operation(op.0.clone());
+                break;
+            }
+            if let Some(context) = super::logging::caller_context(&ancestor) {
+                parent = Parent::Caller(context);
+                break;
+            }
+        }
+        let mut attributes = Vec::with_capacity(16);
+        attrs.record(&mut Recorder(&mut attributes));
+        let pending = Pending {
+            start_ns: now_ns(),
+            attributes: Mutex::new(attributes),
+            parent,
+            started: Mutex::new(None),
+        };
+        span.extensions_mut().insert(Shared(Arc::new(pending)));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(shared) = span.extensions().get::<Shared>() {
+                values.record(&mut Recorder(&mut shared.0.attributes()));
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(shared) = span.extensions_mut().remove::<Shared>() else {
+            return;
+        };
+        let end_ns = now_ns();
+        let pending = shared.0;
+        let ended = Python::try_attach(|py| {
+            if let Err(e) = pending.end(py, end_ns) {
+                // Telemetry never fails an operation; say why it is missing.
+                tracing::debug!(target: "dbflow::telemetry", "a span could not be exported: {e}");
+            }
+        });
+        if ended.is_none() {
+            // This thread let go of Python for the call: made on its return.
+            ENDED.with(|e| e.borrow_mut().push((pending, end_ns)));
+        }
+    }
+}
