@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Env, with_options
+from envs import Env, with_options
 
 import dbflow
 from dbflow import ConfigurationError

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from backends import mssql_url
-from conftest import Env, with_options
+from envs import Env, with_options
 from test_credentials import FakeEntraCredential, Load
 
 import dbflow

@@ -7,7 +7,7 @@ import pickle
 import socket
 
 import pytest
-from conftest import with_options
+from envs import with_options
 
 import dbflow
 from dbflow import exceptions as exc

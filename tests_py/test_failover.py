@@ -18,7 +18,7 @@ from typing import Any
 import netpath
 import pytest
 import replicas
-from conftest import Env
+from envs import Env
 
 import dbflow
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import netpath
 import pytest
-from conftest import Env
+from envs import Env
 
 import dbflow
 
