@@ -356,7 +356,11 @@ impl Database {
                 conn.stream(&statement, batch_size.max(1), &tx).await
             })
             .await;
-            telemetry::finish(&span, &outcome.as_ref().map(|_| Count::Nothing));
+            telemetry::finish(
+                &span,
+                &outcome.as_ref().map(|_| Count::Nothing),
+                db.config(),
+            );
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_query"))).await;
             }
@@ -504,7 +508,7 @@ impl Database {
         };
         let conn = tracing::Instrument::instrument(begin, span.clone())
             .await
-            .inspect_err(|e| telemetry::failed(&span, e))
+            .inspect_err(|e| telemetry::failed(&span, e, self.config()))
             .map_err(|e| self.fail(e, operation))?;
         Ok(Transaction {
             conn: Some(conn),

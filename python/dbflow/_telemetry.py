@@ -11,6 +11,7 @@ after dbflow was used is honoured.
 from __future__ import annotations
 
 import contextvars
+import json
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -127,6 +128,18 @@ def _parent_context(parent: Any, caller: contextvars.Context | None) -> otel_con
     return None  # this thread's current context
 
 
+def _shown(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The span's attributes: `dbflow.query.parameters` (JSON, there only
+    when the user opted in) as the conventions' `db.query.parameter.<key>`."""
+    shown = {k: v for k, v in attributes.items() if k not in _NOT_ATTRIBUTES}
+    parameters = shown.pop("dbflow.query.parameters", None)
+    if parameters is not None:
+        for key, value in json.loads(parameters).items():
+            if value is not None:
+                shown[f"db.query.parameter.{key}"] = value
+    return shown
+
+
 def start(
     name: str,
     parent: Any,
@@ -140,12 +153,11 @@ def start(
     tracer = _instruments.tracer
     if tracer is None:
         return None
-    shown = {k: v for k, v in attributes.items() if k not in _NOT_ATTRIBUTES}
     return tracer.start_span(
         name,
         context=_parent_context(parent, caller),
         kind=SpanKind.CLIENT,
-        attributes=shown,
+        attributes=_shown(attributes),
         start_time=start_ns,
     )
 
@@ -155,7 +167,7 @@ def end(span: Any, start_ns: int, end_ns: int, attributes: dict[str, Any]) -> No
     metrics record it."""
     error_type = attributes.get("error.type")
     if span is not None:
-        span.set_attributes({k: v for k, v in attributes.items() if k not in _NOT_ATTRIBUTES})
+        span.set_attributes(_shown(attributes))
         if error_type is not None:
             description = str(attributes.get("dbflow.error.message", error_type))
             # Not record_exception: the exception object carries the

@@ -85,7 +85,11 @@ impl Database {
                 conn.stream_arrow(&statement, every.max(1), &tx).await
             })
             .await;
-            telemetry::finish(&span, &outcome.as_ref().map(|_| Count::Nothing));
+            telemetry::finish(
+                &span,
+                &outcome.as_ref().map(|_| Count::Nothing),
+                db.config(),
+            );
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_arrow"))).await;
             }

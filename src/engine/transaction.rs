@@ -36,7 +36,7 @@ impl Transaction {
     /// The transaction ended (or failed to): its span says how, and closes.
     fn end<T>(&mut self, result: &Result<T>) {
         let counted = result.as_ref().map(|_| Count::Nothing);
-        telemetry::finish(&self.span, &counted);
+        telemetry::finish(&self.span, &counted, &self.config);
         self.span = tracing::Span::none();
     }
 

@@ -238,14 +238,22 @@ fn bulk_operation(kind: &str) -> &'static str {
     }
 }
 
-/// `name=value, ...` of a statement's values, only when the user opted in.
+/// A statement's values as a JSON object of texts, only when the user
+/// opted in (the bridge makes each a `db.query.parameter.<name>`).
 fn parameters(sql: &ParsedSql, values: &[Value]) -> String {
-    sql.names
+    let object: serde_json::Map<String, serde_json::Value> = sql
+        .names
         .iter()
         .zip(values)
-        .map(|(name, value)| format!("{name}={}", value.to_text()))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|(name, value)| {
+            let text = match value {
+                Value::Null => serde_json::Value::Null,
+                other => serde_json::Value::String(other.to_text()),
+            };
+            (name.clone(), text)
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string()
 }
 
 /// A statement's rows as a span says them: returned, or (no columns) affected.
@@ -281,7 +289,7 @@ pub async fn run<T>(
     let started = Instant::now();
     let result = work.instrument(span.clone()).await;
     let counted = result.as_ref().map(count);
-    finish(&span, &counted);
+    finish(&span, &counted, about.config);
     if let Some(limit) = about.config.slow_query {
         let took = started.elapsed();
         if took >= limit {
@@ -322,7 +330,7 @@ fn slow(about: &About<'_>, took: Duration, counted: &std::result::Result<Count, 
 }
 
 /// Record an operation's outcome on its span.
-pub fn finish(span: &Span, counted: &std::result::Result<Count, &Error>) {
+pub fn finish(span: &Span, counted: &std::result::Result<Count, &Error>, config: &DatabaseConfig) {
     if span.is_disabled() {
         return;
     }
@@ -340,19 +348,25 @@ pub fn finish(span: &Span, counted: &std::result::Result<Count, &Error>) {
             }
             Count::Nothing => {}
         },
-        Err(e) => failed(span, e),
+        Err(e) => failed(span, e, config),
     }
 }
 
-/// An error on the span: its code, its type and dbflow's words for it.
-pub fn failed(span: &Span, e: &Error) {
+/// An error on the span: its code, its type and dbflow's words for it
+/// (the server's own with `<DB>_TRACE_PARAMETERS`).
+pub fn failed(span: &Span, e: &Error, config: &DatabaseConfig) {
     if let Some(code) = e.sqlstate.as_deref() {
         span.record("db.response.status_code", code);
     } else if let Some(number) = e.error_number {
         span.record("db.response.status_code", number.to_string().as_str());
     }
     span.record("error.type", error_type(e.kind));
-    span.record("dbflow.error.message", describe_error(e).as_str());
+    let said = if config.trace_parameters {
+        e.message.clone()
+    } else {
+        describe_error(e)
+    };
+    span.record("dbflow.error.message", said.as_str());
 }
 
 /// The exception class a failure raises (low cardinality, as `error.type`
@@ -421,7 +435,10 @@ mod tests {
             "duplicate key value violates unique constraint. Key (id)=(42) already exists.",
         );
         e.sqlstate = Some("23505".into());
-        assert_eq!(describe_error(&e), "the server refused the statement (23505)");
+        assert_eq!(
+            describe_error(&e),
+            "the server refused the statement (23505)"
+        );
         let mut e = Error::new(ErrorKind::Integrity, "The duplicate key value is (7).");
         e.error_number = Some(2627);
         assert_eq!(
