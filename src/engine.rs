@@ -347,25 +347,26 @@ impl Database {
         // context there, for the logs and the span's parent).
         let subject = Subject::Sql(&statement.sql, &statement.values);
         let span = telemetry::span(&telemetry::About::new(self.config(), "iter_query", subject));
-        let producer_span = span.clone();
         let producer = async move {
             // A panic would end the task and close the channel, which the
             // reader would take for the end of the rows: it is an error.
-            let outcome = crate::runtime::catch_panic_async(async {
+            let work = crate::runtime::catch_panic_async(async {
                 let mut conn = db.connection("iter_query").await?;
                 conn.stream(&statement, batch_size.max(1), &tx).await
-            })
-            .await;
-            telemetry::finish(
-                &span,
-                &outcome.as_ref().map(|_| Count::Nothing),
-                db.config(),
-            );
+            });
+            let outcome = tracing::Instrument::instrument(work, span.clone()).await;
+            let counted = outcome.as_ref().map(|_| Count::Nothing);
+            telemetry::finish(&span, &counted, db.config());
+            // Ended before the channel closes: done when the reader sees the end.
+            drop(span);
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_query"))).await;
             }
         };
-        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(producer, producer_span));
+        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(
+            producer,
+            tracing::Span::current(),
+        ));
         Ok(rx)
     }
 

@@ -76,25 +76,26 @@ impl Database {
         // The span covers the whole iteration, as `iter_query`'s.
         let subject = Subject::Sql(&statement.sql, &statement.values);
         let span = telemetry::span(&telemetry::About::new(self.config(), "iter_arrow", subject));
-        let producer_span = span.clone();
         let producer = async move {
             // Dropped last: the reader knows the connection is back.
             let _finished = finished;
-            let outcome = crate::runtime::catch_panic_async(async {
+            let work = crate::runtime::catch_panic_async(async {
                 let mut conn = db.connection("iter_arrow").await?;
                 conn.stream_arrow(&statement, every.max(1), &tx).await
-            })
-            .await;
-            telemetry::finish(
-                &span,
-                &outcome.as_ref().map(|_| Count::Nothing),
-                db.config(),
-            );
+            });
+            let outcome = tracing::Instrument::instrument(work, span.clone()).await;
+            let counted = outcome.as_ref().map(|_| Count::Nothing);
+            telemetry::finish(&span, &counted, db.config());
+            // Ended before the channel closes: done when the reader sees the end.
+            drop(span);
             if let Err(e) = outcome {
                 let _ = tx.send(Err(db.fail(e, "iter_arrow"))).await;
             }
         };
-        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(producer, producer_span));
+        crate::runtime::runtime()?.spawn(tracing::Instrument::instrument(
+            producer,
+            tracing::Span::current(),
+        ));
         Ok(BatchStream { batches: rx, done })
     }
 

@@ -199,18 +199,16 @@ thread_local! {
     static ENDED: RefCell<Vec<(Arc<Pending>, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `py.detach(work)`, then the spans that ended meanwhile are handed to
-/// OpenTelemetry — before the call returns, so they are there when it has.
-/// A sync call's work carries its Python context (for their parent).
+/// `py.detach(work)`, then any span that ended meanwhile where Python could
+/// not be reached is handed to OpenTelemetry, before the call returns. (A
+/// sync call's work runs on the calling thread, so a span's parent is the
+/// span current there.)
 pub(crate) fn detach<T: Send>(py: Python<'_>, work: impl Ungil + FnOnce() -> T + Send) -> T {
     refresh(py);
-    if !telemetry::wanted() {
-        return py.detach(work);
+    let result = py.detach(work);
+    if telemetry::wanted() {
+        flush(py);
     }
-    let caller = super::logging::caller_span(py);
-    let result = py.detach(|| caller.in_scope(work));
-    drop(caller);
-    flush(py);
     result
 }
 
