@@ -398,7 +398,14 @@ def test_spans_are_children_of_their_prefect_task_runs(backend: Backend, tmp_pat
     own: the providers are set before Prefect starts) maps six tasks over
     four threads; each task's query span is the child of its task run's span."""
     pytest.importorskip("prefect")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Prefect's temporary server may take longer than its 20 s default
+        # to start on a loaded machine (the whole suite running beside it).
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
     done = subprocess.run(
         [sys.executable, "-c", PREFECT_FLOW, backend.url],
         capture_output=True,

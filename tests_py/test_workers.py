@@ -102,12 +102,13 @@ def test_many_workers_write_exactly_once_within_their_pools(
     pg_database,
 ) -> None:
     from backends import with_database
+    from envs import with_options
 
     database = pg_database()
     app = f"dbflow_workers_{uuid.uuid4().hex[:8]}"
     envs = tmp_path / "envs"
     envs.mkdir()
-    url = with_database(pg_url, database) + f"?application_name={app}"
+    url = with_options(with_database(pg_url, database), application_name=app)
     (envs / ".env.test").write_text(
         f"TEST_GLOBAL_SHARED_CONNECTION_STRING={url}\n"
         "TEST_GLOBAL_SHARED_POOL_SIZE=2\nTEST_GLOBAL_SHARED_MAX_OVERFLOW=1\n"
