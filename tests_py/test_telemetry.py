@@ -10,6 +10,7 @@ OpenTelemetry's private state), so later tests run without them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -452,3 +453,84 @@ def test_a_provider_set_after_dbflow_was_used_is_honoured(backend: Backend) -> N
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "SELECT", "2", "AS", "after"]
+
+
+# ---- sqlcommenter comments (<DB>_QUERY_COMMENTS) ----------------------------
+
+
+@pytest.mark.backends("postgresql")  # pg_stat_activity; SQL Server's side is the test below
+def test_the_comment_is_seen_in_pg_stat_activity_while_the_statement_runs(
+    env: Env, backend: Backend, otel: Otel
+) -> None:
+    name = env.database(backend=backend, query_comments="true", pool_release_grace=0)
+    db = env.manager(name)
+    watcher = env.manager(env.database("watch_comments", pool_size=1))
+    tracer = trace.get_tracer("test")
+    seen: list[str] = []
+    with tracer.start_as_current_span("score_batch") as current:
+        trace_id = f"{current.get_span_context().trace_id:032x}"
+        span_id = f"{current.get_span_context().span_id:016x}"
+        # The statement runs in a thread that carries this span as current.
+        context = contextvars.copy_context()
+        sleeper = threading.Thread(
+            target=context.run, args=(db.execute_query, "SELECT pg_sleep(:s)", {"s": 1.5})
+        )
+        sleeper.start()
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            seen = [
+                r["query"]
+                for r in watcher.execute_query(
+                    "SELECT query FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+                )
+            ]
+            time.sleep(0.05)
+        sleeper.join(10)
+    assert seen, "the statement never showed in pg_stat_activity"
+    (query,) = seen
+    assert query.startswith("SELECT pg_sleep($1) /*application='dbflow_test_")
+    assert f"traceparent='00-{trace_id}-{span_id}-0" in query  # then the span's flags
+    db.dispose()
+    watcher.dispose()
+
+
+def test_comments_keep_the_prepared_statement_cache(env: Env, backend: Backend, otel: Otel) -> None:
+    """Five calls under five spans (five different comments) use one cached
+    statement: PostgreSQL's session lists one prepared statement for the
+    text, SQL Server prepares none (a commented statement goes by its text)."""
+    db = manager(env, backend, query_comments="true", pool_size=1, max_overflow=0)
+    tracer = trace.get_tracer("test")
+    sql = "SELECT :v AS v;  -- a trailing comment of the caller's own"
+    with db.transaction() as tx:
+        for i in range(5):
+            with tracer.start_as_current_span(f"call{i}"):
+                assert tx.execute_query(sql, {"v": i}) == [{"v": i}]
+        if backend.name == "postgresql":
+            named = tx.execute_query(
+                "SELECT count(*) AS n FROM pg_prepared_statements "
+                "WHERE statement LIKE 'SELECT $1 AS v%'"
+            )
+            assert named == [{"n": 1}]
+            commented = tx.execute_query(
+                "SELECT count(*) AS n FROM pg_prepared_statements "
+                # (spelled in parts: this statement's own text is listed too)
+                "WHERE statement LIKE '%' || 'trace' || 'parent=' || '%'"
+            )
+            assert commented == [{"n": 0}]
+    db.dispose()
+
+
+@pytest.mark.backends("sqlserver")  # SQL Server's prepared handles
+def test_sql_server_sends_a_commented_statement_by_its_text(
+    env: Env, backend: Backend, otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="dbflow")
+    plain = manager(env, backend, pool_size=1)
+    commented = manager(env, backend, pool_size=1, query_comments="true")
+    for db in (plain, commented):
+        for i in range(3):
+            assert db.execute_query("SELECT :v AS v", {"v": i}) == [{"v": i}]
+    prepared = [r for r in caplog.records if r.getMessage().startswith("statement prepared")]
+    assert len(prepared) == 1, "the plain manager prepares once; the commented one never"
+    plain.dispose()
+    commented.dispose()

@@ -53,6 +53,7 @@ impl ConfigManager {
             query_timeout: secs("QUERY_TIMEOUT")?.filter(|d| !d.is_zero()),
             prepared_statements: self.db_flag(&db, "PREPARED_STATEMENTS")?.unwrap_or(true),
             trace_parameters: self.db_flag(&db, "TRACE_PARAMETERS")?.unwrap_or(false),
+            query_comments: self.db_flag(&db, "QUERY_COMMENTS")?.unwrap_or(false),
             slow_query: secs("SLOW_QUERY_SECONDS")?.filter(|d| !d.is_zero()),
             retry: self.retry_policy(&db)?,
             health_timeout: secs("HEALTH_TIMEOUT")?.unwrap_or(Duration::from_secs(5)),
@@ -374,6 +375,8 @@ pub struct DatabaseConfig {
     /// `<DB>_TRACE_PARAMETERS`: spans carry parameter values and the
     /// server's wording of errors.
     pub trace_parameters: bool,
+    /// `<DB>_QUERY_COMMENTS`: statements carry a sqlcommenter comment.
+    pub query_comments: bool,
     /// `<DB>_SLOW_QUERY_SECONDS`: a statement slower than this is logged
     /// at WARNING.
     pub slow_query: Option<Duration>,

@@ -208,6 +208,17 @@ pub const SETTINGS: &[Setting] = &[
          the statement as written (`:name` placeholders) and an error by its type and code",
     ),
     Setting::new(
+        "QUERY_COMMENTS",
+        Reach::Both,
+        "false",
+        "append a comment in sqlcommenter's format to each statement: \
+         `/*application='..',flow='..',task='..',traceparent='00-..'*/` (the Prefect flow and \
+         task run, the current OpenTelemetry span), so the server's activity views and logs show \
+         who sent it. PostgreSQL keeps its prepared statements: the statement is described once \
+         and its commented text parsed in the same round trip as its execution; SQL Server sends \
+         a commented statement through `sp_executesql`, not by a prepared handle",
+    ),
+    Setting::new(
         "SLOW_QUERY_SECONDS",
         Reach::Both,
         "off",

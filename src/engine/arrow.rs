@@ -203,6 +203,7 @@ fn wrap(sql: &ParsedSql, before: &str, after: &str) -> ParsedSql {
     ParsedSql {
         segments,
         names: sql.names.clone(),
+        comment: sql.comment.clone(),
     }
 }
 

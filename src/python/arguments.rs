@@ -22,11 +22,14 @@ pub(crate) fn statement(
     params: Option<&Bound<'_, PyAny>>,
     operation: &'static str,
 ) -> Result<Statement> {
-    let sql = sql::parse(sql_text, db.dialect());
+    let mut sql = sql::parse(sql_text, db.dialect());
     let values = params_for(&sql, params).map_err(|e| {
         db.metrics().record_error(e.kind);
         db.fail(e, operation)
     })?;
+    if db.config().query_comments {
+        sql.comment = super::otel::sql_comment(db.config());
+    }
     Ok(Statement { sql, values })
 }
 

@@ -70,6 +70,24 @@ fn telemetry_module(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         .map(|m| m.bind(py))
 }
 
+/// The sqlcommenter comment for a statement sent now from this thread
+/// (`dbflow._sqlcomment`); `None` when it cannot be made (said at DEBUG:
+/// a comment never fails a statement).
+pub(crate) fn sql_comment(config: &crate::config::DatabaseConfig) -> Option<String> {
+    Python::attach(|py| {
+        static MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let application = config.spec.option("application_name").unwrap_or("dbflow");
+        let made = MODULE
+            .get_or_try_init(py, || Ok::<_, PyErr>(py.import("dbflow._sqlcomment")?.into_any().unbind()))
+            .and_then(|m| m.bind(py).call_method1("comment", (application,)))
+            .and_then(|c| c.extract::<Option<String>>());
+        made.unwrap_or_else(|e| {
+            tracing::debug!(target: "dbflow::telemetry", "no SQL comment: {e}");
+            None
+        })
+    })
+}
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -95,7 +95,11 @@ pub fn parse(sql: &str, dialect: Dialect) -> ParsedSql {
     if !text.is_empty() {
         segments.push(Segment::Text(text));
     }
-    ParsedSql { segments, names }
+    ParsedSql {
+        segments,
+        names,
+        comment: None,
+    }
 }
 
 /// End (exclusive) of a quoted run starting at `start`; a doubled closing

@@ -43,10 +43,13 @@ pub enum Segment {
 
 /// A statement split into text and parameter references; render it once per
 /// placeholder style. Each distinct name is one server parameter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ParsedSql {
     pub segments: Vec<Segment>,
     pub names: Vec<String>,
+    /// A comment sent after the statement (`<DB>_QUERY_COMMENTS`), apart
+    /// from it: a statement cache keys on the text without it.
+    pub comment: Option<String>,
 }
 
 impl ParsedSql {
@@ -67,6 +70,19 @@ impl ParsedSql {
     }
 
     /// Render with the dialect's placeholders (`$1`, `@P1`, ...).
+    /// `text` (this statement rendered) with its comment, as it is sent.
+    /// Before a final `;`, which would leave the comment a second statement.
+    pub fn commented(&self, mut text: String) -> String {
+        if let Some(comment) = &self.comment {
+            let end = text.trim_end().trim_end_matches(';').len();
+            // After a `--` comment on the last line, a space would hide it.
+            let line_comment = text[..end].rsplit('\n').next().is_some_and(|l| l.contains("--"));
+            let gap = if line_comment { '\n' } else { ' ' };
+            text.insert_str(end, &format!("{gap}{comment}"));
+        }
+        text
+    }
+
     pub fn render(&self, dialect: Dialect) -> String {
         let prefix = dialect.placeholder_prefix;
         self.render_with(|i| format!("{prefix}{}", i + 1))
@@ -147,6 +163,20 @@ mod tests {
         assert_eq!(parse("SELECT 100 % 7", &DOLLARS).pyformat_name(), None);
         assert_eq!(parse("SELECT :x", &DOLLARS).pyformat_name(), None);
     }
+
+    #[test]
+    fn a_comment_goes_where_the_server_reads_it() {
+        let mut sql = parse("SELECT :v;  ", &DOLLARS);
+        assert_eq!(sql.commented("SELECT $1;  ".into()), "SELECT $1;  ");
+        sql.comment = Some("/*a='b'*/".into());
+        assert_eq!(sql.commented("SELECT $1;  ".into()), "SELECT $1 /*a='b'*/;  ");
+        assert_eq!(
+            sql.commented("SELECT $1 -- mine".into()),
+            "SELECT $1 -- mine\n/*a='b'*/"
+        );
+        assert_eq!(sql.render(&DOLLARS), "SELECT $1;  ", "the text itself has no comment");
+    }
+
     use proptest::prelude::*;
 
     fn pg(sql: &str) -> (String, Vec<String>) {

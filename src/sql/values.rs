@@ -160,6 +160,7 @@ impl ValuesTemplate {
         ParsedSql {
             segments,
             names: (0..rows).flat_map(|_| names.iter().cloned()).collect(),
+            comment: None,
         }
     }
 }

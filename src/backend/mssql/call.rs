@@ -65,7 +65,14 @@ pub fn batch(call: &Call) -> (ParsedSql, Vec<Value>) {
     }
     text.push(';');
     segments.push(Segment::Text(text));
-    (ParsedSql { segments, names }, values)
+    (
+        ParsedSql {
+            segments,
+            names,
+            comment: None,
+        },
+        values,
+    )
 }
 
 /// `[part].[part]`, each part as written (SQL Server resolves names by the

@@ -283,16 +283,22 @@ impl Backend for MsConn {
             };
         }
         let (sql, params) = values::bind(&statement.sql, &statement.values)?;
+        let sql = statement.sql.commented(sql);
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
         self.unprepare_evicted().await?;
         // A statement written with parameters always runs as a parameterized
         // statement (its scope, e.g. for #temp tables, must not depend on
         // whether every value happened to be None): by its handle once
-        // prepared, else through sp_executesql.
+        // prepared, else through sp_executesql. A commented statement is not
+        // prepared: a handle runs without text, so the comment would not show.
         let mut preparing = None;
+        let plan = match statement.sql.comment {
+            None if !statement.sql.names.is_empty() => self.plan(&sql, &refs),
+            _ => None,
+        };
         let mut stream = if statement.sql.names.is_empty() {
             self.client.simple_query(sql).await?
-        } else if let Some(plan) = self.plan(&sql, &refs) {
+        } else if let Some(plan) = plan {
             preparing = plan.new_key;
             self.client
                 .query_prepared(plan.handle, sql, &plan.declared, &refs)

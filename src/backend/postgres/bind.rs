@@ -2,7 +2,7 @@
 //! typing: a value that does not fit is sent as its own type and cast by
 //! the server), and result columns read in binary.
 
-use sqlx::postgres::{PgArguments, PgTypeInfo, PgTypeKind};
+use sqlx::postgres::{PgArguments, PgStatement, PgTypeInfo, PgTypeKind};
 use sqlx::{Arguments, Either, Executor, SqlSafeStr, Statement as _, TypeInfo};
 
 use super::encode::{self, Mismatch, Target};
@@ -125,12 +125,12 @@ struct Bound<'a> {
 /// A prepared statement with its parameters' server types, to bind more
 /// values of the same shape without preparing or describing again.
 pub(super) struct Typed {
-    pub(super) stmt: sqlx::postgres::PgStatement,
+    pub(super) stmt: PgStatement,
     params: Vec<(PgTypeInfo, Target)>,
 }
 
 impl Typed {
-    pub(super) fn of(stmt: &sqlx::postgres::PgStatement) -> Option<Typed> {
+    pub(super) fn of(stmt: &PgStatement) -> Option<Typed> {
         let Some(Either::Left(params)) = stmt.parameters() else {
             return None;
         };
@@ -197,6 +197,19 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Bound<'_> {
 }
 
 impl PgConn {
+    /// A statement with a comment (`<DB>_QUERY_COMMENTS`) runs as its
+    /// commented text with the description of the statement without it,
+    /// prepared and cached as usual: the cache never sees the comment, and
+    /// the commented text is parsed in the round trip that runs it (vendored
+    /// sqlx-postgres patch 0011; callers run it unnamed, `persistent(false)`).
+    fn with_comment(&self, stmt: PgStatement, parsed: &ParsedSql, plan: &Plan) -> PgStatement {
+        if parsed.comment.is_none() {
+            return stmt;
+        }
+        let text = parsed.commented(plan.sql(parsed));
+        stmt.with_sql(sqlx::AssertSqlSafe(text).into_sql_str())
+    }
+
     /// Prepare (cached per connection) and bind: one round trip when warm.
     pub(super) async fn bind(
         &mut self,
@@ -280,7 +293,7 @@ impl PgConn {
                 }
             }
             if !retry {
-                return Ok((stmt, args));
+                return Ok((self.with_comment(stmt, parsed, &plan), args));
             }
         }
         Err(Error::parameter("the statement's parameter types could not be settled; add explicit casts (:name::type)"))

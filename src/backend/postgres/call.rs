@@ -67,7 +67,11 @@ pub fn statement(call: &Call) -> Statement {
     text.push(')');
     segments.push(Segment::Text(text));
     Statement {
-        sql: ParsedSql { segments, names },
+        sql: ParsedSql {
+            segments,
+            names,
+            comment: None,
+        },
         values,
     }
 }

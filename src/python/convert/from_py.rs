@@ -288,8 +288,8 @@ pub fn params_keyed<'py>(
                 };
                 // Reuse the one wording of the missing-key error.
                 let single = ParsedSql {
-                    segments: Vec::new(),
                     names: vec![name.clone()],
+                    ..ParsedSql::default()
                 };
                 return Err(single
                     .bind_order(lookup, given)

@@ -24,6 +24,18 @@ pub(crate) struct PgStatementMetadata {
     pub(crate) parameters: Vec<PgTypeInfo>,
 }
 
+impl PgStatement {
+    /// dbflow: this statement's description under other SQL text (the same
+    /// statement with a comment appended): run unnamed, its text is parsed
+    /// in the round trip that executes it, without describing it again.
+    pub fn with_sql(&self, sql: SqlStr) -> PgStatement {
+        PgStatement {
+            sql,
+            metadata: Arc::clone(&self.metadata),
+        }
+    }
+}
+
 impl Statement for PgStatement {
     type Database = Postgres;
 

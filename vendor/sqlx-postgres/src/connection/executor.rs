@@ -51,6 +51,13 @@ async fn prepare(
         statement: id,
     })?;
 
+    // dbflow: an unnamed statement whose description is known needs no
+    // answer before it runs: its Parse goes out with the Bind, Execute and
+    // Sync that follow (one round trip; `run` skips the ParseComplete).
+    if let (Some(metadata), false) = (&metadata, persistent) {
+        return Ok((id, Arc::clone(metadata)));
+    }
+
     if metadata.is_none() {
         // get the statement columns and parameters
         conn.inner
