@@ -36,7 +36,6 @@ pub(crate) fn wait<T: Send>(
     py: Python<'_>,
     fut: impl Future<Output = Result<T>> + Send,
 ) -> Result<T> {
-    super::otel::refresh(py);
     super::otel::detach(py, || {
         crate::runtime::catch_panic(|| crate::runtime::block_on(&*crate::runtime::runtime()?, fut))
     })

@@ -42,10 +42,12 @@ fn providers_set(py: Python<'_>) -> PyResult<bool> {
     let modules = MODULES.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
         Ok(py.import("sys")?.getattr("modules")?.unbind())
     })?;
-    let modules = modules.bind(py);
+    // A dict lookup that finds nothing raises no exception (a KeyError per
+    // call would cost more than the call's own round trip is worth).
+    let modules = modules.bind(py).cast::<PyDict>()?;
     let (Some(trace), Some(metrics)) = (
-        modules.get_item("opentelemetry.trace").ok(),
-        modules.get_item("opentelemetry.metrics._internal").ok(),
+        modules.get_item("opentelemetry.trace")?,
+        modules.get_item("opentelemetry.metrics._internal")?,
     ) else {
         return Ok(false);
     };
@@ -78,7 +80,9 @@ pub(crate) fn sql_comment(config: &crate::config::DatabaseConfig) -> Option<Stri
         static MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let application = config.spec.option("application_name").unwrap_or("dbflow");
         let made = MODULE
-            .get_or_try_init(py, || Ok::<_, PyErr>(py.import("dbflow._sqlcomment")?.into_any().unbind()))
+            .get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import("dbflow._sqlcomment")?.into_any().unbind())
+            })
             .and_then(|m| m.bind(py).call_method1("comment", (application,)))
             .and_then(|c| c.extract::<Option<String>>());
         made.unwrap_or_else(|e| {

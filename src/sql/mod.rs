@@ -76,7 +76,10 @@ impl ParsedSql {
         if let Some(comment) = &self.comment {
             let end = text.trim_end().trim_end_matches(';').len();
             // After a `--` comment on the last line, a space would hide it.
-            let line_comment = text[..end].rsplit('\n').next().is_some_and(|l| l.contains("--"));
+            let line_comment = text[..end]
+                .rsplit('\n')
+                .next()
+                .is_some_and(|l| l.contains("--"));
             let gap = if line_comment { '\n' } else { ' ' };
             text.insert_str(end, &format!("{gap}{comment}"));
         }
@@ -169,12 +172,19 @@ mod tests {
         let mut sql = parse("SELECT :v;  ", &DOLLARS);
         assert_eq!(sql.commented("SELECT $1;  ".into()), "SELECT $1;  ");
         sql.comment = Some("/*a='b'*/".into());
-        assert_eq!(sql.commented("SELECT $1;  ".into()), "SELECT $1 /*a='b'*/;  ");
+        assert_eq!(
+            sql.commented("SELECT $1;  ".into()),
+            "SELECT $1 /*a='b'*/;  "
+        );
         assert_eq!(
             sql.commented("SELECT $1 -- mine".into()),
             "SELECT $1 -- mine\n/*a='b'*/"
         );
-        assert_eq!(sql.render(&DOLLARS), "SELECT $1;  ", "the text itself has no comment");
+        assert_eq!(
+            sql.render(&DOLLARS),
+            "SELECT $1;  ",
+            "the text itself has no comment"
+        );
     }
 
     use proptest::prelude::*;

@@ -131,7 +131,10 @@ impl PgConn {
             let (schema, columns) = arrow::plan(stmt.columns())?;
             let mut buffer = ArrowBuffer::new(schema, columns, every, to);
             let mut read = 0u64;
-            let mut stream = stmt.query_with(args).persistent(statement.sql.comment.is_none()).fetch(&mut self.conn);
+            let mut stream = stmt
+                .query_with(args)
+                .persistent(statement.sql.comment.is_none())
+                .fetch(&mut self.conn);
             while let Some(row) = stream.try_next().await? {
                 if !row.is_binary() {
                     return Err(Error::query("the server sent a result in text form"));
@@ -152,12 +155,19 @@ impl PgConn {
         let mut buffer = RowBuffer::new(destination);
         buffer.start(columns.iter().map(|c| c.name().to_owned()).collect());
         if readers.is_empty() {
-            let done = stmt.query_with(args).persistent(statement.sql.comment.is_none()).execute(&mut self.conn).await?;
+            let done = stmt
+                .query_with(args)
+                .persistent(statement.sql.comment.is_none())
+                .execute(&mut self.conn)
+                .await?;
             let mut read = buffer.finish().await;
             read.rows.rows_affected = done.rows_affected();
             return Ok(read);
         }
-        let mut stream = stmt.query_with(args).persistent(statement.sql.comment.is_none()).fetch(&mut self.conn);
+        let mut stream = stmt
+            .query_with(args)
+            .persistent(statement.sql.comment.is_none())
+            .fetch(&mut self.conn);
         while let Some(row) = stream.try_next().await? {
             let values = buffer.values();
             if values.capacity() == values.len() {
