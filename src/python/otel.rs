@@ -46,8 +46,8 @@ fn providers_set(py: Python<'_>) -> PyResult<bool> {
     // call would cost more than the call's own round trip is worth).
     let modules = modules.bind(py).cast::<PyDict>()?;
     let (Some(trace), Some(metrics)) = (
-        modules.get_item("opentelemetry.trace")?,
-        modules.get_item("opentelemetry.metrics._internal")?,
+        modules.get_item(pyo3::intern!(py, "opentelemetry.trace"))?,
+        modules.get_item(pyo3::intern!(py, "opentelemetry.metrics._internal"))?,
     ) else {
         return Ok(false);
     };
