@@ -286,15 +286,22 @@ pub async fn run<T>(
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let span = span(&about);
+    let Some(limit) = about.config.slow_query else {
+        if span.is_disabled() {
+            // Nobody listens: the operation as it is, nothing around it.
+            return work.await;
+        }
+        let result = work.instrument(span.clone()).await;
+        finish(&span, &result.as_ref().map(count), about.config);
+        return result;
+    };
     let started = Instant::now();
     let result = work.instrument(span.clone()).await;
     let counted = result.as_ref().map(count);
     finish(&span, &counted, about.config);
-    if let Some(limit) = about.config.slow_query {
-        let took = started.elapsed();
-        if took >= limit {
-            slow(&about, took, &counted);
-        }
+    let took = started.elapsed();
+    if took >= limit {
+        slow(&about, took, &counted);
     }
     result
 }
