@@ -154,7 +154,7 @@ impl Database {
         }
         let waiting = Instant::now();
         let conn = self.pool().pool.get().await;
-        telemetry::pool_waited(waiting.elapsed().as_secs_f64());
+        telemetry::pool_waited(waiting);
         conn.map_err(|e| self.fail(e, operation))
     }
 

@@ -68,7 +68,7 @@ impl managed::Manager for ConnectionManager {
         // Boxed: a connect (TLS, login, several hosts) is a deep future,
         // and it would sit inside every operation's that may open one.
         let mut conn = Box::pin(Connection::connect(&self.config)).await?;
-        crate::telemetry::connection_created(connecting.elapsed().as_secs_f64());
+        crate::telemetry::connection_created(connecting);
         conn.session = Some(permit);
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(database = %self.config.name, "opened a connection");

@@ -9,7 +9,6 @@
 //! calling thread's, or, for work on the runtime's threads, the context the
 //! call captured (`logging::caller_span`) — a Prefect task's span either way.
 
-use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -105,9 +104,8 @@ enum Attr {
     Bool(bool),
 }
 
-/// An operation span's state between its start and its end. Shared (a
-/// child keeps its parent's), and complete without the registry, so a span
-/// that ends where Python cannot be reached is made later ([`detach`]).
+/// An operation span's state between its start and its end. Shared: a
+/// child keeps its parent's, to make it first if it was not yet.
 struct Pending {
     start_ns: u64,
     attributes: Mutex<Vec<(&'static str, Attr)>>,
@@ -215,32 +213,13 @@ impl Pending {
     }
 }
 
-thread_local! {
-    /// Spans that ended on this thread while it had let go of Python
-    /// (a sync call waiting for its answer): made when it takes it back.
-    static ENDED: RefCell<Vec<(Arc<Pending>, u64)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `py.detach(work)`, then any span that ended meanwhile where Python could
-/// not be reached is handed to OpenTelemetry, before the call returns. (A
-/// sync call's work runs on the calling thread, so a span's parent is the
-/// span current there.)
+/// `py.detach(work)`, with the check for a provider first. A span that ends
+/// in `work` is handed to OpenTelemetry from this thread, which re-attaches
+/// to Python for it (a sync call's work runs on the calling thread, so the
+/// span current there is its parent).
 pub(crate) fn detach<T: Send>(py: Python<'_>, work: impl Ungil + FnOnce() -> T + Send) -> T {
     refresh(py);
-    let result = py.detach(work);
-    if telemetry::wanted() {
-        flush(py);
-    }
-    result
-}
-
-fn flush(py: Python<'_>) {
-    let ended = ENDED.with(|e| std::mem::take(&mut *e.borrow_mut()));
-    for (pending, end_ns) in ended {
-        if let Err(e) = pending.end(py, end_ns) {
-            tracing::debug!(target: "dbflow::telemetry", "a span could not be exported: {e}");
-        }
-    }
+    py.detach(work)
 }
 
 pub(crate) struct OtelBridge;
@@ -291,15 +270,12 @@ where
         };
         let end_ns = now_ns();
         let pending = shared.0;
-        let ended = Python::try_attach(|py| {
+        // None only while the interpreter shuts down: the span is dropped.
+        Python::try_attach(|py| {
             if let Err(e) = pending.end(py, end_ns) {
                 // Telemetry never fails an operation; say why it is missing.
                 tracing::debug!(target: "dbflow::telemetry", "a span could not be exported: {e}");
             }
         });
-        if ended.is_none() {
-            // This thread let go of Python for the call: made on its return.
-            ENDED.with(|e| e.borrow_mut().push((pending, end_ns)));
-        }
     }
 }

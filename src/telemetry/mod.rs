@@ -417,17 +417,18 @@ pub fn describe_error(e: &Error) -> String {
     }
 }
 
-/// Note on the current operation's span how long the pool made it wait.
-pub fn pool_waited(seconds: f64) {
+/// Note on the current operation's span how long the pool made it wait
+/// (no clock is read while nobody listens).
+pub fn pool_waited(since: Instant) {
     if wanted() {
-        Span::current().record("dbflow.pool.wait_s", seconds);
+        Span::current().record("dbflow.pool.wait_s", since.elapsed().as_secs_f64());
     }
 }
 
 /// Note on the current operation's span that it opened a connection.
-pub fn connection_created(seconds: f64) {
+pub fn connection_created(since: Instant) {
     if wanted() {
-        Span::current().record("dbflow.pool.create_s", seconds);
+        Span::current().record("dbflow.pool.create_s", since.elapsed().as_secs_f64());
     }
 }
 

@@ -380,6 +380,18 @@ mod tests {
         assert_eq!(got.text, some("DROP TABLE t_1"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_text(text in "\\PC{0,80}") {
+            let _ = summarize(&text);
+        }
+
+        #[test]
+        fn never_panics_on_sql_like_text(text in "[ A-Za-z_'\"\\[\\]$;:().,*/-]{0,60}") {
+            let _ = summarize(&text);
+        }
+    }
+
     #[test]
     fn never_panics_on_odd_text() {
         for text in [
