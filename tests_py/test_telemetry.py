@@ -478,10 +478,15 @@ def test_the_comment_is_seen_in_pg_stat_activity_while_the_statement_runs(
         sleeper.start()
         deadline = time.monotonic() + 5
         while not seen and time.monotonic() < deadline:
+            # The session while it sleeps: the statement is first described
+            # under its plain text (cached without the comment), and on a
+            # busy machine that moment can be seen too.
             seen = [
                 r["query"]
                 for r in watcher.execute_query(
-                    "SELECT query FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+                    "SELECT query FROM pg_stat_activity WHERE application_name = :app "
+                    "AND wait_event = 'PgSleep'",
+                    {"app": f"dbflow_test_{name}_{os.getpid()}"},
                 )
             ]
             time.sleep(0.05)
