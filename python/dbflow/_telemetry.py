@@ -22,9 +22,6 @@ from dbflow import __version__
 
 SCOPE = "dbflow"
 
-#: Attributes that say how a span is shown, not what it is.
-_NOT_ATTRIBUTES = {"otel.name", "dbflow.error.message"}
-
 #: The attributes the operation-duration metric keeps (the conventions'
 #: list: low cardinality, no query text).
 _METRIC_ATTRIBUTES = (
@@ -131,12 +128,12 @@ def _parent_context(parent: Any, caller: contextvars.Context | None) -> otel_con
 def _shown(attributes: dict[str, Any]) -> dict[str, Any]:
     """The span's attributes: `dbflow.query.parameters` (JSON, there only
     when the user opted in) as the conventions' `db.query.parameter.<key>`."""
-    shown = {k: v for k, v in attributes.items() if k not in _NOT_ATTRIBUTES}
-    parameters = shown.pop("dbflow.query.parameters", None)
-    if parameters is not None:
-        for key, value in json.loads(parameters).items():
-            if value is not None:
-                shown[f"db.query.parameter.{key}"] = value
+    if "dbflow.query.parameters" not in attributes:
+        return attributes  # the SDK keeps a copy of its own
+    shown = dict(attributes)
+    for key, value in json.loads(shown.pop("dbflow.query.parameters")).items():
+        if value is not None:
+            shown[f"db.query.parameter.{key}"] = value
     return shown
 
 
@@ -147,8 +144,8 @@ def start(
     start_ns: int,
     attributes: dict[str, Any],
 ) -> Any:
-    """Start the span now (a child needs it as its parent); None without
-    a tracer."""
+    """Start the span of an operation that has not ended: a child needs it
+    as its parent. None without a tracer."""
     _instruments.refresh()
     tracer = _instruments.tracer
     if tracer is None:
@@ -162,29 +159,61 @@ def start(
     )
 
 
-def end(span: Any, start_ns: int, end_ns: int, attributes: dict[str, Any]) -> None:
-    """The operation ended: its span gets its outcome and ends, and the
-    metrics record it."""
-    error_type = attributes.get("error.type")
-    if span is not None:
-        span.set_attributes(_shown(attributes))
-        if error_type is not None:
-            description = str(attributes.get("dbflow.error.message", error_type))
-            # Not record_exception: the exception object carries the
-            # server's own words, which may quote the values it refused.
-            span.add_event(
-                "exception",
-                {"exception.type": str(error_type), "exception.message": description},
-                timestamp=end_ns,
-            )
-            span.set_status(Status(StatusCode.ERROR, description))
-        span.end(end_time=end_ns)
-    _record_metrics(start_ns, end_ns, attributes, error_type)
-
-
-def _record_metrics(
-    start_ns: int, end_ns: int, attributes: dict[str, Any], error_type: Any
+def emit(
+    name: str,
+    parent: Any,
+    caller: contextvars.Context | None,
+    start_ns: int,
+    end_ns: int,
+    attributes: dict[str, Any],
+    error_message: str | None,
 ) -> None:
+    """An operation ended whose span was not started: it is made and ended
+    at once (the common case: one call, its attributes checked once)."""
+    _instruments.refresh()
+    tracer = _instruments.tracer
+    if tracer is not None:
+        span = tracer.start_span(
+            name,
+            context=_parent_context(parent, caller),
+            kind=SpanKind.CLIENT,
+            attributes=_shown(attributes),
+            start_time=start_ns,
+        )
+        _close(span, end_ns, attributes, error_message)
+    _record_metrics(start_ns, end_ns, attributes)
+
+
+def end(
+    span: Any,
+    start_ns: int,
+    end_ns: int,
+    attributes: dict[str, Any],
+    error_message: str | None,
+) -> None:
+    """An operation whose span was started ended: the span gets the
+    attributes learned since, its outcome, and ends."""
+    span.set_attributes(_shown(attributes))
+    _close(span, end_ns, attributes, error_message)
+    _record_metrics(start_ns, end_ns, attributes)
+
+
+def _close(span: Any, end_ns: int, attributes: dict[str, Any], error_message: str | None) -> None:
+    error_type = attributes.get("error.type")
+    if error_type is not None:
+        description = error_message or str(error_type)
+        # Not record_exception: the exception object carries the server's
+        # own words, which may quote the values it refused.
+        span.add_event(
+            "exception",
+            {"exception.type": str(error_type), "exception.message": description},
+            timestamp=end_ns,
+        )
+        span.set_status(Status(StatusCode.ERROR, description))
+    span.end(end_time=end_ns)
+
+
+def _record_metrics(start_ns: int, end_ns: int, attributes: dict[str, Any]) -> None:
     instruments = _instruments
     if instruments.duration is None:
         return
@@ -200,5 +229,5 @@ def _record_metrics(
     created = attributes.get("dbflow.pool.create_s")
     if created is not None:
         instruments.create_time.record(created, pool)
-    if error_type == "dbflow.PoolTimeoutError":
+    if attributes.get("error.type") == "dbflow.PoolTimeoutError":
         instruments.timeouts.add(1, pool)

@@ -126,6 +126,12 @@ enum Parent {
 
 struct Shared(Arc<Pending>);
 
+/// A span's name, attributes and error message, as Python takes them.
+type Parts<'py> = (String, Bound<'py, PyDict>, Option<String>);
+
+/// The span to be the parent, else the caller's context to find it in.
+type ParentAndCaller = (Option<Py<PyAny>>, Option<Py<PyAny>>);
+
 struct Recorder<'a>(&'a mut Vec<(&'static str, Attr)>);
 
 impl Recorder<'_> {
@@ -163,52 +169,76 @@ impl Pending {
         self.attributes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn name(&self) -> String {
-        self.attributes()
-            .iter()
-            .find_map(|(k, v)| match (k, v) {
-                (&"otel.name", Attr::Str(s)) => Some(s.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "db".to_owned())
-    }
-
-    fn dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    /// The span's name, its attributes (without the two that say how it
+    /// is shown), and the error's words if it failed.
+    fn parts<'py>(&self, py: Python<'py>) -> PyResult<Parts<'py>> {
         let d = PyDict::new(py);
+        let (mut name, mut message) = (None, None);
         for (k, v) in self.attributes().iter() {
-            match v {
-                Attr::Str(s) => d.set_item(*k, s)?,
-                Attr::Int(i) => d.set_item(*k, i)?,
-                Attr::Float(f) => d.set_item(*k, f)?,
-                Attr::Bool(b) => d.set_item(*k, b)?,
+            match (*k, v) {
+                ("otel.name", Attr::Str(s)) => name = Some(s.clone()),
+                ("dbflow.error.message", Attr::Str(s)) => message = Some(s.clone()),
+                (_, Attr::Str(s)) => d.set_item(*k, s)?,
+                (_, Attr::Int(i)) => d.set_item(*k, i)?,
+                (_, Attr::Float(f)) => d.set_item(*k, f)?,
+                (_, Attr::Bool(b)) => d.set_item(*k, b)?,
             }
         }
-        Ok(d)
+        Ok((name.unwrap_or_else(|| "db".to_owned()), d, message))
     }
 
-    /// The OpenTelemetry span, made now (with its parent) if it was not.
+    fn parent_and_caller(&self, py: Python<'_>) -> PyResult<ParentAndCaller> {
+        Ok(match &self.parent {
+            Parent::Operation(op) => (op.started(py)?, None),
+            Parent::Caller(context) => (None, Some(context.clone_ref(py))),
+            Parent::Current => (None, None),
+        })
+    }
+
+    /// The OpenTelemetry span, made now (with its parent) if it was not:
+    /// a child needs it as its parent before it ends.
     fn started(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         if let Some(made) = &*self.started.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(Some(made.clone_ref(py)));
         }
-        let (parent, caller) = match &self.parent {
-            Parent::Operation(op) => (op.started(py)?, None),
-            Parent::Caller(context) => (None, Some(context.clone_ref(py))),
-            Parent::Current => (None, None),
-        };
-        let made = telemetry_module(py)?.call_method1(
-            "start",
-            (self.name(), parent, caller, self.start_ns, self.dict(py)?),
-        )?;
+        let (parent, caller) = self.parent_and_caller(py)?;
+        let (name, attributes, _) = self.parts(py)?;
+        let made = telemetry_module(py)?
+            .call_method1("start", (name, parent, caller, self.start_ns, attributes))?;
         let made = (!made.is_none()).then(|| made.unbind());
         let mut slot = self.started.lock().unwrap_or_else(|p| p.into_inner());
         *slot = made.as_ref().map(|m| m.clone_ref(py));
         Ok(made)
     }
 
+    /// One call into Python. Most spans are made and ended there at once,
+    /// their attributes converted and checked once.
     fn end(&self, py: Python<'_>, end_ns: u64) -> PyResult<()> {
-        let made = self.started(py)?;
-        telemetry_module(py)?.call_method1("end", (made, self.start_ns, end_ns, self.dict(py)?))?;
+        let made = self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let (name, attributes, message) = self.parts(py)?;
+        let module = telemetry_module(py)?;
+        match made {
+            Some(span) => {
+                module.call_method1("end", (span, self.start_ns, end_ns, attributes, message))?
+            }
+            None => {
+                let (parent, caller) = self.parent_and_caller(py)?;
+                let args = (
+                    name,
+                    parent,
+                    caller,
+                    self.start_ns,
+                    end_ns,
+                    attributes,
+                    message,
+                );
+                module.call_method1("emit", args)?
+            }
+        };
         Ok(())
     }
 }
