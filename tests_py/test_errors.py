@@ -165,6 +165,21 @@ def test_logging_is_quiet_when_not_enabled(db: dbflow.DatabaseManager, caplog) -
     assert [r for r in caplog.records if r.name == "dbflow"] == []
 
 
+def test_the_loggers_level_is_followed_as_it_changes(db: dbflow.DatabaseManager, caplog) -> None:  # type: ignore[no-untyped-def]
+    """DEBUG records are not even built while the `dbflow` logger would drop
+    them; turned on (or off) between two calls, the next call follows."""
+
+    def finished_records() -> int:
+        ops = [getattr(r, "dbflow", {}).get("operation") for r in caplog.records]
+        return ops.count("execute_query")
+
+    for level, expected in ((logging.WARNING, 0), (logging.DEBUG, 1), (logging.WARNING, 0)):
+        caplog.clear()
+        caplog.set_level(level, logger="dbflow")
+        db.execute_query("SELECT 1")
+        assert finished_records() == expected, (level, caplog.records)
+
+
 def test_dbflow_prefect_without_prefect_says_how_to_install_it() -> None:
     import subprocess
     import sys

@@ -18,12 +18,57 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Whether the `dbflow` logger takes DEBUG records, as seen when the latest
+/// operation began ([`refresh_level`]). Python's level can change at any
+/// time; a record made while nobody takes it is not even built (a driver
+/// would otherwise format a line per statement for nothing).
+static DEBUG_TAKEN: AtomicBool = AtomicBool::new(true);
+
+/// Read the `dbflow` logger's level again (once per operation, from the
+/// calling thread).
+pub(crate) fn refresh_level(py: Python<'_>) {
+    let taken = logger(py)
+        .and_then(|l| {
+            l.call_method1(pyo3::intern!(py, "isEnabledFor"), (10,))?
+                .is_truthy()
+        })
+        .unwrap_or(true);
+    DEBUG_TAKEN.store(taken, Ordering::Relaxed);
+}
+
+fn logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    LOGGER
+        .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import("logging")?
+                .call_method1("getLogger", ("dbflow",))?
+                .unbind())
+        })
+        .map(|l| l.bind(py))
+}
+
+/// The Python level an event is logged at, or None if it never is. dbflow's
+/// own events keep their level. A driver's warnings and errors (a server
+/// error the caller also receives, TLS chatter on every connection) are
+/// kept at DEBUG: dbflow raises or reports what matters itself. Lesser
+/// driver chatter stays out.
+fn forwarded_level(meta: &Metadata<'_>) -> Option<u8> {
+    if meta.target().starts_with("dbflow") {
+        Some(python_level(meta.level()))
+    } else if *meta.level() <= Level::WARN {
+        Some(python_level(&Level::DEBUG))
+    } else {
+        None
+    }
+}
 
 pub fn shutting_down() {
     SHUTTING_DOWN.store(true, Ordering::Release);
@@ -123,20 +168,31 @@ impl<S> Layer<S> for PythonLogging
 where
     S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    // Spans are always wanted (the tracing bridge reads them). Events are
+    // filtered before they are built: never for driver chatter, by the
+    // Python logger's level for DEBUG and below.
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        match (meta.is_span(), forwarded_level(meta)) {
+            (true, _) => Interest::always(),
+            (false, None) => Interest::never(),
+            (false, Some(level)) if level <= 10 => Interest::sometimes(),
+            (false, Some(_)) => Interest::always(),
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        match (meta.is_span(), forwarded_level(meta)) {
+            (true, _) => true,
+            (false, None) => false,
+            (false, Some(level)) => level > 10 || DEBUG_TAKEN.load(Ordering::Relaxed),
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if SHUTTING_DOWN.load(Ordering::Acquire) {
             return;
         }
-        // dbflow's own events at their level. A driver's warnings and errors
-        // (a server error the caller also receives, TLS chatter on every
-        // connection) are kept at DEBUG: dbflow raises or reports what
-        // matters itself. Lesser driver chatter stays out.
-        let meta = event.metadata();
-        let level = if meta.target().starts_with("dbflow") {
-            python_level(meta.level())
-        } else if *meta.level() <= Level::WARN {
-            python_level(&Level::DEBUG)
-        } else {
+        let Some(level) = forwarded_level(event.metadata()) else {
             return;
         };
         Python::try_attach(|py| {
@@ -153,13 +209,7 @@ where
 }
 
 fn emit(py: Python<'_>, level: u8, event: &Event<'_>, caller: Option<Py<PyAny>>) -> PyResult<()> {
-    let logger = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py
-            .import("logging")?
-            .call_method1("getLogger", ("dbflow",))?
-            .unbind())
-    })?;
-    let logger = logger.bind(py);
+    let logger = logger(py)?;
     if !logger.call_method1("isEnabledFor", (level,))?.is_truthy()? {
         return Ok(());
     }

@@ -24,10 +24,12 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::telemetry::{self, TARGET};
 
-/// Whether a tracer or meter provider is set; checked before operations
-/// until one is (a provider, once set, stays set). Costs a dictionary
-/// lookup while OpenTelemetry was never imported.
+/// What observers want, read before each operation: whether the `dbflow`
+/// logger takes DEBUG records, and whether a tracer or meter provider is
+/// set (checked until one is: a provider, once set, stays set; a dictionary
+/// lookup while OpenTelemetry was never imported).
 pub(crate) fn refresh(py: Python<'_>) {
+    super::logging::refresh_level(py);
     if telemetry::wanted() {
         return;
     }
