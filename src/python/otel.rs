@@ -9,6 +9,7 @@
 //! calling thread's, or, for work on the runtime's threads, the context the
 //! call captured (`logging::caller_span`) — a Prefect task's span either way.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -245,13 +246,41 @@ impl Pending {
     }
 }
 
+/// A span that ended, and when.
+type Ended = (Arc<Pending>, u64);
+
+thread_local! {
+    /// Spans that ended on this thread while it was detached in [`detach`],
+    /// handed over once it holds the GIL again. None: not detached there.
+    static ENDED_WHILE_DETACHED: RefCell<Option<Vec<Ended>>> =
+        const { RefCell::new(None) };
+}
+
 /// `py.detach(work)`, with the check for a provider first. A span that ends
-/// in `work` is handed to OpenTelemetry from this thread, which re-attaches
-/// to Python for it (a sync call's work runs on the calling thread, so the
-/// span current there is its parent).
+/// in `work` (a sync call's work runs on the calling thread) is handed to
+/// OpenTelemetry after it, from this thread with the GIL held: the span
+/// current here is its parent, and the call takes the GIL back once, not
+/// once more per span (on a busy interpreter each take can wait for the
+/// switch interval).
 pub(crate) fn detach<T: Send>(py: Python<'_>, work: impl Ungil + FnOnce() -> T + Send) -> T {
     refresh(py);
-    py.detach(work)
+    if !telemetry::wanted() {
+        return py.detach(work);
+    }
+    let outer = ENDED_WHILE_DETACHED.with(|e| e.replace(Some(Vec::new())));
+    let out = py.detach(work);
+    let ended = ENDED_WHILE_DETACHED.with(|e| e.replace(outer));
+    for (pending, end_ns) in ended.unwrap_or_default() {
+        hand_over(py, &pending, end_ns);
+    }
+    out
+}
+
+fn hand_over(py: Python<'_>, pending: &Pending, end_ns: u64) {
+    if let Err(e) = pending.end(py, end_ns) {
+        // Telemetry never fails an operation; say why it is missing.
+        tracing::debug!(target: "dbflow::telemetry", "a span could not be exported: {e}");
+    }
 }
 
 pub(crate) struct OtelBridge;
@@ -302,12 +331,18 @@ where
         };
         let end_ns = now_ns();
         let pending = shared.0;
-        // None only while the interpreter shuts down: the span is dropped.
-        Python::try_attach(|py| {
-            if let Err(e) = pending.end(py, end_ns) {
-                // Telemetry never fails an operation; say why it is missing.
-                tracing::debug!(target: "dbflow::telemetry", "a span could not be exported: {e}");
+        let deferred = ENDED_WHILE_DETACHED.with(|e| match e.borrow_mut().as_mut() {
+            Some(ended) => {
+                ended.push((pending.clone(), end_ns));
+                true
             }
+            None => false,
         });
+        if deferred {
+            return;
+        }
+        // A runtime thread's span (asyncio calls, producers). None only
+        // while the interpreter shuts down: the span is dropped.
+        Python::try_attach(|py| hand_over(py, &pending, end_ns));
     }
 }
