@@ -267,13 +267,38 @@ pub(crate) fn detach<T: Send>(py: Python<'_>, work: impl Ungil + FnOnce() -> T +
     if !telemetry::wanted() {
         return py.detach(work);
     }
-    let outer = ENDED_WHILE_DETACHED.with(|e| e.replace(Some(Vec::new())));
+    let keeping = Keeping::start();
     let out = py.detach(work);
-    let ended = ENDED_WHILE_DETACHED.with(|e| e.replace(outer));
-    for (pending, end_ns) in ended.unwrap_or_default() {
+    for (pending, end_ns) in keeping.finish() {
         hand_over(py, &pending, end_ns);
     }
     out
+}
+
+/// This thread keeps the spans that end while it is detached; dropped (also
+/// when the work unwinds) it keeps what it kept before.
+struct Keeping {
+    outer: Option<Vec<Ended>>,
+}
+
+impl Keeping {
+    fn start() -> Self {
+        let outer = ENDED_WHILE_DETACHED.with(|e| e.replace(Some(Vec::new())));
+        Keeping { outer }
+    }
+
+    fn finish(self) -> Vec<Ended> {
+        ENDED_WHILE_DETACHED
+            .with(|e| e.borrow_mut().take())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Keeping {
+    fn drop(&mut self) {
+        let outer = self.outer.take();
+        ENDED_WHILE_DETACHED.with(|e| e.replace(outer));
+    }
 }
 
 fn hand_over(py: Python<'_>, pending: &Pending, end_ns: u64) {
