@@ -264,12 +264,10 @@ thread_local! {
 /// switch interval).
 pub(crate) fn detach<T: Send>(py: Python<'_>, work: impl Ungil + FnOnce() -> T + Send) -> T {
     refresh(py);
-    if !telemetry::wanted() {
-        return py.detach(work);
-    }
-    let keeping = Keeping::start();
+    // One call site for the work: an untraced call's code stays as it was.
+    let keeping = telemetry::wanted().then(Keeping::start);
     let out = py.detach(work);
-    for (pending, end_ns) in keeping.finish() {
+    for (pending, end_ns) in keeping.map(Keeping::finish).unwrap_or_default() {
         hand_over(py, &pending, end_ns);
     }
     out
