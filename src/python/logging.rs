@@ -32,12 +32,15 @@ static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 /// would otherwise format a line per statement for nothing).
 static DEBUG_TAKEN: AtomicBool = AtomicBool::new(true);
 
+/// Python's `logging.DEBUG`.
+const PY_DEBUG: u8 = 10;
+
 /// Read the `dbflow` logger's level again (once per operation, from the
 /// calling thread).
 pub(crate) fn refresh_level(py: Python<'_>) {
     let taken = logger(py)
         .and_then(|l| {
-            l.call_method1(pyo3::intern!(py, "isEnabledFor"), (10,))?
+            l.call_method1(pyo3::intern!(py, "isEnabledFor"), (PY_DEBUG,))?
                 .is_truthy()
         })
         .unwrap_or(true);
@@ -103,7 +106,7 @@ fn python_level(level: &Level) -> u8 {
         Level::ERROR => 40,
         Level::WARN => 30,
         Level::INFO => 20,
-        Level::DEBUG => 10,
+        Level::DEBUG => PY_DEBUG,
         Level::TRACE => 5,
     }
 }
@@ -175,7 +178,7 @@ where
         match (meta.is_span(), forwarded_level(meta)) {
             (true, _) => Interest::always(),
             (false, None) => Interest::never(),
-            (false, Some(level)) if level <= 10 => Interest::sometimes(),
+            (false, Some(level)) if level <= PY_DEBUG => Interest::sometimes(),
             (false, Some(_)) => Interest::always(),
         }
     }
@@ -184,7 +187,7 @@ where
         match (meta.is_span(), forwarded_level(meta)) {
             (true, _) => true,
             (false, None) => false,
-            (false, Some(level)) => level > 10 || DEBUG_TAKEN.load(Ordering::Relaxed),
+            (false, Some(level)) => level > PY_DEBUG || DEBUG_TAKEN.load(Ordering::Relaxed),
         }
     }
 

@@ -69,7 +69,6 @@ impl ParsedSql {
         })
     }
 
-    /// Render with the dialect's placeholders (`$1`, `@P1`, ...).
     /// `text` (this statement rendered) with its comment, as it is sent.
     /// Before a final `;`, which would leave the comment a second statement.
     pub fn commented(&self, mut text: String) -> String {
@@ -86,6 +85,7 @@ impl ParsedSql {
         text
     }
 
+    /// Render with the dialect's placeholders (`$1`, `@P1`, ...).
     pub fn render(&self, dialect: Dialect) -> String {
         let prefix = dialect.placeholder_prefix;
         self.render_with(|i| format!("{prefix}{}", i + 1))
