@@ -98,6 +98,7 @@ def has_line(client: str, backend: str, workload: str) -> bool:
 
 
 WRITE_OFFSET = 1_000_000
+SAMPLE_KEYS = ("median", "p99", "cpu", "client_wait", "server_cpu", "server_wait")
 
 
 def batch_rows(pool: bool) -> int:
@@ -315,10 +316,65 @@ def serve(client: str, backend: str, url: str) -> None:
 # ---- the harness -----------------------------------------------------------------
 
 
+def schedstat(pids: list[int]) -> tuple[int, int]:
+    """CPU time and run-queue wait (ns: runnable, waiting for a core) of
+    every thread of `pids`, from /proc/<pid>/task/*/schedstat; a process
+    or thread that ended meanwhile counts nothing."""
+    cpu = wait = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    ran, waited, _ = f.read().split()
+            except (OSError, ValueError):
+                continue
+            cpu, wait = cpu + int(ran), wait + int(waited)
+    return cpu, wait
+
+
+def server_pids(url: str) -> list[int]:
+    """The server processes behind `url` on this machine: the process
+    listening on its port and that process's children (PostgreSQL's and
+    Babelfish's backends); none when the server is elsewhere."""
+    from urllib.parse import urlsplit
+
+    port = urlsplit(url).port or (5432 if url.startswith("postgres") else 1433)
+    listing = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    found = [
+        int(part.split("=")[1])
+        for part in listing.replace(",", " ").split()
+        if part.startswith("pid=")
+    ]
+    if not found:
+        return []
+    parent = found[0]
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == parent:
+                children.append(int(entry))
+    return [parent, *children]
+
+
 class Contestant:
-    def __init__(self, name: str, client: str, backend: str, python: str, url: str) -> None:
+    def __init__(
+        self, name: str, client: str, backend: str, python: str, url: str, server: list[int]
+    ) -> None:
         self.name = name
         self.client = client
+        self.url = url
+        self.server = server
         self.proc = subprocess.Popen(
             [python, str(Path(__file__).resolve()), "--serve", client, backend, url],
             stdin=subprocess.PIPE,
@@ -327,15 +383,26 @@ class Contestant:
         )
 
     def ask(self, workload: str, ops: int, pool: bool, table: str | None) -> dict[str, float]:
+        """One sample; adds where the scheduler put the time, µs per
+        operation: the contestant's run-queue wait, and the server's CPU
+        and run-queue wait (its backends, read before and after)."""
         assert self.proc.stdin and self.proc.stdout
+        # Backends opened since the last sample (a pool growing) count too.
+        server = sorted(set(self.server) | set(server_pids(self.url))) if self.server else []
+        client_before, server_before = schedstat([self.proc.pid]), schedstat(server)
         self.proc.stdin.write(json.dumps([workload, ops, int(pool), table]) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
+        client_after, server_after = schedstat([self.proc.pid]), schedstat(server)
         if not line:
             raise SystemExit(f"{self.name} stopped during {workload}")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             raise SystemExit(f"{self.name} {workload}: {answer['error']}")
+        per_op = 1e-3 / ops
+        answer["client_wait"] = (client_after[1] - client_before[1]) * per_op
+        answer["server_cpu"] = (server_after[0] - server_before[0]) * per_op
+        answer["server_wait"] = (server_after[1] - server_before[1]) * per_op
         return answer
 
     def close(self) -> None:
@@ -387,13 +454,16 @@ class Tables:
 
 def lines_for(backend: str, url: str, args: argparse.Namespace, out: list[tuple[Any, ...]]) -> None:
     """Measure `backend`'s lines into `out` (kept if the run stops early)."""
+    server = server_pids(url)
     contestants = [
-        Contestant(client, client, backend, sys.executable, url)
+        Contestant(client, client, backend, sys.executable, url, server)
         for client, backends in CLIENTS.items()
         if backend in backends and client in args.clients
     ]
     if args.a_python:
-        contestants.insert(1, Contestant(args.a_name, "dbflow", backend, args.a_python, url))
+        contestants.insert(
+            1, Contestant(args.a_name, "dbflow", backend, args.a_python, url, server)
+        )
     tables = Tables(backend, url)
     try:
         for level in args.levels:
@@ -418,7 +488,7 @@ def lines_for(backend: str, url: str, args: argparse.Namespace, out: list[tuple[
                             k: statistics.median(s[k] for s in got)
                             if got[0][k] is not None
                             else None
-                            for k in ("median", "p99", "cpu")
+                            for k in SAMPLE_KEYS
                         }
                         for name, got in samples.items()
                     }
@@ -482,6 +552,32 @@ def main() -> None:
             report(lines, args)
 
 
+def scheduler_table(mine: list[tuple[Any, ...]], names: list[str]) -> list[str]:
+    """Where the scheduler put each line's time, µs per operation (medians
+    over rounds): the contestant's threads waiting for a core, the
+    server's backends running and waiting for a core."""
+    out = [
+        "Where the time went, µs per operation (/proc/<pid>/schedstat, medians over rounds): "
+        "the contestant's run-queue wait (its threads runnable, waiting for a core) / the "
+        "server's CPU / the server's run-queue wait (every backend of the server).",
+        "",
+        "| load | line | "
+        + " | ".join(f"{n} wait / server cpu / server wait" for n in names)
+        + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for level, _, workload, row in mine:
+        cells = [
+            "—"
+            if n not in row
+            else f"{row[n]['client_wait']:.0f} / {row[n]['server_cpu']:.0f} / "
+            f"{row[n]['server_wait']:.0f}"
+            for n in names
+        ]
+        out.append(f"| {level} | {LABELS[workload]} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
 def report(lines: list[tuple[Any, ...]], args: argparse.Namespace) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     out = [
@@ -525,6 +621,8 @@ def report(lines: list[tuple[Any, ...]], args: argparse.Namespace) -> None:
                 cells.append(f"{median} / {p99} / {v['cpu']:.0f}")
             out.append(f"| {level} | {LABELS[workload]} | " + " | ".join(cells) + " |")
         out.append("")
+        if all("server_cpu" in v for line in mine for v in line[3].values()):
+            out += scheduler_table(mine, names)
     text = "\n".join(out)
     results = HERE / "results"
     results.mkdir(exist_ok=True)

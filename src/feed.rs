@@ -36,7 +36,7 @@ impl Part {
     fn rows(&self) -> u64 {
         match self {
             Part::Rows(rows) => rows.len() as u64,
-            Part::Batch { batch, first_row } => (batch.num_rows() - first_row) as u64,
+            Part::Batch { batch, .. } => batch.num_rows() as u64,
         }
     }
 

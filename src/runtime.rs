@@ -186,27 +186,39 @@ pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
     let waker = Waker::from(signal.clone());
     let mut cx = Context::from_waker(&waker);
     let mut fut = std::pin::pin!(fut);
+    // Sockets wait for this thread only where it can wait on them: with a
+    // bell to be woken by the waker as well.
+    #[cfg(unix)]
+    let drives_sockets = signal.bell.is_some();
+    #[cfg(not(unix))]
+    let drives_sockets = false;
     loop {
-        crate::wait::take_read_wait();
-        if let Poll::Ready(value) = fut.as_mut().poll(&mut cx) {
+        let polled = {
+            let _driving = drives_sockets.then(|| crate::wait::Driving::start(&waker));
+            fut.as_mut().poll(&mut cx)
+        };
+        if let Poll::Ready(value) = polled {
+            crate::wait::end_waits();
             return value;
         }
-        match crate::wait::take_read_wait() {
+        if crate::wait::has_waits() {
             #[cfg(unix)]
-            Some(socket) if signal.bell.is_some() => wait_on_socket(&signal, socket),
-            _ => wait_for(&signal),
+            wait_on_sockets(&signal);
+        } else {
+            wait_for(&signal);
         }
+        crate::wait::end_waits();
     }
 }
 
-/// Wait until the socket the future waits on is readable or the waker
-/// rings (anything else the future waits for).
+/// Wait until a socket the future waits on is ready or the waker rings
+/// (anything else the future waits for).
 #[cfg(unix)]
-fn wait_on_socket(signal: &Signal, socket: crate::wait::RawFd) {
+fn wait_on_sockets(signal: &Signal) {
     let Some(bell) = &signal.bell else { return };
     signal.polling.store(true, Ordering::SeqCst);
     if !signal.woken.load(Ordering::SeqCst) {
-        bell.wait(socket);
+        bell.wait();
     }
     signal.polling.store(false, Ordering::SeqCst);
     signal.woken.store(false, Ordering::SeqCst);
@@ -217,7 +229,14 @@ fn wait_on_socket(signal: &Signal, socket: crate::wait::RawFd) {
 /// [`block_on`] polls it again with a waker that waits.
 pub fn poll_once<F: Future + Unpin>(rt: &Runtime, fut: &mut F) -> Poll<F::Output> {
     let _context = rt.enter();
-    std::pin::Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()))
+    // Nothing waits on the sockets it notes: the caller's next block_on
+    // polls again and waits then.
+    #[cfg(unix)]
+    let _driving =
+        crate::wait::Bell::of_thread().map(|_| crate::wait::Driving::start(Waker::noop()));
+    let polled = std::pin::Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()));
+    crate::wait::end_waits();
+    polled
 }
 
 fn wait_for(signal: &Signal) {

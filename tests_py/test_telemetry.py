@@ -237,6 +237,27 @@ def test_batches_streams_and_loads(env: Env, backend: Backend, btable: str, otel
     db.dispose()
 
 
+def test_an_arrow_load_counts_every_row_of_every_batch(
+    env: Env, backend: Backend, btable: str, otel: Otel
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    db = manager(env, backend)
+    db.execute_query(backend.ddl(f"CREATE TABLE {btable} (id {{int}} PRIMARY KEY)"))
+    # Batches larger than the feed's parts, the second smaller than the
+    # rows before it: every part counts its own rows.
+    table = pa.Table.from_batches(
+        [
+            pa.record_batch({"id": pa.array(range(20_000), pa.int32())}),
+            pa.record_batch({"id": pa.array(range(20_000, 25_000), pa.int32())}),
+        ]
+    )
+    otel.spans.clear()
+    assert db.bulk_insert(btable, table) == 25_000
+    (load,) = otel.db_spans()
+    assert dict(load.attributes or {})["db.operation.batch.size"] == 25_000
+    db.dispose()
+
+
 def test_async_calls_are_children_of_the_awaiting_task_span(
     env: Env, backend: Backend, otel: Otel
 ) -> None:

@@ -97,14 +97,13 @@ impl WriteCount {
     }
 }
 
-/// Reads straight from the kernel where the stream can (`crate::wait`).
-impl<S: crate::wait::ReadNow> AsyncRead for Counted<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.inner.poll_read_now(cx, buf)
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 

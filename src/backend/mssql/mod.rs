@@ -42,7 +42,13 @@ use crate::procedure::{Call, Called};
 use crate::sql::ParsedSql;
 use crate::value::Value;
 
-type Stream = Compat<Counted<TcpStream>>;
+/// The connection's socket: dbflow's own where a blocking caller can wait
+/// on it (`crate::wait`), the runtime's elsewhere.
+#[cfg(unix)]
+type Socket = crate::wait::Socket;
+#[cfg(not(unix))]
+type Socket = TcpStream;
+type Stream = Compat<Counted<Socket>>;
 
 /// Parameters in one multi-row INSERT of `execute_many`: T-SQL allows 2100.
 const VALUES_PARAMS: usize = 2_099;
@@ -173,7 +179,11 @@ async fn open(config: &tiberius::Config, prepare: bool, parallel: bool) -> Resul
     tcp.set_nodelay(true)
         .map_err(|e| Error::connection(e.to_string()))?;
     #[cfg(unix)]
-    let raw_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+    let (tcp, raw_fd) = {
+        let socket = Socket::from_tokio(tcp).map_err(|e| Error::connection(e.to_string()))?;
+        let fd = socket.raw_fd();
+        (socket, Some(fd))
+    };
     #[cfg(not(unix))]
     let raw_fd = None;
     let tcp = Counted::new(tcp);

@@ -16,6 +16,8 @@ mod error;
 mod many;
 pub mod oid;
 mod options;
+#[cfg(unix)]
+mod socket;
 
 use futures_util::TryStreamExt;
 use sqlx::postgres::PgConnection;
@@ -287,7 +289,7 @@ impl Backend for PgConn {
     async fn connect(config: &DatabaseConfig) -> Result<Self> {
         // A blocking caller waits on the socket itself (`crate::wait`).
         #[cfg(unix)]
-        PgConnection::set_read_wait_hook(crate::wait::note_read_wait);
+        PgConnection::set_socket_hook(socket::own_socket);
         let opts = connect_options(config)?;
         let conn = opts
             .connect()

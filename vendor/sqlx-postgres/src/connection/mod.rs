@@ -84,10 +84,26 @@ pub(crate) struct TableData {
     columns: BTreeMap<i16, Arc<str>>,
 }
 
-/// dbflow: see `PgConnection::set_read_wait_hook`.
-pub(crate) static READ_WAIT_HOOK: std::sync::OnceLock<fn(i32)> = std::sync::OnceLock::new();
+/// dbflow: see `PgConnection::set_socket_hook`.
+#[cfg(unix)]
+pub type SocketHook = fn(std::os::fd::OwnedFd) -> std::io::Result<Box<dyn crate::net::Socket>>;
+
+/// dbflow: see `PgConnection::set_socket_hook`.
+#[cfg(unix)]
+pub(crate) static SOCKET_HOOK: std::sync::OnceLock<SocketHook> = std::sync::OnceLock::new();
 
 impl PgConnection {
+    /// dbflow: new connections read and write through the socket `hook`
+    /// makes of the descriptor just opened for them (TCP or Unix,
+    /// non-blocking, out of the runtime's reactor), instead of the runtime's
+    /// stream: dbflow's socket lets a caller that drives the connection's
+    /// future on its own thread wait on the descriptor itself. Once per
+    /// process; later calls are ignored.
+    #[cfg(unix)]
+    pub fn set_socket_hook(hook: SocketHook) {
+        let _ = SOCKET_HOOK.set(hook);
+    }
+
     /// the version number of the server in `libpq` format
     pub fn server_version_num(&self) -> Option<u32> {
         self.inner.stream.server_version_num
@@ -97,16 +113,6 @@ impl PgConnection {
     /// platform has none), for a liveness check that does no I/O.
     pub fn raw_fd(&self) -> Option<i32> {
         self.inner.stream.raw_fd
-    }
-
-    /// dbflow: `hook(fd)` is called, on the thread polling the connection,
-    /// whenever a read of a connection's socket found nothing and waits for
-    /// it to become readable (once per process; later calls are ignored). A
-    /// caller that drives a connection's future itself can then block on
-    /// that socket: reads go straight to the kernel, whatever the runtime's
-    /// cached readiness says, so the caller's own wake-up suffices.
-    pub fn set_read_wait_hook(hook: fn(i32)) {
-        let _ = READ_WAIT_HOOK.set(hook);
     }
 
     /// dbflow: how many bytes the kernel has accepted for sending on this

@@ -63,43 +63,17 @@ pub struct PgStream {
 /// function that raises millions of notices cannot exhaust memory.
 pub(crate) const MAX_KEPT_NOTICES: usize = 10_000;
 
-/// dbflow: a socket that counts the bytes it hands to the kernel, and reads
-/// straight from the kernel (see `PgConnection::set_read_wait_hook`).
+/// dbflow: a socket that counts the bytes it hands to the kernel.
 #[cfg(unix)]
 struct CountingSocket<S> {
     inner: S,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    // The descriptor of the socket `inner` is (TCP or Unix).
-    fd: i32,
 }
 
 #[cfg(unix)]
 impl<S: Socket> Socket for CountingSocket<S> {
     fn try_read(&mut self, buf: &mut dyn sqlx_core::io::ReadBuf) -> std::io::Result<usize> {
-        use std::io::Read;
-        use std::os::fd::FromRawFd;
-        // dbflow: read what the kernel holds now, whatever the runtime's
-        // cached readiness says (a caller blocked on the socket itself was
-        // woken by the kernel before the runtime's worker ran).
-        // SAFETY: a borrowed view of our own non-blocking socket, never
-        // closed here (ManuallyDrop); the destination is the buffer's spare
-        // capacity, cast as tokio's `try_read_buf` casts it (read(2) only
-        // writes to it), and only the bytes read are committed.
-        let socket = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(self.fd) });
-        let chunk = sqlx_core::bytes::BufMut::chunk_mut(buf);
-        let dst = unsafe {
-            &mut *(chunk as *mut sqlx_core::bytes::buf::UninitSlice as *mut [std::mem::MaybeUninit<u8>] as *mut [u8])
-        };
-        match (&*socket).read(dst) {
-            Ok(n) => {
-                unsafe { sqlx_core::bytes::BufMut::advance_mut(buf, n) };
-                Ok(n)
-            }
-            // Nothing there: the runtime's own read clears a readiness it
-            // still holds (or finds what has just arrived).
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.inner.try_read(buf),
-            Err(e) => Err(e),
-        }
+        self.inner.try_read(buf)
     }
 
     fn try_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -113,13 +87,7 @@ impl<S: Socket> Socket for CountingSocket<S> {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let ready = self.inner.poll_read_ready(cx);
-        if ready.is_pending() {
-            if let Some(hook) = super::READ_WAIT_HOOK.get() {
-                hook(self.fd);
-            }
-        }
-        ready
+        self.inner.poll_read_ready(cx)
     }
 
     fn poll_write_ready(
@@ -141,9 +109,60 @@ impl<S: Socket> Socket for CountingSocket<S> {
     }
 }
 
+/// dbflow: the socket `PgConnection::set_socket_hook`'s hook makes of a
+/// just-opened stream, or the stream itself.
+#[cfg(unix)]
+fn own_tcp(stream: tokio::net::TcpStream) -> std::io::Result<OwnSocket> {
+    Ok(OwnSocket(match super::SOCKET_HOOK.get() {
+        Some(hook) => hook(stream.into_std()?.into())?,
+        None => Box::new(stream),
+    }))
+}
+
+/// dbflow: as `own_tcp`, for a Unix socket.
+#[cfg(unix)]
+fn own_unix(stream: tokio::net::UnixStream) -> std::io::Result<OwnSocket> {
+    Ok(OwnSocket(match super::SOCKET_HOOK.get() {
+        Some(hook) => hook(stream.into_std()?.into())?,
+        None => Box::new(stream),
+    }))
+}
+
+/// dbflow: the socket a connection reads and writes (see `own_tcp`).
+#[cfg(unix)]
+struct OwnSocket(Box<dyn Socket>);
+
+#[cfg(unix)]
+impl Socket for OwnSocket {
+    fn try_read(&mut self, buf: &mut dyn sqlx_core::io::ReadBuf) -> std::io::Result<usize> {
+        self.0.try_read(buf)
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn poll_read_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        self.0.poll_read_ready(cx)
+    }
+
+    fn poll_write_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        self.0.poll_write_ready(cx)
+    }
+
+    fn poll_flush(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        self.0.poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        self.0.poll_shutdown(cx)
+    }
+}
+
 impl PgStream {
     // dbflow: the socket is opened here (as `net::connect_tcp`/`connect_uds`
-    // open it on tokio) to keep its descriptor.
+    // open it on tokio) to keep its descriptor, and handed to dbflow's
+    // socket where `PgConnection::set_socket_hook` set one.
     #[cfg(unix)]
     pub(super) async fn connect(options: &PgConnectOptions) -> Result<Self, Error> {
         use crate::net::WithSocket;
@@ -154,7 +173,8 @@ impl PgStream {
             Some(ref path) => {
                 let stream = tokio::net::UnixStream::connect(path).await?;
                 let fd = stream.as_raw_fd();
-                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone(), fd }).await, fd)
+                let inner = own_unix(stream)?;
+                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner, written: written.clone() }).await, fd)
             }
             None => {
                 let stream = tokio::net::TcpStream::connect((options.host.as_str(), options.port)).await?;
@@ -163,7 +183,8 @@ impl PgStream {
                 // delayed ACK behind Nagle's algorithm.
                 stream.set_nodelay(true)?;
                 let fd = stream.as_raw_fd();
-                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner: stream, written: written.clone(), fd }).await, fd)
+                let inner = own_tcp(stream)?;
+                (MaybeUpgradeTls(options).with_socket(CountingSocket { inner, written: written.clone() }).await, fd)
             }
         };
 

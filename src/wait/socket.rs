@@ -1,0 +1,289 @@
+//! The socket both drivers read and write through (see the module above).
+
+#![cfg(unix)]
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+use super::{driving, note_wait, read_now};
+
+/// A connected, non-blocking TCP or Unix socket, registered with the
+/// runtime's reactor only while a runtime task polls it.
+pub struct Socket {
+    /// The reactor's registration, made on a runtime task's first wait and
+    /// dropped (deregistered) on a driving caller's. Declared before `fd`,
+    /// so it is dropped before the descriptor closes.
+    runtime: Option<AsyncFd<Descriptor>>,
+    fd: OwnedFd,
+}
+
+/// The descriptor as the reactor borrows it (the socket owns it).
+struct Descriptor(RawFd);
+
+impl AsRawFd for Descriptor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Socket {
+    /// Take a connected socket out of the runtime's hands (tokio's streams
+    /// give theirs up non-blocking and deregistered).
+    pub fn new(fd: OwnedFd) -> Socket {
+        Socket { runtime: None, fd }
+    }
+
+    pub fn from_tokio(stream: tokio::net::TcpStream) -> io::Result<Socket> {
+        Ok(Socket::new(stream.into_std()?.into()))
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Read what the kernel holds, without waiting (`WouldBlock`: nothing).
+    pub fn try_read(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        read_now(self.raw_fd(), buf)
+    }
+
+    /// Hand the kernel what it takes now, without waiting.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
+            let n = unsafe {
+                libc::send(
+                    self.raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Ready once the socket may be read (`Interest::READABLE`) or written
+    /// (`WRITABLE`) without blocking; the caller then tries again. A driving
+    /// caller is told to wait on the descriptor itself: `Pending`, with the
+    /// wait noted and no waker kept.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<()>> {
+        if driving() {
+            self.runtime = None;
+            let events = if interest.is_readable() {
+                libc::POLLIN
+            } else {
+                libc::POLLOUT
+            };
+            note_wait(self.raw_fd(), events, cx.waker());
+            return Poll::Pending;
+        }
+        let registered = match &mut self.runtime {
+            Some(registered) => registered,
+            slot => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    // Registering outside a runtime would panic.
+                    return Poll::Ready(Err(io::Error::other(
+                        "a dbflow connection was used outside dbflow's I/O runtime",
+                    )));
+                }
+                let both = Interest::READABLE | Interest::WRITABLE;
+                let fd = Descriptor(self.fd.as_raw_fd());
+                // SAFETY: `self.fd` owns the descriptor, never changes, and
+                // outlives the registration (dropped first, see `runtime`).
+                slot.insert(unsafe { AsyncFd::register_with_interest(fd, both) }?)
+            }
+        };
+        let ready = if interest.is_readable() {
+            registered.poll_read_ready(cx)
+        } else {
+            registered.poll_write_ready(cx)
+        };
+        match ready {
+            Poll::Ready(Ok(mut guard)) => {
+                // The caller's retry decides: a readiness it finds stale
+                // brings it back here to register its waker.
+                guard.clear_ready();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// No more writes (the peer reads the end of the stream).
+    pub fn shutdown(&self) -> io::Result<()> {
+        // SAFETY: shutdown(2) on our own descriptor.
+        if unsafe { libc::shutdown(self.raw_fd(), libc::SHUT_WR) } == 0 {
+            return Ok(());
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
+            e => Err(e),
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            // SAFETY: `recv` initializes the bytes it reports, no more.
+            match self.try_read(unsafe { buf.unfilled_mut() }) {
+                Ok(n) => {
+                    // SAFETY: the first `n` unfilled bytes were just written.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            std::task::ready!(self.poll_ready(cx, Interest::READABLE))?;
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+            std::task::ready!(self.poll_ready(cx, Interest::WRITABLE))?;
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wait::{end_waits, has_waits, Driving, WAITS};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn pair() -> (Socket, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (Socket::new(ours.into()), theirs)
+    }
+
+    #[test]
+    fn a_driving_caller_waits_on_the_descriptor_and_nothing_registers() {
+        let (mut socket, theirs) = pair();
+        let _driving = Driving::start(std::task::Waker::noop());
+        end_waits();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut buf = [0u8; 4];
+        let mut into = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut socket)
+            .poll_read(&mut cx, &mut into)
+            .is_pending());
+        assert!(socket.runtime.is_none(), "no reactor registration");
+        let noted: Vec<_> =
+            WAITS.with(|w| w.borrow()[1..].iter().map(|p| (p.fd, p.events)).collect());
+        assert_eq!(noted, [(socket.raw_fd(), libc::POLLIN)]);
+        std::io::Write::write_all(&mut &theirs, b"hi").unwrap();
+        let got = Pin::new(&mut socket).poll_read(&mut cx, &mut into);
+        assert!(matches!(got, Poll::Ready(Ok(()))), "{got:?}");
+        assert_eq!(into.filled(), b"hi");
+        end_waits();
+        assert!(!has_waits());
+    }
+
+    #[test]
+    fn a_runtime_task_registers_and_a_driving_caller_takes_it_back() {
+        let rt = crate::runtime::runtime().expect("a runtime");
+        let (socket, theirs) = pair();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::io::Write::write_all(&mut &theirs, b"ping").unwrap();
+            let mut back = [0u8; 4];
+            std::io::Read::read_exact(&mut &theirs, &mut back).unwrap();
+            (back, theirs)
+        });
+        // An asyncio caller's task: woken by the reactor.
+        let mut socket = rt.block_on(async move {
+            let mut got = [0u8; 4];
+            let mut socket = socket;
+            socket.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"ping");
+            assert!(socket.runtime.is_some(), "registered while a task polls it");
+            socket.write_all(b"pong").await.unwrap();
+            socket
+        });
+        let (back, _theirs) = writer.join().unwrap();
+        assert_eq!(back, *b"pong");
+        // Then a sync caller: the registration goes.
+        let _driving = Driving::start(std::task::Waker::noop());
+        end_waits();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut buf = [0u8; 1];
+        let mut into = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut socket)
+            .poll_read(&mut cx, &mut into)
+            .is_pending());
+        assert!(socket.runtime.is_none());
+        end_waits();
+    }
+
+    #[test]
+    fn a_blocking_caller_drives_sockets_inside_a_combinator_that_polls_only_woken_parts() {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncReadExt;
+        let rt = crate::runtime::runtime().expect("a runtime");
+        let (sockets, peers): (Vec<_>, Vec<_>) = (0..3).map(|_| pair()).unzip();
+        let writer = std::thread::spawn(move || {
+            for (i, peer) in peers.iter().enumerate().rev() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::io::Write::write_all(&mut &*peer, &[i as u8]).unwrap();
+            }
+            peers
+        });
+        let reads: futures_util::stream::FuturesUnordered<_> = sockets
+            .into_iter()
+            .map(|mut socket| async move { socket.read_u8().await.unwrap() })
+            .collect();
+        let mut got = crate::runtime::block_on(&rt, reads.collect::<Vec<u8>>());
+        got.sort();
+        assert_eq!(got, [0, 1, 2]);
+        drop(writer.join().unwrap());
+    }
+
+    #[test]
+    fn outside_any_runtime_a_wait_is_an_error_not_a_panic() {
+        let (mut socket, _theirs) = pair();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let got = socket.poll_ready(&mut cx, Interest::READABLE);
+        assert!(matches!(got, Poll::Ready(Err(_))), "{got:?}");
+    }
+}
