@@ -316,16 +316,17 @@ def serve(client: str, backend: str, url: str) -> None:
 # ---- the harness -----------------------------------------------------------------
 
 
-def schedstat(pids: list[int]) -> tuple[int, int]:
-    """CPU time and run-queue wait (ns: runnable, waiting for a core) of
-    every thread of `pids`, from /proc/<pid>/task/*/schedstat; a process
-    or thread that ended meanwhile counts nothing."""
-    cpu = wait = 0
+def schedstat(pids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per process of `pids`: CPU time and run-queue wait (ns: runnable,
+    waiting for a core) of all its threads, from
+    /proc/<pid>/task/*/schedstat; a process that has ended is left out."""
+    out = {}
     for pid in pids:
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
+        cpu = wait = 0
         for tid in tasks:
             try:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
@@ -333,6 +334,20 @@ def schedstat(pids: list[int]) -> tuple[int, int]:
             except (OSError, ValueError):
                 continue
             cpu, wait = cpu + int(ran), wait + int(waited)
+        out[pid] = (cpu, wait)
+    return out
+
+
+def spent_between(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+) -> tuple[int, int]:
+    """CPU and run-queue wait (ns) of the processes alive at the end, since
+    the start (all of it for one started meanwhile). A process that ended
+    meanwhile (a pool closing a backend) is not counted: a lower bound."""
+    cpu = wait = 0
+    for pid, (ran, waited) in after.items():
+        ran0, waited0 = before.get(pid, (0, 0))
+        cpu, wait = cpu + ran - ran0, wait + waited - waited0
     return cpu, wait
 
 
@@ -393,16 +408,21 @@ class Contestant:
         self.proc.stdin.write(json.dumps([workload, ops, int(pool), table]) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
-        client_after, server_after = schedstat([self.proc.pid]), schedstat(server)
+        if server:  # backends opened during the sample count too
+            server = sorted(set(server) | set(server_pids(self.url)))
+        client, servers = (
+            spent_between(client_before, schedstat([self.proc.pid])),
+            spent_between(server_before, schedstat(server)),
+        )
         if not line:
             raise SystemExit(f"{self.name} stopped during {workload}")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             raise SystemExit(f"{self.name} {workload}: {answer['error']}")
         per_op = 1e-3 / ops
-        answer["client_wait"] = (client_after[1] - client_before[1]) * per_op
-        answer["server_cpu"] = (server_after[0] - server_before[0]) * per_op
-        answer["server_wait"] = (server_after[1] - server_before[1]) * per_op
+        answer["client_wait"] = client[1] * per_op
+        answer["server_cpu"] = servers[0] * per_op
+        answer["server_wait"] = servers[1] * per_op
         return answer
 
     def close(self) -> None:
@@ -559,7 +579,8 @@ def scheduler_table(mine: list[tuple[Any, ...]], names: list[str]) -> list[str]:
     out = [
         "Where the time went, µs per operation (/proc/<pid>/schedstat, medians over rounds): "
         "the contestant's run-queue wait (its threads runnable, waiting for a core) / the "
-        "server's CPU / the server's run-queue wait (every backend of the server).",
+        "server's CPU / the server's run-queue wait (every backend alive at the sample's end; "
+        "one a pool closed meanwhile is not counted).",
         "",
         "| load | line | "
         + " | ".join(f"{n} wait / server cpu / server wait" for n in names)
