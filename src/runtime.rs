@@ -192,6 +192,7 @@ pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
     let drives_sockets = signal.bell.is_some();
     #[cfg(not(unix))]
     let drives_sockets = false;
+    let _own_waits = crate::wait::OwnWaits::begin();
     loop {
         let polled = {
             let _driving = drives_sockets.then(|| crate::wait::Driving::start(&waker));

@@ -122,6 +122,52 @@ pub(crate) fn end_waits() {
     }
 }
 
+/// The waits noted on this thread, set aside for the length of one
+/// [`crate::runtime::block_on`]: a call nested inside another's poll (a
+/// Python callback that calls dbflow) neither loses the outer call's noted
+/// waits nor keeps its own; a poll that panicked leaves none behind.
+pub(crate) struct OwnWaits {
+    #[cfg(unix)]
+    outer: Option<(Vec<libc::pollfd>, Vec<Waker>)>,
+}
+
+impl OwnWaits {
+    pub(crate) fn begin() -> OwnWaits {
+        #[cfg(unix)]
+        {
+            // Only a nested call has anything to set aside (no allocation
+            // for the usual, outermost one).
+            let noted =
+                WAITS.with(|w| w.borrow().len() > 1) || PARTS.with(|p| !p.borrow().is_empty());
+            let outer = noted.then(|| {
+                (
+                    WAITS.with(|w| std::mem::replace(&mut *w.borrow_mut(), vec![NO_FD])),
+                    PARTS.with(|p| std::mem::take(&mut *p.borrow_mut())),
+                )
+            });
+            OwnWaits { outer }
+        }
+        #[cfg(not(unix))]
+        OwnWaits {}
+    }
+}
+
+impl Drop for OwnWaits {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        match self.outer.take() {
+            Some((waits, parts)) => {
+                WAITS.with(|w| *w.borrow_mut() = waits);
+                PARTS.with(|p| *p.borrow_mut() = parts);
+            }
+            None => {
+                WAITS.with(|w| w.borrow_mut().truncate(1));
+                PARTS.with(|p| p.borrow_mut().clear());
+            }
+        }
+    }
+}
+
 /// Whether the last poll of the future noted a socket to wait on.
 pub(crate) fn has_waits() -> bool {
     #[cfg(unix)]

@@ -280,6 +280,44 @@ mod tests {
     }
 
     #[test]
+    fn a_call_nested_in_a_poll_keeps_the_outer_calls_waits() {
+        use tokio::io::AsyncReadExt;
+        let rt = crate::runtime::runtime().expect("a runtime");
+        let (mut outer, outer_peer) = pair();
+        let (mut inner, inner_peer) = pair();
+        std::io::Write::write_all(&mut &inner_peer, b"i").unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let caller = std::thread::spawn(move || {
+            let mut nested = None;
+            let got = crate::runtime::block_on(
+                &rt,
+                std::future::poll_fn(|cx| {
+                    let mut buf = [0u8; 1];
+                    let mut into = ReadBuf::new(&mut buf);
+                    if let Poll::Ready(r) = Pin::new(&mut outer).poll_read(cx, &mut into) {
+                        r.unwrap();
+                        return Poll::Ready(into.filled()[0]);
+                    }
+                    // After the outer read noted its wait: a nested call
+                    // (a Python callback calling dbflow) runs to its end.
+                    if nested.is_none() {
+                        nested = Some(crate::runtime::block_on(&rt, inner.read_u8()).unwrap());
+                    }
+                    Poll::Pending
+                }),
+            );
+            done_tx.send((got, nested)).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::io::Write::write_all(&mut &outer_peer, b"o").unwrap();
+        let got = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the outer call lost its wait and never woke");
+        assert_eq!(got, (b'o', Some(b'i')));
+        caller.join().unwrap();
+    }
+
+    #[test]
     fn outside_any_runtime_a_wait_is_an_error_not_a_panic() {
         let (mut socket, _theirs) = pair();
         let mut cx = Context::from_waker(std::task::Waker::noop());
