@@ -358,9 +358,12 @@ def server_pids(url: str) -> list[int]:
     from urllib.parse import urlsplit
 
     port = urlsplit(url).port or (5432 if url.startswith("postgres") else 1433)
-    listing = subprocess.run(
-        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
-    ).stdout
+    try:
+        listing = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:  # no `ss` (iproute2) here: no server figures
+        return []
     found = [
         int(part.split("=")[1])
         for part in listing.replace(",", " ").split()
@@ -421,8 +424,9 @@ class Contestant:
             raise SystemExit(f"{self.name} {workload}: {answer['error']}")
         per_op = 1e-3 / ops
         answer["client_wait"] = client[1] * per_op
-        answer["server_cpu"] = servers[0] * per_op
-        answer["server_wait"] = servers[1] * per_op
+        # A server not found on this machine has no figures (not zero).
+        answer["server_cpu"] = servers[0] * per_op if server else None
+        answer["server_wait"] = servers[1] * per_op if server else None
         return answer
 
     def close(self) -> None:
@@ -572,6 +576,10 @@ def main() -> None:
             report(lines, args)
 
 
+def figure(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
 def scheduler_table(mine: list[tuple[Any, ...]], names: list[str]) -> list[str]:
     """Where the scheduler put each line's time, µs per operation (medians
     over rounds): the contestant's threads waiting for a core, the
@@ -591,8 +599,8 @@ def scheduler_table(mine: list[tuple[Any, ...]], names: list[str]) -> list[str]:
         cells = [
             "—"
             if n not in row
-            else f"{row[n]['client_wait']:.0f} / {row[n]['server_cpu']:.0f} / "
-            f"{row[n]['server_wait']:.0f}"
+            else f"{row[n]['client_wait']:.0f} / {figure(row[n]['server_cpu'])} / "
+            f"{figure(row[n]['server_wait'])}"
             for n in names
         ]
         out.append(f"| {level} | {LABELS[workload]} | " + " | ".join(cells) + " |")

@@ -199,8 +199,7 @@ pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
             fut.as_mut().poll(&mut cx)
         };
         if let Poll::Ready(value) = polled {
-            crate::wait::end_waits();
-            return value;
+            return value; // `_own_waits` forgets what is still noted
         }
         if crate::wait::has_waits() {
             #[cfg(unix)]

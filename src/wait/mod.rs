@@ -179,7 +179,7 @@ pub(crate) fn has_waits() -> bool {
 /// Read what the kernel holds for the socket now, without waiting:
 /// `WouldBlock` when there is nothing. `Ok(0)` is the end of the stream.
 #[cfg(unix)]
-pub fn read_now(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+pub(crate) fn read_now(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is valid for `buf.len()` bytes of writes; `recv`
         // writes at most that many and returns how many it wrote.
