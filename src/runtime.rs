@@ -174,6 +174,74 @@ fn spinners_allowed() -> usize {
 /// arrives ([`crate::wait`]); any other wait spins briefly (yielding the
 /// core), then parks.
 pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
+    finish(rt, std::pin::pin!(fut), Quickly::Waits(None))
+}
+
+/// What [`poll_quickly`] got to.
+pub enum Quickly<T> {
+    /// The future finished.
+    Done(T),
+    /// It waits. `Some(when)`: for a socket, since `when`, and whether to
+    /// check before sleeping was already decided (the next wait sleeps).
+    Waits(Option<Instant>),
+}
+
+/// Poll `fut` on the calling thread for as long as it can go on without
+/// sleeping: each time it waits for a socket, check for the answer the way
+/// a blocking caller would before sleeping ([`crate::wait::Bell::check`]),
+/// and poll again when it came. Returns at the first wait that would
+/// sleep, or for anything but a socket, and then [`finish`] goes on.
+///
+/// The caller may hold a lock here that it would let go of to sleep (the
+/// GIL): a small call whose answer comes within tens of microseconds then
+/// never lets go of it, so it does not wait to get it back (Python's
+/// switch interval, 5 ms, when another thread took it meanwhile).
+pub fn poll_quickly<F: Future + ?Sized>(
+    rt: &Runtime,
+    mut fut: std::pin::Pin<&mut F>,
+) -> Quickly<F::Output> {
+    let _context = rt.enter();
+    #[cfg(unix)]
+    let Some(bell) = crate::wait::Bell::of_thread() else {
+        return Quickly::Waits(None);
+    };
+    let _own_waits = crate::wait::OwnWaits::begin();
+    loop {
+        // A waker that does nothing: what wakes the future meanwhile is
+        // seen by polling it again, here or in `finish`.
+        let polled = {
+            let _driving = crate::wait::Driving::start(Waker::noop());
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        if let Poll::Ready(value) = polled {
+            return Quickly::Done(value);
+        }
+        if !crate::wait::has_waits() {
+            return Quickly::Waits(None);
+        }
+        let started = Instant::now();
+        #[cfg(unix)]
+        let caught = bell.check(started);
+        #[cfg(not(unix))]
+        let caught = false;
+        crate::wait::end_waits();
+        if !caught {
+            return Quickly::Waits(Some(started));
+        }
+    }
+}
+
+/// Drive `fut` to completion as [`block_on`] does, after [`poll_quickly`]
+/// got to `after`.
+pub fn finish<F: Future + ?Sized>(
+    rt: &Runtime,
+    mut fut: std::pin::Pin<&mut F>,
+    after: Quickly<F::Output>,
+) -> F::Output {
+    let mut decided = match after {
+        Quickly::Done(value) => return value,
+        Quickly::Waits(since) => since,
+    };
     let _context = rt.enter();
     let signal = Arc::new(Signal {
         woken: AtomicBool::new(false),
@@ -185,7 +253,6 @@ pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
     });
     let waker = Waker::from(signal.clone());
     let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
     // Sockets wait for this thread only where it can wait on them: with a
     // bell to be woken by the waker as well.
     #[cfg(unix)]
@@ -203,7 +270,7 @@ pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
         }
         if crate::wait::has_waits() {
             #[cfg(unix)]
-            wait_on_sockets(&signal);
+            wait_on_sockets(&signal, decided.take());
         } else {
             wait_for(&signal);
         }
@@ -212,13 +279,17 @@ pub fn block_on<F: Future>(rt: &Runtime, fut: F) -> F::Output {
 }
 
 /// Wait until a socket the future waits on is ready or the waker rings
-/// (anything else the future waits for).
+/// (anything else the future waits for). `decided`: the wait began then,
+/// and was already checked for (it is slept).
 #[cfg(unix)]
-fn wait_on_sockets(signal: &Signal) {
+fn wait_on_sockets(signal: &Signal, decided: Option<Instant>) {
     let Some(bell) = &signal.bell else { return };
     signal.polling.store(true, Ordering::SeqCst);
     if !signal.woken.load(Ordering::SeqCst) {
-        bell.wait();
+        match decided {
+            Some(started) => bell.sleep(started),
+            None => bell.wait(),
+        }
     }
     signal.polling.store(false, Ordering::SeqCst);
     signal.woken.store(false, Ordering::SeqCst);

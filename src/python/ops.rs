@@ -31,14 +31,36 @@ use crate::error::{Error, Result};
 use crate::migrate::Migrator;
 use crate::value::Rows;
 
-/// Run a future on the shared runtime with the GIL released.
+/// Run a future on the shared runtime, on this thread: with the GIL held
+/// while its answers come within tens of microseconds, released for any
+/// wait it sleeps through ([`drive`]).
 pub(crate) fn wait<T: Send>(
     py: Python<'_>,
     fut: impl Future<Output = Result<T>> + Send,
 ) -> Result<T> {
-    super::otel::detach(py, || {
-        crate::runtime::catch_panic(|| crate::runtime::block_on(&*crate::runtime::runtime()?, fut))
+    super::otel::keeping_spans(py, || {
+        crate::runtime::catch_panic(|| drive(py, std::pin::pin!(fut)))
     })
+}
+
+/// Drive `fut` on this thread, letting go of the GIL only to sleep.
+///
+/// Releasing it for a wait of 20 µs hands it to any other Python thread
+/// that wants it (a flow's thread pool doing Python work); taking it back
+/// then waits for that thread's switch interval, 5 ms. So the future is
+/// first polled with the GIL held, checking for each answer the way a
+/// waiting caller does before sleeping ([`crate::runtime::poll_quickly`]:
+/// only where this thread's answers come that quickly and its checks
+/// catch them), and the GIL is released at the first wait that sleeps.
+pub(crate) fn drive<T: Send, F: Future<Output = Result<T>> + Send + ?Sized>(
+    py: Python<'_>,
+    mut fut: std::pin::Pin<&mut F>,
+) -> Result<T> {
+    let rt = crate::runtime::runtime()?;
+    match crate::runtime::poll_quickly(&rt, fut.as_mut()) {
+        crate::runtime::Quickly::Done(out) => out,
+        waits => py.detach(|| crate::runtime::finish(&rt, fut, waits)),
+    }
 }
 
 pub(crate) fn log_done(database: &str, operation: &'static str, started: Instant, rows: usize) {

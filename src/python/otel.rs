@@ -263,10 +263,16 @@ thread_local! {
 /// once more per span (on a busy interpreter each take can wait for the
 /// switch interval).
 pub(crate) fn detach<T: Send>(py: Python<'_>, work: impl Ungil + FnOnce() -> T + Send) -> T {
+    keeping_spans(py, || py.detach(work))
+}
+
+/// Run `work` (which may detach for part of it), handing the spans that end
+/// in it over to OpenTelemetry after it, as [`detach`] does.
+pub(crate) fn keeping_spans<T>(py: Python<'_>, work: impl FnOnce() -> T) -> T {
     refresh(py);
     // One call site for the work: an untraced call's code stays as it was.
     let keeping = telemetry::wanted().then(Keeping::start);
-    let out = py.detach(work);
+    let out = work();
     for (pending, end_ns) in keeping.map(Keeping::finish).unwrap_or_default() {
         hand_over(py, &pending, end_ns);
     }

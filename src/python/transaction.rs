@@ -12,7 +12,7 @@ use super::arrow_ops::{self, ArrowArgs, Shape};
 use super::convert::rows_to_py;
 use super::errors::{to_pyerr, IntoPyResult};
 use super::feed::RowSource;
-use super::ops::{log_done, wait};
+use super::ops::{drive, log_done, wait};
 use super::procedures;
 use super::tx_slot::TxSlot;
 use crate::engine::{Database, Transaction};
@@ -51,14 +51,16 @@ impl PyTransaction {
     ) -> PyResult<T> {
         let db = &self.db;
         let slot = &self.slot;
-        // The lock is held by this (GIL-free) thread for the whole call, so
-        // two Python threads sharing one transaction take turns.
-        super::otel::detach(py, move || {
-            let mut guard = slot.claim(db, operation)?;
+        // The lock is held by this thread for the whole call, so two Python
+        // threads sharing one transaction take turns; one that must wait
+        // for it waits with the GIL released.
+        super::otel::keeping_spans(py, move || {
+            let mut guard = match slot.try_claim(db, operation)? {
+                Some(guard) => guard,
+                None => py.detach(|| slot.claim(db, operation))?,
+            };
             match guard.as_mut().filter(|t| t.is_active()) {
-                Some(tx) => {
-                    crate::runtime::catch_panic(|| crate::runtime::block_on(&*runtime()?, f(tx)))
-                }
+                Some(tx) => crate::runtime::catch_panic(|| drive(py, f(tx).as_mut())),
                 None => Err(db.fail(
                     Error::new(
                         ErrorKind::Transaction,

@@ -55,6 +55,19 @@ impl TxSlot {
         Ok(self.tx.blocking_lock())
     }
 
+    /// The transaction if no other thread or task holds it now (`None`:
+    /// [`TxSlot::claim`] waits for it).
+    pub(crate) fn try_claim(
+        &self,
+        db: &Database,
+        operation: &'static str,
+    ) -> Result<Option<Claimed<'_>>> {
+        if self.streaming.load(Ordering::Acquire) {
+            return Err(busy(db, operation));
+        }
+        Ok(self.tx.try_lock().ok())
+    }
+
     /// The transaction, for a task.
     pub(crate) async fn claim_async(
         &self,

@@ -252,38 +252,56 @@ impl Bell {
 
     /// Wait until a noted socket is ready (or closed, or failed) or the bell
     /// rings; a signal's interruption just returns (the caller polls again).
-    /// Where this thread's recent answers came within [`SPIN_CEILING`], its
-    /// recent checks caught them ([`spin::SpinRecord`]) and a core is free, it
-    /// first checks without sleeping for about twice that long: an answer
-    /// caught so needs no wake-up at all (a sleeping thread takes tens of
-    /// microseconds to wake on an idle core, as long as a quick answer).
-    /// Slower answers (a SQL Server round trip) are waited for asleep from
-    /// the start, so no core is spent on them.
+    /// [`Bell::check`] first, then asleep.
     pub(crate) fn wait(&self) {
         let started = std::time::Instant::now();
+        if !self.check(started) {
+            self.sleep(started);
+        }
+    }
+
+    /// Where this thread's recent answers came within [`SPIN_CEILING`], its
+    /// recent checks caught them ([`spin::SpinRecord`]) and a core is free,
+    /// check for about twice that long without sleeping: an answer caught so
+    /// needs no wake-up at all (a sleeping thread takes tens of microseconds
+    /// to wake on an idle core, as long as a quick answer). Slower answers
+    /// (a SQL Server round trip) are waited for asleep from the start, so no
+    /// core is spent on them. True when a noted socket (or the bell) is
+    /// ready; false when the wait is still to be slept ([`Bell::sleep`]).
+    pub(crate) fn check(&self, started: std::time::Instant) -> bool {
         let expected = RECENT_WAIT.with(Cell::get);
         let record = SPIN_RECORD.with(Cell::get);
-        let quick = expected < SPIN_CEILING;
-        if quick && !record.worth_trying() {
-            SPIN_RECORD.with(|r| r.set(record.skipped()));
-        } else if quick && spin_slot() {
-            let budget = (expected * 2).clamp(SPIN_FLOOR, SPIN_CEILING);
-            let ready = loop {
-                if self.poll(0) {
-                    break true;
-                }
-                if started.elapsed() >= budget {
-                    break false;
-                }
-                std::hint::spin_loop();
-            };
-            SPINNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            SPIN_RECORD.with(|r| r.set(record.after(ready)));
-            if ready {
-                remember(started.elapsed());
-                return;
-            }
+        if expected >= SPIN_CEILING {
+            return false;
         }
+        if !record.worth_trying() {
+            SPIN_RECORD.with(|r| r.set(record.skipped()));
+            return false;
+        }
+        if !spin_slot() {
+            return false;
+        }
+        let budget = (expected * 2).clamp(SPIN_FLOOR, SPIN_CEILING);
+        let ready = loop {
+            if self.poll(0) {
+                break true;
+            }
+            if started.elapsed() >= budget {
+                break false;
+            }
+            std::hint::spin_loop();
+        };
+        SPINNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        SPIN_RECORD.with(|r| r.set(record.after(ready)));
+        if ready {
+            remember(started.elapsed());
+        }
+        ready
+    }
+
+    /// Sleep until a noted socket is ready or the bell rings; `started` is
+    /// when the wait began (before any check).
+    pub(crate) fn sleep(&self, started: std::time::Instant) {
         self.poll(-1);
         remember(started.elapsed());
     }

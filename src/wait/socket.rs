@@ -318,6 +318,80 @@ mod tests {
     }
 
     #[test]
+    fn polled_quickly_an_answer_that_is_there_when_checked_needs_no_sleep() {
+        use crate::runtime::{finish, poll_quickly, Quickly};
+        // A fresh thread: its record of recent waits says answers come
+        // quickly, so it checks before sleeping.
+        std::thread::spawn(|| {
+            let rt = crate::runtime::runtime().expect("a runtime");
+            // The answer arrives after the first poll found none and noted
+            // the wait: the check sees it, and the future ends without
+            // sleeping. The check needs the one free core's spin slot, which
+            // another test's wait may hold for up to 50 µs: tried again then.
+            let caught = (0..20).any(|_| {
+                let (mut ours, theirs) = pair();
+                let mut answered = false;
+                let mut fut = std::pin::pin!(std::future::poll_fn(|cx| {
+                    let mut buf = [0u8; 1];
+                    let mut into = ReadBuf::new(&mut buf);
+                    if let Poll::Ready(r) = Pin::new(&mut ours).poll_read(cx, &mut into) {
+                        r.unwrap();
+                        return Poll::Ready(into.filled()[0]);
+                    }
+                    if !std::mem::replace(&mut answered, true) {
+                        std::io::Write::write_all(&mut &theirs, b"q").unwrap();
+                    }
+                    Poll::Pending
+                }));
+                match poll_quickly(&rt, fut.as_mut()) {
+                    Quickly::Done(got) => {
+                        assert_eq!(got, b'q');
+                        true
+                    }
+                    waits => {
+                        assert_eq!(finish(&rt, fut, waits), b'q');
+                        false
+                    }
+                }
+            });
+            assert!(caught, "no check caught an answer already there");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn polled_quickly_a_slow_answer_is_left_to_sleep_for_and_checked_once() {
+        use crate::runtime::{finish, poll_quickly, Quickly};
+        std::thread::spawn(|| {
+            let rt = crate::runtime::runtime().expect("a runtime");
+            let (mut ours, theirs) = pair();
+            let (go, answer_now) = std::sync::mpsc::channel::<()>();
+            let writer = std::thread::spawn(move || {
+                answer_now.recv().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::io::Write::write_all(&mut &theirs, b"s").unwrap();
+                theirs
+            });
+            let mut fut = std::pin::pin!(ours.read_u8());
+            // No answer comes while it is checked for: handed over.
+            let waits = poll_quickly(&rt, fut.as_mut());
+            assert!(matches!(waits, Quickly::Waits(Some(_))));
+            let record = crate::wait::spin::SPIN_RECORD.with(std::cell::Cell::get);
+            go.send(()).unwrap();
+            assert_eq!(finish(&rt, fut, waits).unwrap(), b's');
+            // `finish` slept at once: the record saw one check, not two.
+            assert_eq!(
+                crate::wait::spin::SPIN_RECORD.with(std::cell::Cell::get),
+                record
+            );
+            drop(writer.join().unwrap());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn outside_any_runtime_a_wait_is_an_error_not_a_panic() {
         let (mut socket, _theirs) = pair();
         let mut cx = Context::from_waker(std::task::Waker::noop());
