@@ -228,6 +228,41 @@ def test_eight_threads_run_eight_queries_at_once(env, db: dbflow.DatabaseManager
         many.dispose()
 
 
+@pytest.mark.parametrize("through", ["manager", "transaction"])
+def test_a_call_waiting_for_the_server_lets_other_python_threads_run(
+    db: dbflow.DatabaseManager, through: str
+) -> None:
+    # A call keeps the GIL only while it checks for a quick answer; one it
+    # must sleep for is waited for with the GIL released. A pure-Python
+    # thread notes when it runs: held through the wait, the GIL would let it
+    # run only before the call began or after it returned.
+    ran_at: list[float] = []
+    stop = threading.Event()
+
+    def python_work() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+            ran_at.append(time.monotonic())
+
+    worker = threading.Thread(target=python_work)
+    worker.start()
+    try:
+        sql = "SELECT 1 AS done FROM pg_sleep(0.5)"
+        began = time.monotonic()
+        if through == "manager":
+            rows = db.execute_query(sql)
+        else:
+            with db.transaction() as tx:
+                rows = tx.execute_query(sql)
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        worker.join()
+    assert rows == [{"done": 1}]
+    during = [t for t in ran_at if began + 0.1 < t < ended - 0.1]
+    assert len(during) > 100, f"{len(during)} steps of Python work during a 0.5 s wait"
+
+
 def test_pre_ping_replaces_a_connection_killed_by_the_server(env, admin) -> None:  # type: ignore[no-untyped-def]
     name = env.database(pool_size=1, max_overflow=0)
     db = env.manager(name)
