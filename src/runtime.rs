@@ -195,10 +195,14 @@ pub enum Quickly<T> {
 /// The caller may hold a lock here that it would let go of to sleep (the
 /// GIL): a small call whose answer comes within tens of microseconds then
 /// never lets go of it, so it does not wait to get it back (Python's
-/// switch interval, 5 ms, when another thread took it meanwhile).
+/// switch interval, 5 ms, when another thread took it meanwhile). Where
+/// letting go has been costing the caller that much, it passes `hold_for`:
+/// an answer this thread expects within that is slept for holding it, up
+/// to `hold_for` (a `poll(2)` with a timeout: no core is spent on it).
 pub fn poll_quickly<F: Future + ?Sized>(
     rt: &Runtime,
     mut fut: std::pin::Pin<&mut F>,
+    hold_for: Duration,
 ) -> Quickly<F::Output> {
     let _context = rt.enter();
     #[cfg(unix)]
@@ -221,7 +225,9 @@ pub fn poll_quickly<F: Future + ?Sized>(
         }
         let started = Instant::now();
         #[cfg(unix)]
-        let caught = bell.check(started);
+        let caught = bell.check(started)
+            || (crate::wait::expected_wait() < hold_for
+                && bell.sleep_until(started, started + hold_for));
         #[cfg(not(unix))]
         let caught = false;
         crate::wait::end_waits();
@@ -268,9 +274,11 @@ pub fn finish<F: Future + ?Sized>(
         if let Poll::Ready(value) = polled {
             return value; // `_own_waits` forgets what is still noted
         }
+        // Only the wait right after `poll_quickly`'s check was decided there.
+        let checked_since = decided.take();
         if crate::wait::has_waits() {
             #[cfg(unix)]
-            wait_on_sockets(&signal, decided.take());
+            wait_on_sockets(&signal, checked_since);
         } else {
             wait_for(&signal);
         }

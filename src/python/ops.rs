@@ -53,6 +53,10 @@ pub(crate) fn wait<T: Send>(
 /// waiting caller does before sleeping ([`crate::runtime::poll_quickly`]:
 /// only where this thread's answers come that quickly and its checks
 /// catch them), and the GIL is released at the first wait that sleeps.
+/// Where taking it back has been costing this thread milliseconds
+/// ([`GIL_TAKE_BACK`]), an answer expected within half that cost is slept
+/// for holding the GIL (a SQL Server round trip, 50–400 µs), as the same
+/// time of Python code would hold it.
 ///
 /// Unless another thread's call is in progress: seen from here, with the
 /// GIL held, it waits with the GIL released and wants it back when its
@@ -67,14 +71,52 @@ pub(crate) fn drive<T: Send, F: Future<Output = Result<T>> + Send + ?Sized>(
     let rt = crate::runtime::runtime()?;
     let in_progress = InProgress::enter();
     let got = if in_progress.alone {
-        crate::runtime::poll_quickly(&rt, fut.as_mut())
+        crate::runtime::poll_quickly(&rt, fut.as_mut(), gil_hold())
     } else {
         crate::runtime::Quickly::Waits(None)
     };
     match got {
         crate::runtime::Quickly::Done(out) => out,
-        waits => py.detach(|| crate::runtime::finish(&rt, fut, waits)),
+        waits => {
+            let mut answered = None;
+            let out = py.detach(|| {
+                let out = crate::runtime::finish(&rt, fut, waits);
+                answered = Some(Instant::now());
+                out
+            });
+            if let Some(answered) = answered {
+                GIL_TAKE_BACK.with(|t| t.set((t.get() * 3 + answered.elapsed()) / 4));
+            }
+            out
+        }
     }
+}
+
+thread_local! {
+    /// How long this thread's recent calls waited to take the GIL back
+    /// after their answer came (a moving average; microseconds when no
+    /// other thread wants it, the switch interval when one does).
+    static GIL_TAKE_BACK: std::cell::Cell<std::time::Duration> =
+        const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
+/// How long a call may sleep for its answer holding the GIL: letting go
+/// costs this thread taking it back, not worth it for an answer that
+/// comes sooner. Half the recent cost once that is a millisecond or more
+/// (below, nothing is slept for holding it), at most 2 ms (well under the
+/// 5 ms other threads wait for it anyway before Python makes the holder
+/// let go). Each call made while the cost is high lowers the estimate a
+/// little, so a thread whose neighbours went quiet lets go again and
+/// learns so.
+fn gil_hold() -> std::time::Duration {
+    GIL_TAKE_BACK.with(|t| {
+        let cost = t.get();
+        if cost < std::time::Duration::from_millis(1) {
+            return std::time::Duration::ZERO;
+        }
+        t.set(cost - cost / 64);
+        (cost / 2).min(std::time::Duration::from_millis(2))
+    })
 }
 
 /// Sync calls in [`drive`] now, on every thread.

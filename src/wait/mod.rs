@@ -283,7 +283,7 @@ impl Bell {
         }
         let budget = (expected * 2).clamp(SPIN_FLOOR, SPIN_CEILING);
         let ready = loop {
-            if self.poll(0) {
+            if self.poll(Some(std::time::Duration::ZERO)) {
                 break true;
             }
             if started.elapsed() >= budget {
@@ -302,13 +302,35 @@ impl Bell {
     /// Sleep until a noted socket is ready or the bell rings; `started` is
     /// when the wait began (before any check).
     pub(crate) fn sleep(&self, started: std::time::Instant) {
-        self.poll(-1);
+        self.poll(None);
         remember(started.elapsed());
     }
 
-    /// One poll(2) of the noted sockets and the bell; true when any is
-    /// ready.
-    fn poll(&self, timeout_ms: i32) -> bool {
+    /// Sleep until a noted socket is ready or the bell rings, but not past
+    /// `until`: true when one is ready. For a caller that holds what it
+    /// would rather not let go of for an answer expected that soon.
+    pub(crate) fn sleep_until(
+        &self,
+        started: std::time::Instant,
+        until: std::time::Instant,
+    ) -> bool {
+        let ready = self.poll(Some(
+            until.saturating_duration_since(std::time::Instant::now()),
+        ));
+        if ready {
+            remember(started.elapsed());
+        }
+        ready
+    }
+
+    /// One ppoll(2) of the noted sockets and the bell, for at most
+    /// `timeout` (`None`: until one is ready); true when any is ready (or
+    /// a signal interrupted it: the caller polls its future again).
+    fn poll(&self, timeout: Option<std::time::Duration>) -> bool {
+        let timeout = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
         WAITS.with(|w| {
             let mut fds = w.borrow_mut();
             fds[0] = libc::pollfd {
@@ -316,16 +338,31 @@ impl Bell {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            // SAFETY: `fds` is a valid array of `fds.len()` entries. No
-            // timeout when blocking: the future's own deadlines are timers,
-            // which ring the bell.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+            // SAFETY: `fds` is a valid array of `fds.len()` entries, the
+            // timeout a valid timespec or null (no timeout when blocking:
+            // the future's own deadlines are timers, which ring the bell).
+            let n = unsafe {
+                libc::ppoll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    timeout
+                        .as_ref()
+                        .map_or(std::ptr::null(), |t| t as *const libc::timespec),
+                    std::ptr::null(),
+                )
+            };
             if fds[0].revents != 0 {
                 self.drain();
             }
             n != 0
         })
     }
+}
+
+/// How long this thread's recent waits for an answer took.
+#[cfg(unix)]
+pub(crate) fn expected_wait() -> std::time::Duration {
+    RECENT_WAIT.with(Cell::get)
 }
 
 #[cfg(test)]

@@ -343,7 +343,7 @@ mod tests {
                     }
                     Poll::Pending
                 }));
-                match poll_quickly(&rt, fut.as_mut()) {
+                match poll_quickly(&rt, fut.as_mut(), std::time::Duration::ZERO) {
                     Quickly::Done(got) => {
                         assert_eq!(got, b'q');
                         true
@@ -375,7 +375,7 @@ mod tests {
             });
             let mut fut = std::pin::pin!(ours.read_u8());
             // No answer comes while it is checked for: handed over.
-            let waits = poll_quickly(&rt, fut.as_mut());
+            let waits = poll_quickly(&rt, fut.as_mut(), std::time::Duration::ZERO);
             assert!(matches!(waits, Quickly::Waits(Some(_))));
             let record = crate::wait::spin::SPIN_RECORD.with(std::cell::Cell::get);
             go.send(()).unwrap();
@@ -385,6 +385,30 @@ mod tests {
                 crate::wait::spin::SPIN_RECORD.with(std::cell::Cell::get),
                 record
             );
+            drop(writer.join().unwrap());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn polled_quickly_an_answer_expected_within_the_hold_is_slept_for_there() {
+        use crate::runtime::{poll_quickly, Quickly};
+        std::thread::spawn(|| {
+            let rt = crate::runtime::runtime().expect("a runtime");
+            let (mut ours, theirs) = pair();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::io::Write::write_all(&mut &theirs, b"h").unwrap();
+                theirs
+            });
+            // Far longer than any check: only a sleep within the hold
+            // catches it. (A hold it runs past would hand the wait over.)
+            let mut fut = std::pin::pin!(ours.read_u8());
+            match poll_quickly(&rt, fut.as_mut(), std::time::Duration::from_secs(10)) {
+                Quickly::Done(got) => assert_eq!(got.unwrap(), b'h'),
+                Quickly::Waits(_) => panic!("a 5 ms answer was handed over, not slept for"),
+            }
             drop(writer.join().unwrap());
         })
         .join()
