@@ -71,7 +71,7 @@ pub(crate) fn drive<T: Send, F: Future<Output = Result<T>> + Send + ?Sized>(
     let rt = crate::runtime::runtime()?;
     let in_progress = InProgress::enter();
     let got = if in_progress.alone {
-        crate::runtime::poll_quickly(&rt, fut.as_mut(), gil_hold())
+        crate::runtime::poll_quickly(&rt, fut.as_mut(), gil_hold(py))
     } else {
         crate::runtime::Quickly::Waits(None)
     };
@@ -85,7 +85,7 @@ pub(crate) fn drive<T: Send, F: Future<Output = Result<T>> + Send + ?Sized>(
                 out
             });
             if let Some(answered) = answered {
-                GIL_TAKE_BACK.with(|t| t.set((t.get() * 3 + answered.elapsed()) / 4));
+                GIL_TAKE_BACK.with(|t| t.set((t.get() * 15 + answered.elapsed()) / 16));
             }
             out
         }
@@ -94,29 +94,43 @@ pub(crate) fn drive<T: Send, F: Future<Output = Result<T>> + Send + ?Sized>(
 
 thread_local! {
     /// How long this thread's recent calls waited to take the GIL back
-    /// after their answer came (a moving average; microseconds when no
-    /// other thread wants it, the switch interval when one does).
+    /// after their answer came (a slow moving average; microseconds when
+    /// no other thread wants it, the switch interval when one does; slow,
+    /// so that a thread preempted now and then on a busy machine, with
+    /// the GIL free, does not count as one that waits for it).
     static GIL_TAKE_BACK: std::cell::Cell<std::time::Duration> =
         const { std::cell::Cell::new(std::time::Duration::ZERO) };
 }
 
 /// How long a call may sleep for its answer holding the GIL: letting go
 /// costs this thread taking it back, not worth it for an answer that
-/// comes sooner. Half the recent cost once that is a millisecond or more
-/// (below, nothing is slept for holding it), at most 2 ms (well under the
+/// comes sooner. Half the recent cost once that is 2 ms or more (below,
+/// nothing is slept for holding it), at most 2 ms (well under the
 /// 5 ms other threads wait for it anyway before Python makes the holder
 /// let go). Each call made while the cost is high lowers the estimate a
 /// little, so a thread whose neighbours went quiet lets go again and
 /// learns so.
-fn gil_hold() -> std::time::Duration {
+fn gil_hold(py: Python<'_>) -> std::time::Duration {
     GIL_TAKE_BACK.with(|t| {
         let cost = t.get();
-        if cost < std::time::Duration::from_millis(1) {
+        // Without another Python thread the cost was not the GIL's (the
+        // thread was preempted on a busy machine): holding gains nothing.
+        if cost < std::time::Duration::from_millis(2) || !other_python_threads(py) {
             return std::time::Duration::ZERO;
         }
-        t.set(cost - cost / 64);
+        t.set(cost - cost / 512);
         (cost / 2).min(std::time::Duration::from_millis(2))
     })
+}
+
+/// Whether this interpreter has a thread besides the caller's.
+fn other_python_threads(_py: Python<'_>) -> bool {
+    // SAFETY: the GIL is held (`_py`), so the interpreter's list of thread
+    // states does not change while it is read.
+    unsafe {
+        let first = pyo3::ffi::PyInterpreterState_ThreadHead(pyo3::ffi::PyInterpreterState_Get());
+        !first.is_null() && !pyo3::ffi::PyThreadState_Next(first).is_null()
+    }
 }
 
 /// Sync calls in [`drive`] now, on every thread.
