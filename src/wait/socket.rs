@@ -188,8 +188,14 @@ impl AsyncWrite for Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::{finish, poll_quickly, Quickly};
     use crate::wait::{end_waits, has_waits, Driving, WAITS};
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::runtime::Runtime;
 
     fn pair() -> (Socket, std::os::unix::net::UnixStream) {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -317,13 +323,31 @@ mod tests {
         caller.join().unwrap();
     }
 
+    /// Runs `test` on a fresh thread: its record of recent waits says
+    /// answers come quickly, so it checks before sleeping.
+    fn on_a_fresh_thread(test: impl FnOnce(&Runtime) + Send + 'static) {
+        std::thread::spawn(move || test(&crate::runtime::runtime().expect("a runtime")))
+            .join()
+            .unwrap();
+    }
+
+    /// Our end of a socket pair whose peer writes `byte` 5 ms after `go`
+    /// is sent; the peer's thread hands its end back when joined.
+    fn answered_after_go(byte: u8) -> (Socket, mpsc::Sender<()>, JoinHandle<UnixStream>) {
+        let (ours, theirs) = pair();
+        let (go, answer_now) = mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            answer_now.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            std::io::Write::write_all(&mut &theirs, &[byte]).unwrap();
+            theirs
+        });
+        (ours, go, writer)
+    }
+
     #[test]
     fn polled_quickly_an_answer_that_is_there_when_checked_needs_no_sleep() {
-        use crate::runtime::{finish, poll_quickly, Quickly};
-        // A fresh thread: its record of recent waits says answers come
-        // quickly, so it checks before sleeping.
-        std::thread::spawn(|| {
-            let rt = crate::runtime::runtime().expect("a runtime");
+        on_a_fresh_thread(|rt| {
             // The answer arrives after the first poll found none and noted
             // the wait: the check sees it, and the future ends without
             // sleeping. The check needs the one free core's spin slot, which
@@ -343,76 +367,55 @@ mod tests {
                     }
                     Poll::Pending
                 }));
-                match poll_quickly(&rt, fut.as_mut(), std::time::Duration::ZERO) {
+                match poll_quickly(rt, fut.as_mut(), Duration::ZERO) {
                     Quickly::Done(got) => {
                         assert_eq!(got, b'q');
                         true
                     }
                     waits => {
-                        assert_eq!(finish(&rt, fut, waits), b'q');
+                        assert_eq!(finish(rt, fut, waits), b'q');
                         false
                     }
                 }
             });
             assert!(caught, "no check caught an answer already there");
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn polled_quickly_a_slow_answer_is_left_to_sleep_for_and_checked_once() {
-        use crate::runtime::{finish, poll_quickly, Quickly};
-        std::thread::spawn(|| {
-            let rt = crate::runtime::runtime().expect("a runtime");
-            let (mut ours, theirs) = pair();
-            let (go, answer_now) = std::sync::mpsc::channel::<()>();
-            let writer = std::thread::spawn(move || {
-                answer_now.recv().unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                std::io::Write::write_all(&mut &theirs, b"s").unwrap();
-                theirs
-            });
+        on_a_fresh_thread(|rt| {
+            let (mut ours, go, writer) = answered_after_go(b's');
             let mut fut = std::pin::pin!(ours.read_u8());
             // No answer comes while it is checked for: handed over.
-            let waits = poll_quickly(&rt, fut.as_mut(), std::time::Duration::ZERO);
+            let waits = poll_quickly(rt, fut.as_mut(), Duration::ZERO);
             assert!(matches!(waits, Quickly::Waits(Some(_))));
             let record = crate::wait::spin::SPIN_RECORD.with(std::cell::Cell::get);
             go.send(()).unwrap();
-            assert_eq!(finish(&rt, fut, waits).unwrap(), b's');
+            assert_eq!(finish(rt, fut, waits).unwrap(), b's');
             // `finish` slept at once: the record saw one check, not two.
             assert_eq!(
                 crate::wait::spin::SPIN_RECORD.with(std::cell::Cell::get),
                 record
             );
             drop(writer.join().unwrap());
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn polled_quickly_an_answer_expected_within_the_hold_is_slept_for_there() {
-        use crate::runtime::{poll_quickly, Quickly};
-        std::thread::spawn(|| {
-            let rt = crate::runtime::runtime().expect("a runtime");
-            let (mut ours, theirs) = pair();
-            let writer = std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                std::io::Write::write_all(&mut &theirs, b"h").unwrap();
-                theirs
-            });
+        on_a_fresh_thread(|rt| {
+            let (mut ours, go, writer) = answered_after_go(b'h');
+            go.send(()).unwrap();
             // Far longer than any check: only a sleep within the hold
             // catches it. (A hold it runs past would hand the wait over.)
             let mut fut = std::pin::pin!(ours.read_u8());
-            match poll_quickly(&rt, fut.as_mut(), std::time::Duration::from_secs(10)) {
+            match poll_quickly(rt, fut.as_mut(), Duration::from_secs(10)) {
                 Quickly::Done(got) => assert_eq!(got.unwrap(), b'h'),
                 Quickly::Waits(_) => panic!("a 5 ms answer was handed over, not slept for"),
             }
             drop(writer.join().unwrap());
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
