@@ -55,20 +55,37 @@ impl Transaction {
         self.conn.is_some()
     }
 
-    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
-        let operation = "transaction.execute_query";
+    /// One statement on the transaction's connection: its span (a child of
+    /// the transaction's), its metrics and its errors' context.
+    async fn statement<T>(
+        &mut self,
+        operation: &'static str,
+        subject: Subject<'_>,
+        count: impl FnOnce(&T) -> Count,
+        rows: impl Fn(&T) -> u64,
+        work: impl AsyncFnOnce(&mut PooledConnection) -> Result<T>,
+    ) -> Result<T> {
         let started = Instant::now();
         let span = self.span.clone();
         let config = self.config.clone();
         let conn = self.conn(operation)?;
-        let about = About::new(
-            &config,
-            operation,
-            Subject::Sql(&statement.sql, &statement.values),
-        );
-        let r = telemetry::run(about.parent(&span), count_rows, conn.query(statement)).await;
-        let r = observe(conn.metrics(), started, r, |rows| rows.row_count() as u64);
+        let about = About::new(&config, operation, subject).parent(&span);
+        let r = telemetry::run(about, count, work(conn)).await;
+        let r = observe(conn.metrics(), started, r, rows);
         r.map_err(|e| self.fail(e, operation))
+    }
+
+    pub async fn query(&mut self, statement: &Statement) -> Result<Rows> {
+        let subject = Subject::Sql(&statement.sql, &statement.values);
+        let rows = |rows: &Rows| rows.row_count() as u64;
+        self.statement(
+            "transaction.execute_query",
+            subject,
+            count_rows,
+            rows,
+            async |conn| conn.query(statement).await,
+        )
+        .await
     }
 
     pub async fn query_arrow(
@@ -77,24 +94,13 @@ impl Transaction {
         every: usize,
         operation: &'static str,
     ) -> Result<Batches> {
-        let started = Instant::now();
-        let span = self.span.clone();
-        let config = self.config.clone();
-        let conn = self.conn(operation)?;
-        let about = About::new(
-            &config,
-            operation,
-            Subject::Sql(&statement.sql, &statement.values),
-        );
+        let subject = Subject::Sql(&statement.sql, &statement.values);
         let count = |b: &Batches| Count::Returned(b.rows() as u64);
-        let r = telemetry::run(
-            about.parent(&span),
-            count,
-            conn.query_arrow(statement, every),
-        )
-        .await;
-        let r = observe(conn.metrics(), started, r, |b| b.rows() as u64);
-        r.map_err(|e| self.fail(e, operation))
+        let rows = |b: &Batches| b.rows() as u64;
+        self.statement(operation, subject, count, rows, async |conn| {
+            conn.query_arrow(statement, every).await
+        })
+        .await
     }
 
     /// The statement's Arrow batches into `sink` while the caller reads
@@ -111,23 +117,14 @@ impl Transaction {
     }
 
     pub async fn execute_many(&mut self, sql: &ParsedSql, mut feed: RowFeed) -> Result<u64> {
-        let operation = "transaction.execute_many";
-        let started = Instant::now();
-        let span = self.span.clone();
-        let config = self.config.clone();
-        let conn = self.conn(operation)?;
-        let about = About::new(&config, operation, Subject::Sql(sql, &[]));
-        let work = async {
+        let subject = Subject::Sql(sql, &[]);
+        let count = |&(affected, size): &(u64, u64)| Count::Batch { size, affected };
+        let work = async |conn: &mut PooledConnection| {
             let affected = conn.execute_many(sql, &mut feed).await?;
             Ok((affected, feed.taken()))
         };
-        let count = |&(affected, size): &(u64, u64)| Count::Batch { size, affected };
-        let r = telemetry::run(about.parent(&span), count, work)
-            .await
-            .map(|(affected, _)| affected);
-        let conn = self.conn(operation)?;
-        let r = observe(conn.metrics(), started, r, |_| 0);
-        r.map_err(|e| self.fail(e, "transaction.execute_many"))
+        let r = self.statement("transaction.execute_many", subject, count, |_| 0, work);
+        r.await.map(|(affected, _)| affected)
     }
 
     pub async fn commit(&mut self) -> Result<()> {

@@ -127,16 +127,18 @@ impl PgConn {
     /// The row loop: decode each row's values into the buffer.
     async fn read(&mut self, statement: &Statement, destination: Destination<'_>) -> Result<Read> {
         let (stmt, args) = self.bind(&statement.sql, &statement.values).await?;
+        // A commented statement runs unnamed: its text is not the cached
+        // statement's (`PgConn::with_comment`).
+        let query = stmt
+            .query_with(args)
+            .persistent(statement.sql.comment.is_none());
         if let Destination::Arrow { every, to } = destination {
             // The schema is known before the statement runs: an unmapped
             // column type fails here, with nothing executed.
             let (schema, columns) = arrow::plan(stmt.columns())?;
             let mut buffer = ArrowBuffer::new(schema, columns, every, to);
             let mut read = 0u64;
-            let mut stream = stmt
-                .query_with(args)
-                .persistent(statement.sql.comment.is_none())
-                .fetch(&mut self.conn);
+            let mut stream = query.fetch(&mut self.conn);
             while let Some(row) = stream.try_next().await? {
                 if !row.is_binary() {
                     return Err(Error::query("the server sent a result in text form"));
@@ -157,19 +159,12 @@ impl PgConn {
         let mut buffer = RowBuffer::new(destination);
         buffer.start(columns.iter().map(|c| c.name().to_owned()).collect());
         if readers.is_empty() {
-            let done = stmt
-                .query_with(args)
-                .persistent(statement.sql.comment.is_none())
-                .execute(&mut self.conn)
-                .await?;
+            let done = query.execute(&mut self.conn).await?;
             let mut read = buffer.finish().await;
             read.rows.rows_affected = done.rows_affected();
             return Ok(read);
         }
-        let mut stream = stmt
-            .query_with(args)
-            .persistent(statement.sql.comment.is_none())
-            .fetch(&mut self.conn);
+        let mut stream = query.fetch(&mut self.conn);
         while let Some(row) = stream.try_next().await? {
             let values = buffer.values();
             if values.capacity() == values.len() {
