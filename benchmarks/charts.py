@@ -69,11 +69,15 @@ def newest(pattern: str) -> Path | None:
 
 
 def newest_full_loaded_run() -> Path | None:
-    """The newest loaded.py run that measured every line (a run of a few
-    lines, to look closer at them, is not drawn)."""
+    """The newest loaded.py run that measured every line quiet and with one
+    and two cores busy (a run of a few lines or of the `pool` level alone,
+    to look closer at them, is not drawn)."""
     for path in sorted(RESULTS.glob("loaded-*.json"), reverse=True):
-        measured = {line[2] for line in json.loads(path.read_text())}
-        if measured >= set(LOADED_WORKLOADS):
+        lines = json.loads(path.read_text())
+        for level in ("0", "1", "2"):
+            if not {line[2] for line in lines if line[0] == level} >= set(LOADED_WORKLOADS):
+                break
+        else:
             return path
     return None
 
