@@ -112,15 +112,26 @@ thread_local! {
 /// learns so.
 fn gil_hold(py: Python<'_>) -> std::time::Duration {
     GIL_TAKE_BACK.with(|t| {
-        let cost = t.get();
-        // Without another Python thread the cost was not the GIL's (the
-        // thread was preempted on a busy machine): holding gains nothing.
-        if cost < std::time::Duration::from_millis(2) || !other_python_threads(py) {
-            return std::time::Duration::ZERO;
-        }
-        t.set(cost - cost / 512);
-        (cost / 2).min(std::time::Duration::from_millis(2))
+        let (hold, cost) = hold_decision(t.get(), || other_python_threads(py));
+        t.set(cost);
+        hold
     })
+}
+
+/// [`gil_hold`]'s rule, for a take-back cost of `cost`: how long to hold
+/// the GIL, and the cost estimate after this call.
+fn hold_decision(
+    cost: std::time::Duration,
+    other_threads: impl FnOnce() -> bool,
+) -> (std::time::Duration, std::time::Duration) {
+    const HOLD_FROM: std::time::Duration = std::time::Duration::from_millis(2);
+    const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_millis(2);
+    // Without another Python thread the cost was not the GIL's (the
+    // thread was preempted on a busy machine): holding gains nothing.
+    if cost < HOLD_FROM || !other_threads() {
+        return (std::time::Duration::ZERO, cost);
+    }
+    ((cost / 2).min(HOLD_AT_MOST), cost - cost / 512)
 }
 
 /// Whether this interpreter has a thread besides the caller's.
@@ -690,4 +701,46 @@ pub(crate) fn repair_migrations(
             Ok(d.into_any())
         }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hold_decision;
+    use std::time::Duration;
+
+    #[test]
+    fn the_gil_is_held_only_where_taking_it_back_cost_milliseconds_and_another_thread_wants_it() {
+        let ms = Duration::from_millis;
+        // A cheap take-back: let go, and the threads are not even looked at.
+        let looked = std::cell::Cell::new(false);
+        let cheap = hold_decision(Duration::from_micros(1999), || {
+            looked.set(true);
+            true
+        });
+        assert_eq!(cheap, (Duration::ZERO, Duration::from_micros(1999)));
+        assert!(
+            !looked.get(),
+            "the thread list was read for a cheap take-back"
+        );
+        // Costly, but no other Python thread: a preemption, not the GIL.
+        assert_eq!(hold_decision(ms(8), || false), (Duration::ZERO, ms(8)));
+        // Costly with another thread: half the cost, at most 2 ms.
+        let (hold, after) = hold_decision(ms(3), || true);
+        assert_eq!(hold, Duration::from_micros(1500));
+        assert!(after < ms(3), "the estimate did not decay: {after:?}");
+        assert_eq!(hold_decision(ms(40), || true).0, ms(2));
+        // Neighbours gone quiet: the decay alone ends the holding, in a few
+        // hundred calls (ln 2 × 512 ≈ 355 from 4 ms).
+        let mut cost = ms(4);
+        let mut calls = 0;
+        while hold_decision(cost, || true).0 > Duration::ZERO {
+            cost = hold_decision(cost, || true).1;
+            calls += 1;
+            assert!(calls < 1000, "still holding after {calls} calls");
+        }
+        assert!(
+            (300..400).contains(&calls),
+            "stopped holding after {calls} calls"
+        );
+    }
 }
